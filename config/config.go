@@ -1,0 +1,177 @@
+// Package config reads gateway.yaml, the configuration that every specgate role shares.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Gateway is gateway.yaml (DESIGN.md §3).
+type Gateway struct {
+	Listeners    Listeners         `json:"listeners"`
+	Issuers      []Issuer          `json:"issuers"`
+	Claims       Claims            `json:"claims"`
+	ClaimHeaders map[string]string `json:"claimHeaders"`
+	Revocation   Revocation        `json:"revocation"`
+	RateLimit    RateLimit         `json:"rateLimit"`
+	Authz        Authz             `json:"authz"`
+	// XFFTrustedHops is how many X-Forwarded-For hops in front of Envoy are trusted (a cloud
+	// load balancer adds one); the ip rate-limit key and the client fallback use the result.
+	XFFTrustedHops uint32 `json:"xffTrustedHops"`
+}
+
+type Listeners struct {
+	Public   uint32 `json:"public"`
+	Internal uint32 `json:"internal"`
+}
+
+type Issuer struct {
+	Issuer     string   `json:"issuer"`
+	JWKSURI    string   `json:"jwksUri"` // empty: OIDC discovery from Issuer
+	Audiences  []string `json:"audiences"`
+	Algorithms []string `json:"algorithms"`
+}
+
+type Claims struct {
+	Subject string `json:"subject"`
+	Client  string `json:"client"`
+	Scope   string `json:"scope"`
+}
+
+type Revocation struct {
+	// Store is redis://host:port/db, or file:///path for one replica without Redis.
+	Store             string   `json:"store"`
+	ExpectedEntries   uint     `json:"expectedEntries"`
+	FalsePositiveRate float64  `json:"falsePositiveRate"`
+	MaxTokenLifetime  Duration `json:"maxTokenLifetime"`
+}
+
+type RateLimit struct {
+	Store    string `json:"store"` // "memory" or redis://...
+	FailOpen *bool  `json:"failOpen"`
+}
+
+// FailsOpen reports the effective failOpen setting (default true).
+func (r RateLimit) FailsOpen() bool { return r.FailOpen == nil || *r.FailOpen }
+
+type Authz struct {
+	FailOpen bool     `json:"failOpen"`
+	Timeout  Duration `json:"timeout"`
+}
+
+// Duration is a time.Duration written as "200ms", "24h".
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"200ms\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// Default is the configuration used when no gateway.yaml is given.
+func Default() Gateway {
+	return Gateway{
+		Listeners:    Listeners{Public: 8080, Internal: 8081},
+		Claims:       Claims{Subject: "sub", Client: "client_id", Scope: "scope"},
+		ClaimHeaders: map[string]string{"X-User-Id": "sub", "X-Client-Id": "client_id"},
+		Revocation: Revocation{
+			ExpectedEntries:   10_000_000,
+			FalsePositiveRate: 1e-7,
+			MaxTokenLifetime:  Duration{24 * time.Hour},
+		},
+		RateLimit: RateLimit{Store: "memory"},
+		Authz:     Authz{Timeout: Duration{200 * time.Millisecond}},
+	}
+}
+
+// Load reads path over the defaults; unknown keys are errors.
+func Load(path string) (Gateway, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Gateway{}, fmt.Errorf("%s: read gateway config: %w", path, err)
+	}
+	g, err := Parse(b)
+	if err != nil {
+		return Gateway{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return g, nil
+}
+
+// Parse decodes a gateway.yaml document over the defaults and validates it.
+func Parse(b []byte) (Gateway, error) {
+	g := Default()
+	if err := yaml.UnmarshalStrict(b, &g); err != nil {
+		return Gateway{}, fmt.Errorf("decode gateway config: %w", err)
+	}
+	if err := g.Validate(); err != nil {
+		return Gateway{}, err
+	}
+	return g, nil
+}
+
+// Validate joins every problem of g.
+func (g Gateway) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if g.Listeners.Public == 0 || g.Listeners.Internal == 0 || g.Listeners.Public == g.Listeners.Internal {
+		add("listeners: public and internal ports must be set and differ")
+	}
+	seen := map[string]bool{}
+	for i, is := range g.Issuers {
+		if is.Issuer == "" {
+			add("issuers[%d]: issuer is required", i)
+		}
+		if seen[is.Issuer] {
+			add("issuers[%d]: duplicate issuer %q", i, is.Issuer)
+		}
+		seen[is.Issuer] = true
+		if is.JWKSURI != "" {
+			if u, err := url.Parse(is.JWKSURI); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				add("issuers[%d]: jwksUri %q is not an http(s) URL", i, is.JWKSURI)
+			}
+		}
+		for _, a := range is.Algorithms {
+			if a == "none" || strings.HasPrefix(a, "HS") {
+				add("issuers[%d]: algorithm %s is never allowed with a JWKS", i, a)
+			}
+		}
+	}
+	if g.Claims.Subject == "" || g.Claims.Scope == "" {
+		add("claims: subject and scope must be set")
+	}
+	for h, c := range g.ClaimHeaders {
+		if h == "" || c == "" || strings.ContainsAny(h, " :\t") {
+			add("claimHeaders: invalid entry %q: %q", h, c)
+		}
+	}
+	r := g.Revocation
+	if r.ExpectedEntries == 0 || r.FalsePositiveRate <= 0 || r.FalsePositiveRate >= 1 || r.MaxTokenLifetime.Duration <= 0 {
+		add("revocation: expectedEntries, falsePositiveRate (0..1) and maxTokenLifetime must be positive")
+	}
+	if r.Store != "" && !strings.HasPrefix(r.Store, "redis://") && !strings.HasPrefix(r.Store, "rediss://") && !strings.HasPrefix(r.Store, "file://") {
+		add("revocation: store %q must be redis://, rediss:// or file://", r.Store)
+	}
+	if s := g.RateLimit.Store; s != "memory" && !strings.HasPrefix(s, "redis://") && !strings.HasPrefix(s, "rediss://") {
+		add("rateLimit: store %q must be memory or redis://", s)
+	}
+	if g.Authz.Timeout.Duration <= 0 {
+		add("authz: timeout must be positive")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,50 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseDesignExample(t *testing.T) {
+	g, err := Parse([]byte(`
+listeners: {public: 8080, internal: 8081}
+issuers:
+  - issuer: https://auth.example.com/
+    jwksUri: https://auth.example.com/.well-known/jwks.json
+    audiences: [api]
+    algorithms: [RS256, ES256, EdDSA]
+claims: {subject: sub, client: client_id, scope: scope}
+claimHeaders: {X-User-Id: sub, X-Client-Id: client_id}
+revocation: {store: redis://127.0.0.1:6379/0, expectedEntries: 10000000, falsePositiveRate: 1e-7, maxTokenLifetime: 24h}
+rateLimit: {store: memory, failOpen: true}
+authz: {failOpen: false, timeout: 200ms}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Revocation.MaxTokenLifetime.Duration != 24*time.Hour || g.Authz.Timeout.Duration != 200*time.Millisecond ||
+		len(g.Issuers) != 1 || !g.RateLimit.FailsOpen() {
+		t.Fatalf("parsed %+v", g)
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	for name, doc := range map[string]string{
+		"unknown key":  "listners: {public: 1}",
+		"hmac alg":     "issuers: [{issuer: x, algorithms: [HS256]}]",
+		"none alg":     "issuers: [{issuer: x, algorithms: [none]}]",
+		"bad duration": "authz: {timeout: soon}",
+		"bad store":    "rateLimit: {store: postgres://x}",
+		"same ports":   "listeners: {public: 80, internal: 80}",
+		"dup issuer":   "issuers: [{issuer: x}, {issuer: x}]",
+		"bad jwks":     "issuers: [{issuer: x, jwksUri: 'ftp://x'}]",
+		"zero fp rate": "revocation: {falsePositiveRate: 0}",
+	} {
+		if _, err := Parse([]byte(doc)); err == nil {
+			t.Errorf("%s: accepted %q", name, doc)
+		} else if strings.TrimSpace(err.Error()) == "" {
+			t.Errorf("%s: empty error", name)
+		}
+	}
+}

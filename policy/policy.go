@@ -1,0 +1,125 @@
+// Package policy holds the few names and encodings that the compiler writes into Envoy
+// resources and that the authorization and rate-limit services read back. It is a leaf: it
+// imports nothing of specgate, so neither service depends on the compiler or on each other.
+package policy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Keys of ExtAuthzPerRoute.check_settings.context_extensions.
+const (
+	// ExtRoute holds the route id, <service>.<operationId>.
+	ExtRoute = "route"
+	// ExtPolicy holds the JSON encoding of Route.
+	ExtPolicy = "policy"
+)
+
+// Rate-limit names shared by the compiled route actions, the RateLimitConfig and the
+// rate-limit service. A descriptor is always route=<id>, limit=<index>[, <key kind>=<value>].
+const (
+	Domain     = "specgate"
+	DescRoute  = "route"
+	DescLimit  = "limit"
+	DescClient = "client"
+	DescIP     = "ip"
+	DescHeader = "header"
+)
+
+// Dynamic metadata that the authorization service returns for the rate-limit descriptors.
+// Envoy files it under MetadataNamespace whatever the filter is named.
+const (
+	MetadataNamespace = "envoy.filters.http.ext_authz"
+	// MetaSubject is the token subject ("" for anonymous requests).
+	MetaSubject = "subject"
+	// MetaClient is the rate-limit client key: "sub:<subject>", "cid:<client id>" for a
+	// client-credentials token, or "ip:<address>" for an anonymous request.
+	MetaClient = "client"
+)
+
+// MetaHeader is the dynamic-metadata key for a header:<Name> rate-limit key: the header's
+// value, or "ip:<address>" when the request does not carry it.
+func MetaHeader(name string) string { return "header:" + strings.ToLower(name) }
+
+// BaseHeaders reach every backend whatever a route allows (lower case, sorted).
+var BaseHeaders = []string{
+	"accept", "accept-encoding", "accept-language", "content-length", "content-type", "host",
+	"traceparent", "tracestate", "user-agent", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
+}
+
+// Route is the authorization policy of one route.
+type Route struct {
+	// ID is the route id; it labels metrics.
+	ID string `json:"id"`
+	// Anonymous routes pass without a token; a token that is present must still be valid.
+	Anonymous bool `json:"anonymous,omitempty"`
+	// AnyOf is OpenAPI's security list: a token passes if it meets one requirement.
+	AnyOf []Requirement `json:"anyOf,omitempty"`
+	// Headers are the client headers allowed beyond BaseHeaders (lower case, sorted).
+	Headers []string `json:"headers,omitempty"`
+	// RateLimitHeaders are the headers named by header:<Name> rate-limit keys (lower case).
+	RateLimitHeaders []string `json:"rateLimitHeaders,omitempty"`
+}
+
+// Requirement is one OpenAPI security requirement object: every scope is needed (AND), from a
+// token of one of Issuers (any trusted issuer when empty).
+type Requirement struct {
+	Scopes  []string `json:"scopes,omitempty"`
+	Issuers []string `json:"issuers,omitempty"`
+}
+
+// Validate reports a policy the services cannot enforce; they refuse such a route.
+func (r Route) Validate() error {
+	var errs []error
+	if r.ID == "" {
+		errs = append(errs, errors.New("policy: empty route id"))
+	}
+	if !r.Anonymous && len(r.AnyOf) == 0 {
+		errs = append(errs, fmt.Errorf("policy %s: neither anonymous nor any requirement", r.ID))
+	}
+	for _, req := range r.AnyOf {
+		for _, s := range req.Scopes {
+			if s == "" || strings.ContainsAny(s, " \t\n") {
+				errs = append(errs, fmt.Errorf("policy %s: invalid scope %q", r.ID, s))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Encode returns the context extensions carrying r.
+func (r Route) Encode() (map[string]string, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{ExtRoute: r.ID, ExtPolicy: string(b)}, nil
+}
+
+// Decode reads the policy from its encoded form (the ExtPolicy value).
+func Decode(s string) (Route, error) {
+	var r Route
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return Route{}, fmt.Errorf("policy: decode: %w", err)
+	}
+	return r, r.Validate()
+}
+
+// Allowed reports whether a lower-case header name may reach the backend of r.
+func (r Route) Allowed(name string) bool {
+	_, base := slices.BinarySearch(BaseHeaders, name)
+	if base {
+		return true
+	}
+	_, ok := slices.BinarySearch(r.Headers, name)
+	return ok
+}
