@@ -37,6 +37,7 @@ func commands() []*cobra.Command {
 	return []*cobra.Command{
 		newLintCmd(),
 		newCompileCmd(),
+		newRateLimitCmd(),
 	}
 }
 

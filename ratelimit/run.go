@@ -1,0 +1,248 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	rlsconf "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/ratelimit/limiter"
+	"github.com/specgate/specgate/ratelimit/rules"
+)
+
+// Options configure the service. At most one of XDSAddr and LimitsFile is set; with
+// neither, the caller hands configs to Server.Service().SetConfig.
+type Options struct {
+	Config     config.Gateway
+	GRPCAddr   string // default ":9003"
+	HTTPAddr   string // default ":9004"
+	XDSAddr    string // control plane, host:port
+	LimitsFile string // a RateLimitConfig in protojson form (YAML or JSON); reloaded on SIGHUP
+	NodeID     string // default "specgate-ratelimit-<hostname>"
+	Logger     *slog.Logger
+	// Clock is for tests (default: the wall clock).
+	Clock limiter.TimeSource
+}
+
+// Server is a running service with its gRPC and HTTP listeners.
+type Server struct {
+	svc      *Service
+	grpcLn   net.Listener
+	httpLn   net.Listener
+	shutdown func() // runs once ctx ends
+	done     chan struct{}
+	errMu    sync.Mutex
+	err      error
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, o Options) error {
+	s, err := Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	return s.Wait()
+}
+
+// Start listens, loads the first config source and serves in the background until ctx ends.
+// A bad limits file is an error here; a control plane that is not up yet is not.
+func Start(ctx context.Context, o Options) (*Server, error) {
+	if o.XDSAddr != "" && o.LimitsFile != "" {
+		return nil, errors.New("ratelimit: set one of the xDS address and the limits file, not both")
+	}
+	if o.GRPCAddr == "" {
+		o.GRPCAddr = ":9003"
+	}
+	if o.HTTPAddr == "" {
+		o.HTTPAddr = ":9004"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	svc, err := New(o)
+	if err != nil {
+		return nil, err
+	}
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	hs.SetServingStatus(rlsv3.RateLimitService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	svc.onReady = func() {
+		hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		hs.SetServingStatus(rlsv3.RateLimitService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
+	if o.LimitsFile != "" {
+		if err := svc.loadFile(o.LimitsFile); err != nil {
+			svc.Close()
+			return nil, err
+		}
+	}
+	var conn *grpc.ClientConn
+	if o.XDSAddr != "" {
+		if conn, err = grpc.NewClient(o.XDSAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			svc.Close()
+			return nil, fmt.Errorf("ratelimit: xds %s: %w", o.XDSAddr, err)
+		}
+	}
+	lc := net.ListenConfig{}
+	grpcLn, err := lc.Listen(ctx, "tcp", o.GRPCAddr)
+	if err != nil {
+		svc.Close()
+		return nil, fmt.Errorf("ratelimit: grpc listener: %w", err)
+	}
+	httpLn, err := lc.Listen(ctx, "tcp", o.HTTPAddr)
+	if err != nil {
+		grpcLn.Close()
+		svc.Close()
+		return nil, fmt.Errorf("ratelimit: http listener: %w", err)
+	}
+
+	gs := grpc.NewServer(
+		// Envoy keeps long-lived HTTP/2 connections and multiplexes every worker's calls on
+		// them: allow many streams, and pings from idle connections.
+		grpc.MaxConcurrentStreams(10_000),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	rlsv3.RegisterRateLimitServiceServer(gs, svc)
+	healthpb.RegisterHealthServer(gs, hs)
+	hsrv := &http.Server{Handler: svc.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+
+	s := &Server{svc: svc, grpcLn: grpcLn, httpLn: httpLn, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	bg, stopBG := context.WithCancel(ctx)
+	wg.Go(func() { s.fail(gs.Serve(grpcLn)) })
+	wg.Go(func() {
+		if err := hsrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+			s.fail(err)
+		}
+	})
+	if conn != nil {
+		node := &corev3.Node{Id: nodeID(o.NodeID), Cluster: "specgate-ratelimit"}
+		wg.Go(func() { svc.subscribe(bg, conn, node) })
+	}
+	if o.LimitsFile != "" {
+		wg.Go(func() { svc.reloadOnHUP(bg, o.LimitsFile) })
+	}
+	o.Logger.Info("ratelimit serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
+		"store", o.Config.RateLimit.Store, "xds", o.XDSAddr, "limits", o.LimitsFile)
+
+	go func() {
+		<-ctx.Done()
+		stopBG()
+		hs.Shutdown() // tells clients NOT_SERVING while in-flight calls drain
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			gs.Stop()
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = hsrv.Shutdown(sctx)
+		cancel()
+		wg.Wait()
+		if conn != nil {
+			conn.Close()
+		}
+		s.fail(svc.Close())
+		close(s.done)
+	}()
+	return s, nil
+}
+
+func (s *Server) fail(err error) {
+	if err == nil {
+		return
+	}
+	s.errMu.Lock()
+	s.err = errors.Join(s.err, err)
+	s.errMu.Unlock()
+}
+
+// Wait blocks until the server has shut down and returns what went wrong while serving.
+func (s *Server) Wait() error {
+	<-s.done
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// GRPCAddr and HTTPAddr are the bound addresses (useful with port 0).
+func (s *Server) GRPCAddr() string { return s.grpcLn.Addr().String() }
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// Service is the running service.
+func (s *Server) Service() *Service { return s.svc }
+
+func nodeID(id string) string {
+	if id != "" {
+		return id
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	return "specgate-ratelimit-" + host
+}
+
+func (s *Service) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.Ready() {
+			http.Error(w, "no rate-limit config yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+func (s *Service) loadFile(path string) error {
+	c, err := rules.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("ratelimit: limits: %w", err)
+	}
+	if err := s.SetConfig([]*rlsconf.RateLimitConfig{c}); err != nil {
+		return fmt.Errorf("ratelimit: limits %s: %w", path, err)
+	}
+	return nil
+}
+
+// reloadOnHUP reloads the limits file on SIGHUP; a bad file leaves the live config.
+func (s *Service) reloadOnHUP(ctx context.Context, path string) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := s.loadFile(path); err != nil {
+				s.log.Error("limits reload failed; the live config stays", "err", err)
+			}
+		}
+	}
+}
