@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/specgate/specgate/compiler"
+	"github.com/specgate/specgate/compiler/ir"
+	"github.com/specgate/specgate/compiler/translate"
+	"github.com/specgate/specgate/config"
+)
+
+// compileSpecs runs the compiler on dir and prints every diagnostic, one line each.
+func compileSpecs(w io.Writer, dir string) (ir.Gateway, error) {
+	gw, diags := compiler.Compile(dir)
+	for _, d := range diags {
+		fmt.Fprintln(w, d.String())
+	}
+	if diags.HasErrors() {
+		return gw, exitCode(1)
+	}
+	return gw, nil
+}
+
+func newLintCmd() *cobra.Command {
+	var specs string
+	cmd := &cobra.Command{
+		Use:   "lint --specs DIR",
+		Short: "Validate every OpenAPI file of DIR; exit 1 with one line per error",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			gw, err := compileSpecs(cmd.ErrOrStderr(), specs)
+			if err != nil {
+				return err
+			}
+			// Translation checks what the model cannot (Envoy's own constraints).
+			if _, err := translate.Translate(gw, translate.Options{Gateway: config.Default()}); err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return exitCode(1)
+			}
+			n := 0
+			for _, s := range gw.Services {
+				n += len(s.Operations)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d services, %d operations\n", len(gw.Services), n)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&specs, "specs", "specs", "directory of OpenAPI files")
+	return cmd
+}
+
+func newCompileCmd() *cobra.Command {
+	var (
+		specs, format, out, gatewayConfig, listen string
+		bo                                        translate.BootstrapOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "compile --specs DIR --format bootstrap|resources|ratelimit -o FILE",
+		Short: "Compile the specs into Envoy configuration",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := config.Default()
+			if gatewayConfig != "" {
+				var err error
+				if cfg, err = config.Load(gatewayConfig); err != nil {
+					return err
+				}
+			}
+			gw, err := compileSpecs(cmd.ErrOrStderr(), specs)
+			if err != nil {
+				return err
+			}
+			res, err := translate.Translate(gw, translate.Options{Gateway: cfg, ListenAddress: listen, InlineRoutes: format == "bootstrap"})
+			if err != nil {
+				return err
+			}
+			var b []byte
+			switch format {
+			case "bootstrap":
+				boot, err := translate.Bootstrap(res, bo)
+				if err != nil {
+					return err
+				}
+				b, err = translate.YAML(boot)
+				if err != nil {
+					return err
+				}
+			case "resources":
+				b, err = res.YAML()
+			case "ratelimit":
+				b, err = translate.YAML(res.RateLimit)
+			default:
+				return fmt.Errorf("--format %q: must be bootstrap, resources or ratelimit", format)
+			}
+			if err != nil {
+				return err
+			}
+			if out == "" || out == "-" {
+				_, err = cmd.OutOrStdout().Write(b)
+				return err
+			}
+			return writeFileAtomic(out, b)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&specs, "specs", "specs", "directory of OpenAPI files")
+	f.StringVar(&format, "format", "resources", "bootstrap, resources or ratelimit")
+	f.StringVarP(&out, "output", "o", "-", "output file (- for stdout)")
+	f.StringVar(&gatewayConfig, "config", "", "gateway.yaml (default: built-in defaults)")
+	f.StringVar(&listen, "listen-address", "0.0.0.0", "IP the listeners bind")
+	f.StringVar(&bo.AdminAddress, "admin-address", "127.0.0.1:9901", "Envoy admin address (bootstrap)")
+	f.StringVar(&bo.AuthzAddress, "authz-address", "127.0.0.1:9001", "specgate authz gRPC address (bootstrap)")
+	f.StringVar(&bo.RateLimitAddr, "ratelimit-address", "127.0.0.1:9003", "specgate ratelimit gRPC address (bootstrap)")
+	return cmd
+}
+
+// writeFileAtomic replaces path in one rename, so readers never see half a file.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,259 @@
+// Package ir is the gateway model between OpenAPI and Envoy: plain structs that import
+// neither kin-openapi nor Envoy's types. compiler.Build fills it; package translate turns it
+// into Envoy resources. Every level has Validate, which joins all problems it finds.
+package ir
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Gateway is the merged model of every service.
+type Gateway struct {
+	Services []Service `json:"services"` // sorted by Name
+}
+
+// Service is one OpenAPI file.
+type Service struct {
+	Name          string      `json:"name"`
+	File          string      `json:"file"`
+	Backend       Backend     `json:"backend"`
+	BasePath      string      `json:"basePath,omitempty"`
+	StripBasePath bool        `json:"stripBasePath,omitempty"`
+	CORS          *CORS       `json:"cors,omitempty"`
+	Operations    []Operation `json:"operations"` // sorted by Path, then Method
+}
+
+// Backend is where a service's requests go.
+type Backend struct {
+	TLS  bool   `json:"tls,omitempty"`
+	Host string `json:"host"`
+	Port uint32 `json:"port"`
+}
+
+// Exposure says on which listeners an operation is served.
+type Exposure string
+
+const (
+	Public   Exposure = "public"   // both listeners
+	Internal Exposure = "internal" // the internal listener only
+)
+
+// Operation is one method on one path, as the gateway serves it.
+type Operation struct {
+	// ID is the route id, <service>.<operationId>: it names the Envoy route, its stats, its
+	// rate-limit descriptor and its metrics label.
+	ID     string `json:"id"`
+	Method string `json:"method"`
+	// Path is the gateway path template (basePath included), e.g. /orders/{id}.
+	Path           string        `json:"path"`
+	Exposure       Exposure      `json:"exposure"`
+	Timeout        time.Duration `json:"timeout,omitempty"`
+	AllowedHeaders []string      `json:"allowedHeaders,omitempty"` // lower case, sorted
+	RateLimits     []RateLimit   `json:"rateLimits,omitempty"`
+	Security       Security      `json:"security"`
+}
+
+// Security is OpenAPI's requirement list for one operation.
+type Security struct {
+	Anonymous bool          `json:"anonymous,omitempty"`
+	AnyOf     []Requirement `json:"anyOf,omitempty"`
+}
+
+// Requirement is one requirement object: every scope (AND), from one of Issuers (any when empty).
+type Requirement struct {
+	Scopes  []string `json:"scopes,omitempty"`
+	Issuers []string `json:"issuers,omitempty"`
+}
+
+// Unit is the window of a rate limit.
+type Unit string
+
+const (
+	Second Unit = "second"
+	Minute Unit = "minute"
+	Hour   Unit = "hour"
+	Day    Unit = "day"
+)
+
+// KeyKind is what a rate limit counts by.
+type KeyKind string
+
+const (
+	KeyRoute  KeyKind = "route"
+	KeyClient KeyKind = "client"
+	KeyIP     KeyKind = "ip"
+	KeyHeader KeyKind = "header"
+)
+
+// RateLimit is one quota; all of an operation's quotas apply.
+type RateLimit struct {
+	Requests uint32  `json:"requests"`
+	Per      Unit    `json:"per"`
+	Key      KeyKind `json:"key"`
+	Header   string  `json:"header,omitempty"` // for KeyHeader
+}
+
+// CORS is a service's cross-origin policy.
+type CORS struct {
+	AllowOrigins     []string      `json:"allowOrigins"`
+	AllowHeaders     []string      `json:"allowHeaders,omitempty"`
+	ExposeHeaders    []string      `json:"exposeHeaders,omitempty"`
+	AllowCredentials bool          `json:"allowCredentials,omitempty"`
+	MaxAge           time.Duration `json:"maxAge,omitempty"`
+}
+
+var (
+	serviceName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	headerName  = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+	methods     = []string{"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
+
+// Validate joins every problem of the model.
+func (g Gateway) Validate() error {
+	var errs []error
+	names := map[string]bool{}
+	ids := map[string]bool{}
+	for _, s := range g.Services {
+		if names[s.Name] {
+			errs = append(errs, fmt.Errorf("service %s: duplicate name", s.Name))
+		}
+		names[s.Name] = true
+		for _, op := range s.Operations {
+			if ids[op.ID] {
+				errs = append(errs, fmt.Errorf("route %s: duplicate id", op.ID))
+			}
+			ids[op.ID] = true
+		}
+		errs = append(errs, s.Validate())
+	}
+	if !slices.IsSortedFunc(g.Services, func(a, b Service) int { return strings.Compare(a.Name, b.Name) }) {
+		errs = append(errs, errors.New("services are not sorted by name"))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate joins every problem of the service.
+func (s Service) Validate() error {
+	var errs []error
+	if !serviceName.MatchString(s.Name) {
+		errs = append(errs, fmt.Errorf("service %q: name must match %s", s.Name, serviceName))
+	}
+	if s.Backend.Host == "" || s.Backend.Port == 0 {
+		errs = append(errs, fmt.Errorf("service %s: backend needs a host and a port", s.Name))
+	}
+	if s.BasePath != "" && (!strings.HasPrefix(s.BasePath, "/") || strings.HasSuffix(s.BasePath, "/")) {
+		errs = append(errs, fmt.Errorf("service %s: basePath %q must start and not end with /", s.Name, s.BasePath))
+	}
+	if s.CORS != nil {
+		errs = append(errs, s.CORS.Validate())
+	}
+	for _, op := range s.Operations {
+		if err := op.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", s.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate joins every problem of the operation.
+func (o Operation) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s %s: "+format, append([]any{o.Method, o.Path}, a...)...))
+	}
+	if o.ID == "" {
+		add("empty route id")
+	}
+	if !slices.Contains(methods, o.Method) {
+		add("unsupported method")
+	}
+	if !strings.HasPrefix(o.Path, "/") {
+		add("path must start with /")
+	}
+	if o.Exposure != Public && o.Exposure != Internal {
+		add("exposure %q must be public or internal", o.Exposure)
+	}
+	if o.Timeout < 0 {
+		add("negative timeout")
+	}
+	for _, h := range o.AllowedHeaders {
+		if !headerName.MatchString(h) || h != strings.ToLower(h) {
+			add("allowed header %q is not a lower-case header name", h)
+		}
+	}
+	for _, rl := range o.RateLimits {
+		if err := rl.Validate(); err != nil {
+			add("%v", err)
+		}
+	}
+	if !o.Security.Anonymous && len(o.Security.AnyOf) == 0 {
+		add("security: no requirement and not anonymous")
+	}
+	for _, r := range o.Security.AnyOf {
+		for _, sc := range r.Scopes {
+			if sc == "" || strings.ContainsAny(sc, " \t\r\n") {
+				add("scope %q must be a non-empty word", sc)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports a quota Envoy and the rate-limit service cannot enforce.
+func (r RateLimit) Validate() error {
+	var errs []error
+	if r.Requests == 0 {
+		errs = append(errs, errors.New("rate limit: requests must be > 0"))
+	}
+	switch r.Per {
+	case Second, Minute, Hour, Day:
+	default:
+		errs = append(errs, fmt.Errorf("rate limit: unknown unit %q", r.Per))
+	}
+	switch r.Key {
+	case KeyRoute, KeyClient, KeyIP:
+		if r.Header != "" {
+			errs = append(errs, fmt.Errorf("rate limit: key %s takes no header", r.Key))
+		}
+	case KeyHeader:
+		if !headerName.MatchString(r.Header) {
+			errs = append(errs, fmt.Errorf("rate limit: invalid header name %q", r.Header))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("rate limit: unknown key kind %q", r.Key))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports an unusable CORS policy.
+func (c CORS) Validate() error {
+	var errs []error
+	if len(c.AllowOrigins) == 0 {
+		errs = append(errs, errors.New("cors: allowOrigins is empty"))
+	}
+	for _, o := range c.AllowOrigins {
+		if o != "*" && !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") {
+			errs = append(errs, fmt.Errorf("cors: origin %q must be * or an http(s) origin", o))
+		}
+		if o == "*" && c.AllowCredentials {
+			errs = append(errs, errors.New("cors: allowCredentials cannot be used with origin *"))
+		}
+	}
+	for _, h := range append(slices.Clone(c.AllowHeaders), c.ExposeHeaders...) {
+		if !headerName.MatchString(h) {
+			errs = append(errs, fmt.Errorf("cors: invalid header name %q", h))
+		}
+	}
+	if c.MaxAge < 0 {
+		errs = append(errs, errors.New("cors: negative maxAge"))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidHeaderName reports whether s is an HTTP header field name (RFC 9110 token).
+func ValidHeaderName(s string) bool { return headerName.MatchString(s) }

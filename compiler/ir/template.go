@@ -1,0 +1,156 @@
+package ir
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Segment is one /-separated piece of a path template: literal text and {variable}s.
+type Segment struct {
+	Parts []Part
+}
+
+// Part is literal text, or a variable when Var is set.
+type Part struct {
+	Literal string
+	Var     string
+}
+
+// Template is a parsed OpenAPI path template.
+type Template struct {
+	Raw      string
+	Segments []Segment
+}
+
+var varName = regexp.MustCompile(`^[A-Za-z0-9_.\-]+$`)
+
+// ParseTemplate parses an OpenAPI path template such as /orders/{id}/items/{item}.json.
+func ParseTemplate(path string) (Template, error) {
+	t := Template{Raw: path}
+	if !strings.HasPrefix(path, "/") {
+		return t, fmt.Errorf("path %q must start with /", path)
+	}
+	if strings.ContainsAny(path, "?#") {
+		return t, fmt.Errorf("path %q must not hold a query or fragment", path)
+	}
+	if path == "/" {
+		return t, nil
+	}
+	seen := map[string]bool{}
+	for i, raw := range strings.Split(path[1:], "/") {
+		if raw == "" {
+			if i == strings.Count(path, "/")-1 {
+				// a trailing slash is a literal empty last segment
+				t.Segments = append(t.Segments, Segment{})
+				continue
+			}
+			return t, fmt.Errorf("path %q has an empty segment (//): Envoy merges slashes, so it could never match", path)
+		}
+		var seg Segment
+		rest := raw
+		for rest != "" {
+			open := strings.IndexByte(rest, '{')
+			closeAt := strings.IndexByte(rest, '}')
+			if open < 0 {
+				if closeAt >= 0 {
+					return t, fmt.Errorf("path %q: unbalanced } in %q", path, raw)
+				}
+				seg.Parts = append(seg.Parts, Part{Literal: rest})
+				break
+			}
+			if closeAt < open {
+				return t, fmt.Errorf("path %q: unbalanced braces in %q", path, raw)
+			}
+			if open > 0 {
+				seg.Parts = append(seg.Parts, Part{Literal: rest[:open]})
+			}
+			name := rest[open+1 : closeAt]
+			if !varName.MatchString(name) {
+				return t, fmt.Errorf("path %q: invalid variable name %q", path, name)
+			}
+			if seen[name] {
+				return t, fmt.Errorf("path %q: variable %q appears twice", path, name)
+			}
+			seen[name] = true
+			if n := len(seg.Parts); n > 0 && seg.Parts[n-1].Var != "" {
+				return t, fmt.Errorf("path %q: variables {%s} and {%s} touch; Envoy cannot tell where one ends", path, seg.Parts[n-1].Var, name)
+			}
+			seg.Parts = append(seg.Parts, Part{Var: name})
+			rest = rest[closeAt+1:]
+		}
+		t.Segments = append(t.Segments, seg)
+	}
+	return t, nil
+}
+
+// Templated reports whether the path has a variable.
+func (t Template) Templated() bool {
+	for _, s := range t.Segments {
+		for _, p := range s.Parts {
+			if p.Var != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Shape is the template with variable names erased: two operations with the same method and
+// shape collide whatever their parameters are called.
+func (t Template) Shape() string {
+	if len(t.Segments) == 0 {
+		return "/"
+	}
+	var b strings.Builder
+	for _, s := range t.Segments {
+		b.WriteByte('/')
+		for _, p := range s.Parts {
+			if p.Var != "" {
+				b.WriteString("{}")
+			} else {
+				b.WriteString(p.Literal)
+			}
+		}
+	}
+	return b.String()
+}
+
+// literal reports whether segment i is plain text.
+func (t Template) literal(i int) bool {
+	s := t.Segments[i]
+	return len(s.Parts) == 0 || (len(s.Parts) == 1 && s.Parts[0].Var == "")
+}
+
+// ComparePaths orders templates as OpenAPI matching wants them tried: at the first segment
+// where one is literal and the other is not, the literal one first; then the one with more
+// literal segments; then the longer one; then by text. Concrete paths thus come before
+// templated ones that would also match them (/orders/mine before /orders/{id}).
+func ComparePaths(a, b Template) int {
+	for i := 0; i < len(a.Segments) && i < len(b.Segments); i++ {
+		la, lb := a.literal(i), b.literal(i)
+		if la != lb {
+			if la {
+				return -1
+			}
+			return 1
+		}
+	}
+	if na, nb := a.literalCount(), b.literalCount(); na != nb {
+		return nb - na
+	}
+	if len(a.Segments) != len(b.Segments) {
+		return len(b.Segments) - len(a.Segments)
+	}
+	return strings.Compare(a.Raw, b.Raw)
+}
+
+func (t Template) literalCount() int {
+	n := 0
+	for i := range t.Segments {
+		if t.literal(i) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,79 @@
+package translate
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+)
+
+// BootstrapOptions place a static Envoy next to specgate's services.
+type BootstrapOptions struct {
+	NodeID        string // default "specgate"
+	AdminAddress  string // default 127.0.0.1:9901
+	AuthzAddress  string // default 127.0.0.1:9001
+	RateLimitAddr string // default 127.0.0.1:9003
+}
+
+// Bootstrap is a complete static Envoy config: the listeners with their routes inline, the
+// service clusters and the authz and ratelimit clusters. Envoy runs it with -c and no
+// control plane. r must come from Translate with Options.InlineRoutes set.
+func Bootstrap(r *Resources, o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
+	if o.NodeID == "" {
+		o.NodeID = "specgate"
+	}
+	if o.AdminAddress == "" {
+		o.AdminAddress = "127.0.0.1:9901"
+	}
+	if o.AuthzAddress == "" {
+		o.AuthzAddress = "127.0.0.1:9001"
+	}
+	if o.RateLimitAddr == "" {
+		o.RateLimitAddr = "127.0.0.1:9003"
+	}
+	t := &translator{}
+	admin, err := hostPort(o.AdminAddress)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: admin address: %w", err)
+	}
+	clusters := append([]*clusterv3.Cluster{}, r.Clusters...)
+	for _, c := range []struct{ name, addr string }{{ClusterAuthz, o.AuthzAddress}, {ClusterRateLimit, o.RateLimitAddr}} {
+		a, err := hostPort(c.addr)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: %s address: %w", c.name, err)
+		}
+		sa := a.GetSocketAddress()
+		clusters = append(clusters, t.grpcCluster(c.name, sa.Address, sa.GetPortValue()))
+	}
+	if t.err != nil {
+		return nil, t.err
+	}
+	b := &bootstrapv3.Bootstrap{
+		Node:  &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
+		Admin: &bootstrapv3.Admin{Address: admin},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
+			Listeners: append([]*listenerv3.Listener{}, r.Listeners...),
+			Clusters:  clusters,
+		},
+	}
+	if err := b.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	return b, nil
+}
+
+func hostPort(s string) (*corev3.Address, error) {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("port %q: %w", p, err)
+	}
+	return socketAddress(h, uint32(port)), nil
+}

@@ -1,0 +1,81 @@
+package translate
+
+import (
+	"net"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/specgate/specgate/compiler/ir"
+)
+
+// systemCAs is where Debian, Ubuntu (the official Envoy image) and distroless keep the CAs.
+const systemCAs = "/etc/ssl/certs/ca-certificates.crt"
+
+// serviceCluster is one service's backend: a static address for an IP, DNS otherwise (a
+// Kubernetes Service name), TLS with SNI and system CAs for https backends.
+func (t *translator) serviceCluster(s ir.Service) *clusterv3.Cluster {
+	c := endpointCluster(s.Name, s.Backend.Host, s.Backend.Port)
+	if s.Backend.TLS {
+		c.TransportSocket = &corev3.TransportSocket{
+			Name: "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: t.pack(&tlsv3.UpstreamTlsContext{
+				Sni: s.Backend.Host,
+				CommonTlsContext: &tlsv3.CommonTlsContext{
+					ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+						TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: systemCAs}},
+					}},
+				},
+			})},
+		}
+	}
+	return c
+}
+
+// grpcCluster is an HTTP/2 cluster for one of specgate's gRPC services.
+func (t *translator) grpcCluster(name, host string, port uint32) *clusterv3.Cluster {
+	c := endpointCluster(name, host, port)
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": t.pack(&httpv3.HttpProtocolOptions{
+			UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+			}},
+		}),
+	}
+	return c
+}
+
+func endpointCluster(name, host string, port uint32) *clusterv3.Cluster {
+	kind := clusterv3.Cluster_STRICT_DNS
+	if isIP(host) {
+		kind = clusterv3.Cluster_STATIC
+	}
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ConnectTimeout:       durationpb.New(twoSeconds),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: kind},
+		DnsLookupFamily:      clusterv3.Cluster_V4_PREFERRED,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address: socketAddress(host, port),
+				}},
+			}}}},
+		},
+	}
+}
+
+func socketAddress(host string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address:       host,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+func isIP(host string) bool { return net.ParseIP(host) != nil }

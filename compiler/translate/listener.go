@@ -1,0 +1,93 @@
+package translate
+
+import (
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// listener serves one route table on one port with an edge-hardened HTTP connection manager.
+func (t *translator) listener(name string, port uint32, rc *routev3.RouteConfiguration) *listenerv3.Listener {
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: name,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		HttpFilters: []*hcmv3.HttpFilter{
+			t.httpFilter(filterCORS, &corsv3.Cors{}),
+			t.httpFilter(filterExtAuthz, t.authzFilter()),
+			t.httpFilter(filterRateLimit, t.rateLimitFilter()),
+			t.httpFilter("envoy.filters.http.router", &routerv3.Router{}),
+		},
+		// The client address is the peer's, or the last untrusted X-Forwarded-For hop behind
+		// xffTrustedHops load balancers: the ip rate-limit key cannot be forged.
+		UseRemoteAddress:  wrapperspb.Bool(true),
+		XffNumTrustedHops: t.opts.Gateway.XFFTrustedHops,
+		// Match on the path the backend will see: /a/../b and /a//b are not ways around a route.
+		NormalizePath:                wrapperspb.Bool(true),
+		MergeSlashes:                 true,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_REJECT_REQUEST,
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
+			IdleTimeout:                  durationpb.New(oneHour),
+			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_REJECT_REQUEST,
+		},
+		MaxRequestHeadersKb:   wrapperspb.UInt32(60),
+		RequestHeadersTimeout: durationpb.New(tenSeconds),
+		ServerName:            "specgate",
+		StripMatchingHostPort: true,
+		LocalReplyConfig:      t.localReplies(),
+	}
+	if t.opts.InlineRoutes {
+		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
+	} else {
+		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			RouteConfigName: rc.Name,
+			ConfigSource: &corev3.ConfigSource{
+				ResourceApiVersion:    corev3.ApiVersion_V3,
+				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+			},
+		}}
+	}
+	return &listenerv3.Listener{
+		Name: name,
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address:       t.opts.ListenAddress,
+			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+		}}},
+		PerConnectionBufferLimitBytes: wrapperspb.UInt32(1 << 20),
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       "envoy.filters.network.http_connection_manager",
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(hcm)},
+			}},
+		}},
+	}
+}
+
+func (t *translator) httpFilter(name string, cfg proto.Message) *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(cfg)}}
+}
+
+// localReplies turn Envoy's own answers to upstream failures (no healthy host, connection
+// failure, timeout) into small JSON bodies like every other answer of the gateway.
+func (t *translator) localReplies() *hcmv3.LocalReplyConfig {
+	body, _ := structpb.NewStruct(map[string]any{
+		"error":  "%RESPONSE_CODE_DETAILS%",
+		"status": "%RESPONSE_CODE%",
+	})
+	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
+		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{
+			ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"UH", "UF", "UT", "URX", "UC", "UO", "NR"}},
+		}},
+		BodyFormatOverride: &corev3.SubstitutionFormatString{
+			Format:      &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: body},
+			ContentType: "application/json",
+		},
+	}}}
+}

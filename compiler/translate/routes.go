@@ -1,0 +1,236 @@
+package translate
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	"regexp"
+	"slices"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	uritemplatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/path/match/uri_template/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/specgate/specgate/compiler/ir"
+)
+
+// pathGroup is every operation that matches one path shape, with the service owning each.
+type pathGroup struct {
+	tmpl ir.Template
+	ops  []groupOp
+}
+
+type groupOp struct {
+	svc *ir.Service
+	op  *ir.Operation
+}
+
+// groupPaths gathers the operations a listener serves by path shape, in matching order:
+// concrete paths before templated ones (ir.ComparePaths).
+func groupPaths(gw ir.Gateway, internal bool) []pathGroup {
+	byShape := map[string]*pathGroup{}
+	for si := range gw.Services {
+		s := &gw.Services[si]
+		for oi := range s.Operations {
+			op := &s.Operations[oi]
+			if op.Exposure == ir.Internal && !internal {
+				continue // on the public listener an internal operation is undeclared
+			}
+			t, err := ir.ParseTemplate(op.Path)
+			if err != nil {
+				continue // ir.Validate and compiler.Build refuse these before translation
+			}
+			g := byShape[t.Shape()]
+			if g == nil {
+				g = &pathGroup{tmpl: t}
+				byShape[t.Shape()] = g
+			}
+			g.ops = append(g.ops, groupOp{s, op})
+		}
+	}
+	groups := make([]pathGroup, 0, len(byShape))
+	for _, g := range byShape {
+		slices.SortFunc(g.ops, func(a, b groupOp) int { return cmp.Compare(a.op.Method, b.op.Method) })
+		groups = append(groups, *g)
+	}
+	slices.SortFunc(groups, func(a, b pathGroup) int { return ir.ComparePaths(a.tmpl, b.tmpl) })
+	return groups
+}
+
+// routeConfig is the listener's route table: per path its method routes and a 405 with Allow,
+// then a JSON 404 for every other path.
+func (t *translator) routeConfig(name string, gw ir.Gateway, internal bool) *routev3.RouteConfiguration {
+	var routes []*routev3.Route
+	for _, g := range groupPaths(gw, internal) {
+		allow := make([]string, 0, len(g.ops))
+		for _, o := range g.ops {
+			allow = append(allow, o.op.Method)
+		}
+		cors := g.ops[0].svc.CORS
+		for _, o := range g.ops {
+			routes = append(routes, t.operationRoute(g.tmpl, o.svc, o.op, allow))
+		}
+		routes = append(routes, t.methodNotAllowed(g.tmpl, g.ops[0].svc, allow, cors))
+	}
+	routes = append(routes, t.notFound())
+	return &routev3.RouteConfiguration{
+		Name: name,
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    name,
+			Domains: []string{"*"},
+			Routes:  routes,
+		}},
+	}
+}
+
+// pathMatch matches the template: an exact path, Envoy's uri_template with unnamed globs
+// (no variable-count or name limits), or an anchored RE2 regex for what templates cannot say.
+func (t *translator) pathMatch(tmpl ir.Template) *routev3.RouteMatch {
+	if !tmpl.Templated() {
+		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: tmpl.Raw}}
+	}
+	if glob, ok := uriTemplate(tmpl); ok {
+		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_PathMatchPolicy{
+			PathMatchPolicy: &corev3.TypedExtensionConfig{
+				Name:        "envoy.path.match.uri_template.uri_template_matcher",
+				TypedConfig: t.pack(&uritemplatev3.UriTemplateMatchConfig{PathTemplate: glob}),
+			},
+		}}
+	}
+	return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{
+		SafeRegex: &matcherv3.RegexMatcher{Regex: pathRegex(tmpl)},
+	}}
+}
+
+// uriLiteral is what Envoy's uri_template accepts in a literal segment.
+var uriLiteral = regexp.MustCompile(`^[A-Za-z0-9\-._~!$&'()+,;:@=]+$`)
+
+// uriTemplate writes tmpl as a uri_template of literal segments and * globs, when it can.
+func uriTemplate(tmpl ir.Template) (string, bool) {
+	var b strings.Builder
+	for _, s := range tmpl.Segments {
+		b.WriteByte('/')
+		switch {
+		case len(s.Parts) == 1 && s.Parts[0].Var != "":
+			b.WriteByte('*')
+		case len(s.Parts) == 1 && uriLiteral.MatchString(s.Parts[0].Literal):
+			b.WriteString(s.Parts[0].Literal)
+		default:
+			return "", false // empty segment, or text and variables mixed in one segment
+		}
+	}
+	if b.Len() > 256 {
+		return "", false
+	}
+	return b.String(), true
+}
+
+// pathRegex matches the whole path; a variable is one or more characters of one segment.
+func pathRegex(tmpl ir.Template) string {
+	var b strings.Builder
+	b.WriteByte('^')
+	for _, s := range tmpl.Segments {
+		b.WriteByte('/')
+		for _, p := range s.Parts {
+			if p.Var != "" {
+				b.WriteString("[^/]+")
+			} else {
+				b.WriteString(regexp.QuoteMeta(p.Literal))
+			}
+		}
+	}
+	b.WriteByte('$')
+	return b.String()
+}
+
+func methodMatch(m *routev3.RouteMatch, method string) *routev3.RouteMatch {
+	m.Headers = []*routev3.HeaderMatcher{{
+		Name: ":method",
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: method}},
+		},
+	}}
+	return m
+}
+
+// operationRoute forwards one operation to its service with the operation's policy.
+func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Operation, allow []string) *routev3.Route {
+	action := &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: svc.Name},
+		RateLimits:       rateLimitActions(op),
+	}
+	if op.Timeout > 0 {
+		action.Timeout = durationpb.New(op.Timeout)
+	}
+	if svc.StripBasePath && svc.BasePath != "" {
+		action.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{
+			Pattern:      &matcherv3.RegexMatcher{Regex: "^" + regexp.QuoteMeta(svc.BasePath) + "(/|$)"},
+			Substitution: "/",
+		}
+	}
+	if !isIP(svc.Backend.Host) {
+		action.HostRewriteSpecifier = &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}
+	}
+	perFilter := map[string]*anypb.Any{filterExtAuthz: t.authzPerRoute(op, svc)}
+	if svc.CORS != nil {
+		perFilter[filterCORS] = t.pack(corsPolicy(svc.CORS, allow))
+	}
+	return &routev3.Route{
+		Name:                 op.ID,
+		Match:                methodMatch(t.pathMatch(tmpl), op.Method),
+		Action:               &routev3.Route_Route{Route: action},
+		TypedPerFilterConfig: perFilter,
+	}
+}
+
+// methodNotAllowed answers a known path with an undeclared method: 405 and Allow naming only
+// the methods this listener serves. It also carries the CORS policy so preflights (OPTIONS)
+// on the path are answered by the CORS filter.
+func (t *translator) methodNotAllowed(tmpl ir.Template, svc *ir.Service, allow []string, cors *ir.CORS) *routev3.Route {
+	body, _ := json.Marshal(map[string]any{"error": "method_not_allowed", "allow": allow})
+	perFilter := map[string]*anypb.Any{filterExtAuthz: t.authzDisabled()}
+	if cors != nil {
+		perFilter[filterCORS] = t.pack(corsPolicy(cors, allow))
+	}
+	return &routev3.Route{
+		Name:                 fmt.Sprintf("%s.405:%s", svc.Name, tmpl.Shape()),
+		Match:                t.pathMatch(tmpl),
+		Action:               directResponse(405, string(body)),
+		ResponseHeadersToAdd: append(jsonHeader(), header("allow", strings.Join(allow, ", "))),
+		TypedPerFilterConfig: perFilter,
+	}
+}
+
+// notFound answers every undeclared path.
+func (t *translator) notFound() *routev3.Route {
+	return &routev3.Route{
+		Name:                 "specgate.404",
+		Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action:               directResponse(404, `{"error":"not_found"}`),
+		ResponseHeadersToAdd: jsonHeader(),
+		TypedPerFilterConfig: map[string]*anypb.Any{filterExtAuthz: t.authzDisabled()},
+	}
+}
+
+func directResponse(status uint32, body string) *routev3.Route_DirectResponse {
+	return &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+		Status: status,
+		Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: body}},
+	}}
+}
+
+func jsonHeader() []*corev3.HeaderValueOption {
+	return []*corev3.HeaderValueOption{header("content-type", "application/json")}
+}
+
+func header(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}

@@ -1,0 +1,28 @@
+package translate
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+const (
+	twoSeconds = 2 * time.Second
+	tenSeconds = 10 * time.Second
+	oneHour    = time.Hour
+)
+
+func lower(s string) string { return strings.ToLower(s) }
+
+func appendUnique(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
+
+func (t *translator) fail(format string, a ...any) {
+	t.err = errors.Join(t.err, fmt.Errorf("translate: "+format, a...))
+}
