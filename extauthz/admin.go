@@ -1,0 +1,140 @@
+package extauthz
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwt"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/extauthz/revocation"
+)
+
+// admin is the HTTP side: metrics, probes, the revocation API and the dev JWKS.
+type admin struct {
+	srv   *server
+	list  *revocation.List
+	token string
+	dev   *devissuer.Key
+	log   *slog.Logger
+}
+
+func (a *admin) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.srv.m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", a.ready)
+	mux.HandleFunc("POST /v1/revocations", a.revoke)
+	if a.dev != nil {
+		mux.Handle("GET "+devissuer.JWKSPath, devissuer.JWKS(a.dev))
+	}
+	return mux
+}
+
+// ready waits for the first load of the revocation set: a replica that has not read it
+// would let revoked tokens through.
+func (a *admin) ready(w http.ResponseWriter, _ *http.Request) {
+	if !a.list.Set.Loaded() {
+		http.Error(w, "revocation set not loaded yet", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// revocationRequest is the body of POST /v1/revocations: exactly one of jti, sub or token.
+type revocationRequest struct {
+	JTI    string     `json:"jti,omitempty"`
+	Sub    string     `json:"sub,omitempty"`
+	Before *time.Time `json:"before,omitempty"` // with sub; default now
+	Token  string     `json:"token,omitempty"`
+}
+
+func (a *admin) authorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || a.token == "" {
+		return false
+	}
+	// Compare digests so neither the content nor the length of the token leaks by timing.
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(a.token))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+}
+
+func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
+	if !a.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="specgate-admin"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+		return
+	}
+	var req revocationRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid JSON: " + err.Error()})
+		return
+	}
+	key, at, err := a.entryKey(req)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	e, err := a.list.Revoke(r.Context(), key, at)
+	if err != nil {
+		a.log.Error("revocation not stored", "key", key, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "revocation store unavailable; nothing was revoked, retry"})
+		return
+	}
+	a.srv.m.revocations.Inc()
+	a.log.Info("revoked", "key", key, "at", e.At, "expires", e.Expires)
+	writeJSON(w, http.StatusOK, e)
+}
+
+// entryKey turns a request into the entry key and revocation time.
+func (a *admin) entryKey(req revocationRequest) (string, time.Time, error) {
+	now := a.list.Now()
+	n := 0
+	for _, s := range []string{req.JTI, req.Sub, req.Token} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return "", now, errors.New(`give exactly one of "jti", "sub" or "token"`)
+	}
+	if req.Before != nil && req.Sub == "" {
+		return "", now, errors.New(`"before" goes with "sub"`)
+	}
+	switch {
+	case req.JTI != "":
+		return revocation.JTIKey(req.JTI), now, nil
+	case req.Sub != "":
+		at := now
+		if req.Before != nil {
+			at = *req.Before
+		}
+		return revocation.SubjectKey(req.Sub), at, nil
+	}
+	// The caller is an authenticated admin naming a token to kill: reading it without
+	// verification only extracts its jti; anything that does not parse is refused.
+	raw := strings.TrimSpace(strings.TrimPrefix(req.Token, "Bearer "))
+	tok, err := jwt.ParseInsecure([]byte(raw))
+	if err != nil {
+		return "", now, errors.New(`"token" is not a JWT`)
+	}
+	if jti, ok := tok.JwtID(); ok && jti != "" {
+		return revocation.JTIKey(jti), now, nil
+	}
+	return revocation.TokenKey(revocation.TokenHash(raw)), now, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,69 @@
+package extauthz
+
+import (
+	"encoding/binary"
+	"sync"
+	"time"
+)
+
+// tokenCache remembers verified tokens by their SHA-256 until they expire, so a repeat
+// request skips the signature check. Sharded to keep lock contention off the hot path;
+// bounded, evicting an arbitrary entry of a full shard (Go's map order is randomised).
+// Revocation is not cached: it is checked on every request.
+type tokenCache struct {
+	shards [64]cacheShard
+	per    int
+}
+
+type cacheShard struct {
+	mu sync.RWMutex
+	m  map[[32]byte]*identity
+}
+
+func newTokenCache(size int) *tokenCache {
+	c := &tokenCache{per: max(size/64, 1)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[[32]byte]*identity)
+	}
+	return c
+}
+
+func (c *tokenCache) shard(sum *[32]byte) *cacheShard {
+	return &c.shards[binary.LittleEndian.Uint64(sum[:8])%uint64(len(c.shards))]
+}
+
+func (c *tokenCache) get(sum *[32]byte, now time.Time) *identity {
+	s := c.shard(sum)
+	s.mu.RLock()
+	id := s.m[*sum]
+	s.mu.RUnlock()
+	if id == nil || !now.Before(id.exp) {
+		return nil
+	}
+	return id
+}
+
+func (c *tokenCache) put(sum *[32]byte, id *identity, now time.Time) {
+	s := c.shard(sum)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.m) >= c.per {
+		// Expired entries go first; otherwise one arbitrary victim.
+		n := 0
+		for k, v := range s.m {
+			if !now.Before(v.exp) {
+				delete(s.m, k)
+			}
+			if n++; n >= 16 {
+				break
+			}
+		}
+		if len(s.m) >= c.per {
+			for k := range s.m {
+				delete(s.m, k)
+				break
+			}
+		}
+	}
+	s.m[*sum] = id
+}

@@ -1,0 +1,143 @@
+package revocation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis names. The sorted set scores each entry by its expiry (unix seconds), so expired
+// entries are trimmed with one ZREMRANGEBYSCORE; the channel carries each new entry.
+const (
+	redisKey     = "specgate:revocations"
+	redisChannel = "specgate:revocations"
+)
+
+// RedisStore is the durable store shared by every replica.
+type RedisStore struct {
+	rdb *redis.Client
+	log *slog.Logger
+}
+
+// NewRedis connects lazily: a Redis that is down at start is retried by Sync.
+func NewRedis(rawURL string, log *slog.Logger) (*RedisStore, error) {
+	opt, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("revocation store: %w", err)
+	}
+	// Fail fast: the revoke API answers 503 rather than hanging while Redis is away.
+	opt.DialTimeout = time.Second
+	opt.ReadTimeout = 2 * time.Second
+	opt.WriteTimeout = 2 * time.Second
+	opt.MaxRetries = 1
+	return &RedisStore{rdb: redis.NewClient(opt), log: log}, nil
+}
+
+func (s *RedisStore) Durable() bool { return true }
+func (s *RedisStore) Close() error  { return s.rdb.Close() }
+
+// Add stores, trims and publishes e in one MULTI/EXEC transaction.
+func (s *RedisStore) Add(ctx context.Context, e Entry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, redisKey, redis.Z{Score: float64(e.Expires.Unix()), Member: string(b)})
+		p.ZRemRangeByScore(ctx, redisKey, "-inf", "("+strconv.FormatInt(time.Now().Unix(), 10))
+		p.Publish(ctx, redisChannel, string(b))
+		return nil
+	})
+	return err
+}
+
+// load reads every live entry with ZSCAN (one bounded reply at a time, however large the
+// set); duplicates that ZSCAN may return are harmless.
+func (s *RedisStore) load(ctx context.Context) ([]Entry, error) {
+	now := time.Now()
+	var out []Entry
+	var cursor uint64
+	for {
+		kv, next, err := s.rdb.ZScan(ctx, redisKey, cursor, "", 10000).Result()
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			var e Entry
+			if json.Unmarshal([]byte(kv[i]), &e) == nil && e.Key != "" && e.Expires.After(now) {
+				out = append(out, e)
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return out, nil
+		}
+	}
+}
+
+// Sync subscribes first and loads after every (re)subscription, so no entry published
+// between the two is lost. go-redis resubscribes by itself after a reconnect and hands
+// back a *redis.Subscription, which is the signal to reload the whole set.
+func (s *RedisStore) Sync(ctx context.Context, set *Set) error {
+	ps := s.rdb.Subscribe(ctx, redisChannel)
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stop()
+	defer ps.Close()
+
+	needReload, healthy := true, true
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		if needReload {
+			entries, err := s.load(ctx)
+			if err == nil {
+				set.Replace(entries, time.Now())
+				needReload = false
+				if !healthy {
+					s.log.Info("revocation store reachable again: set reloaded", "entries", set.Len())
+				}
+				healthy = true
+			}
+		}
+		msg, err := ps.ReceiveTimeout(ctx, 5*time.Second)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				_ = ps.Ping(ctx) // an idle link: prove it is alive
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if healthy {
+				s.log.Warn("revocation store unreachable: checks go on with the last known set", "err", err)
+				healthy = false
+			}
+			needReload = true
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			needReload = true
+		case *redis.Message:
+			var e Entry
+			if err := json.Unmarshal([]byte(m.Payload), &e); err == nil && e.Key != "" {
+				set.Add(e, time.Now())
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,273 @@
+// Package revocation keeps the set of revoked tokens: an exact set with a bloom filter in
+// front for the hot path, and durable stores (Redis, a local file) that keep it across
+// restarts and replicas.
+package revocation
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bits-and-blooms/bloom/v3"
+)
+
+// Key prefixes (DESIGN.md §5).
+const (
+	PrefixJTI     = "jti:"
+	PrefixSubject = "sub:"
+	PrefixToken   = "tok:"
+)
+
+// JTIKey, SubjectKey and TokenKey build the entry keys.
+func JTIKey(jti string) string     { return PrefixJTI + jti }
+func SubjectKey(sub string) string { return PrefixSubject + sub }
+func TokenKey(sum [32]byte) string { return PrefixToken + hex.EncodeToString(sum[:]) }
+
+// TokenHash is the hash that names a token without jti (and keys the verified-token cache).
+func TokenHash(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+
+// Entry is one revocation. A jti: or tok: entry refuses that token; a sub: entry refuses
+// every token of the subject issued at or before At.
+type Entry struct {
+	Key     string    `json:"key"`
+	At      time.Time `json:"at"`
+	Expires time.Time `json:"expires"`
+}
+
+// merge keeps the later revocation time and expiry of two entries for one key: a second
+// revocation of a subject moves its cut-off forward, never back.
+func merge(a, b Entry) Entry {
+	if b.At.After(a.At) {
+		a.At = b.At
+	}
+	if b.Expires.After(a.Expires) {
+		a.Expires = b.Expires
+	}
+	return a
+}
+
+// foldAt is how many recent additions are kept beside the filter before they are folded
+// into a new copy of it. Copying a 42 MB filter per revocation would be wasteful; a small
+// immutable map checked beside it keeps Test lock-free and Add cheap.
+const foldAt = 512
+
+// filter is an immutable snapshot read by the hot path without locks: a bloom filter plus
+// the keys added since it was built.
+type filter struct {
+	bloom    *bloom.BloomFilter
+	recent   map[string]struct{}
+	inserted uint // keys in bloom, including ones that expired since
+	capacity uint // entries the bloom was sized for
+}
+
+func (f *filter) mayContain(key []byte) bool {
+	if len(f.recent) > 0 {
+		if _, ok := f.recent[string(key)]; ok {
+			return true
+		}
+	}
+	return f.bloom.Test(key)
+}
+
+// Set is the in-memory revocation set. Lookups are safe from any number of goroutines while
+// entries are added: the filter is swapped copy-on-write and every positive is confirmed
+// against the exact map, so a false positive never refuses a token.
+type Set struct {
+	expected uint
+	fpRate   float64
+
+	wmu  sync.Mutex // serialises writers
+	snap atomic.Pointer[filter]
+
+	mu    sync.RWMutex
+	exact map[string]Entry
+
+	loaded atomic.Bool
+	fill   atomic.Uint64 // float64 bits
+	estFP  atomic.Uint64 // float64 bits
+}
+
+// NewSet sizes the filter for expected entries at the false-positive rate fp.
+func NewSet(expected uint, fp float64) *Set {
+	if expected == 0 {
+		expected = 1
+	}
+	s := &Set{expected: expected, fpRate: fp, exact: map[string]Entry{}}
+	s.publish(&filter{bloom: bloom.NewWithEstimates(expected, fp), capacity: expected}, true)
+	return s
+}
+
+// Loaded reports whether the set has been filled from its store at least once.
+func (s *Set) Loaded() bool { return s.loaded.Load() }
+
+// Len is the number of live entries.
+func (s *Set) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.exact)
+}
+
+// FillRatio and EstimatedFPRate describe the current filter (updated on every rebuild/fold).
+func (s *Set) FillRatio() float64       { return math.Float64frombits(s.fill.Load()) }
+func (s *Set) EstimatedFPRate() float64 { return math.Float64frombits(s.estFP.Load()) }
+
+// FilterBytes is the memory held by the bloom filter's bits.
+func (s *Set) FilterBytes() uint { return s.snap.Load().bloom.Cap() / 8 }
+
+// Lookup returns the entry for key if it is revoked. It takes no lock unless the filter
+// says the key may be present.
+func (s *Set) Lookup(key []byte) (Entry, bool) {
+	if !s.snap.Load().mayContain(key) {
+		return Entry{}, false
+	}
+	s.mu.RLock()
+	e, ok := s.exact[string(key)]
+	s.mu.RUnlock()
+	return e, ok
+}
+
+// Revoked reports whether a token is refused: its jti (or, without jti, its hash) is
+// revoked, or its subject was revoked at or after its iat (a token without iat of a revoked
+// subject is refused). Times compare in whole seconds, as iat is.
+func (s *Set) Revoked(jti, sub string, sum *[32]byte, iat time.Time) bool {
+	var buf [160]byte
+	if jti != "" {
+		if _, ok := s.Lookup(append(append(buf[:0], PrefixJTI...), jti...)); ok {
+			return true
+		}
+	} else {
+		k := append(buf[:0], PrefixToken...)
+		k = hex.AppendEncode(k, sum[:])
+		if _, ok := s.Lookup(k); ok {
+			return true
+		}
+	}
+	if sub != "" {
+		if e, ok := s.Lookup(append(append(buf[:0], PrefixSubject...), sub...)); ok {
+			return iat.IsZero() || iat.Unix() <= e.At.Unix()
+		}
+	}
+	return false
+}
+
+// Add applies one entry (idempotent; an expired entry is ignored).
+func (s *Set) Add(e Entry, now time.Time) {
+	if !e.Expires.After(now) {
+		return
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if old, ok := s.exact[e.Key]; ok {
+		e = merge(old, e)
+	}
+	s.exact[e.Key] = e
+	s.mu.Unlock()
+
+	cur := s.snap.Load()
+	if cur.bloom.TestString(e.Key) {
+		return
+	}
+	if _, ok := cur.recent[e.Key]; ok {
+		return
+	}
+	if len(cur.recent)+1 >= foldAt {
+		b := cur.bloom.Copy()
+		for k := range cur.recent {
+			b.AddString(k)
+		}
+		b.AddString(e.Key)
+		s.publish(&filter{bloom: b, inserted: cur.inserted + uint(len(cur.recent)) + 1, capacity: cur.capacity}, true)
+		return
+	}
+	recent := make(map[string]struct{}, len(cur.recent)+1)
+	for k := range cur.recent {
+		recent[k] = struct{}{}
+	}
+	recent[e.Key] = struct{}{}
+	s.publish(&filter{bloom: cur.bloom, recent: recent, inserted: cur.inserted, capacity: cur.capacity}, false)
+}
+
+// Replace swaps in the whole set, as loaded from the store.
+func (s *Set) Replace(entries []Entry, now time.Time) {
+	exact := make(map[string]Entry, len(entries))
+	for _, e := range entries {
+		if !e.Expires.After(now) {
+			continue
+		}
+		if old, ok := exact[e.Key]; ok {
+			e = merge(old, e)
+		}
+		exact[e.Key] = e
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	// Entries added locally but not yet in the store's answer (a write that raced the
+	// load) are kept: the store only ever grows until entries expire.
+	for k, e := range s.exact {
+		if old, ok := exact[k]; ok {
+			exact[k] = merge(old, e)
+		} else if e.Expires.After(now) {
+			exact[k] = e
+		}
+	}
+	s.exact = exact
+	s.mu.Unlock()
+	s.rebuildLocked()
+	s.loaded.Store(true)
+}
+
+// Sweep drops expired entries and rebuilds the filter when stale bits or load would push
+// its false-positive rate past the design.
+func (s *Set) Sweep(now time.Time) (removed int) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	for k, e := range s.exact {
+		if !e.Expires.After(now) {
+			delete(s.exact, k)
+			removed++
+		}
+	}
+	live := uint(len(s.exact))
+	s.mu.Unlock()
+	cur := s.snap.Load()
+	total := cur.inserted + uint(len(cur.recent))
+	if total > cur.capacity || (total > live && total-live > live/2+1024) {
+		s.rebuildLocked()
+	}
+	return removed
+}
+
+// rebuildLocked builds a new filter from the exact set; it grows past expected entries so
+// the filter never saturates. Caller holds wmu.
+func (s *Set) rebuildLocked() {
+	s.mu.RLock()
+	n := s.expected
+	if live := uint(len(s.exact)); live*2 > n {
+		n = live * 2
+	}
+	b := bloom.NewWithEstimates(n, s.fpRate)
+	for k := range s.exact {
+		b.AddString(k)
+	}
+	inserted := uint(len(s.exact))
+	s.mu.RUnlock()
+	s.publish(&filter{bloom: b, inserted: inserted, capacity: n}, true)
+}
+
+// publish swaps the hot-path snapshot. Counting the bits of a large filter takes a few
+// milliseconds, so the statistics are refreshed only when the bloom itself changed.
+func (s *Set) publish(f *filter, newBloom bool) {
+	s.snap.Store(f)
+	if !newBloom {
+		return
+	}
+	fill := float64(f.bloom.BitSet().Count()) / float64(f.bloom.Cap())
+	s.fill.Store(math.Float64bits(fill))
+	s.estFP.Store(math.Float64bits(math.Pow(fill, float64(f.bloom.K()))))
+}

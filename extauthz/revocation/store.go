@@ -1,0 +1,104 @@
+package revocation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ErrUnavailable wraps a store failure: the revocation was not recorded.
+var ErrUnavailable = errors.New("revocation store unavailable")
+
+// Store keeps revocations durably and tells every replica about them.
+type Store interface {
+	// Add records e; it returns only after the write is durable.
+	Add(ctx context.Context, e Entry) error
+	// Sync fills set with every live entry, then keeps it current (entries added by other
+	// replicas, a full reload after any reconnect) until ctx ends.
+	Sync(ctx context.Context, set *Set) error
+	// Durable is false for the in-memory store.
+	Durable() bool
+	Close() error
+}
+
+// Open picks the store named by gateway.yaml's revocation.store: redis://, rediss://,
+// file:///path (or file://relative/path), or "" for memory only.
+func Open(store string, log *slog.Logger) (Store, error) {
+	switch {
+	case store == "":
+		log.Warn("revocation.store is empty: revocations are kept in memory only, lost on restart and not shared between replicas")
+		return memoryStore{}, nil
+	case strings.HasPrefix(store, "redis://"), strings.HasPrefix(store, "rediss://"):
+		return NewRedis(store, log)
+	case strings.HasPrefix(store, "file://"):
+		u, err := url.Parse(store)
+		if err != nil {
+			return nil, fmt.Errorf("revocation store %q: %w", store, err)
+		}
+		path := u.Host + u.Path // file://rel/path and file:///abs/path
+		if path == "" {
+			return nil, fmt.Errorf("revocation store %q: no path", store)
+		}
+		return OpenFile(path)
+	}
+	return nil, fmt.Errorf("revocation store %q: must be redis://, rediss:// or file://", store)
+}
+
+type memoryStore struct{}
+
+func (memoryStore) Add(context.Context, Entry) error { return nil }
+func (memoryStore) Durable() bool                    { return false }
+func (memoryStore) Close() error                     { return nil }
+func (memoryStore) Sync(ctx context.Context, set *Set) error {
+	set.Replace(nil, time.Now())
+	<-ctx.Done()
+	return nil
+}
+
+// List is the revocation list of one replica: the in-memory set the hot path reads and the
+// store that makes it durable and shared.
+type List struct {
+	Set         *Set
+	Store       Store
+	MaxLifetime time.Duration
+	Now         func() time.Time
+}
+
+// Revoke records key as revoked at `at` and applies it locally. The entry lives as long as
+// the longest token it can concern.
+func (l *List) Revoke(ctx context.Context, key string, at time.Time) (Entry, error) {
+	e := Entry{Key: key, At: at.UTC(), Expires: at.Add(l.MaxLifetime).UTC()}
+	if !e.Expires.After(l.Now()) {
+		return e, nil // every token it could concern has expired already
+	}
+	if err := l.Store.Add(ctx, e); err != nil {
+		return e, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	l.Set.Add(e, l.Now())
+	return e, nil
+}
+
+// Run keeps the set current and expires entries until ctx ends.
+func (l *List) Run(ctx context.Context, sweep time.Duration, log *slog.Logger) {
+	go func() {
+		if err := l.Store.Sync(ctx, l.Set); err != nil && ctx.Err() == nil {
+			log.Error("revocation sync stopped", "err", err)
+		}
+	}()
+	t := time.NewTicker(sweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n := l.Set.Sweep(l.Now()); n > 0 {
+				log.Info("revocations expired", "entries", n)
+			}
+		}
+	}
+}

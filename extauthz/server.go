@@ -1,0 +1,359 @@
+package extauthz
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/extauthz/revocation"
+	"github.com/specgate/specgate/policy"
+)
+
+// server answers Envoy's ext_authz Check. It holds no per-route state: each request carries
+// its route's policy in the context extensions.
+type server struct {
+	authv3.UnimplementedAuthorizationServer
+
+	verifier *verifier
+	keys     *keySource
+	cache    *tokenCache
+	revoked  *revocation.Set
+	m        *metrics
+	log      *slog.Logger
+	now      func() time.Time
+
+	policies sync.Map // raw ExtPolicy string -> *routePolicy
+}
+
+var _ authv3.AuthorizationServer = (*server)(nil)
+
+// deps are what newServer needs; tests fill them directly.
+type deps struct {
+	cfg             config.Gateway
+	revoked         *revocation.Set
+	log             *slog.Logger
+	now             func() time.Time
+	httpClient      *http.Client  // JWKS and discovery fetches
+	refreshCooldown time.Duration // between forced JWKS refreshes of one issuer
+	cacheSize       int
+}
+
+func newServer(ctx context.Context, d deps) (*server, error) {
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.httpClient == nil {
+		d.httpClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	if d.refreshCooldown == 0 {
+		d.refreshCooldown = 10 * time.Second
+	}
+	if d.cacheSize == 0 {
+		d.cacheSize = 100_000
+	}
+	if d.revoked == nil {
+		d.revoked = revocation.NewSet(d.cfg.Revocation.ExpectedEntries, d.cfg.Revocation.FalsePositiveRate)
+	}
+	m := newMetrics()
+	keys, err := newKeySource(ctx, d.httpClient, d.refreshCooldown, m, d.log)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{keys: keys, cache: newTokenCache(d.cacheSize), revoked: d.revoked, m: m, log: d.log, now: d.now}
+	v := &verifier{issuers: map[string]*trustedIssuer{}, claims: d.cfg.Claims,
+		maxLifetime: d.cfg.Revocation.MaxTokenLifetime.Duration, now: d.now}
+	if v.maxLifetime <= 0 {
+		v.maxLifetime = 24 * time.Hour
+	}
+	for h, c := range d.cfg.ClaimHeaders {
+		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claim: c})
+	}
+	slices.SortFunc(v.claimHeaders, func(a, b claimHeader) int { return strings.Compare(a.lower, b.lower) })
+	for _, is := range d.cfg.Issuers {
+		algs := is.Algorithms
+		if len(algs) == 0 {
+			algs = defaultAlgorithms
+		}
+		ti := &trustedIssuer{name: is.Issuer, audiences: is.Audiences, algs: map[string]bool{}}
+		for _, a := range algs {
+			if a != "none" && !strings.HasPrefix(a, "HS") {
+				ti.algs[a] = true
+			}
+		}
+		if len(is.Audiences) == 0 {
+			d.log.Warn("issuer has no audiences: aud is not checked for its tokens", "issuer", is.Issuer)
+		}
+		ti.keys = keys.add(ctx, is.Issuer, is.JWKSURI)
+		v.issuers[is.Issuer] = ti
+		m.gauge("specgate_authz_jwks_keys", "Keys currently held per issuer (0: never fetched).",
+			map[string]string{"issuer": is.Issuer}, func() float64 {
+				if set := ti.keys.keys(); set != nil {
+					return float64(set.Len())
+				}
+				return 0
+			})
+	}
+	s.verifier = v
+	m.gauge("specgate_authz_revocation_entries", "Live revocation entries.", nil,
+		func() float64 { return float64(s.revoked.Len()) })
+	m.gauge("specgate_authz_bloom_fill_ratio", "Share of the revocation bloom filter's bits set.", nil,
+		s.revoked.FillRatio)
+	m.gauge("specgate_authz_bloom_estimated_fp_rate", "Estimated false-positive rate of the bloom filter.", nil,
+		s.revoked.EstimatedFPRate)
+	return s, nil
+}
+
+func (s *server) close() { s.keys.close() }
+
+// routePolicy is a decoded route policy with its precomputed 403 answer.
+type routePolicy struct {
+	policy.Route
+	err    error
+	denied *authv3.CheckResponse // insufficient scope
+}
+
+func (s *server) routePolicy(raw string) *routePolicy {
+	if p, ok := s.policies.Load(raw); ok {
+		return p.(*routePolicy)
+	}
+	r, err := policy.Decode(raw)
+	p := &routePolicy{Route: r, err: err}
+	if err == nil {
+		p.denied = insufficientScope(r)
+	}
+	// Routes are finite (they come from the compiled config, never from clients), so the
+	// map stays as small as the route table.
+	v, _ := s.policies.LoadOrStore(raw, p)
+	return v.(*routePolicy)
+}
+
+// Check never returns an error for a bad request: every outcome is a CheckResponse, so
+// Envoy answers 401/403 and never takes its failure path.
+func (s *server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	attrs := req.GetAttributes()
+	route := attrs.GetContextExtensions()[policy.ExtRoute]
+	resp, reason := s.check(ctx, attrs)
+	decision := "deny"
+	if resp.GetStatus().GetCode() == int32(codes.OK) {
+		decision = "allow"
+	}
+	s.m.checks.WithLabelValues(decision, reason, route).Inc()
+	s.m.duration.Observe(time.Since(start).Seconds())
+	return resp, nil
+}
+
+func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*authv3.CheckResponse, string) {
+	pol := s.routePolicy(attrs.GetContextExtensions()[policy.ExtPolicy])
+	if pol.err != nil {
+		// Fail closed: a route whose policy we cannot read is never open.
+		return policyError, reasonPolicy
+	}
+	headers := requestHeaders(attrs.GetRequest().GetHttp())
+	addr := attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()
+	auth, present := headers["authorization"]
+	if !present {
+		if pol.Anonymous {
+			return s.allow(pol, headers, nil, addr), reasonAnonymous
+		}
+		return deniedMissing, reasonMissing
+	}
+	raw, why := bearer(auth)
+	if why != "" {
+		return deniedInvalid, why
+	}
+	sum := sha256.Sum256([]byte(raw))
+	now := s.now()
+	id := s.cache.get(&sum, now)
+	if id != nil {
+		s.m.cacheHit.Inc()
+	} else {
+		s.m.cacheMiss.Inc()
+		var err error
+		if id, err = s.verifier.verify(ctx, raw); err != nil {
+			reason := reasonOf(err)
+			s.log.Debug("token refused", "reason", reason, "err", err)
+			if reason == reasonExpired {
+				return deniedExpired, reason
+			}
+			return deniedInvalid, reason
+		}
+		s.cache.put(&sum, id, now)
+	}
+	if s.revoked.Revoked(id.jti, id.subject, &sum, id.iat) {
+		return deniedRevoked, reasonRevoked
+	}
+	if pol.Anonymous {
+		return s.allow(pol, headers, id, addr), reasonOK
+	}
+	for _, req := range pol.AnyOf {
+		if len(req.Issuers) > 0 && !slices.Contains(req.Issuers, id.issuer) {
+			continue
+		}
+		if id.hasScopes(req.Scopes) {
+			return s.allow(pol, headers, id, addr), reasonOK
+		}
+	}
+	return pol.denied, reasonScope
+}
+
+// requestHeaders returns the lower-case request headers. With encode_raw_headers Envoy
+// sends header_map instead of headers; repeated headers are joined with "," as Envoy does.
+func requestHeaders(h *authv3.AttributeContext_HttpRequest) map[string]string {
+	if m := h.GetHeaders(); len(m) > 0 || h.GetHeaderMap() == nil {
+		return m
+	}
+	m := map[string]string{}
+	for _, hv := range h.GetHeaderMap().GetHeaders() {
+		k := strings.ToLower(hv.GetKey())
+		v := hv.GetValue()
+		if v == "" {
+			v = string(hv.GetRawValue())
+		}
+		if old, ok := m[k]; ok {
+			v = old + "," + v
+		}
+		m[k] = v
+	}
+	return m
+}
+
+// allow builds the OK answer: identity headers overwritten (never appended), every other
+// identity header and every header the route does not allow removed, and the dynamic
+// metadata the rate-limit descriptors read.
+func (s *server) allow(pol *routePolicy, headers map[string]string, id *identity, addr string) *authv3.CheckResponse {
+	claimHeaders := s.verifier.claimHeaders
+	ok := &authv3.OkHttpResponse{}
+	for i, h := range claimHeaders {
+		if id != nil && id.headers[i] != "" {
+			ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
+				Header:       &corev3.HeaderValue{Key: h.name, Value: id.headers[i]},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			})
+		} else {
+			ok.HeadersToRemove = append(ok.HeadersToRemove, h.lower)
+		}
+	}
+	n := len(ok.HeadersToRemove)
+	for name := range headers {
+		if name == "" || name[0] == ':' || name == "host" || pol.Allowed(name) || isClaimHeader(claimHeaders, name) {
+			continue
+		}
+		ok.HeadersToRemove = append(ok.HeadersToRemove, name)
+	}
+	slices.Sort(ok.HeadersToRemove[n:])
+
+	ip := "ip:" + addr
+	fields := make(map[string]*structpb.Value, 2+len(pol.RateLimitHeaders))
+	if id != nil {
+		fields[policy.MetaSubject] = structpb.NewStringValue(id.subject)
+		client := id.client
+		if client == "" {
+			client = ip
+		}
+		fields[policy.MetaClient] = structpb.NewStringValue(client)
+	} else {
+		fields[policy.MetaSubject] = structpb.NewStringValue("")
+		fields[policy.MetaClient] = structpb.NewStringValue(ip)
+	}
+	for _, h := range pol.RateLimitHeaders {
+		v, present := headers[strings.ToLower(h)]
+		if !present || v == "" {
+			v = ip
+		}
+		fields[policy.MetaHeader(h)] = structpb.NewStringValue(v)
+	}
+	return &authv3.CheckResponse{
+		Status:          &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
+		DynamicMetadata: &structpb.Struct{Fields: fields},
+	}
+}
+
+func isClaimHeader(hs []claimHeader, name string) bool {
+	for _, h := range hs {
+		if h.lower == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Denials. Bodies say what the client must do, never why internally.
+var (
+	deniedMissing = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token", "an access token is required")
+	deniedInvalid = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token", "the access token is invalid")
+	deniedExpired = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token", "the access token has expired")
+	deniedRevoked = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token", "the access token has been revoked")
+	policyError   = denied(http.StatusForbidden, "", "access_denied", "this route is not available")
+)
+
+func insufficientScope(r policy.Route) *authv3.CheckResponse {
+	var first []string
+	alts := make([][]string, 0, len(r.AnyOf))
+	for _, req := range r.AnyOf {
+		if first == nil {
+			first = req.Scopes
+		}
+		alts = append(alts, append([]string{}, req.Scopes...))
+	}
+	hdr := `Bearer error="insufficient_scope"`
+	if len(first) > 0 {
+		hdr += fmt.Sprintf(`, scope="%s"`, strings.Join(first, " "))
+	}
+	body, _ := json.Marshal(map[string]any{
+		"error":             "insufficient_scope",
+		"error_description": "the access token lacks the scopes this route requires",
+		"required_scopes":   alts, // any one of these sets
+	})
+	return deniedResponse(http.StatusForbidden, hdr, string(body))
+}
+
+func denied(code int, wwwAuth, errCode, desc string) *authv3.CheckResponse {
+	body, _ := json.Marshal(map[string]string{"error": errCode, "error_description": desc})
+	return deniedResponse(code, wwwAuth, string(body))
+}
+
+// deniedResponse is shared between requests: gRPC only reads it while marshalling.
+func deniedResponse(code int, wwwAuth, body string) *authv3.CheckResponse {
+	grpcCode := codes.PermissionDenied
+	if code == http.StatusUnauthorized {
+		grpcCode = codes.Unauthenticated
+	}
+	hs := []*corev3.HeaderValueOption{{
+		Header:       &corev3.HeaderValue{Key: "content-type", Value: "application/json"},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}}
+	if wwwAuth != "" {
+		hs = append(hs, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: "www-authenticate", Value: wwwAuth},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(grpcCode)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(code)},
+			Headers: hs,
+			Body:    body,
+		}},
+	}
+}

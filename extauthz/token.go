@@ -1,0 +1,383 @@
+package extauthz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/specgate/specgate/config"
+)
+
+// Limits of the token path.
+const (
+	maxTokenBytes = 8 << 10
+	leeway        = 30 * time.Second
+)
+
+// Deny reasons: the `reason` label of specgate_authz_checks_total. A small fixed set.
+const (
+	reasonOK             = "ok"
+	reasonAnonymous      = "anonymous"
+	reasonMissing        = "missing_token"
+	reasonBadHeader      = "malformed_header"
+	reasonTooLarge       = "token_too_large"
+	reasonMalformed      = "malformed_token"
+	reasonInvalid        = "invalid_token" // signature, encoding, claims types
+	reasonUnknownIssuer  = "unknown_issuer"
+	reasonAlgorithm      = "algorithm"
+	reasonUnknownKey     = "unknown_key"
+	reasonExpired        = "expired"
+	reasonNotYetValid    = "not_yet_valid"
+	reasonMissingClaim   = "missing_claim"
+	reasonAudience       = "audience"
+	reasonLifetime       = "lifetime"
+	reasonRevoked        = "revoked"
+	reasonScope          = "insufficient_scope"
+	reasonPolicy         = "policy_error"
+	reasonIssuerNotValid = "issuer_not_allowed"
+)
+
+// bearer extracts the token from an Authorization value. Only `Bearer <token>` with one
+// space is accepted; Envoy joins repeated headers with ",", which fails the charset check.
+func bearer(v string) (string, string) {
+	tok, ok := strings.CutPrefix(v, "Bearer ")
+	if !ok || tok == "" {
+		return "", reasonBadHeader
+	}
+	if len(tok) > maxTokenBytes {
+		return "", reasonTooLarge
+	}
+	dots := 0
+	for i := 0; i < len(tok); i++ {
+		switch c := tok[i]; {
+		case c == '.':
+			dots++
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return "", reasonMalformed
+		}
+	}
+	if dots != 2 {
+		return "", reasonMalformed
+	}
+	return tok, ""
+}
+
+// identity is what a verified token tells the gateway. Immutable once built; the token
+// cache shares it between requests.
+type identity struct {
+	issuer  string
+	subject string
+	client  string // rate-limit client key: sub:<subject> or cid:<client id>
+	jti     string
+	iat     time.Time // zero when absent
+	exp     time.Time
+	scopes  []string // sorted
+	headers []string // value per verifier.claimHeaders entry; "" when the claim is absent
+}
+
+func (id *identity) hasScopes(need []string) bool {
+	for _, s := range need {
+		if _, ok := slices.BinarySearch(id.scopes, s); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+type trustedIssuer struct {
+	name      string
+	audiences []string
+	algs      map[string]bool
+	keys      *issuerKeys
+}
+
+type claimHeader struct {
+	name  string // canonical, as configured
+	lower string
+	claim string
+}
+
+// verifier checks signature and claims with jwx; it never accepts alg none or HMAC.
+type verifier struct {
+	issuers      map[string]*trustedIssuer
+	claims       config.Claims
+	claimHeaders []claimHeader // sorted by lower
+	maxLifetime  time.Duration
+	now          func() time.Time
+}
+
+var defaultAlgorithms = []string{"RS256", "ES256", "EdDSA"}
+
+// Errors the key provider returns; verify maps them to reasons.
+var (
+	errUnknownIssuer = errors.New("untrusted issuer")
+	errAlgorithm     = errors.New("algorithm not allowed")
+	errUnknownKey    = errors.New("no key for kid")
+)
+
+type verifyError struct {
+	reason string
+	err    error
+}
+
+func (e *verifyError) Error() string { return e.reason + ": " + e.err.Error() }
+func (e *verifyError) Unwrap() error { return e.err }
+
+func fail(reason string, err error) error { return &verifyError{reason, err} }
+
+// reasonOf names a verification failure for metrics and logs.
+func reasonOf(err error) string {
+	var ve *verifyError
+	switch {
+	case errors.As(err, &ve):
+		return ve.reason
+	case errors.Is(err, errUnknownIssuer):
+		return reasonUnknownIssuer
+	case errors.Is(err, errAlgorithm):
+		return reasonAlgorithm
+	case errors.Is(err, errUnknownKey):
+		return reasonUnknownKey
+	case errors.Is(err, jwt.TokenExpiredError()):
+		return reasonExpired
+	case errors.Is(err, jwt.TokenNotYetValidError()):
+		return reasonNotYetValid
+	case errors.Is(err, jwt.MissingRequiredClaimError()):
+		return reasonMissingClaim
+	}
+	return reasonInvalid
+}
+
+// verify checks a token's signature, issuer, audience, lifetime and builds its identity.
+func (v *verifier) verify(ctx context.Context, raw string) (*identity, error) {
+	var iss *trustedIssuer
+	provider := jws.KeyProviderFunc(func(ctx context.Context, sink jws.KeySink, sig *jws.Signature, msg *jws.Message) error {
+		var err error
+		iss, err = v.selectKey(ctx, sink, sig, msg)
+		return err
+	})
+	tok, err := jwt.ParseString(raw,
+		jwt.WithKeyProvider(provider),
+		jwt.WithContext(ctx),
+		jwt.WithClock(jwt.ClockFunc(v.now)),
+		jwt.WithAcceptableSkew(leeway),
+		jwt.WithRequiredClaim(jwt.ExpirationKey),
+	)
+	if err != nil {
+		return nil, err
+	}
+	// The provider picked keys by the unverified iss; now that the payload is verified,
+	// make sure it still names that issuer.
+	if got, _ := tok.Issuer(); iss == nil || got != iss.name {
+		return nil, fail(reasonUnknownIssuer, fmt.Errorf("iss %q", got))
+	}
+	if len(iss.audiences) > 0 {
+		aud, _ := tok.Audience()
+		if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(iss.audiences, a) }) {
+			return nil, fail(reasonAudience, fmt.Errorf("aud %q", aud))
+		}
+	}
+	exp, _ := tok.Expiration()
+	// Revocation entries live maxTokenLifetime; a token outliving them would escape a
+	// revocation once its entry expires, so it is refused outright.
+	if exp.After(v.now().Add(v.maxLifetime + leeway)) {
+		return nil, fail(reasonLifetime, fmt.Errorf("exp %s beyond maxTokenLifetime", exp))
+	}
+	return v.identity(tok, iss.name, exp)
+}
+
+// selectKey is the jws key provider: it trusts only configured issuers, only their allowed
+// algorithms, and only keys whose type and declared alg fit the token's alg.
+func (v *verifier) selectKey(ctx context.Context, sink jws.KeySink, sig *jws.Signature, msg *jws.Message) (*trustedIssuer, error) {
+	var claims struct {
+		Iss string `json:"iss"`
+	}
+	if err := json.Unmarshal(msg.Payload(), &claims); err != nil {
+		return nil, fail(reasonInvalid, err)
+	}
+	iss := v.issuers[claims.Iss]
+	if iss == nil {
+		return nil, errUnknownIssuer
+	}
+	hdrs := sig.ProtectedHeaders()
+	alg, ok := hdrs.Algorithm()
+	if !ok || !iss.algs[alg.String()] || alg == jwa.NoSignature() || strings.HasPrefix(alg.String(), "HS") {
+		return nil, errAlgorithm
+	}
+	kid, _ := hdrs.KeyID()
+	set := iss.keys.keys()
+	key, ok := lookupKey(set, kid)
+	if !ok {
+		// A kid we do not know: maybe the IdP rotated. One rate-limited refresh, then give up.
+		set, _ = iss.keys.forceRefresh(ctx)
+		if key, ok = lookupKey(set, kid); !ok {
+			return nil, errUnknownKey
+		}
+	}
+	if !keyFits(key, alg) {
+		return nil, errAlgorithm
+	}
+	sink.Key(alg, key)
+	return iss, nil
+}
+
+// lookupKey finds kid in set; a token without kid may use the set's only key.
+func lookupKey(set jwk.Set, kid string) (jwk.Key, bool) {
+	if set == nil {
+		return nil, false
+	}
+	if kid == "" {
+		if set.Len() == 1 {
+			return set.Key(0)
+		}
+		return nil, false
+	}
+	return set.LookupKeyID(kid)
+}
+
+// keyFits checks the algorithm against the key: its declared alg if any, its type always
+// (an RSA key can never verify an HMAC or EC signature).
+func keyFits(key jwk.Key, alg jwa.SignatureAlgorithm) bool {
+	if a, ok := key.Algorithm(); ok && a.String() != alg.String() {
+		return false
+	}
+	if use, ok := key.KeyUsage(); ok && use != "" && use != jwk.ForSignature.String() {
+		return false
+	}
+	name := alg.String()
+	switch key.KeyType() {
+	case jwa.RSA():
+		return strings.HasPrefix(name, "RS") || strings.HasPrefix(name, "PS")
+	case jwa.EC():
+		return strings.HasPrefix(name, "ES")
+	case jwa.OKP():
+		return name == "EdDSA" || name == "Ed25519"
+	}
+	return false
+}
+
+func (v *verifier) identity(tok jwt.Token, issuer string, exp time.Time) (*identity, error) {
+	id := &identity{issuer: issuer, exp: exp}
+	id.iat, _ = tok.IssuedAt()
+	id.jti, _ = tok.JwtID()
+	var err error
+	if id.subject, err = stringClaim(tok, v.claims.Subject); err != nil {
+		return nil, err
+	}
+	var cid string
+	if v.claims.Client != "" {
+		if cid, err = stringClaim(tok, v.claims.Client); err != nil {
+			return nil, err
+		}
+	}
+	// Client rule: a client-credentials token (client claim present, and no subject or
+	// the subject is the client itself) is keyed by client id; any other token by subject.
+	switch {
+	case cid != "" && (id.subject == "" || id.subject == cid):
+		id.client = "cid:" + cid
+	case id.subject != "":
+		id.client = "sub:" + id.subject
+	}
+	scopes, err := scopeClaim(tok, v.claims.Scope)
+	if err != nil {
+		return nil, err
+	}
+	if v.claims.Scope != "scp" && len(scopes) == 0 {
+		if scopes, err = scopeClaim(tok, "scp"); err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(scopes)
+	id.scopes = slices.Compact(scopes)
+	id.headers = make([]string, len(v.claimHeaders))
+	for i, h := range v.claimHeaders {
+		id.headers[i] = headerValue(tok, h.claim)
+	}
+	return id, nil
+}
+
+func stringClaim(tok jwt.Token, name string) (string, error) {
+	if !tok.Has(name) {
+		return "", nil
+	}
+	var v any
+	if err := tok.Get(name, &v); err != nil {
+		return "", fail(reasonInvalid, err)
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", fail(reasonInvalid, fmt.Errorf("claim %s is not a string", name))
+	}
+	return s, nil
+}
+
+// scopeClaim reads a space-separated string or an array of strings.
+func scopeClaim(tok jwt.Token, name string) ([]string, error) {
+	if !tok.Has(name) {
+		return nil, nil
+	}
+	var v any
+	if err := tok.Get(name, &v); err != nil {
+		return nil, fail(reasonInvalid, err)
+	}
+	switch v := v.(type) {
+	case string:
+		return strings.Fields(v), nil
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fail(reasonInvalid, fmt.Errorf("claim %s: not a string array", name))
+			}
+			out = append(out, strings.Fields(s)...)
+		}
+		return out, nil
+	case []string:
+		return v, nil
+	}
+	return nil, fail(reasonInvalid, fmt.Errorf("claim %s: not a string or array", name))
+}
+
+// headerValue renders a claim for an identity header; values that could split or smuggle
+// a header are dropped.
+func headerValue(tok jwt.Token, name string) string {
+	if !tok.Has(name) {
+		return ""
+	}
+	var v any
+	if err := tok.Get(name, &v); err != nil {
+		return ""
+	}
+	var s string
+	switch v := v.(type) {
+	case string:
+		s = v
+	case float64:
+		s = strconv.FormatFloat(v, 'f', -1, 64)
+	case bool:
+		s = strconv.FormatBool(v)
+	case time.Time:
+		s = strconv.FormatInt(v.Unix(), 10)
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return ""
+		}
+		s = string(b)
+	}
+	if len(s) > 1024 || strings.ContainsAny(s, "\r\n\x00") {
+		return ""
+	}
+	return s
+}
