@@ -3,6 +3,7 @@ package compiler
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -121,14 +122,16 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, bool) {
 	rootSecurity := doc.Security
 	ids := map[string]string{}
 	if doc.Paths != nil {
-		for _, path := range doc.Paths.InMatchingOrder() {
+		for _, path := range slices.Sorted(maps.Keys(doc.Paths.Map())) {
 			item := doc.Paths.Value(path)
 			gwPath := joinBase(svc.BasePath, path)
 			if _, err := ir.ParseTemplate(gwPath); err != nil {
 				diags.errorf(file, path, "%v", err)
 				continue
 			}
-			for method, op := range item.Operations() {
+			ops := item.Operations()
+			for _, method := range slices.Sorted(maps.Keys(ops)) {
+				op := ops[method]
 				where := method + " " + path
 				o := ir.Operation{Method: method, Path: gwPath}
 				opID := op.OperationID

@@ -1,0 +1,139 @@
+package compiler_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/specgate/specgate/compiler"
+	"github.com/specgate/specgate/compiler/translate"
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/testenvoy"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of compiler/testdata (review the diff!)")
+
+// TestGolden compiles every compiler/testdata/<case>/specs directory. A case either compiles,
+// and its ir.yaml, resources.yaml and bootstrap.yaml are compared, or is refused, and its
+// diagnostics.txt (the lint lines) is compared. Each bootstrap must pass the real Envoy's
+// --mode validate.
+func TestGolden(t *testing.T) {
+	cases, err := filepath.Glob("testdata/*/specs")
+	if err != nil || len(cases) < 12 {
+		t.Fatalf("want at least 12 golden cases, found %d (%v)", len(cases), err)
+	}
+	for _, specs := range cases {
+		dir := filepath.Dir(specs)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			t.Parallel()
+			gw, diags := compiler.Compile(specs)
+			var lines []string
+			for _, d := range diags {
+				lines = append(lines, d.String())
+			}
+			diagText := strings.Join(lines, "\n")
+			if diagText != "" {
+				diagText += "\n"
+			}
+			golden(t, filepath.Join(dir, "diagnostics.txt"), []byte(diagText), diagText != "")
+			if diags.HasErrors() {
+				for _, f := range []string{"ir.yaml", "resources.yaml", "bootstrap.yaml"} {
+					if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+						t.Errorf("refused case has an orphaned %s", f)
+					}
+				}
+				return
+			}
+			irJSON, err := json.Marshal(gw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			irYAML, err := yaml.JSONToYAML(irJSON)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, filepath.Join(dir, "ir.yaml"), irYAML, true)
+
+			res, err := translate.Translate(gw, translate.Options{Gateway: config.Default()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resYAML, err := res.YAML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, filepath.Join(dir, "resources.yaml"), resYAML, true)
+
+			inline, err := translate.Translate(gw, translate.Options{Gateway: config.Default(), InlineRoutes: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			boot, err := translate.Bootstrap(inline, translate.BootstrapOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bootYAML, err := translate.YAML(boot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bootPath := filepath.Join(dir, "bootstrap.yaml")
+			golden(t, bootPath, bootYAML, true)
+			if err := testenvoy.Validate(t, bootPath); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// golden compares got with the file, or rewrites it under -update. want=false means the file
+// must not exist (an orphan from an earlier run is deleted under -update).
+func golden(t *testing.T, path string, got []byte, want bool) {
+	t.Helper()
+	if *update {
+		if want {
+			if err := os.WriteFile(path, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			_ = os.Remove(path)
+		}
+		return
+	}
+	old, err := os.ReadFile(path)
+	if !want {
+		if err == nil {
+			t.Errorf("%s exists but the case produced nothing for it", path)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("%v (run go test ./compiler -update and review the diff)", err)
+	}
+	if !bytes.Equal(old, got) {
+		t.Errorf("%s differs from the output (run go test ./compiler -update and review the diff):\n%s", path, firstDiff(string(old), string(got)))
+	}
+}
+
+func firstDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < len(al) || i < len(bl); i++ {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y {
+			return fmt.Sprintf("line %d:\n- %s\n+ %s", i+1, x, y)
+		}
+	}
+	return ""
+}
