@@ -53,6 +53,8 @@ func NewRedis(url string, o RedisOptions) (*Redis, error) {
 	// A retried pipeline would count its increments twice.
 	opt.MaxRetries = -1
 	opt.DialTimeout = o.Timeout
+	// Redis down must not cost each request several dial attempts.
+	opt.DialerRetries = 1
 	opt.ReadTimeout = o.Timeout
 	opt.WriteTimeout = o.Timeout
 	opt.PoolSize = max(opt.PoolSize, o.Workers)
