@@ -71,11 +71,13 @@ func (t *translator) routeConfig(name string, gw ir.Gateway, internal bool) *rou
 		for _, o := range g.ops {
 			allow = append(allow, o.op.Method)
 		}
-		cors := g.ops[0].svc.CORS
+		if owner := g.ops[0].svc; owner.CORS != nil {
+			routes = append(routes, t.preflight(g.tmpl, owner, allow))
+		}
 		for _, o := range g.ops {
 			routes = append(routes, t.operationRoute(g.tmpl, o.svc, o.op, allow))
 		}
-		routes = append(routes, t.methodNotAllowed(g.tmpl, g.ops[0].svc, allow, cors))
+		routes = append(routes, t.methodNotAllowed(g.tmpl, g.ops[0].svc, allow))
 	}
 	routes = append(routes, t.notFound())
 	return &routev3.RouteConfiguration{
@@ -188,21 +190,39 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 	}
 }
 
-// methodNotAllowed answers a known path with an undeclared method: 405 and Allow naming only
-// the methods this listener serves. It also carries the CORS policy so preflights (OPTIONS)
-// on the path are answered by the CORS filter.
-func (t *translator) methodNotAllowed(tmpl ir.Template, svc *ir.Service, allow []string, cors *ir.CORS) *routev3.Route {
-	body, _ := json.Marshal(map[string]any{"error": "method_not_allowed", "allow": allow})
-	perFilter := map[string]*anypb.Any{filterExtAuthz: t.authzDisabled()}
-	if cors != nil {
-		perFilter[filterCORS] = t.pack(corsPolicy(cors, allow))
+// preflight matches CORS preflights (OPTIONS with Access-Control-Request-Method) on a path of
+// a service with a CORS policy. The CORS filter answers them before authz and rate limits; it
+// needs a forwarding route to read the policy from (it ignores direct-response routes), but
+// never forwards a preflight it does not accept.
+func (t *translator) preflight(tmpl ir.Template, svc *ir.Service, allow []string) *routev3.Route {
+	m := methodMatch(t.pathMatch(tmpl), "OPTIONS")
+	m.Headers = append(m.Headers, &routev3.HeaderMatcher{
+		Name:                 "access-control-request-method",
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true},
+	})
+	pol := corsPolicy(svc.CORS, allow)
+	pol.ForwardNotMatchingPreflights = wrapperspb.Bool(false)
+	return &routev3.Route{
+		Name:   fmt.Sprintf("%s.preflight:%s", svc.Name, tmpl.Shape()),
+		Match:  m,
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: svc.Name}}},
+		TypedPerFilterConfig: map[string]*anypb.Any{
+			filterExtAuthz: t.authzDisabled(),
+			filterCORS:     t.pack(pol),
+		},
 	}
+}
+
+// methodNotAllowed answers a known path with an undeclared method: 405 and Allow naming only
+// the methods this listener serves.
+func (t *translator) methodNotAllowed(tmpl ir.Template, svc *ir.Service, allow []string) *routev3.Route {
+	body, _ := json.Marshal(map[string]any{"error": "method_not_allowed", "allow": allow})
 	return &routev3.Route{
 		Name:                 fmt.Sprintf("%s.405:%s", svc.Name, tmpl.Shape()),
 		Match:                t.pathMatch(tmpl),
 		Action:               directResponse(405, string(body)),
 		ResponseHeadersToAdd: append(jsonHeader(), header("allow", strings.Join(allow, ", "))),
-		TypedPerFilterConfig: perFilter,
+		TypedPerFilterConfig: map[string]*anypb.Any{filterExtAuthz: t.authzDisabled()},
 	}
 }
 
