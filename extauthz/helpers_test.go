@@ -3,6 +3,7 @@ package extauthz
 import (
 	"context"
 	"net"
+	"strconv"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
@@ -177,3 +180,39 @@ func check(t testing.TB, c authv3.AuthorizationClient, req *authv3.CheckRequest)
 }
 
 func newSet() *revocation.Set { return revocation.NewSet(10_000, 1e-7) }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// exportPublic writes the raw public key of k into dst.
+func exportPublic(k *devissuer.Key, dst *any) error { return jwk.Export(k.Public(), dst) }
+
+// reasons returns the checks counter as "decision/reason" -> count.
+func reasons(t testing.TB, s *server) map[string]float64 {
+	t.Helper()
+	mfs, err := s.m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "specgate_authz_checks_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			out[l["decision"]+"/"+l["reason"]] += m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+func headerMap(h map[string]string) *corev3.HeaderMap {
+	m := &corev3.HeaderMap{}
+	for k, v := range h {
+		m.Headers = append(m.Headers, &corev3.HeaderValue{Key: k, RawValue: []byte(v)})
+	}
+	return m
+}

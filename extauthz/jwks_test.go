@@ -1,0 +1,125 @@
+package extauthz
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/extauthz/devissuer"
+)
+
+// eventually polls f until it is true or the deadline passes.
+func eventually(t testing.TB, within time.Duration, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestJWKSDownAtStart(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	p.down.Store(true)
+	s, c := startServer(t, deps{cfg: testConfig(p), refreshCooldown: 100 * time.Millisecond})
+	tok := mint(t, p.key, "alice", []string{"orders:read"}, nil)
+	// check fails the test on a gRPC error: the answer must be a CheckResponse.
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))); got != 401 {
+		t.Fatalf("status %d, want 401 while the JWKS is down", got)
+	}
+	p.down.Store(false)
+	eventually(t, 5*time.Second, "token accepted once the JWKS is back", func() bool {
+		return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) == 200
+	})
+	if reasons(t, s)["deny/"+reasonUnknownKey] < 1 {
+		t.Errorf("reasons %v", reasons(t, s))
+	}
+}
+
+func TestJWKSDownDuringRun(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	_, c := startServer(t, deps{cfg: testConfig(p), refreshCooldown: time.Millisecond})
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, mint(t, p.key, "a", []string{"orders:read"}, nil)))); got != 200 {
+		t.Fatalf("status %d", got)
+	}
+	p.down.Store(true)
+	// Force refreshes against the dead endpoint (unknown kids) ...
+	stranger, err := devissuer.Generate("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, mint(t, stranger, "x", []string{"orders:read"}, nil)))); got != 401 {
+			t.Fatalf("unknown key: %d", got)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	// ... and new tokens (not in the token cache) signed by the known key still pass.
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, mint(t, p.key, "b", []string{"orders:read"}, nil)))); got != 200 {
+		t.Fatalf("cached keys stopped working while the JWKS is down: %d", got)
+	}
+}
+
+func TestKeyRotationAndRefreshCooldown(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	_, c := startServer(t, deps{cfg: testConfig(p), refreshCooldown: time.Hour})
+	eventually(t, 5*time.Second, "first fetch", func() bool { return p.fetches.Load() >= 1 })
+	next, err := devissuer.Generate("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.setKeys(p.key, next) // the IdP rotates in a new key
+	before := p.fetches.Load()
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, mint(t, next, "a", []string{"orders:read"}, nil)))); got != 200 {
+		t.Fatalf("rotated key: %d", got)
+	}
+	if n := p.fetches.Load() - before; n != 1 {
+		t.Fatalf("%d fetches for an unknown kid, want 1", n)
+	}
+	// A flood of forged kids within the cooldown costs the IdP nothing.
+	forged, err := devissuer.Generate("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = p.fetches.Load()
+	for range 20 {
+		if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, mint(t, forged, "a", []string{"orders:read"}, nil)))); got != 401 {
+			t.Fatalf("forged kid: %d", got)
+		}
+	}
+	if n := p.fetches.Load() - before; n != 0 {
+		t.Fatalf("%d fetches during the cooldown", n)
+	}
+}
+
+func TestOIDCDiscovery(t *testing.T) {
+	t.Parallel()
+	k := rsaKey(t)
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	iss := srv.URL + "/"
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": iss, "jwks_uri": srv.URL + "/keys"})
+	})
+	mux.Handle("/keys", devissuer.JWKS(k))
+	cfg := config.Default()
+	cfg.Issuers = []config.Issuer{{Issuer: iss, Audiences: []string{testAud}}}
+	cfg.Revocation.ExpectedEntries = 1000
+	_, c := startServer(t, deps{cfg: cfg, refreshCooldown: 50 * time.Millisecond})
+	tok, err := devissuer.Mint(k, iss, testAud, "alice", []string{"orders:read"}, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "token accepted through discovery", func() bool {
+		return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) == 200
+	})
+}

@@ -1,0 +1,131 @@
+package extauthz
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/specgate/specgate/extauthz/revocation"
+)
+
+func revokeKey(set *revocation.Set, key string, at time.Time) {
+	set.Add(revocation.Entry{Key: key, At: at, Expires: at.Add(24 * time.Hour)}, time.Now())
+}
+
+func TestRevokedTokens(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	set := newSet()
+	s, c := startServer(t, deps{cfg: testConfig(p), revoked: set})
+	ok := func(tok string) int { return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) }
+	now := time.Now()
+
+	t.Run("jti, even when cached", func(t *testing.T) {
+		tok := mint(t, p.key, "alice", []string{"orders:read"}, nil)
+		if ok(tok) != 200 {
+			t.Fatal("fresh token refused")
+		}
+		parsed, _ := jwt.ParseInsecure([]byte(tok))
+		jti, _ := parsed.JwtID()
+		revokeKey(set, revocation.JTIKey(jti), now)
+		r := check(t, c, bearerReq(t, protectedRoute, tok))
+		if httpStatus(r) != 401 || deniedHeader(r, "www-authenticate") != `Bearer error="invalid_token"` {
+			t.Fatalf("revoked jti: %d", httpStatus(r))
+		}
+		if reasons(t, s)["deny/revoked"] < 1 {
+			t.Error("not counted as revoked")
+		}
+	})
+	t.Run("token hash when there is no jti", func(t *testing.T) {
+		tok := mint(t, p.key, "carol", []string{"orders:read"}, map[string]any{"jti": nil})
+		other := mint(t, p.key, "carol", []string{"orders:read"}, map[string]any{"jti": nil, "nonce": "x"})
+		revokeKey(set, revocation.TokenKey(revocation.TokenHash(tok)), now)
+		if ok(tok) != 401 || ok(other) != 200 {
+			t.Fatal("tok: revocation must hit exactly that token")
+		}
+	})
+	t.Run("subject revoked after issue is refused, newer login accepted", func(t *testing.T) {
+		old := mint(t, p.key, "dave", []string{"orders:read"}, map[string]any{"iat": now.Add(-time.Hour).Unix()})
+		cut := now.Add(-10 * time.Minute)
+		same := mint(t, p.key, "dave", []string{"orders:read"}, map[string]any{"iat": cut.Unix()})
+		noIat := mint(t, p.key, "dave", []string{"orders:read"}, map[string]any{"iat": nil})
+		newer := mint(t, p.key, "dave", []string{"orders:read"}, map[string]any{"iat": cut.Add(time.Second).Unix()})
+		otherSub := mint(t, p.key, "erin", []string{"orders:read"}, map[string]any{"iat": now.Add(-time.Hour).Unix()})
+		if ok(old) != 200 {
+			t.Fatal("old token refused before the revocation")
+		}
+		revokeKey(set, revocation.SubjectKey("dave"), cut)
+		for name, c := range map[string]struct {
+			tok  string
+			want int
+		}{"issued before": {old, 401}, "issued at the same second": {same, 401}, "without iat": {noIat, 401},
+			"issued after": {newer, 200}, "other subject": {otherSub, 200}} {
+			if got := ok(c.tok); got != c.want {
+				t.Errorf("%s: %d, want %d", name, got, c.want)
+			}
+		}
+	})
+}
+
+// TestRevocationUnderConcurrency: 64 goroutines check revoked tokens while revocations
+// keep being added (and the filter folds copies); not one revoked token may pass.
+func TestRevocationUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	set := revocation.NewSet(100_000, 1e-7)
+	now := time.Now()
+	var revoked []string
+	for i := range 2000 {
+		k := fmt.Sprintf("jti-%d", i)
+		revokeKey(set, revocation.JTIKey(k), now)
+		revoked = append(revoked, k)
+	}
+	var misses, falseHits atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var wg sync.WaitGroup
+	added := make(chan string, 4096)
+	wg.Add(1)
+	go func() { // writer: new revocations, enough to fold several times
+		defer wg.Done()
+		defer close(added)
+		for i := 0; ctx.Err() == nil && i < 5000; i++ {
+			k := fmt.Sprintf("new-%d", i)
+			revokeKey(set, revocation.JTIKey(k), now)
+			select {
+			case added <- k:
+			default:
+			}
+		}
+	}()
+	var sum [32]byte
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; ctx.Err() == nil; i++ {
+				if !set.Revoked(revoked[i%len(revoked)], "", &sum, now) {
+					misses.Add(1)
+				}
+				if set.Revoked(fmt.Sprintf("valid-%d", i), "", &sum, now) {
+					falseHits.Add(1)
+				}
+				select {
+				case k, ok := <-added:
+					if ok && !set.Revoked(k, "", &sum, now) {
+						misses.Add(1)
+					}
+				default:
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if misses.Load() != 0 || falseHits.Load() != 0 {
+		t.Fatalf("%d revoked tokens passed, %d valid tokens refused", misses.Load(), falseHits.Load())
+	}
+}
