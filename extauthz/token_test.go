@@ -1,9 +1,9 @@
 package extauthz
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
-	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
@@ -150,14 +150,14 @@ func TestAcceptedTokenShapes(t *testing.T) {
 	_, c := startServer(t, deps{cfg: testConfig(p)})
 	now := time.Now()
 	cases := map[string]string{
-		"RS256":                 mint(t, rsaKey(t), "alice", []string{"orders:read"}, nil),
-		"ES256":                 mint(t, es, "alice", []string{"orders:read"}, nil),
-		"EdDSA":                 mint(t, ed, "alice", []string{"orders:read"}, nil),
-		"scp array":             mint(t, es, "alice", nil, map[string]any{"scp": []string{"orders:read", "x"}}),
-		"scp string":            mint(t, es, "alice", nil, map[string]any{"scp": "x orders:read"}),
-		"aud array":             mint(t, es, "alice", []string{"orders:read"}, map[string]any{"aud": []string{"other", "api"}}),
-		"exp within leeway":     mint(t, es, "alice", []string{"orders:read"}, map[string]any{"exp": now.Add(-10 * time.Second).Unix()}),
-		"nbf within leeway":     mint(t, es, "alice", []string{"orders:read"}, map[string]any{"nbf": now.Add(10 * time.Second).Unix()}),
+		"RS256":                  mint(t, rsaKey(t), "alice", []string{"orders:read"}, nil),
+		"ES256":                  mint(t, es, "alice", []string{"orders:read"}, nil),
+		"EdDSA":                  mint(t, ed, "alice", []string{"orders:read"}, nil),
+		"scp array":              mint(t, es, "alice", nil, map[string]any{"scp": []string{"orders:read", "x"}}),
+		"scp string":             mint(t, es, "alice", nil, map[string]any{"scp": "x orders:read"}),
+		"aud array":              mint(t, es, "alice", []string{"orders:read"}, map[string]any{"aud": []string{"other", "api"}}),
+		"exp within leeway":      mint(t, es, "alice", []string{"orders:read"}, map[string]any{"exp": now.Add(-10 * time.Second).Unix()}),
+		"nbf within leeway":      mint(t, es, "alice", []string{"orders:read"}, map[string]any{"nbf": now.Add(10 * time.Second).Unix()}),
 		"no jti, no iat, no sub": mint(t, es, "", []string{"orders:read"}, map[string]any{"jti": nil, "iat": nil}),
 	}
 	for name, tok := range cases {
