@@ -3,9 +3,9 @@ package extauthz
 import (
 	"context"
 	"net"
-	"strconv"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
