@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,17 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := newRootCmd().ExecuteContext(ctx); err != nil {
+		var code exitCode
+		if errors.As(err, &code) {
+			os.Exit(int(code))
+		}
+		fmt.Fprintln(os.Stderr, "specgate:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "specgate",
 		Short:         "An API edge gateway on Envoy, configured from OpenAPI files",
@@ -22,14 +34,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(commands()...)
-	if err := root.ExecuteContext(ctx); err != nil {
-		var code exitCode
-		if ok := asExitCode(err, &code); ok {
-			os.Exit(int(code))
-		}
-		fmt.Fprintln(os.Stderr, "specgate:", err)
-		os.Exit(1)
-	}
+	return root
 }
 
 // commands lists every subcommand; each lives in its own file.
@@ -46,14 +51,6 @@ func commands() []*cobra.Command {
 type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
-
-func asExitCode(err error, code *exitCode) bool {
-	c, ok := err.(exitCode)
-	if ok {
-		*code = c
-	}
-	return ok
-}
 
 // logger is the structured logger every role uses: JSON to stderr.
 func logger() *slog.Logger {

@@ -110,8 +110,10 @@ func (t *translator) pack(m proto.Message) *anypb.Any {
 			t.err = errors.Join(t.err, fmt.Errorf("translate: %s: %w", m.ProtoReflect().Descriptor().FullName(), err))
 		}
 	}
-	a, err := anypb.New(m)
-	if err != nil {
+	// Deterministic: map fields (context extensions, per-filter configs) otherwise serialize
+	// in random order and the version hash would change between identical compiles.
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
 		t.err = errors.Join(t.err, fmt.Errorf("translate: pack %s: %w", m.ProtoReflect().Descriptor().FullName(), err))
 	}
 	return a
