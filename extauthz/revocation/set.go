@@ -237,7 +237,7 @@ func (s *Set) Sweep(now time.Time) (removed int) {
 	s.mu.Unlock()
 	cur := s.snap.Load()
 	total := cur.inserted + uint(len(cur.recent))
-	if total > cur.capacity || (total > live && total-live > live/2+1024) {
+	if total > cur.capacity || (total > live && total-live > live/2) {
 		s.rebuildLocked()
 	}
 	return removed

@@ -1,0 +1,137 @@
+package revocation
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestSetSemantics(t *testing.T) {
+	now := time.Now()
+	s := NewSet(1000, 1e-6)
+	var sum [32]byte
+	sum[0] = 7
+	s.Add(Entry{Key: JTIKey("j1"), At: now, Expires: now.Add(time.Hour)}, now)
+	s.Add(Entry{Key: TokenKey(sum), At: now, Expires: now.Add(time.Hour)}, now)
+	s.Add(Entry{Key: SubjectKey("bob"), At: now, Expires: now.Add(time.Hour)}, now)
+	s.Add(Entry{Key: JTIKey("old"), At: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)}, now) // already expired
+	var other [32]byte
+	cases := []struct {
+		name     string
+		jti, sub string
+		sum      *[32]byte
+		iat      time.Time
+		want     bool
+	}{
+		{"revoked jti", "j1", "", &other, now, true},
+		{"other jti", "j2", "", &sum, now, false}, // with a jti, the hash is not consulted
+		{"hash without jti", "", "", &sum, now, true},
+		{"other hash", "", "", &other, now, false},
+		{"subject, iat before", "x", "bob", &other, now.Add(-time.Minute), true},
+		{"subject, iat same second", "x", "bob", &other, now.Truncate(time.Second), true},
+		{"subject, no iat", "x", "bob", &other, time.Time{}, true},
+		{"subject, iat after", "x", "bob", &other, now.Add(2 * time.Second), false},
+		{"expired entry ignored", "old", "", &other, now, false},
+	}
+	for _, c := range cases {
+		if got := s.Revoked(c.jti, c.sub, c.sum, c.iat); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	// A later revocation of the subject moves the cut-off forward, an earlier one never back.
+	s.Add(Entry{Key: SubjectKey("bob"), At: now.Add(-time.Hour), Expires: now.Add(time.Hour)}, now)
+	if !s.Revoked("x", "bob", &other, now.Add(-time.Minute)) {
+		t.Error("earlier revocation moved the cut-off back")
+	}
+}
+
+func TestSweepAndRebuild(t *testing.T) {
+	now := time.Now()
+	s := NewSet(100, 1e-6)
+	for i := range 1000 { // ten times the design: the filter must grow, never saturate
+		s.Add(Entry{Key: JTIKey(fmt.Sprint(i)), At: now, Expires: now.Add(time.Minute)}, now)
+	}
+	s.Sweep(now)
+	if fp := s.EstimatedFPRate(); fp > 1e-4 {
+		t.Fatalf("filter saturated: estimated fp %g, fill %g", fp, s.FillRatio())
+	}
+	for i := range 1000 {
+		if _, ok := s.Lookup([]byte(JTIKey(fmt.Sprint(i)))); !ok {
+			t.Fatalf("entry %d lost in the rebuild", i)
+		}
+	}
+	if n := s.Sweep(now.Add(2 * time.Minute)); n != 1000 || s.Len() != 0 {
+		t.Fatalf("swept %d, left %d", n, s.Len())
+	}
+	if s.FillRatio() != 0 {
+		t.Fatalf("filter not rebuilt after expiry: fill %g", s.FillRatio())
+	}
+}
+
+func TestReplaceKeepsLocalEntries(t *testing.T) {
+	now := time.Now()
+	s := NewSet(100, 1e-6)
+	s.Add(Entry{Key: "jti:local", At: now, Expires: now.Add(time.Hour)}, now)
+	s.Replace([]Entry{{Key: "jti:remote", At: now, Expires: now.Add(time.Hour)}}, now)
+	for _, k := range []string{"jti:local", "jti:remote"} {
+		if _, ok := s.Lookup([]byte(k)); !ok {
+			t.Errorf("%s missing after Replace", k)
+		}
+	}
+	if !s.Loaded() {
+		t.Error("not marked loaded")
+	}
+}
+
+func TestFileStoreTornLineAndCompaction(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.jsonl")
+	now := time.Now()
+	st, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, e := range []Entry{
+		{Key: "jti:a", At: now, Expires: now.Add(time.Hour)},
+		{Key: "jti:gone", At: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)},
+	} {
+		if err := st.Add(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"key":"jti:torn","at":"20`) // a crash mid-write
+	f.Close()
+	st, err = OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	entries, err := readFile(path)
+	if err != nil || len(entries) != 1 || entries[0].Key != "jti:a" {
+		t.Fatalf("after compaction: %v %v", entries, err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode())
+	}
+}
+
+func TestOpen(t *testing.T) {
+	dir := t.TempDir()
+	for store, ok := range map[string]bool{
+		"": true, "redis://127.0.0.1:1/0": true, "file://" + dir + "/x.jsonl": true,
+		"memcached://x": false, "file://": false,
+	} {
+		st, err := Open(store, slogDiscard())
+		if (err == nil) != ok {
+			t.Errorf("%q: %v", store, err)
+		}
+		if st != nil {
+			st.Close()
+		}
+	}
+}
