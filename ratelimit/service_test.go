@@ -48,7 +48,7 @@ descriptors:
     descriptors: [{key: header, rate_limit: {unit: MINUTE, requests_per_unit: 1}}]
 `
 
-func writeFile(t *testing.T, doc string) string {
+func writeFile(t testing.TB, doc string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "limits.yaml")
 	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
@@ -58,7 +58,7 @@ func writeFile(t *testing.T, doc string) string {
 }
 
 // start runs the service on loopback ports until the test ends and returns a client.
-func start(t *testing.T, o Options) (*Server, rlsv3.RateLimitServiceClient) {
+func start(t testing.TB, o Options) (*Server, rlsv3.RateLimitServiceClient) {
 	t.Helper()
 	o.GRPCAddr, o.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
