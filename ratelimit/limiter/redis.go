@@ -27,7 +27,7 @@ type RedisOptions struct {
 	// Timeout bounds one pipeline (default 250ms). Envoy gives up after 20ms by default,
 	// so a slower answer is useless.
 	Timeout time.Duration
-	// Workers is the number of pipelines in flight (default 8); MaxBatch the ops in one
+	// Workers is the number of pipelines in flight (default 4); MaxBatch the ops in one
 	// pipeline (default 256).
 	Workers, MaxBatch int
 }
@@ -45,16 +45,20 @@ func NewRedis(url string, o RedisOptions) (*Redis, error) {
 		o.Timeout = 250 * time.Millisecond
 	}
 	if o.Workers <= 0 {
-		o.Workers = 8
+		o.Workers = 4
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 256
 	}
 	// A retried pipeline would count its increments twice.
 	opt.MaxRetries = -1
-	opt.DialTimeout = o.Timeout
-	// Redis down must not cost each request several dial attempts.
+	// A dial may take longer than a command on a busy host; callers still give up at their
+	// own deadline. Redis down must not cost several dial attempts each.
+	opt.DialTimeout = max(time.Second, o.Timeout)
 	opt.DialerRetries = 1
+	opt.MinIdleConns = o.Workers
+	// RESP2: INCRBY needs nothing of RESP3, and go-redis then skips push-notification checks.
+	opt.Protocol = 2
 	opt.ReadTimeout = o.Timeout
 	opt.WriteTimeout = o.Timeout
 	opt.PoolSize = max(opt.PoolSize, o.Workers)
