@@ -56,4 +56,3 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
-
