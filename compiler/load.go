@@ -26,26 +26,37 @@ type Spec struct {
 // Load reads every *.yaml, *.yml and *.json file of dir (not recursing), sorted by name. A
 // file that does not load is reported and skipped, so one run reports every broken file.
 func Load(dir string) ([]Spec, Diagnostics) {
+	files, err := ReadDir(dir)
+	if err != nil {
+		return nil, Diagnostics{{Severity: Error, File: dir, Message: err.Error()}}
+	}
+	return LoadFiles(dir, files)
+}
+
+// ReadDir returns the spec files of dir (name → content). Dot files are skipped: the kubelet's
+// ..data links of a mounted ConfigMap, editors' swap files, the control plane's temp files.
+func ReadDir(dir string) (map[string][]byte, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, Diagnostics{{Severity: Error, File: dir, Message: fmt.Sprintf("read spec directory: %v", err)}}
+		return nil, fmt.Errorf("read spec directory: %w", err)
 	}
 	files := map[string][]byte{}
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") || !isSpecFile(name) {
-			continue // kubelet's ..data links and editors' dot files are not specs
+			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, name))
+		p := filepath.Join(dir, name)
+		if info, err := os.Stat(p); err == nil && info.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(p)
 		if err != nil {
-			if info, serr := os.Stat(filepath.Join(dir, name)); serr == nil && info.IsDir() {
-				continue
-			}
-			return nil, Diagnostics{{Severity: Error, File: name, Message: fmt.Sprintf("read: %v", err)}}
+			return nil, fmt.Errorf("%s: read: %w", name, err)
 		}
 		files[name] = b
 	}
-	return LoadFiles(dir, files)
+	return files, nil
 }
 
 // LoadFiles parses in-memory files (name → content), resolving relative $refs among the

@@ -1,129 +1,39 @@
 package envoy_test
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/e2e"
 	"github.com/specgate/specgate/internal/testenvoy"
-	"github.com/specgate/specgate/policy"
 )
-
-// backend records what reached it and answers with its name.
-type backend struct {
-	name string
-	mu   sync.Mutex
-	last *http.Request
-	srv  *httptest.Server
-}
-
-func newBackend(t *testing.T, name string) *backend {
-	b := &backend{name: name}
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.mu.Lock()
-		b.last = r.Clone(context.Background())
-		b.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"backend":%q,"path":%q}`, name, r.URL.Path)
-	}))
-	t.Cleanup(b.srv.Close)
-	return b
-}
-
-func (b *backend) port() string { return strconv.Itoa(b.srv.Listener.Addr().(*net.TCPAddr).Port) }
-
-func (b *backend) lastRequest() *http.Request {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.last
-}
-
-// allowAll is the smallest ext_authz peer: it allows everything, strips the headers the route
-// does not allow (as specgate authz does) and records which route Envoy matched.
-type allowAll struct {
-	authv3.UnimplementedAuthorizationServer
-	mu     sync.Mutex
-	routes []string
-}
-
-func (a *allowAll) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	ext := req.GetAttributes().GetContextExtensions()
-	pol, err := policy.Decode(ext[policy.ExtPolicy])
-	if err != nil {
-		return nil, err
-	}
-	a.mu.Lock()
-	a.routes = append(a.routes, ext[policy.ExtRoute])
-	a.mu.Unlock()
-	var remove []string
-	for name := range req.GetAttributes().GetRequest().GetHttp().GetHeaders() {
-		if !strings.HasPrefix(name, ":") && !pol.Allowed(name) {
-			remove = append(remove, name)
-		}
-	}
-	return &authv3.CheckResponse{
-		Status:       &status.Status{Code: 0},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{HeadersToRemove: remove}},
-	}, nil
-}
-
-func (a *allowAll) lastRoute() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.routes) == 0 {
-		return ""
-	}
-	return a.routes[len(a.routes)-1]
-}
-
-func (a *allowAll) calls() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.routes)
-}
 
 // TestStaticBootstrapEndToEnd runs the real Envoy on a compiled static bootstrap and checks the
 // routing contract of DESIGN.md §2 request by request.
 func TestStaticBootstrapEndToEnd(t *testing.T) {
-	alpha, beta := newBackend(t, "alpha"), newBackend(t, "beta")
+	alpha, beta := e2e.NewBackend(t, "alpha"), e2e.NewBackend(t, "beta")
 	specs := t.TempDir()
 	for _, f := range []string{"alpha.yaml", "beta.yaml"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "static", f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := strings.NewReplacer("{{ALPHA_PORT}}", alpha.port(), "{{BETA_PORT}}", beta.port()).Replace(string(b))
+		s := strings.NewReplacer("{{ALPHA_PORT}}", alpha.Port(), "{{BETA_PORT}}", beta.Port()).Replace(string(b))
 		if err := os.WriteFile(filepath.Join(specs, f), []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	authz := &allowAll{}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, authz)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
+	authz := e2e.StartAllowAll(t)
 
 	pub, internal, admin := testenvoy.FreePort(t), testenvoy.FreePort(t), testenvoy.FreePort(t)
 	cfg := config.Default()
@@ -139,7 +49,7 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 	adminAddr := "127.0.0.1:" + strconv.Itoa(admin)
 	boot, err := translate.Bootstrap(res, translate.BootstrapOptions{
 		AdminAddress:  adminAddr,
-		AuthzAddress:  lis.Addr().String(),
+		AuthzAddress:  authz.Addr,
 		RateLimitAddr: "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t)), // nobody: limits fail open
 	})
 	if err != nil {
@@ -215,7 +125,7 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 			if got.Backend != tc.want.backend || got.Path != tc.want.path {
 				t.Errorf("reached %s %s, want %s %s", got.Backend, got.Path, tc.want.backend, tc.want.path)
 			}
-			if r := authz.lastRoute(); r != tc.want.route {
+			if r := authz.LastRoute(); r != tc.want.route {
 				t.Errorf("authz saw route %q, want %q", r, tc.want.route)
 			}
 		})
@@ -232,7 +142,7 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		got := alpha.lastRequest()
+		got := alpha.Last()
 		if got.Header.Get("X-Tenant") != "acme" || got.Header.Get("Accept-Language") != "fr" {
 			t.Errorf("allowed headers lost: %v", got.Header)
 		}
@@ -242,7 +152,7 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 	})
 
 	t.Run("CORS preflight answered before authz", func(t *testing.T) {
-		before := authz.calls()
+		before := authz.Calls()
 		req, _ := http.NewRequest("OPTIONS", pubURL+"/alpha/items", nil)
 		req.Header.Set("Origin", "https://shop.example.com")
 		req.Header.Set("Access-Control-Request-Method", "POST")
@@ -257,7 +167,7 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 		if m := resp.Header.Get("Access-Control-Allow-Methods"); !strings.Contains(m, "POST") {
 			t.Errorf("Access-Control-Allow-Methods %q lacks POST", m)
 		}
-		if authz.calls() != before {
+		if authz.Calls() != before {
 			t.Errorf("preflight reached the authz service")
 		}
 		req.Header.Set("Origin", "https://evil.example.com")
@@ -269,7 +179,7 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 		if resp.Header.Get("Access-Control-Allow-Origin") != "" {
 			t.Errorf("foreign origin allowed: %v", resp.Header)
 		}
-		if r := alpha.lastRequest(); r != nil && r.Method == "OPTIONS" {
+		if r := alpha.Last(); r != nil && r.Method == "OPTIONS" {
 			t.Errorf("a refused preflight was forwarded to the backend")
 		}
 	})

@@ -42,6 +42,8 @@ func commands() []*cobra.Command {
 	return []*cobra.Command{
 		newLintCmd(),
 		newCompileCmd(),
+		newXDSCmd(),
+		newPushCmd(),
 		newRateLimitCmd(),
 	}
 }

@@ -19,10 +19,7 @@ type BootstrapOptions struct {
 	RateLimitAddr string // default 127.0.0.1:9003
 }
 
-// Bootstrap is a complete static Envoy config: the listeners with their routes inline, the
-// service clusters and the authz and ratelimit clusters. Envoy runs it with -c and no
-// control plane. r must come from Translate with Options.InlineRoutes set.
-func Bootstrap(r *Resources, o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
+func (o BootstrapOptions) withDefaults() BootstrapOptions {
 	if o.NodeID == "" {
 		o.NodeID = "specgate"
 	}
@@ -35,6 +32,14 @@ func Bootstrap(r *Resources, o BootstrapOptions) (*bootstrapv3.Bootstrap, error)
 	if o.RateLimitAddr == "" {
 		o.RateLimitAddr = "127.0.0.1:9003"
 	}
+	return o
+}
+
+// Bootstrap is a complete static Envoy config: the listeners with their routes inline, the
+// service clusters and the authz and ratelimit clusters. Envoy runs it with -c and no
+// control plane. r must come from Translate with Options.InlineRoutes set.
+func Bootstrap(r *Resources, o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
+	o = o.withDefaults()
 	t := &translator{}
 	admin, err := hostPort(o.AdminAddress)
 	if err != nil {
@@ -76,4 +81,57 @@ func hostPort(s string) (*corev3.Address, error) {
 		return nil, fmt.Errorf("port %q: %w", p, err)
 	}
 	return socketAddress(h, uint32(port)), nil
+}
+
+// ADSBootstrap is the Envoy bootstrap for a control plane at xdsAddr: listeners and clusters
+// over ADS (delta xDS when delta is set), static clusters for the control plane, authz and
+// ratelimit. envoy/bootstrap.yaml is this with the defaults.
+func ADSBootstrap(o BootstrapOptions, xdsAddr string, delta bool) (*bootstrapv3.Bootstrap, error) {
+	o = o.withDefaults()
+	t := &translator{}
+	admin, err := hostPort(o.AdminAddress)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: admin address: %w", err)
+	}
+	var clusters []*clusterv3.Cluster
+	for _, c := range []struct{ name, addr string }{{ClusterXDS, xdsAddr}, {ClusterAuthz, o.AuthzAddress}, {ClusterRateLimit, o.RateLimitAddr}} {
+		a, err := hostPort(c.addr)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: %s address: %w", c.name, err)
+		}
+		sa := a.GetSocketAddress()
+		clusters = append(clusters, t.grpcCluster(c.name, sa.Address, sa.GetPortValue()))
+	}
+	if t.err != nil {
+		return nil, t.err
+	}
+	api := corev3.ApiConfigSource_GRPC
+	if delta {
+		api = corev3.ApiConfigSource_DELTA_GRPC
+	}
+	ads := &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+	b := &bootstrapv3.Bootstrap{
+		Node:  &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
+		Admin: &bootstrapv3.Admin{Address: admin},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			AdsConfig: &corev3.ApiConfigSource{
+				ApiType:             api,
+				TransportApiVersion: corev3.ApiVersion_V3,
+				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ClusterXDS},
+				}}},
+				SetNodeOnFirstMessageOnly: true,
+			},
+			CdsConfig: ads,
+			LdsConfig: ads,
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: clusters},
+	}
+	if err := b.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	return b, nil
 }

@@ -29,6 +29,7 @@ const (
 	ListenerInternal = "internal"
 	ClusterAuthz     = "specgate_authz"
 	ClusterRateLimit = "specgate_ratelimit"
+	ClusterXDS       = "specgate_xds"
 )
 
 // Options are the gateway-wide settings the specs do not carry.

@@ -1,0 +1,221 @@
+package compiler
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/specgate/specgate/compiler/ir"
+)
+
+// Change is one difference between two gateway models that a reviewer cares about.
+type Change struct {
+	// Risk marks changes that widen access: a route added or made public, a scope lost, an
+	// operation made anonymous, a rate limit loosened or removed, a backend or origin changed.
+	Risk      bool   `json:"risk"`
+	Service   string `json:"service"`
+	Operation string `json:"operation,omitempty"` // METHOD PATH
+	Message   string `json:"message"`
+}
+
+func (c Change) String() string {
+	mark := " "
+	if c.Risk {
+		mark = "!"
+	}
+	where := c.Service
+	if c.Operation != "" {
+		where += " " + c.Operation
+	}
+	return fmt.Sprintf("%s %s: %s", mark, where, c.Message)
+}
+
+// Diff is the security diff of a change from old to new, sorted by service and operation.
+func Diff(old, new ir.Gateway) []Change {
+	var out []Change
+	olds := servicesByName(old)
+	news := servicesByName(new)
+	for name, ns := range news {
+		os, ok := olds[name]
+		if !ok {
+			out = append(out, Change{Risk: true, Service: name, Message: fmt.Sprintf("service added (backend %s)", backendURL(ns.Backend))})
+			for _, op := range ns.Operations {
+				out = append(out, Change{Risk: true, Service: name, Operation: opName(op), Message: "route added, " + describe(op)})
+			}
+			continue
+		}
+		out = append(out, diffService(os, ns)...)
+	}
+	for name, os := range olds {
+		if _, ok := news[name]; !ok {
+			out = append(out, Change{Service: name, Message: fmt.Sprintf("service removed (%d routes)", len(os.Operations))})
+		}
+	}
+	slices.SortFunc(out, func(a, b Change) int {
+		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Operation, b.Operation), cmp.Compare(a.Message, b.Message))
+	})
+	return out
+}
+
+func diffService(o, n ir.Service) []Change {
+	var out []Change
+	add := func(risk bool, op, format string, a ...any) {
+		out = append(out, Change{Risk: risk, Service: n.Name, Operation: op, Message: fmt.Sprintf(format, a...)})
+	}
+	if o.Backend != n.Backend {
+		add(true, "", "backend changed from %s to %s", backendURL(o.Backend), backendURL(n.Backend))
+	}
+	if o.BasePath != n.BasePath || o.StripBasePath != n.StripBasePath {
+		add(false, "", "basePath changed from %q (strip %t) to %q (strip %t)", o.BasePath, o.StripBasePath, n.BasePath, n.StripBasePath)
+	}
+	if added := missing(corsOrigins(n.CORS), corsOrigins(o.CORS)); len(added) > 0 {
+		add(true, "", "CORS origins added: %s", strings.Join(added, ", "))
+	}
+	oldOps := opsByKey(o)
+	newOps := opsByKey(n)
+	for k, nop := range newOps {
+		oop, ok := oldOps[k]
+		if !ok {
+			add(true, opName(nop), "route added, %s", describe(nop))
+			continue
+		}
+		where := opName(nop)
+		if oop.Exposure == ir.Internal && nop.Exposure == ir.Public {
+			add(true, where, "became public")
+		} else if oop.Exposure != nop.Exposure {
+			add(false, where, "became %s", nop.Exposure)
+		}
+		if !oop.Security.Anonymous && nop.Security.Anonymous {
+			add(true, where, "became anonymous")
+		}
+		for _, r := range nop.Security.AnyOf {
+			if !covered(r, oop.Security.AnyOf) {
+				add(true, where, "lost scope: now accepts a token with [%s]", strings.Join(r.Scopes, " "))
+			}
+		}
+		if !slices.EqualFunc(oop.Security.AnyOf, nop.Security.AnyOf, func(a, b ir.Requirement) bool {
+			return slices.Equal(a.Issuers, b.Issuers)
+		}) {
+			add(false, where, "trusted issuers changed")
+		}
+		for _, l := range loosened(oop.RateLimits, nop.RateLimits) {
+			add(true, where, "%s", l)
+		}
+		if h := missing(nop.AllowedHeaders, oop.AllowedHeaders); len(h) > 0 {
+			add(false, where, "headers now forwarded: %s", strings.Join(h, ", "))
+		}
+		if oop.Timeout != nop.Timeout {
+			add(false, where, "timeout %s → %s", oop.Timeout, nop.Timeout)
+		}
+	}
+	for k, oop := range oldOps {
+		if _, ok := newOps[k]; !ok {
+			add(false, opName(oop), "route removed")
+		}
+	}
+	return out
+}
+
+// covered reports whether some old requirement asks for a subset of r's scopes: then every
+// token r accepts was accepted before.
+func covered(r ir.Requirement, old []ir.Requirement) bool {
+	for _, o := range old {
+		if len(missing(o.Scopes, r.Scopes)) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// loosened lists the quotas of old that new removes or raises, by key.
+func loosened(old, new []ir.RateLimit) []string {
+	var out []string
+	for _, o := range old {
+		key := limitKey(o)
+		best := -1.0
+		for _, n := range new {
+			if limitKey(n) == key {
+				if r := perSecond(n); best < 0 || r < best {
+					best = r
+				}
+			}
+		}
+		switch {
+		case best < 0:
+			out = append(out, fmt.Sprintf("rate limit removed: %d per %s by %s", o.Requests, o.Per, key))
+		case best > perSecond(o):
+			out = append(out, fmt.Sprintf("rate limit loosened: %d per %s by %s is now %.4g per second", o.Requests, o.Per, key, best))
+		}
+	}
+	return out
+}
+
+func limitKey(r ir.RateLimit) string {
+	if r.Key == ir.KeyHeader {
+		return "header:" + r.Header
+	}
+	return string(r.Key)
+}
+
+func perSecond(r ir.RateLimit) float64 {
+	secs := map[ir.Unit]float64{ir.Second: 1, ir.Minute: 60, ir.Hour: 3600, ir.Day: 86400}[r.Per]
+	return float64(r.Requests) / secs
+}
+
+func describe(op ir.Operation) string {
+	auth := "anonymous"
+	if !op.Security.Anonymous {
+		var alts []string
+		for _, r := range op.Security.AnyOf {
+			alts = append(alts, "["+strings.Join(r.Scopes, " ")+"]")
+		}
+		auth = "scopes " + strings.Join(alts, " or ")
+	}
+	return fmt.Sprintf("%s, %s", op.Exposure, auth)
+}
+
+func opName(op ir.Operation) string { return op.Method + " " + op.Path }
+
+func opsByKey(s ir.Service) map[string]ir.Operation {
+	m := map[string]ir.Operation{}
+	for _, op := range s.Operations {
+		t, _ := ir.ParseTemplate(op.Path)
+		m[op.Method+" "+t.Shape()] = op
+	}
+	return m
+}
+
+func servicesByName(g ir.Gateway) map[string]ir.Service {
+	m := map[string]ir.Service{}
+	for _, s := range g.Services {
+		m[s.Name] = s
+	}
+	return m
+}
+
+func backendURL(b ir.Backend) string {
+	scheme := "http"
+	if b.TLS {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s://%s:%d", scheme, b.Host, b.Port)
+}
+
+func corsOrigins(c *ir.CORS) []string {
+	if c == nil {
+		return nil
+	}
+	return c.AllowOrigins
+}
+
+// missing lists the items of a that b lacks.
+func missing(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}

@@ -1,0 +1,280 @@
+package xds
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/specgate/specgate/compiler"
+	"github.com/specgate/specgate/compiler/ir"
+)
+
+// PushResult is the answer to a push or delete.
+type PushResult struct {
+	Version     string               `json:"version"`
+	Applied     bool                 `json:"applied"`
+	Changes     []compiler.Change    `json:"changes"`
+	Diagnostics compiler.Diagnostics `json:"diagnostics,omitempty"` // warnings
+}
+
+// RefusedError is a push that did not compile or that Envoy would reject; nothing changed.
+type RefusedError struct {
+	Diagnostics compiler.Diagnostics `json:"diagnostics,omitempty"`
+	Reason      string               `json:"error"`
+}
+
+func (e *RefusedError) Error() string {
+	if err := e.Diagnostics.Err(); err != nil {
+		return err.Error()
+	}
+	return e.Reason
+}
+
+func refusal(diags compiler.Diagnostics, err error) *RefusedError {
+	return &RefusedError{Diagnostics: diags, Reason: err.Error()}
+}
+
+var serviceName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Push replaces (or adds) the spec of one service. The candidate set of specs is compiled and
+// validated first; only then is the file written (atomically) and the snapshot set. A dry run
+// only reports what would change.
+func (s *Server) Push(service string, spec []byte, dryRun bool) (PushResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	files, err := s.currentFiles()
+	if err != nil {
+		return PushResult{}, err
+	}
+	name, owner := s.fileOf(service)
+	if owner != "" && owner != service {
+		return PushResult{}, &RefusedError{Reason: fmt.Sprintf("file %s already holds service %s", name, owner)}
+	}
+	files[name] = spec
+	bs, diags, err := s.build(files)
+	if err != nil {
+		return PushResult{}, refusal(diags, err)
+	}
+	if !slices.ContainsFunc(bs.gw.Services, func(svc ir.Service) bool { return svc.File == name && svc.Name == service }) {
+		return PushResult{}, &RefusedError{Diagnostics: diags, Reason: fmt.Sprintf("the pushed spec does not declare service %q (set x-specgate.service or info.title)", service)}
+	}
+	return s.commit(bs, diags, dryRun, func() error { return writeAtomic(s.opts.SpecDir, name, spec) })
+}
+
+// Delete removes one service's spec, under the same rules as Push.
+func (s *Server) Delete(service string, dryRun bool) (PushResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, owner := s.fileOf(service)
+	if owner == "" {
+		return PushResult{}, errNotFound
+	}
+	files, err := s.currentFiles()
+	if err != nil {
+		return PushResult{}, err
+	}
+	delete(files, name)
+	bs, diags, err := s.build(files)
+	if err != nil {
+		return PushResult{}, refusal(diags, err)
+	}
+	return s.commit(bs, diags, dryRun, func() error { return os.Remove(filepath.Join(s.opts.SpecDir, name)) })
+}
+
+// commit writes the change to the directory, then serves it. A failed write serves nothing.
+func (s *Server) commit(bs *builtState, diags compiler.Diagnostics, dryRun bool, write func() error) (PushResult, error) {
+	res := PushResult{Version: bs.version, Diagnostics: diags}
+	if cur := s.current.Load(); cur != nil {
+		res.Changes = compiler.Diff(cur.gw, bs.gw)
+	} else {
+		res.Changes = compiler.Diff(ir.Gateway{}, bs.gw)
+	}
+	if dryRun {
+		return res, nil
+	}
+	if err := write(); err != nil {
+		return PushResult{}, fmt.Errorf("write spec directory: %w", err)
+	}
+	if err := s.publish(bs); err != nil {
+		return PushResult{}, err
+	}
+	res.Applied = true
+	return res, nil
+}
+
+var errNotFound = errors.New("no such service")
+
+// fileOf returns the file holding service in the live version, or <service>.yaml for a new
+// one, and the service that file holds now ("" if none).
+func (s *Server) fileOf(service string) (file, owner string) {
+	file = service + ".yaml"
+	st := s.current.Load()
+	if st == nil {
+		return file, ""
+	}
+	for _, svc := range st.gw.Services {
+		if svc.Name == service {
+			return svc.File, service
+		}
+	}
+	for _, svc := range st.gw.Services {
+		if svc.File == file {
+			return file, svc.Name
+		}
+	}
+	return file, ""
+}
+
+// writeAtomic replaces dir/name in one rename; the temp file is a dot file, which the loader
+// and a concurrent rebuild ignore.
+func writeAtomic(dir, name string, b []byte) error {
+	f, err := os.CreateTemp(dir, "."+name+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), filepath.Join(dir, name))
+}
+
+func (s *Server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.current.Load() == nil {
+			writeJSON(w, 503, map[string]string{"status": "no good snapshot yet"})
+			return
+		}
+		writeJSON(w, 200, map[string]string{"status": "ready", "version": s.Version()})
+	})
+	mux.Handle("GET /v1/specs", s.admin(s.listSpecs))
+	mux.Handle("GET /v1/specs/{service}", s.admin(s.getSpec))
+	mux.Handle("PUT /v1/specs/{service}", s.admin(s.putSpec))
+	mux.Handle("DELETE /v1/specs/{service}", s.admin(s.deleteSpec))
+	return mux
+}
+
+// admin requires the admin bearer token, compared in constant time.
+func (s *Server) admin(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || s.opts.AdminToken == "" || subtle.ConstantTimeCompare([]byte(token), []byte(s.opts.AdminToken)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="specgate-admin"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin token required"})
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (s *Server) listSpecs(w http.ResponseWriter, _ *http.Request) {
+	type entry struct {
+		Service    string `json:"service"`
+		File       string `json:"file"`
+		Operations int    `json:"operations"`
+	}
+	out := struct {
+		Version  string  `json:"version"`
+		Services []entry `json:"services"`
+	}{Version: s.Version(), Services: []entry{}}
+	if st := s.current.Load(); st != nil {
+		for _, svc := range st.gw.Services {
+			out.Services = append(out.Services, entry{svc.Name, svc.File, len(svc.Operations)})
+		}
+	}
+	writeJSON(w, 200, out)
+}
+
+func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) {
+	st := s.current.Load()
+	if st != nil {
+		for _, svc := range st.gw.Services {
+			if svc.Name == r.PathValue("service") {
+				w.Header().Set("Content-Type", "application/yaml")
+				_, _ = w.Write(st.files[svc.File])
+				return
+			}
+		}
+	}
+	writeJSON(w, 404, map[string]string{"error": errNotFound.Error()})
+}
+
+func (s *Server) putSpec(w http.ResponseWriter, r *http.Request) {
+	service := r.PathValue("service")
+	if !serviceName.MatchString(service) {
+		writeJSON(w, 400, map[string]string{"error": "service name must match " + serviceName.String()})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxSpecBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.metrics.pushes.WithLabelValues("refused").Inc()
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("spec larger than %d bytes", s.opts.MaxSpecBytes)})
+			return
+		}
+		writeJSON(w, 400, map[string]string{"error": err.Error()})
+		return
+	}
+	res, err := s.Push(service, body, r.URL.Query().Get("dryRun") == "true")
+	s.answer(w, res, err)
+}
+
+func (s *Server) deleteSpec(w http.ResponseWriter, r *http.Request) {
+	res, err := s.Delete(r.PathValue("service"), r.URL.Query().Get("dryRun") == "true")
+	s.answer(w, res, err)
+}
+
+func (s *Server) answer(w http.ResponseWriter, res PushResult, err error) {
+	var refused *RefusedError
+	switch {
+	case err == nil:
+		if res.Applied {
+			s.metrics.pushes.WithLabelValues("accepted").Inc()
+		}
+		if res.Changes == nil {
+			res.Changes = []compiler.Change{}
+		}
+		writeJSON(w, 200, res)
+	case errors.As(err, &refused):
+		s.metrics.pushes.WithLabelValues("refused").Inc()
+		s.log.Warn("push refused", "err", err)
+		writeJSON(w, http.StatusUnprocessableEntity, refused)
+	case errors.Is(err, errNotFound):
+		writeJSON(w, 404, map[string]string{"error": err.Error()})
+	default:
+		s.metrics.pushes.WithLabelValues("error").Inc()
+		s.log.Error("push failed", "err", err)
+		writeJSON(w, 500, map[string]string{"error": err.Error()})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

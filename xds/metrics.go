@@ -1,0 +1,52 @@
+package xds
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	reg          *prometheus.Registry
+	version      *prometheus.GaugeVec
+	pushes       *prometheus.CounterVec
+	rebuilds     *prometheus.CounterVec
+	buildSeconds prometheus.Histogram
+	streams      prometheus.Gauge
+	acks         *prometheus.CounterVec
+	nacks        *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		version: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "specgate_xds_snapshot_info", Help: "The live snapshot version (value 1).",
+		}, []string{"version"}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "specgate_xds_pushes_total", Help: "Push API calls by result.",
+		}, []string{"result"}),
+		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "specgate_xds_rebuilds_total", Help: "Rebuilds from the spec directory by source and result.",
+		}, []string{"source", "result"}),
+		buildSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "specgate_xds_snapshot_build_seconds", Help: "Compile, translate and validate time of a candidate snapshot.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "specgate_xds_connected_streams", Help: "Open xDS streams (one per Envoy or rate-limit replica over ADS).",
+		}),
+		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "specgate_xds_acks_total", Help: "Configuration updates acknowledged, by node and type.",
+		}, []string{"node", "type"}),
+		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "specgate_xds_nacks_total", Help: "Configuration updates rejected, by node and type.",
+		}, []string{"node", "type"}),
+	}
+	m.reg.MustRegister(m.version, m.pushes, m.rebuilds, m.buildSeconds, m.streams, m.acks, m.nacks,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) setVersion(v string) {
+	m.version.Reset()
+	m.version.WithLabelValues(v).Set(1)
+}

@@ -1,0 +1,325 @@
+// Package xds is specgate's control plane: it compiles the spec directory, serves the result to
+// every Envoy (and the RateLimitConfig to every rate-limit replica) over ADS, and takes new
+// specs from the directory watcher and the push API. Only a snapshot that compiled, translated,
+// validated (and, with an Envoy binary, passed `envoy --mode validate`) is ever served.
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	rlsconfigservice "github.com/envoyproxy/go-control-plane/ratelimit/service/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/specgate/specgate/compiler"
+	"github.com/specgate/specgate/compiler/ir"
+	"github.com/specgate/specgate/compiler/translate"
+	"github.com/specgate/specgate/config"
+)
+
+// Options configure the control plane.
+type Options struct {
+	SpecDir string
+	Gateway config.Gateway
+	// GRPCAddr serves ADS (default :18000); HTTPAddr the push API and metrics (default :18001).
+	GRPCAddr, HTTPAddr string
+	// AdminToken protects the push API (Authorization: Bearer). Empty refuses every push.
+	AdminToken string
+	// EnvoyBin, when set, runs `envoy --mode validate` on every candidate config: a config a
+	// real Envoy would reject is refused like a compile error.
+	EnvoyBin string
+	// ListenAddress is the IP Envoy's listeners bind (default 0.0.0.0).
+	ListenAddress string
+	// Debounce groups the file events of one change (default 200ms).
+	Debounce time.Duration
+	// MaxSpecBytes bounds a pushed file (default 1 MiB).
+	MaxSpecBytes int64
+	Logger       *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.GRPCAddr == "" {
+		o.GRPCAddr = ":18000"
+	}
+	if o.HTTPAddr == "" {
+		o.HTTPAddr = ":18001"
+	}
+	if o.Debounce == 0 {
+		o.Debounce = 200 * time.Millisecond
+	}
+	if o.MaxSpecBytes == 0 {
+		o.MaxSpecBytes = 1 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// fleet is the one node-hash key: every Envoy and every rate-limit replica gets the same
+// snapshot, whatever its node id.
+type fleet struct{}
+
+func (fleet) ID(*corev3.Node) string { return "specgate" }
+
+// state is one accepted version of the specs.
+type state struct {
+	version string
+	files   map[string][]byte
+	gw      ir.Gateway
+}
+
+// Server is the control plane.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	cache   cache.SnapshotCache
+	metrics *metrics
+	mu      sync.Mutex // serializes rebuilds, pushes and deletes
+	current atomic.Pointer[state]
+}
+
+// New creates a control plane; Run serves it.
+func New(opts Options) (*Server, error) {
+	opts = opts.withDefaults()
+	if info, err := os.Stat(opts.SpecDir); err != nil || !info.IsDir() {
+		return nil, fmt.Errorf("spec directory %q: not a directory (%v)", opts.SpecDir, err)
+	}
+	if err := opts.Gateway.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics()}
+	s.cache = cache.NewSnapshotCache(true, fleet{}, slogAdapter{opts.Logger})
+	if _, err := s.ReloadFromDisk("startup"); err != nil {
+		s.log.Error("initial specs refused; serving nothing until a good version arrives", "err", err)
+	}
+	return s, nil
+}
+
+// Version is the live snapshot's version ("" before the first good compile).
+func (s *Server) Version() string {
+	if st := s.current.Load(); st != nil {
+		return st.version
+	}
+	return ""
+}
+
+// Run serves ADS, the push API and the spec watcher until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	grpcLis, err := net.Listen("tcp", s.opts.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("xds: listen %s: %w", s.opts.GRPCAddr, err)
+	}
+	httpLis, err := net.Listen("tcp", s.opts.HTTPAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("xds: listen %s: %w", s.opts.HTTPAddr, err)
+	}
+	return s.Serve(ctx, grpcLis, httpLis)
+}
+
+// Serve is Run on listeners the caller opened (tests use 127.0.0.1:0).
+func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	xdsSrv := server.NewServer(ctx, s.cache, s.callbacks())
+	gs := grpc.NewServer(
+		// Envoys hold one ADS stream each for hours; let them keep it alive cheaply.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.MaxConcurrentStreams(1000),
+	)
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, xdsSrv)
+	listenerservice.RegisterListenerDiscoveryServiceServer(gs, xdsSrv)
+	routeservice.RegisterRouteDiscoveryServiceServer(gs, xdsSrv)
+	clusterservice.RegisterClusterDiscoveryServiceServer(gs, xdsSrv)
+	rlsconfigservice.RegisterRateLimitConfigDiscoveryServiceServer(gs, xdsSrv)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+
+	httpSrv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 3)
+	go func() { errc <- gs.Serve(grpcLis) }()
+	go func() { errc <- httpSrv.Serve(httpLis) }()
+	go func() { errc <- s.watch(ctx) }()
+	s.log.Info("control plane serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "specs", s.opts.SpecDir, "version", s.Version())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	hs.Shutdown()
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	_ = httpSrv.Shutdown(shutdownCtx)
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-shutdownCtx.Done():
+		gs.Stop() // ADS streams never end by themselves
+	}
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
+		err = nil
+	}
+	return err
+}
+
+// ReloadFromDisk compiles the spec directory and serves it if it is good. The directory is the
+// source of truth: what was pushed was written there first.
+func (s *Server) ReloadFromDisk(source string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	files, err := compiler.ReadDir(s.opts.SpecDir)
+	if err != nil {
+		s.metrics.rebuilds.WithLabelValues(source, "refused").Inc()
+		return "", err
+	}
+	st, diags, err := s.build(files)
+	if err != nil {
+		s.metrics.rebuilds.WithLabelValues(source, "refused").Inc()
+		return "", refusal(diags, err)
+	}
+	if cur := s.current.Load(); cur != nil && cur.version == st.version {
+		s.metrics.rebuilds.WithLabelValues(source, "unchanged").Inc()
+		return st.version, nil
+	}
+	if err := s.publish(st); err != nil {
+		return "", err
+	}
+	s.metrics.rebuilds.WithLabelValues(source, "accepted").Inc()
+	return st.version, nil
+}
+
+// build compiles a set of files into a candidate state and its snapshot, checking everything
+// that can be checked before anything is served.
+func (s *Server) build(files map[string][]byte) (*builtState, compiler.Diagnostics, error) {
+	start := time.Now()
+	defer func() { s.metrics.buildSeconds.Observe(time.Since(start).Seconds()) }()
+	specs, diags := compiler.LoadFiles(s.opts.SpecDir, files)
+	gw, more := compiler.Build(specs)
+	diags = append(diags, more...)
+	if diags.HasErrors() {
+		return nil, diags, errors.New("specs refused")
+	}
+	res, err := translate.Translate(gw, translate.Options{Gateway: s.opts.Gateway, ListenAddress: s.opts.ListenAddress})
+	if err != nil {
+		return nil, diags, err
+	}
+	version, err := res.Version()
+	if err != nil {
+		return nil, diags, err
+	}
+	snap, err := snapshot(version, res)
+	if err != nil {
+		return nil, diags, err
+	}
+	if s.opts.EnvoyBin != "" {
+		if err := s.envoyValidate(gw); err != nil {
+			return nil, diags, err
+		}
+	}
+	return &builtState{state: state{version: version, files: files, gw: gw}, snap: snap}, diags, nil
+}
+
+type builtState struct {
+	state
+	snap *cache.Snapshot
+}
+
+func snapshot(version string, res *translate.Resources) (*cache.Snapshot, error) {
+	m := map[resource.Type][]types.Resource{}
+	for _, l := range res.Listeners {
+		m[resource.ListenerType] = append(m[resource.ListenerType], l)
+	}
+	for _, r := range res.Routes {
+		m[resource.RouteType] = append(m[resource.RouteType], r)
+	}
+	for _, c := range res.Clusters {
+		m[resource.ClusterType] = append(m[resource.ClusterType], c)
+	}
+	m[resource.RateLimitConfigType] = []types.Resource{res.RateLimit}
+	snap, err := cache.NewSnapshot(version, m)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if err := snap.Consistent(); err != nil {
+		return nil, fmt.Errorf("snapshot inconsistent: %w", err)
+	}
+	return snap, nil
+}
+
+// envoyValidate runs the real Envoy's validation on the candidate as a static bootstrap.
+func (s *Server) envoyValidate(gw ir.Gateway) error {
+	res, err := translate.Translate(gw, translate.Options{Gateway: s.opts.Gateway, InlineRoutes: true})
+	if err != nil {
+		return err
+	}
+	boot, err := translate.Bootstrap(res, translate.BootstrapOptions{})
+	if err != nil {
+		return err
+	}
+	y, err := translate.YAML(boot)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "specgate-validate-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	p := filepath.Join(dir, "bootstrap.yaml")
+	if err := os.WriteFile(p, y, 0o600); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, s.opts.EnvoyBin, "--mode", "validate", "-c", p, "--log-level", "error").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("envoy rejects the config: %s", lastLines(string(out), 5))
+	}
+	return nil
+}
+
+// publish makes st the live snapshot.
+func (s *Server) publish(st *builtState) error {
+	if err := s.cache.SetSnapshot(context.Background(), fleet{}.ID(nil), st.snap); err != nil {
+		return fmt.Errorf("set snapshot: %w", err)
+	}
+	s.current.Store(&st.state)
+	s.metrics.setVersion(st.version)
+	s.log.Info("snapshot live", "version", st.version, "services", len(st.gw.Services))
+	return nil
+}
+
+// currentFiles is a copy of the live files, or what is on disk before the first good version.
+func (s *Server) currentFiles() (map[string][]byte, error) {
+	if st := s.current.Load(); st != nil {
+		return maps.Clone(st.files), nil
+	}
+	return compiler.ReadDir(s.opts.SpecDir)
+}

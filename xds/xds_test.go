@@ -1,0 +1,495 @@
+package xds_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/specgate/specgate/compiler/translate"
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/e2e"
+	"github.com/specgate/specgate/internal/testenvoy"
+	"github.com/specgate/specgate/xds"
+)
+
+const adminToken = "test-admin-token"
+
+const serviceTmpl = `openapi: 3.1.0
+info: {title: {{NAME}}, version: 1.0.0}
+x-specgate: {service: {{NAME}}, backend: "http://127.0.0.1:{{PORT}}", basePath: /{{NAME}}}
+security: []
+paths:
+  /things:
+    get: {operationId: listThings, responses: {"200": {description: ok}}}
+`
+
+// gateway is a control plane, an allow-all authz and backends on loopback ports.
+type gateway struct {
+	t        *testing.T
+	specs    string
+	cfg      config.Gateway
+	srv      *xds.Server
+	grpcAddr string
+	apiURL   string
+	authz    *e2e.AllowAll
+	stop     context.CancelFunc
+	done     chan error
+	opts     xds.Options
+}
+
+func newGateway(t *testing.T, specs string) *gateway {
+	g := &gateway{t: t, specs: specs, cfg: config.Default(), authz: e2e.StartAllowAll(t)}
+	g.cfg.Listeners.Public, g.cfg.Listeners.Internal = uint32(testenvoy.FreePort(t)), uint32(testenvoy.FreePort(t))
+	g.opts = xds.Options{
+		SpecDir: specs, Gateway: g.cfg, AdminToken: adminToken, ListenAddress: "127.0.0.1",
+		Debounce: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	g.start("127.0.0.1:0", "127.0.0.1:0")
+	t.Cleanup(g.kill)
+	return g
+}
+
+func (g *gateway) start(grpcAddr, httpAddr string) {
+	g.t.Helper()
+	srv, err := xds.New(g.opts)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	gl, err := net.Listen("tcp", grpcAddr)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	hl, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g.srv, g.stop, g.done = srv, cancel, make(chan error, 1)
+	g.grpcAddr, g.apiURL = gl.Addr().String(), "http://"+hl.Addr().String()
+	go func() { g.done <- srv.Serve(ctx, gl, hl) }()
+}
+
+// kill stops the control plane (Envoys keep their last config). Idempotent.
+func (g *gateway) kill() {
+	if g.stop != nil {
+		g.stop()
+		<-g.done
+		g.stop = nil
+	}
+}
+
+// envoy starts a real Envoy on ADS with its own node id and admin port.
+func (g *gateway) envoy(node string, delta bool) *testenvoy.Envoy {
+	g.t.Helper()
+	admin := "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(g.t))
+	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{NodeID: node, AdminAddress: admin, AuthzAddress: g.authz.Addr,
+		RateLimitAddr: "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(g.t))}, g.grpcAddr, delta)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	y, err := translate.YAML(boot)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	p := filepath.Join(g.t.TempDir(), "bootstrap.yaml")
+	if err := os.WriteFile(p, y, 0o644); err != nil {
+		g.t.Fatal(err)
+	}
+	return testenvoy.Start(g.t, p, admin)
+}
+
+func (g *gateway) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", g.cfg.Listeners.Public, path)
+}
+
+// backendOf answers which backend served GET path, or the status when none did.
+func (g *gateway) backendOf(path string) string {
+	resp, err := http.Get(g.url(path))
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer resp.Body.Close()
+	var body struct{ Backend string }
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || json.Unmarshal(b, &body) != nil {
+		return strconv.Itoa(resp.StatusCode)
+	}
+	return body.Backend
+}
+
+// eventually polls until backendOf(path) == want, and returns how long it took.
+func (g *gateway) eventually(path, want string, within time.Duration) time.Duration {
+	g.t.Helper()
+	start := time.Now()
+	var got string
+	for time.Since(start) < within {
+		if got = g.backendOf(path); got == want {
+			return time.Since(start)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	g.t.Fatalf("GET %s: %s after %s, want %s", path, got, within, want)
+	return 0
+}
+
+func (g *gateway) do(method, path, token string, body []byte) (int, []byte) {
+	g.t.Helper()
+	req, _ := http.NewRequest(method, g.apiURL+path, bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func spec(name string, b *e2e.Backend) []byte {
+	return []byte(strings.NewReplacer("{{NAME}}", name, "{{PORT}}", b.Port()).Replace(serviceTmpl))
+}
+
+func TestPushGoesLiveAndMoves(t *testing.T) {
+	a, b := e2e.NewBackend(t, "a"), e2e.NewBackend(t, "b")
+	dir := t.TempDir()
+	e2e.WriteSpec(t, dir, "alpha.yaml", string(spec("alpha", a)), nil)
+	g := newGateway(t, dir)
+	g.envoy("envoy-1", false)
+	g.eventually("/alpha/things", "a", 10*time.Second)
+
+	// A new service answers within a second of its push.
+	if code, body := g.do("PUT", "/v1/specs/beta", adminToken, spec("beta", b)); code != 200 {
+		t.Fatalf("push: %d %s", code, body)
+	}
+	if d := g.eventually("/beta/things", "b", time.Second); d > time.Second {
+		t.Fatalf("push took %s to go live", d)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "beta.yaml")); err != nil {
+		t.Fatalf("pushed spec not written to the directory: %v", err)
+	}
+	// Deleted: 404.
+	if code, body := g.do("DELETE", "/v1/specs/beta", adminToken, nil); code != 200 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	g.eventually("/beta/things", "404", time.Second)
+	// A changed backend moves traffic.
+	if code, body := g.do("PUT", "/v1/specs/alpha", adminToken, spec("alpha", b)); code != 200 {
+		t.Fatalf("push: %d %s", code, body)
+	}
+	g.eventually("/alpha/things", "b", time.Second)
+
+	// Push → live latency over 20 pushes, alternating the backend.
+	var lat []time.Duration
+	for i := range 20 {
+		target := []*e2e.Backend{a, b}[i%2]
+		start := time.Now()
+		if code, body := g.do("PUT", "/v1/specs/alpha", adminToken, spec("alpha", target)); code != 200 {
+			t.Fatalf("push %d: %d %s", i, code, body)
+		}
+		g.eventually("/alpha/things", target.Name, 5*time.Second)
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	p50, p99 := lat[len(lat)/2], lat[len(lat)-1]
+	t.Logf("push→live over %d pushes: p50 %s, p99 (max) %s", len(lat), p50, p99)
+	if p99 > time.Second {
+		t.Errorf("push→live p99 %s exceeds 1s", p99)
+	}
+}
+
+func TestRefusedPushChangesNothing(t *testing.T) {
+	a := e2e.NewBackend(t, "a")
+	dir := t.TempDir()
+	orig := spec("alpha", a)
+	e2e.WriteSpec(t, dir, "alpha.yaml", string(orig), nil)
+	g := newGateway(t, dir)
+	g.envoy("envoy-1", false)
+	g.eventually("/alpha/things", "a", 10*time.Second)
+	version := g.srv.Version()
+
+	broken := bytes.Replace(orig, []byte("listThings"), []byte("listThings, x-specgate: {rateLimits: [{requests: 0, per: second, key: ip}]}"), 1)
+	code, body := g.do("PUT", "/v1/specs/alpha", adminToken, broken)
+	if code != 422 {
+		t.Fatalf("broken push: %d %s", code, body)
+	}
+	var refused xds.RefusedError
+	if err := json.Unmarshal(body, &refused); err != nil || len(refused.Diagnostics) == 0 ||
+		!strings.Contains(refused.Diagnostics[0].String(), "alpha.yaml: GET /things: x-specgate.rateLimits[0]: requests must be > 0") {
+		t.Fatalf("422 body does not carry the diagnostics: %s", body)
+	}
+	for _, tc := range []struct {
+		name, token string
+		body        []byte
+		want        int
+	}{
+		{"no token", "", spec("alpha", a), 401},
+		{"wrong token", "nope", spec("alpha", a), 401},
+		{"oversized", adminToken, bytes.Repeat([]byte("#"), 2<<20), 413},
+	} {
+		if code, body := g.do("PUT", "/v1/specs/alpha", tc.token, tc.body); code != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, code, body, tc.want)
+		}
+	}
+	if code, _ := g.do("GET", "/v1/specs", "", nil); code != 401 {
+		t.Errorf("listing specs without a token: %d", code)
+	}
+	onDisk, _ := os.ReadFile(filepath.Join(dir, "alpha.yaml"))
+	if !bytes.Equal(onDisk, orig) {
+		t.Error("a refused push changed the file on disk")
+	}
+	if g.srv.Version() != version {
+		t.Error("a refused push changed the live version")
+	}
+	if got := g.backendOf("/alpha/things"); got != "a" {
+		t.Errorf("after refused pushes: %s", got)
+	}
+}
+
+// With --envoy-validate every candidate passes the real Envoy's validation before it is served.
+func TestPushValidatedByEnvoy(t *testing.T) {
+	a, b := e2e.NewBackend(t, "a"), e2e.NewBackend(t, "b")
+	dir := t.TempDir()
+	e2e.WriteSpec(t, dir, "alpha.yaml", string(spec("alpha", a)), nil)
+	g := newGateway(t, dir)
+	g.kill()
+	g.opts.EnvoyBin = testenvoy.Binary(t)
+	g.start("127.0.0.1:0", "127.0.0.1:0")
+	g.envoy("envoy-1", false)
+	g.eventually("/alpha/things", "a", 10*time.Second)
+	start := time.Now()
+	if code, body := g.do("PUT", "/v1/specs/beta", adminToken, spec("beta", b)); code != 200 {
+		t.Fatalf("push: %d %s", code, body)
+	}
+	g.eventually("/beta/things", "b", 2*time.Second)
+	t.Logf("push→live with envoy --mode validate: %s", time.Since(start))
+}
+
+func TestWatchedDirectory(t *testing.T) {
+	a, b := e2e.NewBackend(t, "a"), e2e.NewBackend(t, "b")
+	dir := t.TempDir()
+	e2e.WriteSpec(t, dir, "alpha.yaml", string(spec("alpha", a)), nil)
+	g := newGateway(t, dir)
+	g.envoy("envoy-1", false)
+	g.eventually("/alpha/things", "a", 10*time.Second)
+	version := g.srv.Version()
+
+	// A broken file is reported and the last good snapshot stays.
+	e2e.WriteSpec(t, dir, "broken.yaml", "openapi: 3.1.0\ninfo: {title: x\n", nil)
+	time.Sleep(300 * time.Millisecond) // > debounce: give the watcher its chance to (wrongly) act
+	if g.srv.Version() != version || g.backendOf("/alpha/things") != "a" {
+		t.Fatal("a broken file changed the live config")
+	}
+	os.Remove(filepath.Join(dir, "broken.yaml"))
+	// A good new file goes live.
+	e2e.WriteSpec(t, dir, "beta.yaml", string(spec("beta", b)), nil)
+	g.eventually("/beta/things", "b", 2*time.Second)
+}
+
+// The kubelet updates a mounted ConfigMap by writing a new timestamped directory and swapping
+// the ..data symlink to it in one rename; the spec files are links through ..data.
+func TestConfigMapSymlinkSwap(t *testing.T) {
+	a, b := e2e.NewBackend(t, "a"), e2e.NewBackend(t, "b")
+	dir := t.TempDir()
+	writeVersion := func(stamp string, backend *e2e.Backend) {
+		vdir := filepath.Join(dir, stamp)
+		if err := os.Mkdir(vdir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		e2e.WriteSpec(t, vdir, "alpha.yaml", string(spec("alpha", backend)), nil)
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(stamp, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeVersion("..2026_11_26_10_00_00.000000001", a)
+	if err := os.Symlink(filepath.Join("..data", "alpha.yaml"), filepath.Join(dir, "alpha.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	g := newGateway(t, dir)
+	g.envoy("envoy-1", false)
+	g.eventually("/alpha/things", "a", 10*time.Second)
+
+	writeVersion("..2026_11_26_10_05_00.000000002", b)
+	g.eventually("/alpha/things", "b", 2*time.Second)
+}
+
+func TestRestartKeepsVersionAndEnvoyServes(t *testing.T) {
+	a := e2e.NewBackend(t, "a")
+	dir := t.TempDir()
+	e2e.WriteSpec(t, dir, "alpha.yaml", string(spec("alpha", a)), nil)
+	g := newGateway(t, dir)
+	env := g.envoy("envoy-1", false)
+	g.eventually("/alpha/things", "a", 10*time.Second)
+	version := g.srv.Version()
+	grpcAddr, httpAddr := g.grpcAddr, strings.TrimPrefix(g.apiURL, "http://")
+
+	g.kill()
+	for range 20 {
+		if got := g.backendOf("/alpha/things"); got != "a" {
+			t.Fatalf("with the control plane down: %s", got)
+		}
+	}
+	g.start(grpcAddr, httpAddr)
+	if g.srv.Version() != version {
+		t.Fatalf("restart changed the version: %s → %s", version, g.srv.Version())
+	}
+	// Envoy reconnects and ACKs the same version: no NACK, traffic unaffected.
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(metrics(t, g.apiURL), `specgate_xds_acks_total{node="envoy-1"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Envoy did not reconnect to the restarted control plane:\n%s", env.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if m := metrics(t, g.apiURL); strings.Contains(m, "specgate_xds_nacks_total{") {
+		t.Fatalf("NACKs after restart:\n%s", m)
+	}
+	if got := g.backendOf("/alpha/things"); got != "a" {
+		t.Fatalf("after restart: %s", got)
+	}
+}
+
+func metrics(t *testing.T, apiURL string) string {
+	resp, err := http.Get(apiURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// Two Envoys with different node ids, one on delta xDS, get the same version and serve it.
+func TestTwoEnvoysSameVersionOneDelta(t *testing.T) {
+	a, b := e2e.NewBackend(t, "a"), e2e.NewBackend(t, "b")
+	dir := t.TempDir()
+	e2e.WriteSpec(t, dir, "alpha.yaml", string(spec("alpha", a)), nil)
+	g := newGateway(t, dir)
+	sotw := g.envoy("envoy-sotw", false)
+	delta := g.envoy("envoy-delta", true)
+	g.eventually("/alpha/things", "a", 10*time.Second)
+	if code, body := g.do("PUT", "/v1/specs/beta", adminToken, spec("beta", b)); code != 200 {
+		t.Fatalf("push: %d %s", code, body)
+	}
+	want := g.srv.Version()
+	// SotW stamps every type with the snapshot version; delta sends only what changed, so its
+	// LDS version may stay older. Both must hold the new routes.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v, _ := sotw.Stat("listener_manager.lds.version_text")
+		if strings.Trim(v, `"`) == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SotW Envoy has LDS version %s, want %s", v, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, env := range []*testenvoy.Envoy{sotw, delta} {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if v, _ := env.Stat("http.public.rds.public.version_text"); strings.Trim(v, `"`) == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				v, _ := env.Stat("http.public.rds.public.version_text")
+				t.Fatalf("Envoy %s has route version %s, want %s", env.AdminAddr, v, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Both Envoys share the listener port (SO_REUSEPORT); fresh connections reach both.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := range 40 {
+		resp, err := client.Get(g.url("/beta/things"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
+	}
+	for _, env := range []*testenvoy.Envoy{sotw, delta} {
+		if n, _ := env.Stat("http.public.downstream_rq_2xx"); n == "" || n == "0" {
+			t.Errorf("Envoy %s served no request", env.AdminAddr)
+		}
+	}
+}
+
+// Zero failed requests while 10 pushes happen under a steady load of 300 requests/s for 10 s.
+func TestNoFailedRequestsDuringPushes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	a, b := e2e.NewBackend(t, "a"), e2e.NewBackend(t, "b")
+	dir := t.TempDir()
+	e2e.WriteSpec(t, dir, "alpha.yaml", string(spec("alpha", a)), nil)
+	g := newGateway(t, dir)
+	g.envoy("envoy-1", false)
+	g.eventually("/alpha/things", "a", 10*time.Second)
+
+	const rps, seconds = 300, 10
+	var sent, failed atomic.Int64
+	var firstErr atomic.Value
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second / rps)
+	defer tick.Stop()
+	pushes := make(chan struct{})
+	go func() {
+		defer close(pushes)
+		for i := range 10 {
+			time.Sleep(seconds * time.Second / 11)
+			target := []*e2e.Backend{b, a}[i%2]
+			if code, body := g.do("PUT", "/v1/specs/alpha", adminToken, spec("alpha", target)); code != 200 {
+				t.Errorf("push %d: %d %s", i, code, body)
+			}
+		}
+	}()
+	for range rps * seconds {
+		<-tick.C
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sent.Add(1)
+			resp, err := client.Get(g.url("/alpha/things"))
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+			}
+			if err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+			}
+		}()
+	}
+	wg.Wait()
+	<-pushes
+	t.Logf("%d requests during 10 pushes: %d failed", sent.Load(), failed.Load())
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed during pushes; first: %v", failed.Load(), sent.Load(), firstErr.Load())
+	}
+}
