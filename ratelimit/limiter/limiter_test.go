@@ -56,6 +56,10 @@ func testWindow(t *testing.T, l Limiter, clock *fakeClock, key string) (local in
 	if r := one(t, l, Hit{Key: key, Limit: 3, Window: time.Minute, Hits: 3}); !r.Over {
 		t.Fatalf("1+3 hits of 3 allowed: %+v", r)
 	}
+	// A config update raises the limit: the key counts on, whatever was cached.
+	if r := one(t, l, Hit{Key: key, Limit: 5, Window: time.Minute, Hits: 1}); r.Over || r.Remaining != 0 {
+		t.Fatalf("5th hit with the limit raised to 5: %+v", r)
+	}
 	return local
 }
 

@@ -18,14 +18,21 @@ type overCache struct {
 
 type overShard struct {
 	mu      sync.RWMutex
-	m       map[string]int64 // key → window end, Unix nanoseconds
+	m       map[string]overEntry
 	sweepAt int
+}
+
+// overEntry says that a key was at limit until end (Unix nanoseconds). A higher limit (after
+// a config update) makes the entry moot.
+type overEntry struct {
+	end   int64
+	limit uint32
 }
 
 func newOverCache() *overCache {
 	c := &overCache{seed: maphash.MakeSeed()}
 	for i := range c.shards {
-		c.shards[i].m = map[string]int64{}
+		c.shards[i].m = map[string]overEntry{}
 		c.shards[i].sweepAt = 1024
 	}
 	return c
@@ -35,22 +42,22 @@ func (c *overCache) shard(key string) *overShard {
 	return &c.shards[maphash.String(c.seed, key)%overShards]
 }
 
-func (c *overCache) has(key string, now time.Time) bool {
+func (c *overCache) has(key string, limit uint32, now time.Time) bool {
 	s := c.shard(key)
 	s.mu.RLock()
-	end, ok := s.m[key]
+	e, ok := s.m[key]
 	s.mu.RUnlock()
-	return ok && now.UnixNano() < end
+	return ok && now.UnixNano() < e.end && limit <= e.limit
 }
 
-func (c *overCache) add(key string, end, now time.Time) {
+func (c *overCache) add(key string, limit uint32, end, now time.Time) {
 	s := c.shard(key)
 	s.mu.Lock()
-	s.m[key] = end.UnixNano()
+	s.m[key] = overEntry{end: end.UnixNano(), limit: limit}
 	if len(s.m) >= s.sweepAt {
 		n := now.UnixNano()
 		for k, e := range s.m {
-			if e <= n {
+			if e.end <= n {
 				delete(s.m, k)
 			}
 		}

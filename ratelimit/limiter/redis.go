@@ -78,7 +78,7 @@ func (r *Redis) DoLimit(ctx context.Context, hits []Hit, res []Result) error {
 	for i, h := range hits {
 		start, end, resetIn := window(now, h.Window)
 		key := h.Key + ":" + strconv.FormatInt(start, 10)
-		if r.over.has(key, now) {
+		if r.over.has(key, h.Limit, now) {
 			res[i] = Result{Over: true, ResetIn: resetIn, Local: true}
 			continue
 		}
@@ -100,7 +100,7 @@ func (r *Redis) DoLimit(ctx context.Context, hits []Hit, res []Result) error {
 		res[i] = result(uint64(counts[j]), h, resetIn)
 		// At the limit the next hit is over too: refuse it here until the window ends.
 		if counts[j] >= int64(h.Limit) {
-			r.over.add(ops[j].key, end, now)
+			r.over.add(ops[j].key, h.Limit, end, now)
 		}
 	}
 	return nil

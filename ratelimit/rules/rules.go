@@ -201,10 +201,13 @@ func (b *builder) rule(n *node, rl *rlsconf.RateLimitPolicy, path []entry) {
 	if kind == policy.DescLimit {
 		kind = policy.DescRoute
 	}
+	// The unit is part of the identity: a new window length starts fresh counters, while
+	// a new count for the same unit keeps them.
 	h := sha256.New()
 	for _, e := range path {
 		fmt.Fprintf(h, "%s\x00%s\x00", e.key, e.value)
 	}
+	fmt.Fprintf(h, "%d", rl.GetUnit())
 	sum := hex.EncodeToString(h.Sum(nil)[:8])
 	if other, dup := b.prefixes[sum]; dup {
 		b.fail(path, "key hash clashes with %s", other)
