@@ -126,3 +126,40 @@ func writeFileAtomic(path string, b []byte) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+func newBootstrapCmd() *cobra.Command {
+	var (
+		out, xdsAddr string
+		delta        bool
+		bo           translate.BootstrapOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "bootstrap --xds HOST:PORT -o FILE",
+		Short: "Write the Envoy bootstrap that takes its config from the control plane over ADS",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			boot, err := translate.ADSBootstrap(bo, xdsAddr, delta)
+			if err != nil {
+				return err
+			}
+			b, err := translate.YAML(boot)
+			if err != nil {
+				return err
+			}
+			if out == "" || out == "-" {
+				_, err = cmd.OutOrStdout().Write(b)
+				return err
+			}
+			return writeFileAtomic(out, b)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&out, "output", "o", "-", "output file (- for stdout)")
+	f.StringVar(&xdsAddr, "xds", "127.0.0.1:18000", "control plane ADS address")
+	f.BoolVar(&delta, "delta", false, "use delta xDS")
+	f.StringVar(&bo.NodeID, "node-id", "specgate-envoy", "Envoy node id (envoy --service-node overrides it)")
+	f.StringVar(&bo.AdminAddress, "admin-address", "127.0.0.1:9901", "Envoy admin address")
+	f.StringVar(&bo.AuthzAddress, "authz-address", "127.0.0.1:9001", "specgate authz gRPC address")
+	f.StringVar(&bo.RateLimitAddr, "ratelimit-address", "127.0.0.1:9003", "specgate ratelimit gRPC address")
+	return cmd
+}

@@ -42,9 +42,14 @@ func commands() []*cobra.Command {
 	return []*cobra.Command{
 		newLintCmd(),
 		newCompileCmd(),
+		newBootstrapCmd(),
 		newXDSCmd(),
 		newPushCmd(),
 		newRateLimitCmd(),
+		newAuthzCmd(),
+		newTokenCmd(),
+		newRevokeCmd(),
+		newStatsCmd(),
 	}
 }
 

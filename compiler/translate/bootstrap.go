@@ -2,6 +2,8 @@ package translate
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"net"
 	"strconv"
 
@@ -45,18 +47,11 @@ func Bootstrap(r *Resources, o BootstrapOptions) (*bootstrapv3.Bootstrap, error)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: admin address: %w", err)
 	}
-	clusters := append([]*clusterv3.Cluster{}, r.Clusters...)
-	for _, c := range []struct{ name, addr string }{{ClusterAuthz, o.AuthzAddress}, {ClusterRateLimit, o.RateLimitAddr}} {
-		a, err := hostPort(c.addr)
-		if err != nil {
-			return nil, fmt.Errorf("bootstrap: %s address: %w", c.name, err)
-		}
-		sa := a.GetSocketAddress()
-		clusters = append(clusters, t.grpcCluster(c.name, sa.Address, sa.GetPortValue()))
+	grpc, err := t.grpcClusters(map[string]string{ClusterAuthz: o.AuthzAddress, ClusterRateLimit: o.RateLimitAddr})
+	if err != nil {
+		return nil, err
 	}
-	if t.err != nil {
-		return nil, t.err
-	}
+	clusters := append(append([]*clusterv3.Cluster{}, r.Clusters...), grpc...)
 	b := &bootstrapv3.Bootstrap{
 		Node:  &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
 		Admin: &bootstrapv3.Admin{Address: admin},
@@ -93,17 +88,9 @@ func ADSBootstrap(o BootstrapOptions, xdsAddr string, delta bool) (*bootstrapv3.
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: admin address: %w", err)
 	}
-	var clusters []*clusterv3.Cluster
-	for _, c := range []struct{ name, addr string }{{ClusterXDS, xdsAddr}, {ClusterAuthz, o.AuthzAddress}, {ClusterRateLimit, o.RateLimitAddr}} {
-		a, err := hostPort(c.addr)
-		if err != nil {
-			return nil, fmt.Errorf("bootstrap: %s address: %w", c.name, err)
-		}
-		sa := a.GetSocketAddress()
-		clusters = append(clusters, t.grpcCluster(c.name, sa.Address, sa.GetPortValue()))
-	}
-	if t.err != nil {
-		return nil, t.err
+	clusters, err := t.grpcClusters(map[string]string{ClusterXDS: xdsAddr, ClusterAuthz: o.AuthzAddress, ClusterRateLimit: o.RateLimitAddr})
+	if err != nil {
+		return nil, err
 	}
 	api := corev3.ApiConfigSource_GRPC
 	if delta {
@@ -134,4 +121,18 @@ func ADSBootstrap(o BootstrapOptions, xdsAddr string, delta bool) (*bootstrapv3.
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	return b, nil
+}
+
+// grpcClusters builds the HTTP/2 clusters of specgate's gRPC peers (name → host:port), by name.
+func (t *translator) grpcClusters(addrs map[string]string) ([]*clusterv3.Cluster, error) {
+	var out []*clusterv3.Cluster
+	for _, name := range slices.Sorted(maps.Keys(addrs)) {
+		a, err := hostPort(addrs[name])
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: %s address: %w", name, err)
+		}
+		sa := a.GetSocketAddress()
+		out = append(out, t.grpcCluster(name, sa.Address, sa.GetPortValue()))
+	}
+	return out, t.err
 }
