@@ -52,6 +52,20 @@ func Run(ctx context.Context, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	// Listen before the first JWKS fetch: with --dev-key this process serves its own JWKS,
+	// and a bound listener queues that fetch until Serve starts instead of refusing it.
+	gl, err := listen(o.GRPCListener, o.GRPCAddr, ":9001")
+	if err != nil {
+		return err
+	}
+	hl, err := listen(o.HTTPListener, o.HTTPAddr, ":9002")
+	if err != nil {
+		gl.Close()
+		return err
+	}
+	defer gl.Close()
+	defer hl.Close()
+
 	store, err := revocation.Open(o.Config.Revocation.Store, log)
 	if err != nil {
 		return err
@@ -80,16 +94,6 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.AdminToken == "" {
 		log.Warn("SPECGATE_ADMIN_TOKEN is not set: the revocation API refuses every call")
-	}
-
-	gl, err := listen(o.GRPCListener, o.GRPCAddr, ":9001")
-	if err != nil {
-		return err
-	}
-	hl, err := listen(o.HTTPListener, o.HTTPAddr, ":9002")
-	if err != nil {
-		gl.Close()
-		return err
 	}
 
 	gs := grpc.NewServer(

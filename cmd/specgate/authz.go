@@ -1,0 +1,44 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/extauthz"
+)
+
+func newAuthzCmd() *cobra.Command {
+	var (
+		o          extauthz.Options
+		configPath string
+	)
+	cmd := &cobra.Command{
+		Use:   "authz",
+		Short: "Run the authorization service (Envoy's ext_authz)",
+		Long: "Run the authorization service: JWT verification against the issuers of gateway.yaml,\n" +
+			"each route's scope policy, revocation (POST /v1/revocations, bearer $SPECGATE_ADMIN_TOKEN),\n" +
+			"metrics and probes. --dev-key also serves that key's JWKS for `specgate token`.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Config = config.Default()
+			if configPath != "" {
+				g, err := config.Load(configPath)
+				if err != nil {
+					return err
+				}
+				o.Config = g
+			}
+			o.AdminToken = os.Getenv("SPECGATE_ADMIN_TOKEN")
+			o.Logger = logger().With("role", "authz")
+			return extauthz.Run(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "gateway.yaml (default: built-in defaults, no issuers)")
+	f.StringVar(&o.GRPCAddr, "grpc", ":9001", "gRPC listen address (ext_authz Check, gRPC health)")
+	f.StringVar(&o.HTTPAddr, "http", ":9002", "HTTP listen address (/metrics, /healthz, /readyz, /v1/revocations)")
+	f.StringVar(&o.DevKeyFile, "dev-key", "", "dev signing key (PEM, created if missing) whose JWKS to serve at /.well-known/jwks.json")
+	return cmd
+}

@@ -1,0 +1,68 @@
+package stats
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
+)
+
+const sample = `# TYPE specgate_authz_checks_total counter
+specgate_authz_checks_total{decision="allow",reason="ok",route="orders.get"} 90
+specgate_authz_checks_total{decision="deny",reason="expired",route="orders.get"} 6
+specgate_authz_checks_total{decision="deny",reason="insufficient_scope",route="orders.delete"} 4
+# TYPE specgate_authz_check_duration_seconds histogram
+specgate_authz_check_duration_seconds_bucket{le="1e-05"} 50
+specgate_authz_check_duration_seconds_bucket{le="2e-05"} 98
+specgate_authz_check_duration_seconds_bucket{le="0.0001"} 100
+specgate_authz_check_duration_seconds_bucket{le="+Inf"} 100
+specgate_authz_check_duration_seconds_sum 0.0015
+specgate_authz_check_duration_seconds_count 100
+# TYPE specgate_authz_token_cache_total counter
+specgate_authz_token_cache_total{result="hit"} 80
+specgate_authz_token_cache_total{result="miss"} 20
+# TYPE specgate_authz_revocations_total counter
+specgate_authz_revocations_total 3
+# TYPE specgate_authz_revocation_entries gauge
+specgate_authz_revocation_entries 3
+# TYPE specgate_authz_jwks_keys gauge
+specgate_authz_jwks_keys{issuer="https://a/"} 2
+specgate_authz_jwks_keys{issuer="https://b/"} 0
+# TYPE specgate_authz_jwks_refresh_total counter
+specgate_authz_jwks_refresh_total{issuer="https://a/",result="ok"} 4
+specgate_authz_jwks_refresh_total{issuer="https://b/",result="error"} 7
+`
+
+func TestSummarize(t *testing.T) {
+	var b strings.Builder
+	if err := Summarize(strings.NewReader(sample), &b, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"100 checks", "allow 90 (90.0%)", "deny 10 (10.0%)",
+		"10µs", "18.3µs", "expired", "60.0% of denials", "orders.delete",
+		"hit ratio 80.0%", "live entries", "NO KEYS: tokens refused",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if err := Summarize(strings.NewReader("# TYPE x counter\nx 1\n"), &b, time.Now()); err == nil {
+		t.Error("non-authz metrics accepted")
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	h := &dto.Histogram{SampleCount: proto.Uint64(100), Bucket: []*dto.Bucket{
+		{UpperBound: proto.Float64(1), CumulativeCount: proto.Uint64(50)},
+		{UpperBound: proto.Float64(2), CumulativeCount: proto.Uint64(100)},
+	}}
+	for q, want := range map[float64]float64{0.5: 1, 0.75: 1.5, 0.99: 1.98, 0.25: 0.5} {
+		if got := quantile(h, q); got < want-1e-9 || got > want+1e-9 {
+			t.Errorf("q%.2f = %g, want %g", q, got, want)
+		}
+	}
+}
