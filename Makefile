@@ -22,6 +22,10 @@ help:
 
 build:
 	go build -o $(BIN)/specgate ./cmd/specgate
+	go build -o $(BIN)/demo-backend ./examples/demo-backend
+
+run: build envoy
+	./scripts/run.sh
 
 envoy: $(ENVOY_BIN)
 

@@ -26,7 +26,8 @@ const (
 	DescRoute  = "route"
 	DescLimit  = "limit"
 	DescClient = "client"
-	DescIP     = "ip"
+	// DescIP is fixed by Envoy: its remote_address action always emits this key.
+	DescIP     = "remote_address"
 	DescHeader = "header"
 )
 

@@ -29,7 +29,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 
 func TestDecodeRefusesUnenforceable(t *testing.T) {
 	for _, s := range []string{
-		`{"id":"a.b"}`,                              // neither anonymous nor a requirement
+		`{"id":"a.b"}`, // neither anonymous nor a requirement
 		`{"id":"a.b","anyOf":[{"scopes":["a b"]}]}`, // scope with a space
 		`{"id":"a.b","anonymous":true,"extra":1}`,   // unknown field
 		`not json`,
