@@ -32,7 +32,7 @@ const maxRawValue = 64
 type Rule struct {
 	ID     int    // index in Table.Rules, for per-rule state of the caller
 	Route  string // value of the first descriptor level (the route id)
-	Kind   string // key kind: policy.DescRoute, DescClient, DescIP or DescHeader
+	Kind   string // key kind, a metric label: "route", "client", "ip" or "header"
 	Limit  uint32
 	Unit   rlsconf.RateLimitUnit
 	Window time.Duration
@@ -198,8 +198,11 @@ func (b *builder) rule(n *node, rl *rlsconf.RateLimitPolicy, path []entry) {
 	}
 	leaf := path[len(path)-1]
 	kind := leaf.key
-	if kind == policy.DescLimit {
+	switch kind {
+	case policy.DescLimit:
 		kind = policy.DescRoute
+	case policy.DescIP:
+		kind = "ip" // Envoy fixes the descriptor key (remote_address); the label says what it is
 	}
 	// The unit is part of the identity: a new window length starts fresh counters, while
 	// a new count for the same unit keeps them.

@@ -13,7 +13,7 @@ import (
 )
 
 // limitsYAML is what the compiler emits for two routes: orders.list with a route-wide
-// limit and a per-client one, orders.get with a per-header one.
+// limit, a per-client and a per-address one, orders.get with a per-header one.
 const limitsYAML = `
 name: specgate
 domain: specgate
@@ -25,6 +25,9 @@ descriptors:
   - key: limit
     value: "1"
     descriptors: [{key: client, rate_limit: {unit: MINUTE, requests_per_unit: 10}}]
+  - key: limit
+    value: "2"
+    descriptors: [{key: remote_address, rate_limit: {unit: DAY, requests_per_unit: 1000}}]
 - key: route
   value: orders.get
   descriptors:
@@ -60,8 +63,8 @@ func TestLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tab.Rules) != 3 {
-		t.Fatalf("%d rules, want 3", len(tab.Rules))
+	if len(tab.Rules) != 4 {
+		t.Fatalf("%d rules, want 4", len(tab.Rules))
 	}
 	cases := []struct {
 		name    string
@@ -74,6 +77,7 @@ func TestLookup(t *testing.T) {
 	}{
 		{"route kind", desc("route", "orders.list", "limit", "0"), "route", 100, time.Second, "", nil},
 		{"client kind", desc("route", "orders.list", "limit", "1", "client", "sub:alice"), "client", 10, time.Minute, "sub:alice", nil},
+		{"ip kind", desc("route", "orders.list", "limit", "2", "remote_address", "10.0.0.1"), "ip", 1000, 24 * time.Hour, "10.0.0.1", nil},
 		{"header kind", desc("route", "orders.get", "limit", "0", "header", "x"), "header", 5, time.Hour, "x", nil},
 		{"unknown route", desc("route", "nope", "limit", "0"), "", 0, 0, "", ErrUnknown},
 		{"unknown limit", desc("route", "orders.list", "limit", "7"), "", 0, 0, "", ErrUnknown},
