@@ -1,0 +1,541 @@
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// The checks below each return every problem they find, joined; nil means the objects pass.
+
+// checkContainers: probes, resources, a hardened security context and a pinned image on every
+// container of every workload.
+func checkContainers(o *Objects) error {
+	var errs []error
+	for _, w := range o.Workloads() {
+		pod := w.Template.Spec
+		psc := pod.SecurityContext
+		if psc == nil {
+			psc = &corev1.PodSecurityContext{}
+		}
+		all := append(append([]corev1.Container{}, pod.InitContainers...), pod.Containers...)
+		if len(pod.Containers) == 0 {
+			errs = append(errs, fmt.Errorf("%s %s: no containers", w.Kind, w.Name))
+		}
+		for _, c := range all {
+			where := fmt.Sprintf("%s %s container %s", w.Kind, w.Name, c.Name)
+			add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(where+": "+format, a...)) }
+			isInit := slices.ContainsFunc(pod.InitContainers, func(i corev1.Container) bool { return i.Name == c.Name })
+			if !isInit {
+				if c.ReadinessProbe == nil {
+					add("no readinessProbe")
+				}
+				if c.LivenessProbe == nil {
+					add("no livenessProbe")
+				}
+				for name, p := range map[string]*corev1.Probe{"readinessProbe": c.ReadinessProbe, "livenessProbe": c.LivenessProbe} {
+					if p != nil && p.Exec == nil && p.HTTPGet == nil && p.TCPSocket == nil && p.GRPC == nil {
+						add("%s has no handler", name)
+					}
+				}
+			}
+			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+				if _, ok := c.Resources.Requests[r]; !ok {
+					add("no %s request", r)
+				}
+				if _, ok := c.Resources.Limits[r]; !ok {
+					add("no %s limit", r)
+				}
+			}
+			sc := c.SecurityContext
+			if sc == nil {
+				sc = &corev1.SecurityContext{}
+			}
+			if !isTrue(sc.RunAsNonRoot) && !isTrue(psc.RunAsNonRoot) {
+				add("runAsNonRoot is not true")
+			}
+			if uid := firstNonNil(sc.RunAsUser, psc.RunAsUser); uid == nil || *uid == 0 {
+				add("runAsUser must be a numeric non-root user (the kubelet cannot verify a named image user)")
+			}
+			if !isTrue(sc.ReadOnlyRootFilesystem) {
+				add("readOnlyRootFilesystem is not true")
+			}
+			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+				add("allowPrivilegeEscalation is not false")
+			}
+			if isTrue(sc.Privileged) {
+				add("privileged")
+			}
+			if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) > 0 {
+				add("capabilities must drop ALL and add none")
+			}
+			seccomp := sc.SeccompProfile
+			if seccomp == nil {
+				seccomp = psc.SeccompProfile
+			}
+			if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				add("seccompProfile is not RuntimeDefault")
+			}
+			if err := checkImage(c.Image); err != nil {
+				add("%v", err)
+			}
+		}
+		if pod.HostNetwork || pod.HostPID || pod.HostIPC {
+			errs = append(errs, fmt.Errorf("%s %s: uses a host namespace", w.Kind, w.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkImage accepts name:tag (tag not latest) and name@sha256:digest.
+func checkImage(image string) error {
+	if image == "" {
+		return errors.New("no image")
+	}
+	if _, digest, ok := strings.Cut(image, "@"); ok {
+		if !strings.HasPrefix(digest, "sha256:") {
+			return fmt.Errorf("image %q: digest is not sha256", image)
+		}
+		return nil
+	}
+	name := image[strings.LastIndex(image, "/")+1:] // a registry port has a colon too
+	_, tag, ok := strings.Cut(name, ":")
+	switch {
+	case !ok || tag == "":
+		return fmt.Errorf("image %q is not pinned to a tag", image)
+	case tag == "latest":
+		return fmt.Errorf("image %q uses :latest", image)
+	}
+	return nil
+}
+
+// checkDisruptionAndScaling: a PDB selecting each Deployment (and no PDB that can never allow
+// an eviction), an HPA for each of the named Deployments, and at least minReplicas replicas.
+func checkDisruptionAndScaling(o *Objects, hpaFor []string, minReplicas map[string]int32) error {
+	var errs []error
+	for _, d := range o.Deployments {
+		podLabels := labels.Set(d.Spec.Template.Labels)
+		n := 0
+		for _, pdb := range o.PDBs {
+			if pdb.Namespace != d.Namespace || pdb.Spec.Selector == nil {
+				continue
+			}
+			sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("PodDisruptionBudget %s: %w", pdb.Name, err))
+				continue
+			}
+			if sel.Empty() || !sel.Matches(podLabels) {
+				continue
+			}
+			n++
+			if mina := pdb.Spec.MinAvailable; mina != nil && mina.Type == intstr.Int && mina.IntVal >= replicas(d.Spec.Replicas) {
+				errs = append(errs, fmt.Errorf("PodDisruptionBudget %s: minAvailable %d blocks every eviction of Deployment %s (%d replicas)",
+					pdb.Name, mina.IntVal, d.Name, replicas(d.Spec.Replicas)))
+			}
+		}
+		if n != 1 {
+			errs = append(errs, fmt.Errorf("Deployment %s: %d PodDisruptionBudgets select it, want 1", d.Name, n))
+		}
+		if min, ok := minReplicas[d.Name]; ok && replicas(d.Spec.Replicas) < min {
+			errs = append(errs, fmt.Errorf("Deployment %s: %d replicas, want at least %d", d.Name, replicas(d.Spec.Replicas), min))
+		}
+	}
+	for _, name := range hpaFor {
+		d := o.Deployment(name)
+		if d == nil {
+			errs = append(errs, fmt.Errorf("Deployment %s: missing", name))
+			continue
+		}
+		var hpa *autoscalingv2.HorizontalPodAutoscaler
+		for i, h := range o.HPAs {
+			ref := h.Spec.ScaleTargetRef
+			if h.Namespace == d.Namespace && ref.Kind == "Deployment" && ref.APIVersion == "apps/v1" && ref.Name == name {
+				hpa = &o.HPAs[i]
+			}
+		}
+		switch {
+		case hpa == nil:
+			errs = append(errs, fmt.Errorf("Deployment %s: no HorizontalPodAutoscaler", name))
+		case hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas < max(minReplicas[name], 1):
+			errs = append(errs, fmt.Errorf("HorizontalPodAutoscaler %s: minReplicas below %d", hpa.Name, minReplicas[name]))
+		case hpa.Spec.MaxReplicas <= *hpa.Spec.MinReplicas:
+			errs = append(errs, fmt.Errorf("HorizontalPodAutoscaler %s: maxReplicas must exceed minReplicas", hpa.Name))
+		case len(hpa.Spec.Metrics) == 0:
+			errs = append(errs, fmt.Errorf("HorizontalPodAutoscaler %s: no metrics", hpa.Name))
+		}
+		// An HPA on CPU utilization needs CPU requests on every container.
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if _, ok := c.Resources.Requests[corev1.ResourceCPU]; !ok {
+				errs = append(errs, fmt.Errorf("Deployment %s container %s: an HPA needs a CPU request", name, c.Name))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkServices: every Service selects pods and its target ports exist on them; Envoy's public
+// listener is behind a LoadBalancer and its internal one behind a ClusterIP Service.
+func checkServices(o *Objects) error {
+	var errs []error
+	for _, s := range o.Services {
+		pods := o.podsSelectedBy(s.Namespace, s.Spec.Selector)
+		if len(pods) == 0 {
+			errs = append(errs, fmt.Errorf("Service %s selects no pods", s.Name))
+			continue
+		}
+		for _, p := range s.Spec.Ports {
+			if _, err := resolvePort(pods[0].Template.Spec, p.TargetPort, p.Port); err != nil {
+				errs = append(errs, fmt.Errorf("Service %s port %s: %w", s.Name, p.Name, err))
+			}
+		}
+	}
+	lb, internal := false, false
+	for _, s := range o.Services {
+		pods := o.podsSelectedBy(s.Namespace, s.Spec.Selector)
+		if len(pods) == 0 || pods[0].Name != "specgate-envoy" {
+			continue
+		}
+		for _, p := range s.Spec.Ports {
+			target, err := resolvePort(pods[0].Template.Spec, p.TargetPort, p.Port)
+			if err != nil {
+				continue
+			}
+			switch {
+			case target == 8080 && s.Spec.Type == corev1.ServiceTypeLoadBalancer:
+				lb = true
+			case target == 8080:
+				errs = append(errs, fmt.Errorf("Service %s exposes the public listener but is %q, not LoadBalancer", s.Name, s.Spec.Type))
+			case target == 8081 && s.Spec.Type == corev1.ServiceTypeLoadBalancer:
+				errs = append(errs, fmt.Errorf("Service %s puts the internal listener on a LoadBalancer", s.Name))
+			case target == 8081:
+				internal = true
+			case target == 9901:
+				errs = append(errs, fmt.Errorf("Service %s exposes Envoy's admin port", s.Name))
+			}
+		}
+	}
+	if !lb {
+		errs = append(errs, errors.New("no LoadBalancer Service targets Envoy's public listener 8080"))
+	}
+	if !internal {
+		errs = append(errs, errors.New("no ClusterIP Service targets Envoy's internal listener 8081"))
+	}
+	return errors.Join(errs...)
+}
+
+// checkVolumes: every ConfigMap a pod mounts exists in the build; every Secret it uses is one
+// of the allowed external ones (created outside git).
+func checkVolumes(o *Objects, externalSecrets ...string) error {
+	var errs []error
+	for _, w := range o.Workloads() {
+		for _, v := range w.Template.Spec.Volumes {
+			if v.ConfigMap != nil && o.ConfigMap(v.ConfigMap.Name) == nil {
+				errs = append(errs, fmt.Errorf("%s %s: volume %s: no ConfigMap %s", w.Kind, w.Name, v.Name, v.ConfigMap.Name))
+			}
+			if v.Secret != nil && !slices.Contains(externalSecrets, v.Secret.SecretName) {
+				errs = append(errs, fmt.Errorf("%s %s: volume %s: unknown Secret %s", w.Kind, w.Name, v.Name, v.Secret.SecretName))
+			}
+		}
+		for _, c := range w.Template.Spec.Containers {
+			for _, m := range c.VolumeMounts {
+				if !slices.ContainsFunc(w.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name }) && !slices.Contains(w.Claims, m.Name) {
+					errs = append(errs, fmt.Errorf("%s %s container %s: mount of undeclared volume %s", w.Kind, w.Name, c.Name, m.Name))
+				}
+			}
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && !slices.Contains(externalSecrets, e.ValueFrom.SecretKeyRef.Name) {
+					errs = append(errs, fmt.Errorf("%s %s container %s: env %s: unknown Secret %s", w.Kind, w.Name, c.Name, e.Name, e.ValueFrom.SecretKeyRef.Name))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkSpecsMounted: the specs ConfigMap exists and the control plane mounts it where --specs
+// points.
+func checkSpecsMounted(o *Objects) error {
+	cm := o.ConfigMap("specgate-specs")
+	if cm == nil {
+		return errors.New("no ConfigMap specgate-specs")
+	}
+	if len(cm.Data) == 0 {
+		return errors.New("ConfigMap specgate-specs holds no specs")
+	}
+	d := o.Deployment("specgate-xds")
+	if d == nil {
+		return errors.New("no Deployment specgate-xds")
+	}
+	spec := d.Spec.Template.Spec
+	vol := ""
+	for _, v := range spec.Volumes {
+		if v.ConfigMap != nil && v.ConfigMap.Name == cm.Name {
+			vol = v.Name
+		}
+	}
+	if vol == "" {
+		return errors.New("Deployment specgate-xds does not mount ConfigMap specgate-specs")
+	}
+	for _, c := range spec.Containers {
+		dir := flagValue(c.Args, "--specs")
+		for _, m := range c.VolumeMounts {
+			if m.Name == vol && m.MountPath == dir && m.SubPath == "" {
+				return nil // a subPath mount would never see the kubelet's updates
+			}
+		}
+	}
+	return errors.New("Deployment specgate-xds: no container mounts the specs ConfigMap (without subPath) at its --specs directory")
+}
+
+// checkPodMonitoring: each Deployment is scraped by one PodMonitoring whose port exists.
+func checkPodMonitoring(o *Objects) error {
+	var errs []error
+	for _, d := range o.Deployments {
+		n := 0
+		for _, pm := range o.PodMonitorings {
+			sel, err := metav1.LabelSelectorAsSelector(&pm.Spec.Selector)
+			if err != nil || sel.Empty() || pm.Namespace != d.Namespace || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+				continue
+			}
+			n++
+			for _, e := range pm.Spec.Endpoints {
+				if _, err := resolvePort(d.Spec.Template.Spec, e.Port, 0); err != nil {
+					errs = append(errs, fmt.Errorf("PodMonitoring %s: %w", pm.Name, err))
+				}
+				if e.Path == "" {
+					errs = append(errs, fmt.Errorf("PodMonitoring %s: no path", pm.Name))
+				}
+			}
+		}
+		if n != 1 {
+			errs = append(errs, fmt.Errorf("Deployment %s: %d PodMonitorings select it, want 1", d.Name, n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// flagValue returns the argument after name in args ("" if absent).
+func flagValue(args []string, name string) string {
+	for i, a := range args {
+		if a == name && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// resolvePort turns a port name or number into a container port of the pod. A zero target
+// means "same as the service port".
+func resolvePort(pod corev1.PodSpec, target intstr.IntOrString, servicePort int32) (int32, error) {
+	for _, c := range pod.Containers {
+		for _, p := range c.Ports {
+			switch {
+			case target.Type == intstr.String && target.StrVal != "" && p.Name == target.StrVal,
+				target.Type == intstr.Int && target.IntVal != 0 && p.ContainerPort == target.IntVal,
+				target.Type == intstr.Int && target.IntVal == 0 && p.ContainerPort == servicePort:
+				return p.ContainerPort, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("target port %s is not a container port", target.String())
+}
+
+func (o *Objects) podsSelectedBy(namespace string, selector map[string]string) []Workload {
+	if len(selector) == 0 {
+		return nil
+	}
+	var out []Workload
+	for _, w := range o.Workloads() {
+		if w.Namespace == namespace && labels.SelectorFromSet(selector).Matches(labels.Set(w.Template.Labels)) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+func firstNonNil[T any](ps ...*T) *T {
+	for _, p := range ps {
+		if p != nil {
+			return p
+		}
+	}
+	return nil
+}
+
+// --- NetworkPolicy evaluation ----------------------------------------------------------------
+
+// peer is a source of traffic: a pod (labels, namespace and its namespace's labels) or, with
+// external set, an address outside the cluster.
+type peer struct {
+	name      string
+	labels    map[string]string
+	namespace string
+	nsLabels  map[string]string
+	external  bool
+}
+
+// admits reports whether the NetworkPolicies let from reach port on the pods of w, following
+// the Kubernetes semantics: a pod selected by no Ingress policy admits everything; otherwise a
+// connection needs one rule whose ports and peers both match.
+func admits(pols []networkingv1.NetworkPolicy, w Workload, port int32, from peer) bool {
+	isolated := false
+	for _, np := range pols {
+		if np.Namespace != w.Namespace || !hasIngressType(np) {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil || !sel.Matches(labels.Set(w.Template.Labels)) {
+			continue
+		}
+		isolated = true
+		for _, rule := range np.Spec.Ingress {
+			if portMatches(rule.Ports, w.Template.Spec, port) && peerMatches(rule.From, np.Namespace, from) {
+				return true
+			}
+		}
+	}
+	return !isolated
+}
+
+func hasIngressType(np networkingv1.NetworkPolicy) bool {
+	if len(np.Spec.PolicyTypes) == 0 {
+		return true // Ingress is implied
+	}
+	return slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
+}
+
+func portMatches(ports []networkingv1.NetworkPolicyPort, pod corev1.PodSpec, port int32) bool {
+	if len(ports) == 0 {
+		return true
+	}
+	for _, p := range ports {
+		if p.Protocol != nil && *p.Protocol != corev1.ProtocolTCP {
+			continue
+		}
+		if p.Port == nil {
+			return true
+		}
+		n := p.Port.IntVal
+		if p.Port.Type == intstr.String {
+			var err error
+			if n, err = resolvePort(pod, *p.Port, 0); err != nil {
+				continue
+			}
+		}
+		end := n
+		if p.EndPort != nil {
+			end = *p.EndPort
+		}
+		if port >= n && port <= end {
+			return true
+		}
+	}
+	return false
+}
+
+func peerMatches(from []networkingv1.NetworkPolicyPeer, policyNamespace string, src peer) bool {
+	if len(from) == 0 {
+		return true
+	}
+	for _, f := range from {
+		if f.IPBlock != nil {
+			// Only traffic from outside the cluster is judged by address here; pod traffic
+			// through an ipBlock is implementation-defined, so no rule of ours may rely on it.
+			if src.external {
+				return true
+			}
+			continue
+		}
+		if src.external {
+			continue
+		}
+		nsOK := src.namespace == policyNamespace
+		if f.NamespaceSelector != nil {
+			sel, err := metav1.LabelSelectorAsSelector(f.NamespaceSelector)
+			nsOK = err == nil && sel.Matches(labels.Set(src.nsLabels))
+		}
+		podOK := true
+		if f.PodSelector != nil {
+			sel, err := metav1.LabelSelectorAsSelector(f.PodSelector)
+			podOK = err == nil && sel.Matches(labels.Set(src.labels))
+		}
+		if nsOK && podOK {
+			return true
+		}
+	}
+	return false
+}
+
+// portRule is the intended ingress of one port of one workload: exactly these peers.
+type portRule struct {
+	workload string
+	port     int32
+	allowed  []string // peer names; every other peer must be refused
+}
+
+// checkNetworkPolicies evaluates every (workload, port, peer) of rules against the policies:
+// each listed peer must get in, every other one must not. Peers are the workloads of the
+// build plus an unrelated pod of the namespace ("same-namespace"), a pod of another namespace
+// ("other-namespace"), the managed Prometheus collector ("gmp-collector") and an address on
+// the internet ("internet"). A port of no rule must be closed to everyone.
+func checkNetworkPolicies(o *Objects, namespace string, rules []portRule) error {
+	nsLabels := map[string]string{"kubernetes.io/metadata.name": namespace}
+	var peers []peer
+	for _, w := range o.Workloads() {
+		peers = append(peers, peer{name: w.Name, labels: w.Template.Labels, namespace: w.Namespace, nsLabels: nsLabels})
+	}
+	peers = append(peers,
+		peer{name: "same-namespace", labels: map[string]string{"app": "debug"}, namespace: namespace, nsLabels: nsLabels},
+		peer{name: "other-namespace", labels: map[string]string{"app.kubernetes.io/name": "specgate", "app.kubernetes.io/component": "envoy"},
+			namespace: "shop", nsLabels: map[string]string{"kubernetes.io/metadata.name": "shop"}},
+		peer{name: "gmp-collector", labels: map[string]string{"app.kubernetes.io/name": "collector"},
+			namespace: "gmp-system", nsLabels: map[string]string{"kubernetes.io/metadata.name": "gmp-system"}},
+		peer{name: "internet", external: true},
+	)
+	var errs []error
+	byName := map[string]Workload{}
+	for _, w := range o.Workloads() {
+		byName[w.Name] = w
+	}
+	for _, r := range rules {
+		w, ok := byName[r.workload]
+		if !ok {
+			continue // e.g. no Redis in an overlay; checkDeployments finds missing roles
+		}
+		for _, p := range peers {
+			want := slices.Contains(r.allowed, p.name)
+			if got := admits(o.NetworkPolicies, w, r.port, p); got != want {
+				verb := "refused"
+				if got {
+					verb = "admitted"
+				}
+				errs = append(errs, fmt.Errorf("%s port %d: %s %s", r.workload, r.port, p.name, verb))
+			}
+		}
+	}
+	// Any port no rule names is closed (default deny), e.g. a debug port.
+	for _, w := range o.Workloads() {
+		for _, p := range peers {
+			if admits(o.NetworkPolicies, w, 65000, p) {
+				errs = append(errs, fmt.Errorf("%s: unlisted port 65000 admits %s (no default deny?)", w.Name, p.name))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func intOrString(n int32) intstr.IntOrString { return intstr.FromInt32(n) }
