@@ -3,8 +3,8 @@ package translate
 import (
 	"fmt"
 	"maps"
-	"slices"
 	"net"
+	"slices"
 	"strconv"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"

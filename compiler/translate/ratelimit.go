@@ -31,6 +31,7 @@ func (t *translator) rateLimitFilter() *ratelimitv3.RateLimit {
 			TransportApiVersion: corev3.ApiVersion_V3,
 		},
 		EnableXRatelimitHeaders: ratelimitv3.RateLimit_DRAFT_VERSION_03,
+		EnableRetryAfterHeader:  true,
 	}
 }
 

@@ -1,0 +1,348 @@
+package envoy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+
+	"github.com/specgate/specgate/compiler/translate"
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/extauthz"
+	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/internal/e2e"
+	"github.com/specgate/specgate/internal/testenvoy"
+	"github.com/specgate/specgate/internal/testredis"
+	"github.com/specgate/specgate/ratelimit"
+	"github.com/specgate/specgate/xds"
+)
+
+const shopSpec = `openapi: 3.1.0
+info: {title: Shop, version: 1.0.0}
+x-specgate: {service: shop, backend: "http://127.0.0.1:{{PORT}}", basePath: /shop}
+security: [{oauth: [orders:read]}]
+components:
+  securitySchemes:
+    oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://auth.example.com/token", scopes: {orders:read: r, orders:write: w, admin: a}}}}
+paths:
+  /public:
+    get: {operationId: public, security: [], responses: {"200": {description: ok}}}
+  /orders:
+    get:
+      operationId: listOrders
+      x-specgate: {rateLimits: [{requests: 10, per: minute, key: client}]}
+      responses: {"200": {description: ok}}
+    post:
+      operationId: createOrder
+      security: [{oauth: [orders:write]}, {oauth: [admin]}]
+      responses: {"200": {description: ok}}
+  /by-ip:
+    get: {operationId: byIP, security: [], x-specgate: {rateLimits: [{requests: 3, per: minute, key: ip}]}, responses: {"200": {description: ok}}}
+  /by-route:
+    get: {operationId: byRoute, security: [], x-specgate: {rateLimits: [{requests: 2, per: minute, key: route}]}, responses: {"200": {description: ok}}}
+`
+
+// stack is the whole gateway on loopback: real Envoy, control plane, two authz replicas, two
+// ratelimit replicas, real Redis, a JWKS and a backend.
+type stack struct {
+	t              *testing.T
+	cfg            config.Gateway
+	key            *devissuer.Key
+	issuer         string
+	backend        *e2e.Backend
+	authzA, authzB string // admin HTTP addresses
+	envoyAuthzGRPC string
+	public         string
+}
+
+const admin = "e2e-admin-token"
+
+// startAuthz runs an authz replica until the test ends.
+func startAuthz(t *testing.T, cfg config.Gateway, grpcAddr, httpAddr string) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	gl, err := net.Listen("tcp", grpcAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = extauthz.Run(ctx, extauthz.Options{Config: cfg, GRPCListener: gl, HTTPListener: hl, AdminToken: admin, Logger: quiet()})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	waitOK(t, "http://"+hl.Addr().String()+"/readyz")
+	return gl.Addr().String(), hl.Addr().String()
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func waitOK(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready", url)
+}
+
+func newStack(t *testing.T) *stack {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &stack{t: t, backend: e2e.NewBackend(t, "shop")}
+	redis := testredis.Start(t)
+
+	var err error
+	if s.key, err = devissuer.Generate("RS256"); err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(devissuer.JWKS(s.key))
+	t.Cleanup(jwks.Close)
+	s.issuer = "https://issuer.test/"
+
+	s.cfg = config.Default()
+	s.cfg.Listeners.Public, s.cfg.Listeners.Internal = uint32(testenvoy.FreePort(t)), uint32(testenvoy.FreePort(t))
+	s.cfg.Issuers = []config.Issuer{{Issuer: s.issuer, JWKSURI: jwks.URL, Audiences: []string{"api"}, Algorithms: []string{"RS256"}}}
+	s.cfg.Revocation.Store = redis.URL()
+	s.cfg.RateLimit.Store = redis.URL()
+	s.public = "http://127.0.0.1:" + strconv.Itoa(int(s.cfg.Listeners.Public))
+
+	// Two authz replicas on one Redis: Envoy asks B, revocations go to A.
+	_, s.authzA = startAuthz(t, s.cfg, "127.0.0.1:0", "127.0.0.1:0")
+	s.envoyAuthzGRPC, s.authzB = startAuthz(t, s.cfg, "127.0.0.1:0", "127.0.0.1:0")
+
+	specs := t.TempDir()
+	e2e.WriteSpec(t, specs, "shop.yaml", shopSpec, map[string]string{"PORT": s.backend.Port()})
+	cp, err := xds.New(xds.Options{SpecDir: specs, Gateway: s.cfg, ListenAddress: "127.0.0.1", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, _ := net.Listen("tcp", "127.0.0.1:0")
+	hl, _ := net.Listen("tcp", "127.0.0.1:0")
+	cpDone := make(chan struct{})
+	go func() { defer close(cpDone); _ = cp.Serve(ctx, gl, hl) }()
+	t.Cleanup(func() { cancel(); <-cpDone })
+
+	// Two ratelimit replicas on the same Redis, both behind Envoy's ratelimit cluster.
+	var rls []string
+	for range 2 {
+		rl, err := ratelimit.Start(ctx, ratelimit.Options{Config: s.cfg, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", XDSAddr: gl.Addr().String(), Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cancel(); _ = rl.Wait() })
+		waitOK(t, "http://"+rl.HTTPAddr()+"/readyz")
+		rls = append(rls, rl.GRPCAddr())
+	}
+
+	adminAddr := "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t))
+	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{NodeID: "e2e", AdminAddress: adminAddr,
+		AuthzAddress: s.envoyAuthzGRPC, RateLimitAddr: rls[0]}, gl.Addr().String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range boot.StaticResources.Clusters {
+		if c.Name == translate.ClusterRateLimit { // both replicas, round robin
+			second := proto2Endpoint(rls[1])
+			c.LoadAssignment.Endpoints[0].LbEndpoints = append(c.LoadAssignment.Endpoints[0].LbEndpoints, second)
+		}
+	}
+	y, err := translate.YAML(boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "bootstrap.yaml")
+	if err := os.WriteFile(p, y, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenvoy.Start(t, p, adminAddr)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.get("/shop/public", "", nil).StatusCode != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("gateway did not come up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s
+}
+
+func proto2Endpoint(addr string) *endpointv3.LbEndpoint {
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	boot, _ := translate.ADSBootstrap(translate.BootstrapOptions{RateLimitAddr: net.JoinHostPort(host, strconv.Itoa(p))}, "127.0.0.1:1", false)
+	for _, c := range boot.StaticResources.Clusters {
+		if c.Name == translate.ClusterRateLimit {
+			return c.LoadAssignment.Endpoints[0].LbEndpoints[0]
+		}
+	}
+	return nil
+}
+
+func (s *stack) token(sub string, scopes ...string) string {
+	s.t.Helper()
+	tok, err := devissuer.Mint(s.key, s.issuer, "api", sub, scopes, time.Hour, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+func (s *stack) get(path, token string, hdr map[string]string) *http.Response {
+	return s.do("GET", path, token, hdr)
+}
+
+func (s *stack) do(method, path, token string, hdr map[string]string) *http.Response {
+	s.t.Helper()
+	req, _ := http.NewRequest(method, s.public+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func TestGatewayEndToEnd(t *testing.T) {
+	s := newStack(t)
+	alice := s.token("alice", "orders:read")
+
+	t.Run("statuses per route as the spec says", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, method, path, token string
+			want                      int
+		}{
+			{"anonymous without token", "GET", "/shop/public", "", 200},
+			{"anonymous with valid token", "GET", "/shop/public", alice, 200},
+			{"anonymous with bad token", "GET", "/shop/public", "not.a.jwt", 401},
+			{"protected without token", "GET", "/shop/orders", "", 401},
+			{"protected with scope", "GET", "/shop/orders", alice, 200},
+			{"protected, other scope", "GET", "/shop/orders", s.token("zed", "other"), 403},
+			{"OR-of-AND: neither", "POST", "/shop/orders", alice, 403},
+			{"OR-of-AND: first", "POST", "/shop/orders", s.token("w", "orders:write"), 200},
+			{"OR-of-AND: second", "POST", "/shop/orders", s.token("adm", "admin"), 200},
+		} {
+			resp := s.do(tc.method, tc.path, tc.token, nil)
+			if resp.StatusCode != tc.want {
+				t.Errorf("%s: %s %s = %d, want %d", tc.name, tc.method, tc.path, resp.StatusCode, tc.want)
+			}
+			switch tc.want {
+			case 401:
+				if h := resp.Header.Get("WWW-Authenticate"); !strings.Contains(h, `error="invalid_token"`) {
+					t.Errorf("%s: WWW-Authenticate %q", tc.name, h)
+				}
+			case 403:
+				if h := resp.Header.Get("WWW-Authenticate"); !strings.Contains(h, `error="insufficient_scope"`) {
+					t.Errorf("%s: WWW-Authenticate %q", tc.name, h)
+				}
+			}
+		}
+	})
+
+	t.Run("identity headers cannot be forged", func(t *testing.T) {
+		s.get("/shop/orders", alice, map[string]string{"X-User-Id": "mallory", "X-Client-Id": "evil"})
+		got := s.backend.Last().Header
+		if v := got.Values("X-User-Id"); len(v) != 1 || v[0] != "alice" {
+			t.Errorf("X-User-Id at the backend: %q, want [alice]", v)
+		}
+		if v := got.Values("X-Client-Id"); len(v) != 0 {
+			t.Errorf("client-sent X-Client-Id reached the backend: %q", v)
+		}
+		s.get("/shop/public", "", map[string]string{"X-User-Id": "mallory"})
+		if v := s.backend.Last().Header.Values("X-User-Id"); len(v) != 0 {
+			t.Errorf("anonymous route forwarded a forged X-User-Id: %q", v)
+		}
+	})
+
+	t.Run("revocation on replica A refuses on replica B within 1s", func(t *testing.T) {
+		tok := s.token("dave", "orders:read")
+		if code := s.get("/shop/orders", tok, nil).StatusCode; code != 200 {
+			t.Fatalf("before revocation: %d", code)
+		}
+		body, _ := json.Marshal(map[string]string{"token": tok})
+		req, _ := http.NewRequest("POST", "http://"+s.authzA+"/v1/revocations", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("revoke on A: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		start := time.Now()
+		for s.get("/shop/orders", tok, nil).StatusCode != 401 {
+			if time.Since(start) > time.Second {
+				t.Fatal("revoked token still accepted through Envoy (authz B) after 1s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("revocation visible through replica B after %s", time.Since(start))
+		if code := s.get("/shop/orders", s.token("dave2", "orders:read"), nil).StatusCode; code != 200 {
+			t.Errorf("another token refused after a revocation: %d", code)
+		}
+	})
+
+	t.Run("rate limits shared by two replicas on Redis", func(t *testing.T) {
+		// The windows are fixed calendar minutes: start away from a boundary.
+		if left := time.Minute - time.Duration(time.Now().Unix()%60)*time.Second; left < 5*time.Second {
+			time.Sleep(left + 100*time.Millisecond)
+		}
+		carol, bob := s.token("carol", "orders:read"), s.token("bob", "orders:read")
+		for i := 1; i <= 10; i++ {
+			resp := s.get("/shop/orders", carol, nil)
+			if resp.StatusCode != 200 {
+				t.Fatalf("carol's request %d: %d", i, resp.StatusCode)
+			}
+			if i == 1 && resp.Header.Get("X-RateLimit-Limit") == "" {
+				t.Errorf("allowed response lacks X-RateLimit-Limit: %v", resp.Header)
+			}
+		}
+		resp := s.get("/shop/orders", carol, nil)
+		if resp.StatusCode != 429 {
+			t.Fatalf("carol's 11th request: %d, want 429", resp.StatusCode)
+		}
+		for _, h := range []string{"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"} {
+			if resp.Header.Get(h) == "" {
+				t.Errorf("429 lacks %s: %v", h, resp.Header)
+			}
+		}
+		if code := s.get("/shop/orders", bob, nil).StatusCode; code != 200 {
+			t.Errorf("bob limited by carol's quota: %d", code)
+		}
+		for i, want := range []int{200, 200, 200, 429} {
+			if code := s.get("/shop/by-ip", "", nil).StatusCode; code != want {
+				t.Errorf("by-ip request %d: %d, want %d", i+1, code, want)
+			}
+		}
+		for i, want := range []int{200, 200, 429} {
+			if code := s.get("/shop/by-route", s.token("u"+strconv.Itoa(i)), nil).StatusCode; code != want {
+				t.Errorf("by-route request %d: %d, want %d", i+1, code, want)
+			}
+		}
+	})
+}
