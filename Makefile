@@ -46,5 +46,13 @@ test: envoy vet
 unit:
 	go test -count=1 -short ./...
 
+# Whole-gateway benchmarks, side by side, one table (< 10 min on 2 cores).
+bench: build envoy
+	./scripts/bench.sh
+
+# The resilience suite in full (make test runs its short form).
+chaos: envoy
+	SPECGATE_CHAOS=full go test -count=1 -timeout 30m -v ./chaos/
+
 clean:
 	rm -rf $(BIN) .run

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz"
@@ -158,15 +156,9 @@ func newStack(t *testing.T) *stack {
 
 	adminAddr := "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t))
 	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{NodeID: "e2e", AdminAddress: adminAddr,
-		AuthzAddress: s.envoyAuthzGRPC, RateLimitAddr: rls[0]}, gl.Addr().String(), false)
+		AuthzAddress: s.envoyAuthzGRPC, RateLimitAddr: strings.Join(rls, ",")}, gl.Addr().String(), false)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, c := range boot.StaticResources.Clusters {
-		if c.Name == translate.ClusterRateLimit { // both replicas, round robin
-			second := proto2Endpoint(rls[1])
-			c.LoadAssignment.Endpoints[0].LbEndpoints = append(c.LoadAssignment.Endpoints[0].LbEndpoints, second)
-		}
 	}
 	y, err := translate.YAML(boot)
 	if err != nil {
@@ -185,18 +177,6 @@ func newStack(t *testing.T) *stack {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return s
-}
-
-func proto2Endpoint(addr string) *endpointv3.LbEndpoint {
-	host, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
-	boot, _ := translate.ADSBootstrap(translate.BootstrapOptions{RateLimitAddr: net.JoinHostPort(host, strconv.Itoa(p))}, "127.0.0.1:1", false)
-	for _, c := range boot.StaticResources.Clusters {
-		if c.Name == translate.ClusterRateLimit {
-			return c.LoadAssignment.Endpoints[0].LbEndpoints[0]
-		}
-	}
-	return nil
 }
 
 func (s *stack) token(sub string, scopes ...string) string {

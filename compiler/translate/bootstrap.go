@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -17,8 +18,8 @@ import (
 type BootstrapOptions struct {
 	NodeID        string // default "specgate"
 	AdminAddress  string // default 127.0.0.1:9901
-	AuthzAddress  string // default 127.0.0.1:9001
-	RateLimitAddr string // default 127.0.0.1:9003
+	AuthzAddress  string // default 127.0.0.1:9001; host:port[,host:port...] for replicas
+	RateLimitAddr string // default 127.0.0.1:9003; likewise
 }
 
 func (o BootstrapOptions) withDefaults() BootstrapOptions {
@@ -123,16 +124,20 @@ func ADSBootstrap(o BootstrapOptions, xdsAddr string, delta bool) (*bootstrapv3.
 	return b, nil
 }
 
-// grpcClusters builds the HTTP/2 clusters of specgate's gRPC peers (name → host:port), by name.
+// grpcClusters builds the HTTP/2 clusters of specgate's gRPC peers, by name. An address may
+// list several replicas separated by commas.
 func (t *translator) grpcClusters(addrs map[string]string) ([]*clusterv3.Cluster, error) {
 	var out []*clusterv3.Cluster
 	for _, name := range slices.Sorted(maps.Keys(addrs)) {
-		a, err := hostPort(addrs[name])
-		if err != nil {
-			return nil, fmt.Errorf("bootstrap: %s address: %w", name, err)
+		var endpoints []*corev3.Address
+		for _, addr := range strings.Split(addrs[name], ",") {
+			a, err := hostPort(strings.TrimSpace(addr))
+			if err != nil {
+				return nil, fmt.Errorf("bootstrap: %s address: %w", name, err)
+			}
+			endpoints = append(endpoints, a)
 		}
-		sa := a.GetSocketAddress()
-		out = append(out, t.grpcCluster(name, sa.Address, sa.GetPortValue()))
+		out = append(out, t.grpcCluster(name, endpoints))
 	}
 	return out, t.err
 }

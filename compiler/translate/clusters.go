@@ -38,8 +38,16 @@ func (t *translator) serviceCluster(s ir.Service) *clusterv3.Cluster {
 }
 
 // grpcCluster is an HTTP/2 cluster for one of specgate's gRPC services.
-func (t *translator) grpcCluster(name, host string, port uint32) *clusterv3.Cluster {
-	c := endpointCluster(name, host, port)
+// More endpoints (replicas) are balanced round robin.
+func (t *translator) grpcCluster(name string, endpoints []*corev3.Address) *clusterv3.Cluster {
+	sa := endpoints[0].GetSocketAddress()
+	c := endpointCluster(name, sa.Address, sa.GetPortValue())
+	for _, e := range endpoints[1:] {
+		lb := c.LoadAssignment.Endpoints[0]
+		lb.LbEndpoints = append(lb.LbEndpoints, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: e}},
+		})
+	}
 	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": t.pack(&httpv3.HttpProtocolOptions{
 			UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{

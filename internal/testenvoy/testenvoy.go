@@ -54,7 +54,7 @@ func Validate(t testing.TB, configPath string) error {
 type Envoy struct {
 	AdminAddr string
 	cmd       *exec.Cmd
-	log       *syncBuffer
+	log       *LogBuffer
 	done      chan struct{}
 }
 
@@ -62,7 +62,7 @@ type Envoy struct {
 // /ready with LIVE. adminAddr must be the admin address the config names.
 func Start(t testing.TB, configPath, adminAddr string, extraArgs ...string) *Envoy {
 	t.Helper()
-	e := &Envoy{AdminAddr: adminAddr, log: &syncBuffer{}, done: make(chan struct{})}
+	e := &Envoy{AdminAddr: adminAddr, log: &LogBuffer{}, done: make(chan struct{})}
 	args := append([]string{"-c", configPath, "--use-dynamic-base-id", "--log-level", "warn",
 		"--concurrency", "2", "--drain-time-s", "1", "--parent-shutdown-time-s", "2"}, extraArgs...)
 	e.cmd = exec.Command(Binary(t), args...)
@@ -171,18 +171,19 @@ func isExecutable(p string) bool {
 	return err == nil && !info.IsDir() && info.Mode()&0o111 != 0
 }
 
-type syncBuffer struct {
+// LogBuffer collects a child process's output; safe to read while it is written.
+type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *LogBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *LogBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
