@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -331,7 +332,7 @@ func sum(m map[string]float64, name string, labels ...string) (float64, bool) {
 // envoyStats reads Envoy admin counters whose names match the regex filter.
 func envoyStats(t *testing.T, adminAddr, filter string) map[string]int64 {
 	t.Helper()
-	resp, err := http.Get("http://" + adminAddr + "/stats?filter=" + filter)
+	resp, err := http.Get("http://" + adminAddr + "/stats?filter=" + url.QueryEscape(filter))
 	if err != nil {
 		t.Fatalf("envoy stats: %v", err)
 	}
