@@ -1,0 +1,200 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/specgate/specgate/compiler/ir"
+	"github.com/specgate/specgate/compiler/translate"
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/extauthz/devissuer"
+)
+
+// The HTTP filters of the compiled HCM (cors → ext_authz → ratelimit → router) by name.
+const (
+	filterCORS      = "envoy.filters.http.cors"
+	filterExtAuthz  = "envoy.filters.http.ext_authz"
+	filterRateLimit = "envoy.filters.http.ratelimit"
+	filterRouter    = "envoy.filters.http.router"
+	filterJWT       = "envoy.filters.http.jwt_authn"
+)
+
+// variant is one Envoy of the comparison: the compiled config with some filters removed (and
+// for jwt_authn one added), everything else (route, hardening, clusters) as compiled.
+type variant struct {
+	key, label string
+	keep       []string // compiled filters kept, in their order
+	jwtAuthn   bool     // insert Envoy's jwt_authn before the router
+	wantNoAuth int      // status of a request without a token (proves the auth filter is on)
+
+	url, admin string
+	envoy      *proc
+}
+
+func variants() []*variant {
+	return []*variant{
+		{key: "none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200},
+		{key: "authz", label: "Envoy + specgate authz", keep: []string{filterCORS, filterExtAuthz, filterRouter}, wantNoAuth: 401},
+		{key: "authz+rl", label: "Envoy + specgate authz + ratelimit", keep: []string{filterCORS, filterExtAuthz, filterRateLimit, filterRouter}, wantNoAuth: 401},
+		{key: "jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401},
+	}
+}
+
+// envoyConfig writes v's static bootstrap into dir: specgate's compiled listeners (routes
+// inline) with the HCM unpacked, its filters swapped, and packed again.
+func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.Key, authzAddr, rlAddr, dir string) (string, error) {
+	pub, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	internal, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	if v.admin, err = freeAddr(); err != nil {
+		return "", err
+	}
+	cfg.Listeners = config.Listeners{Public: port(pub), Internal: port(internal)}
+	res, err := translate.Translate(gw, translate.Options{Gateway: cfg, ListenAddress: "127.0.0.1", InlineRoutes: true})
+	if err != nil {
+		return "", err
+	}
+	boot, err := translate.Bootstrap(res, translate.BootstrapOptions{NodeID: "bench-" + v.key, AdminAddress: v.admin,
+		AuthzAddress: authzAddr, RateLimitAddr: rlAddr})
+	if err != nil {
+		return "", err
+	}
+	for _, l := range boot.StaticResources.Listeners {
+		f := l.FilterChains[0].Filters[0]
+		hcm := &hcmv3.HttpConnectionManager{}
+		if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+			return "", fmt.Errorf("%s: listener %s: %w", v.key, l.Name, err)
+		}
+		if err := swapFilters(v, hcm, key); err != nil {
+			return "", err
+		}
+		if err := hcm.ValidateAll(); err != nil {
+			return "", fmt.Errorf("%s: listener %s: %w", v.key, l.Name, err)
+		}
+		a, err := anypb.New(hcm)
+		if err != nil {
+			return "", err
+		}
+		f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
+	}
+	if err := boot.ValidateAll(); err != nil {
+		return "", fmt.Errorf("%s: bootstrap: %w", v.key, err)
+	}
+	y, err := translate.YAML(boot)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "envoy-"+v.key+".yaml")
+	if err := os.WriteFile(path, y, 0o644); err != nil {
+		return "", err
+	}
+	v.url = "http://" + pub
+	return path, nil
+}
+
+// swapFilters keeps v's filters of the compiled HCM, adds jwt_authn if asked, and drops the
+// per-route settings of the filters removed (ext_authz per-route config, rate_limits actions).
+func swapFilters(v *variant, hcm *hcmv3.HttpConnectionManager, key *devissuer.Key) error {
+	var filters []*hcmv3.HttpFilter
+	for _, f := range hcm.HttpFilters {
+		if !slices.Contains(v.keep, f.Name) {
+			continue
+		}
+		if f.Name == filterRouter && v.jwtAuthn {
+			jf, err := jwtAuthnFilter(key)
+			if err != nil {
+				return err
+			}
+			filters = append(filters, jf)
+		}
+		filters = append(filters, f)
+	}
+	if len(filters) != len(v.keep)+btoi(v.jwtAuthn) {
+		return fmt.Errorf("%s: compiled HCM lacks one of %v", v.key, v.keep)
+	}
+	hcm.HttpFilters = filters
+	for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
+		for _, r := range vh.Routes {
+			for name := range r.TypedPerFilterConfig {
+				if !slices.Contains(v.keep, name) {
+					delete(r.TypedPerFilterConfig, name)
+				}
+			}
+			if ra := r.GetRoute(); ra != nil && !slices.Contains(v.keep, filterRateLimit) {
+				ra.RateLimits = nil
+			}
+		}
+	}
+	return nil
+}
+
+// jwtAuthnFilter is Envoy's native JWT filter with the same key (local JWKS), issuer and
+// audience as specgate authz, requiring a valid token on every path, with its verified-token
+// cache on (specgate caches too) and the subject forwarded as a header like specgate's.
+func jwtAuthnFilter(key *devissuer.Key) (*hcmv3.HttpFilter, error) {
+	rec := httptest.NewRecorder()
+	devissuer.JWKS(key).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusOK {
+		return nil, fmt.Errorf("jwks: %d", rec.Code)
+	}
+	cfg := &jwtv3.JwtAuthentication{
+		Providers: map[string]*jwtv3.JwtProvider{"bench": {
+			Issuer:    issuer,
+			Audiences: []string{audience},
+			JwksSourceSpecifier: &jwtv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{
+				Specifier: &corev3.DataSource_InlineString{InlineString: rec.Body.String()},
+			}},
+			ClaimToHeaders: []*jwtv3.JwtClaimToHeader{{HeaderName: "x-user-id", ClaimName: "sub"}},
+			JwtCacheConfig: &jwtv3.JwtCacheConfig{JwtCacheSize: 1000},
+		}},
+		Rules: []*jwtv3.RequirementRule{{
+			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			RequirementType: &jwtv3.RequirementRule_Requires{Requires: &jwtv3.JwtRequirement{
+				RequiresType: &jwtv3.JwtRequirement_ProviderName{ProviderName: "bench"},
+			}},
+		}},
+	}
+	if err := cfg.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("jwt_authn: %w", err)
+	}
+	a, err := anypb.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: filterJWT, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// startEnvoy runs v's Envoy (2 workers, like every other peer here) until stopAll.
+func startEnvoy(v *variant, bin, path string) error {
+	var err error
+	v.envoy, err = start("envoy-"+v.key, nil, bin, "-c", path, "--use-dynamic-base-id", "--log-level", "warn",
+		"--concurrency", "2", "--drain-time-s", "1", "--parent-shutdown-time-s", "2")
+	if err != nil {
+		return err
+	}
+	return v.envoy.waitHTTP("http://"+v.admin+"/ready", 30*time.Second)
+}

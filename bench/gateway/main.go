@@ -1,0 +1,338 @@
+// Command gateway is specgate's whole-gateway benchmark (make bench): the same route, backend
+// and token through four Envoys side by side — no auth, specgate authz, specgate authz +
+// ratelimit, Envoy's native jwt_authn — then specgate authz's gRPC Check against a no-op
+// Check server, in alternating rounds; it prints one Markdown table of medians with each
+// figure's peer and ratio, folding in the figures scripts/bench.sh measured with go test and
+// ratelimit/bench/compare.sh. Everything listens on 127.0.0.1; every load is bounded in time.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/specgate/specgate/compiler"
+	"github.com/specgate/specgate/compiler/ir"
+	"github.com/specgate/specgate/compiler/translate"
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/extauthz/devissuer"
+)
+
+const (
+	issuer   = "https://issuer.bench.test/"
+	audience = "api"
+)
+
+// spec is the one service of the benchmark: a templated GET that needs a scope, with a
+// per-client quota far above anything the benchmark sends (the ratelimit variant only).
+const spec = `openapi: 3.1.0
+info: {title: Orders, version: 1.0.0}
+x-specgate: {service: orders, backend: "http://%s"}
+security: [{oauth: ["orders:read"]}]
+components:
+  securitySchemes:
+    oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://issuer.bench.test/token", scopes: {"orders:read": read}}}}
+paths:
+  /orders/{id}:
+    get:
+      operationId: getOrder
+      parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+      x-specgate: {rateLimits: [{requests: 1000000000, per: second, key: client}]}
+      responses: {"200": {description: one order}}
+`
+
+type options struct {
+	specgate, envoy     string
+	rounds, conc, rate  int
+	grpcConc, grpcRate  int
+	dur                 time.Duration
+	rlReport, goReports string
+}
+
+func main() {
+	role := flag.String("role", "", "internal: run a peer (backend, noop-authz) instead of the benchmark")
+	addr := flag.String("addr", "", "internal: the peer's address")
+	addr2 := flag.String("addr2", "", "internal: the peer's probe address")
+	var o options
+	flag.StringVar(&o.specgate, "specgate", "bin/specgate", "specgate binary (make build)")
+	flag.StringVar(&o.envoy, "envoy", "", "Envoy binary (default $ENVOY_BIN, .tools/envoy/envoy, PATH)")
+	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds; the table shows medians")
+	flag.DurationVar(&o.dur, "d", 5*time.Second, "duration of each measured run")
+	flag.IntVar(&o.conc, "c", 32, "HTTP closed loop: connections, each one request at a time")
+	flag.IntVar(&o.rate, "rate", 500, "HTTP open loop: requests per second")
+	flag.IntVar(&o.grpcConc, "grpc-c", 32, "gRPC Check closed loop: concurrent callers (over 2 connections)")
+	flag.IntVar(&o.grpcRate, "grpc-rate", 2000, "gRPC Check open loop: calls per second")
+	flag.StringVar(&o.rlReport, "ratelimit-report", "", "output of ratelimit/bench/compare.sh to fold into the table")
+	flag.StringVar(&o.goReports, "go-report", "", "output of the go test benchmarks to fold into the table")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch *role {
+	case "backend":
+		err = runBackend(ctx, *addr)
+	case "noop-authz":
+		err = runNoopAuthz(ctx, *addr, *addr2)
+	case "":
+		go func() { <-ctx.Done(); stopAll(); os.Exit(130) }()
+		err = run(o)
+		stopAll()
+	default:
+		err = fmt.Errorf("unknown role %q", *role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
+
+func run(o options) error {
+	if o.envoy == "" {
+		o.envoy = envoyBinary()
+	}
+	if o.rounds < 1 || o.conc < 1 || o.rate < 1 || o.grpcConc < 1 || o.grpcRate < 1 || o.dur <= 0 {
+		return errors.New("bad flags")
+	}
+	dir, err := os.MkdirTemp("", "specgate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+
+	// Key, token, JWKS (served here: authz fetches it once at start and caches it).
+	key, err := devissuer.Generate("RS256")
+	if err != nil {
+		return err
+	}
+	token, err := devissuer.Mint(key, issuer, audience, "alice", []string{"orders:read"}, time.Hour, nil)
+	if err != nil {
+		return err
+	}
+	jwksLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() { _ = http.Serve(jwksLis, devissuer.JWKS(key)) }()
+
+	// The backend.
+	backendAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	backend, err := start("backend", nil, self, "-role", "backend", "-addr", backendAddr)
+	if err != nil {
+		return err
+	}
+	if err := backend.waitHTTP("http://"+backendAddr+"/", 10*time.Second); err != nil {
+		return err
+	}
+
+	// The specs, compiled once.
+	specs := filepath.Join(dir, "specs")
+	if err := os.Mkdir(specs, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(specs, "orders.yaml"), fmt.Appendf(nil, spec, backendAddr), 0o644); err != nil {
+		return err
+	}
+	gw, diags := compiler.Compile(specs)
+	if err := diags.Err(); err != nil {
+		return err
+	}
+
+	// specgate authz (file revocation store) and ratelimit (memory store, limits from the
+	// compiled RateLimitConfig), as separate processes.
+	cfg := config.Default()
+	cfg.Issuers = []config.Issuer{{Issuer: issuer, JWKSURI: "http://" + jwksLis.Addr().String() + "/", Audiences: []string{audience}, Algorithms: []string{"RS256"}}}
+	cfg.Revocation.Store = "file://" + filepath.Join(dir, "revocations.jsonl")
+	cfg.RateLimit.Store = "memory"
+	authzAddr, rlAddr, err := startRoles(o.specgate, dir, gw, cfg)
+	if err != nil {
+		return err
+	}
+
+	// The Envoys, all up at once, loaded one at a time.
+	vs := variants()
+	for _, v := range vs {
+		path, err := envoyConfig(v, gw, cfg, key, authzAddr, rlAddr, dir)
+		if err != nil {
+			return err
+		}
+		if err := startEnvoy(v, o.envoy, path); err != nil {
+			return err
+		}
+		if err := probe(v, token); err != nil {
+			return err
+		}
+	}
+	logf("4 Envoys up; HTTP: %d rounds × (closed loop c=%d, open loop %d rps) × %s", o.rounds, o.conc, o.rate, o.dur)
+
+	loads := map[string]*httpLoad{}
+	for _, v := range vs {
+		loads[v.key] = newHTTPLoad(v.url+"/orders/42", token, o.conc)
+		loads[v.key].closed(o.conc, time.Second) // warm-up: connections, caches, JIT of nothing
+	}
+	closed, open := map[string][]sample{}, map[string][]sample{}
+	for r := range o.rounds {
+		order := rotate(vs, r)
+		for _, v := range order {
+			s := loads[v.key].closed(o.conc, o.dur)
+			closed[v.key] = append(closed[v.key], s)
+			logf("round %d %-10s closed: %6.0f rps  p50 %-9s p99 %-9s failed %d/%d", r+1, v.key, s.rps, s.p50, s.p99, s.failed, s.requests)
+		}
+		for _, v := range order {
+			s := loads[v.key].open(o.rate, o.dur)
+			open[v.key] = append(open[v.key], s)
+			logf("round %d %-10s open:   %6.0f rps  p50 %-9s p99 %-9s failed %d/%d", r+1, v.key, s.rps, s.p50, s.p99, s.failed, s.requests)
+		}
+	}
+	for _, v := range vs {
+		v.envoy.stop() // the gRPC runs below get the CPUs to themselves
+	}
+
+	grpcRes, err := grpcBench(o, self, gw, token, authzAddr)
+	if err != nil {
+		return err
+	}
+
+	t := &table{}
+	httpRows(t, o, vs, closed, open)
+	grpcRows(t, o, grpcRes)
+	if o.rlReport != "" {
+		if err := rateLimitRows(t, o.rlReport); err != nil {
+			return err
+		}
+	}
+	if o.goReports != "" {
+		if err := goTestRows(t, o.goReports); err != nil {
+			return err
+		}
+	}
+	fmt.Print(t.markdown())
+	if f := t.failures(); f != "" {
+		return errors.New(f)
+	}
+	return nil
+}
+
+// startRoles runs specgate authz and ratelimit and returns their gRPC addresses.
+func startRoles(bin, dir string, gw ir.Gateway, cfg config.Gateway) (authzAddr, rlAddr string, err error) {
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return "", "", err
+	}
+	cfgPath := filepath.Join(dir, "gateway.yaml")
+	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+		return "", "", err
+	}
+	res, err := translate.Translate(gw, translate.Options{Gateway: cfg})
+	if err != nil {
+		return "", "", err
+	}
+	limits, err := translate.YAML(res.RateLimit)
+	if err != nil {
+		return "", "", err
+	}
+	limitsPath := filepath.Join(dir, "limits.yaml")
+	if err := os.WriteFile(limitsPath, limits, 0o644); err != nil {
+		return "", "", err
+	}
+	var addrs [4]string
+	for i := range addrs {
+		if addrs[i], err = freeAddr(); err != nil {
+			return "", "", err
+		}
+	}
+	env := []string{"SPECGATE_ADMIN_TOKEN=bench-admin-token"}
+	authz, err := start("specgate-authz", env, bin, "authz", "--config", cfgPath, "--grpc", addrs[0], "--http", addrs[1])
+	if err != nil {
+		return "", "", err
+	}
+	rl, err := start("specgate-ratelimit", env, bin, "ratelimit", "--config", cfgPath, "--limits", limitsPath, "--grpc", addrs[2], "--http", addrs[3])
+	if err != nil {
+		return "", "", err
+	}
+	if err := authz.waitHTTP("http://"+addrs[1]+"/readyz", 20*time.Second); err != nil {
+		return "", "", err
+	}
+	if err := rl.waitHTTP("http://"+addrs[3]+"/readyz", 20*time.Second); err != nil {
+		return "", "", err
+	}
+	return addrs[0], addrs[2], nil
+}
+
+// probe proves each variant does what its name says before it is measured: the token passes,
+// no token is refused where auth is on, and the ratelimit variant consults its service.
+func probe(v *variant, token string) error {
+	get := func(auth bool) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodGet, v.url+"/orders/42", nil)
+		if auth {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	resp, err := get(true)
+	if err != nil {
+		return fmt.Errorf("%s: %w", v.key, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: token answered %d, want 200:\n%s", v.key, resp.StatusCode, v.envoy.out)
+	}
+	rlHeader := resp.Header.Get("X-Ratelimit-Limit") != ""
+	if rlHeader != slices.Contains(v.keep, filterRateLimit) {
+		return fmt.Errorf("%s: X-RateLimit-Limit present=%v: the ratelimit filter is not what the variant says", v.key, rlHeader)
+	}
+	if resp, err = get(false); err != nil {
+		return fmt.Errorf("%s: %w", v.key, err)
+	}
+	if resp.StatusCode != v.wantNoAuth {
+		return fmt.Errorf("%s: no token answered %d, want %d", v.key, resp.StatusCode, v.wantNoAuth)
+	}
+	return nil
+}
+
+func rotate[T any](s []T, r int) []T {
+	r %= len(s)
+	return append(slices.Clone(s[r:]), s[:r]...)
+}
+
+// envoyBinary is $ENVOY_BIN, the project's .tools/envoy/envoy (make envoy), or envoy on PATH.
+func envoyBinary() string {
+	if b := os.Getenv("ENVOY_BIN"); b != "" {
+		return b
+	}
+	if out, err := exec.Command("go", "env", "GOMOD").Output(); err == nil {
+		b := filepath.Join(filepath.Dir(strings.TrimSpace(string(out))), ".tools", "envoy", "envoy")
+		if _, err := os.Stat(b); err == nil {
+			return b
+		}
+	}
+	if b, err := exec.LookPath("envoy"); err == nil {
+		return b
+	}
+	return "envoy"
+}

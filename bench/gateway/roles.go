@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+)
+
+// The benchmark runs its peers as child processes of its own binary (-role), so that the
+// load generator's work and garbage collection are not counted against them.
+
+// runBackend is the tiny upstream every Envoy variant forwards to: 200 and a small JSON body.
+func runBackend(ctx context.Context, addr string) error {
+	body := []byte(`{"id":"42","status":"shipped"}`)
+	srv := &http.Server{
+		Addr:              addr,
+		ReadHeaderTimeout: 5 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(body)
+		}),
+	}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// noopAuthz is the floor of an ext_authz Check over gRPC: it allows everything at once.
+type noopAuthz struct{ authv3.UnimplementedAuthorizationServer }
+
+func (noopAuthz) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return &authv3.CheckResponse{Status: &status.Status{}}, nil
+}
+
+// runNoopAuthz serves noopAuthz on grpcAddr and a readiness probe on httpAddr.
+func runNoopAuthz(ctx context.Context, grpcAddr, httpAddr string) error {
+	lis, err := net.Listen("tcp", grpcAddr)
+	if err != nil {
+		return err
+	}
+	s := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(s, noopAuthz{})
+	probe := &http.Server{Addr: httpAddr, ReadHeaderTimeout: time.Second,
+		Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
+	go func() { _ = probe.ListenAndServe() }()
+	go func() { <-ctx.Done(); s.Stop(); _ = probe.Close() }()
+	return s.Serve(lis)
+}

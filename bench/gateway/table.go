@@ -1,0 +1,305 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// table is the one table make bench prints: each figure next to its peer, and the ratio.
+type table struct {
+	rows     [][6]string
+	problems []string
+}
+
+func (t *table) section(title string) { t.rows = append(t.rows, [6]string{"**" + title + "**"}) }
+
+func (t *table) row(cells ...string) {
+	var r [6]string
+	copy(r[:], cells)
+	t.rows = append(t.rows, r)
+}
+
+func (t *table) markdown() string {
+	head := [6]string{"Figure", "Measured", "Peer", "Peer's", "Ratio", "Goal"}
+	all := append([][6]string{head, {}}, t.rows...)
+	var w [6]int
+	for _, r := range all {
+		for i, c := range r {
+			w[i] = max(w[i], len([]rune(c)))
+		}
+	}
+	var b strings.Builder
+	for n, r := range all {
+		b.WriteString("|")
+		for i, c := range r {
+			if n == 1 {
+				b.WriteString(" " + strings.Repeat("-", w[i]) + " |")
+				continue
+			}
+			b.WriteString(" " + c + strings.Repeat(" ", w[i]-len([]rune(c))) + " |")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// failures are measurements that cannot be trusted (failed requests), not missed goals.
+func (t *table) failures() string { return strings.Join(t.problems, "; ") }
+
+// median of one figure over the rounds.
+func median[T int64 | float64](xs []T) T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+type med struct {
+	rps      float64
+	p50, p99 time.Duration
+}
+
+func medians(ss []sample) med {
+	var rps []float64
+	var p50, p99 []int64
+	for _, s := range ss {
+		rps, p50, p99 = append(rps, s.rps), append(p50, int64(s.p50)), append(p99, int64(s.p99))
+	}
+	return med{median(rps), time.Duration(median(p50)), time.Duration(median(p99))}
+}
+
+// check records runs with failed requests: above 0.1% the figures would flatter the variant.
+func (t *table) check(name string, ss []sample) {
+	var failed, total uint64
+	for _, s := range ss {
+		failed, total = failed+s.failed, total+s.requests
+	}
+	if total == 0 || failed*1000 > total {
+		t.problems = append(t.problems, fmt.Sprintf("%s: %d of %d requests failed", name, failed, total))
+	}
+}
+
+func rps(x float64) string { return commas(int64(x+0.5)) + " rps" }
+
+func commas(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func ms(d time.Duration) string {
+	switch {
+	case d >= 100*time.Millisecond:
+		return strconv.FormatFloat(float64(d)/1e6, 'f', 0, 64)
+	case d >= 10*time.Millisecond:
+		return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64)
+	}
+}
+
+func lat(m med) string { return ms(m.p50) + " / " + ms(m.p99) + " ms" }
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "—"
+	}
+	return strconv.FormatFloat(a/b, 'f', 2, 64) + "×"
+}
+
+func goal(text string, ok bool) string {
+	if ok {
+		return text + ": met"
+	}
+	return text + ": **missed**"
+}
+
+func httpRows(t *table, o options, vs []*variant, closed, open map[string][]sample) {
+	c, op := map[string]med{}, map[string]med{}
+	label := map[string]string{}
+	for _, v := range vs {
+		t.check("HTTP "+v.key+" closed loop", closed[v.key])
+		t.check("HTTP "+v.key+" open loop", open[v.key])
+		c[v.key], op[v.key], label[v.key] = medians(closed[v.key]), medians(open[v.key]), v.label
+	}
+	pairs := [][2]string{{"authz", "none"}, {"authz+rl", "none"}, {"jwt_authn", "none"}, {"authz", "jwt_authn"}, {"authz+rl", "jwt_authn"}}
+	t.section(fmt.Sprintf("Gateway, GET /orders/{id} with a token: rps at %d connections (closed loop), median of %d × %s", o.conc, o.rounds, o.dur))
+	for _, p := range pairs {
+		g := ""
+		if p == [2]string{"authz", "jwt_authn"} {
+			g = goal("≥ 0.8×", c[p[0]].rps >= 0.8*c[p[1]].rps)
+		}
+		t.row(label[p[0]], rps(c[p[0]].rps), label[p[1]], rps(c[p[1]].rps), ratio(c[p[0]].rps, c[p[1]].rps), g)
+	}
+	t.section(fmt.Sprintf("Gateway, same request: latency p50 / p99 at %d rps (open loop), median of %d × %s", o.rate, o.rounds, o.dur))
+	for _, p := range pairs {
+		g := ""
+		if p == [2]string{"authz", "jwt_authn"} {
+			g = goal("p99 ≤ 1.3×", float64(op[p[0]].p99) <= 1.3*float64(op[p[1]].p99))
+		}
+		a, b := op[p[0]], op[p[1]]
+		t.row(label[p[0]], lat(a), label[p[1]], lat(b),
+			ratio(float64(a.p50), float64(b.p50))+" / "+ratio(float64(a.p99), float64(b.p99)), g)
+	}
+}
+
+func grpcRows(t *table, o options, r grpcResult) {
+	for k := range r.closed {
+		t.check("gRPC Check "+k+" closed loop", r.closed[k])
+		t.check("gRPC Check "+k+" open loop", r.open[k])
+	}
+	sc, nc := medians(r.closed["specgate"]), medians(r.closed["noop"])
+	so, no := medians(r.open["specgate"]), medians(r.open["noop"])
+	t.section(fmt.Sprintf("specgate authz, gRPC Check on loopback, cached token, 2 connections, median of %d × %s", o.rounds, o.dur))
+	peer := "no-op Check server (gRPC floor)"
+	t.row(fmt.Sprintf("rps at %d callers (closed loop)", o.grpcConc), rps(sc.rps), peer, rps(nc.rps), ratio(sc.rps, nc.rps))
+	t.row(fmt.Sprintf("p50 / p99 at %d callers", o.grpcConc), lat(sc), peer, lat(nc),
+		ratio(float64(sc.p50), float64(nc.p50))+" / "+ratio(float64(sc.p99), float64(nc.p99)))
+	t.row(fmt.Sprintf("p50 / p99 at %d calls/s (open loop)", o.grpcRate), lat(so), peer, lat(no),
+		ratio(float64(so.p50), float64(no.p50))+" / "+ratio(float64(so.p99), float64(no.p99)))
+}
+
+// rateLimitRows reads ratelimit/bench/compare.sh's medians:
+//
+//	== 1000 distinct clients, limit never reached (c=64, n=100000, d=5s, rounds=3)
+//	-- medians
+//	specgate           rps=21084 p50_us=2460 p99_us=9900
+func rateLimitRows(t *table, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	type fig struct{ rps, p50, p99 float64 }
+	var (
+		scenario string
+		params   string
+		got      = map[string]map[string]fig{}
+		order    []string
+	)
+	line := regexp.MustCompile(`^(\S+)\s+rps=(\d+) p50_us=(\d+) p99_us=(\d+)$`)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		l := sc.Text()
+		if s, ok := strings.CutPrefix(l, "== "); ok {
+			scenario, params, _ = strings.Cut(s, " (")
+			params = strings.TrimSuffix(params, ")")
+			got[scenario] = map[string]fig{}
+			order = append(order, scenario)
+			continue
+		}
+		if strings.Contains(l, "errors=") && !strings.Contains(l, "errors=0") {
+			t.problems = append(t.problems, "ratelimit compare: "+l)
+		}
+		if m := line.FindStringSubmatch(l); m != nil && scenario != "" {
+			var x fig
+			x.rps, _ = strconv.ParseFloat(m[2], 64)
+			x.p50, _ = strconv.ParseFloat(m[3], 64)
+			x.p99, _ = strconv.ParseFloat(m[4], 64)
+			got[scenario][m[1]] = x
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if len(order) == 0 {
+		return fmt.Errorf("%s: no ratelimit results", path)
+	}
+	cell := func(x fig) string {
+		return fmt.Sprintf("%s (p50 %s / p99 %s ms)", rps(x.rps), ms(time.Duration(x.p50)*time.Microsecond), ms(time.Duration(x.p99)*time.Microsecond))
+	}
+	for _, s := range order {
+		t.section("specgate ratelimit vs envoyproxy/ratelimit, ShouldRateLimit on the same Redis: " + s + " (" + params + ", medians)")
+		sg, ok := got[s]["specgate"]
+		if !ok {
+			return fmt.Errorf("%s: no specgate result for %q", path, s)
+		}
+		for _, p := range []struct{ key, label string }{{"envoyproxy", "envoyproxy/ratelimit"}, {"envoyproxy-tuned", "envoyproxy/ratelimit, pipeline window + local cache"}} {
+			x, ok := got[s][p.key]
+			if !ok {
+				continue
+			}
+			g := ""
+			if p.key == "envoyproxy" {
+				g = goal("≥ 1.5×", sg.rps >= 1.5*x.rps)
+			}
+			t.row("specgate ratelimit (Redis)", cell(sg), p.label, cell(x), ratio(sg.rps, x.rps), g)
+		}
+	}
+	return nil
+}
+
+// goTestRows reads the go test output of the compiler and control-plane benchmarks and the
+// push→live test (scripts/bench.sh runs them).
+func goTestRows(t *table, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	bench := regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(\d+(?:\.\d+)?) ns/op(.*)$`)
+	peak := regexp.MustCompile(`(\d+(?:\.\d+)?) peak-heap-MiB`)
+	push := regexp.MustCompile(`push→live over (\d+) pushes: p50 (\S+), p99 \(max\) (\S+)$`)
+	fails := regexp.MustCompile(`(\d+) requests during (\d+) pushes: (\d+) failed`)
+	nsop := map[string]float64{}
+	heap := map[string]string{}
+	var pushRow, failRow []string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if m := bench.FindStringSubmatch(l); m != nil {
+			nsop[m[1]], _ = strconv.ParseFloat(m[2], 64)
+			if p := peak.FindStringSubmatch(m[3]); p != nil {
+				heap[m[1]] = p[1]
+			}
+		}
+		if m := push.FindStringSubmatch(l); m != nil {
+			p50, e1 := time.ParseDuration(m[2])
+			p99, e2 := time.ParseDuration(m[3])
+			if e1 != nil || e2 != nil {
+				return fmt.Errorf("%s: %q", path, l)
+			}
+			pushRow = []string{"push → live p50 / p99 (max) over " + m[1] + " pushes, real Envoy",
+				ms(p50) + " / " + ms(p99) + " ms", "goal", "p99 1000 ms", ratio(float64(p99), float64(time.Second)), goal("p99 < 1 s", p99 < time.Second)}
+		}
+		if m := fails.FindStringSubmatch(l); m != nil {
+			failRow = []string{"requests failed during " + m[2] + " pushes under load", m[3] + " of " + m[1], "goal", "0", "", goal("0", m[3] == "0")}
+		}
+	}
+	t.section("Control plane and compiler (go test, see the commands below the table)")
+	for _, c := range []struct {
+		name, label string
+		budget      time.Duration
+	}{
+		{"BenchmarkCompile2000", "compile + translate + hash, 2,000 routes", 300 * time.Millisecond},
+		{"BenchmarkCompile10000", "compile + translate + hash, 10,000 routes", 2 * time.Second},
+		{"BenchmarkSnapshotBuild/routes=2000", "snapshot build (a push), 2,000 routes", 0},
+		{"BenchmarkSnapshotBuild/routes=10000", "snapshot build (a push), 10,000 routes", 0},
+	} {
+		v, ok := nsop[c.name]
+		if !ok {
+			return fmt.Errorf("%s: no %s result", path, c.name)
+		}
+		d := time.Duration(v)
+		cell := ms(d) + " ms"
+		if h := heap[c.name]; h != "" {
+			cell += " (peak heap " + h + " MiB)"
+		}
+		if c.budget == 0 {
+			t.row(c.label, cell)
+			continue
+		}
+		t.row(c.label, cell, "goal", ms(c.budget)+" ms", ratio(float64(d), float64(c.budget)), goal("< "+ms(c.budget)+" ms", d < c.budget))
+	}
+	if pushRow == nil || failRow == nil {
+		return fmt.Errorf("%s: no push→live figures", path)
+	}
+	t.row(pushRow...)
+	t.row(failRow...)
+	return nil
+}
