@@ -28,6 +28,8 @@ paths:
     get: {operationId: listOrders, responses: {"200": {description: ok}}}
   /public:
     get: {operationId: public, security: [], x-specgate: {rateLimits: [{requests: 5, per: minute, key: ip}]}, responses: {"200": {description: ok}}}
+  /open:
+    get: {operationId: open, security: [], responses: {"200": {description: ok}}}
   /limited:
     get: {operationId: limited, security: [], x-specgate: {rateLimits: [{requests: {{LIMIT}}, per: second, key: ip}]}, responses: {"200": {description: ok}}}
 `
