@@ -9,8 +9,8 @@ import (
 	"slices"
 	"time"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -37,6 +37,7 @@ type variant struct {
 	key, label string
 	keep       []string // compiled filters kept, in their order
 	jwtAuthn   bool     // insert Envoy's jwt_authn before the router
+	noopAuthz  bool     // ext_authz calls the no-op Check server instead of specgate authz
 	wantNoAuth int      // status of a request without a token (proves the auth filter is on)
 
 	url, admin string
@@ -48,6 +49,7 @@ func variants() []*variant {
 		{key: "none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200},
 		{key: "authz", label: "Envoy + specgate authz", keep: []string{filterCORS, filterExtAuthz, filterRouter}, wantNoAuth: 401},
 		{key: "authz+rl", label: "Envoy + specgate authz + ratelimit", keep: []string{filterCORS, filterExtAuthz, filterRateLimit, filterRouter}, wantNoAuth: 401},
+		{key: "noop-ext_authz", label: "Envoy + no-op ext_authz server", keep: []string{filterCORS, filterExtAuthz, filterRouter}, noopAuthz: true, wantNoAuth: 200},
 		{key: "jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401},
 	}
 }

@@ -17,25 +17,10 @@ type grpcResult struct{ closed, open map[string][]sample }
 
 // grpcBench calls Check on specgate authz and on a no-op Check server (the gRPC floor) in
 // alternating rounds, with the request Envoy sends for the benchmark route.
-func grpcBench(o options, self string, gw ir.Gateway, token, authzAddr string) (grpcResult, error) {
+func grpcBench(o options, gw ir.Gateway, token, authzAddr, noopAddr string) (grpcResult, error) {
 	res := grpcResult{closed: map[string][]sample{}, open: map[string][]sample{}}
 	req, err := checkRequest(gw, token)
 	if err != nil {
-		return res, err
-	}
-	noopAddr, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
-	noopProbe, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
-	noop, err := start("noop-authz", nil, self, "-role", "noop-authz", "-addr", noopAddr, "-addr2", noopProbe)
-	if err != nil {
-		return res, err
-	}
-	if err := noop.waitHTTP("http://"+noopProbe+"/", 10*time.Second); err != nil {
 		return res, err
 	}
 	targets := []struct{ key, addr string }{{"specgate", authzAddr}, {"noop", noopAddr}}
@@ -65,7 +50,6 @@ func grpcBench(o options, self string, gw ir.Gateway, token, authzAddr string) (
 			logf("round %d %-10s open:   %6.0f rps  p50 %-9s p99 %-9s failed %d/%d", r+1, t.key, s.rps, s.p50, s.p99, s.failed, s.requests)
 		}
 	}
-	noop.stop()
 	return res, nil
 }
 
@@ -109,4 +93,21 @@ func checkRequest(gw ir.Gateway, token string) (*authv3.CheckRequest, error) {
 		}},
 		ContextExtensions: ext,
 	}}, nil
+}
+
+// startNoop runs the no-op Check server and returns its gRPC address.
+func startNoop(self string) (*proc, string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	probe, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	noop, err := start("noop-authz", nil, self, "-role", "noop-authz", "-addr", addr, "-addr2", probe)
+	if err != nil {
+		return nil, "", err
+	}
+	return noop, addr, noop.waitHTTP("http://"+probe+"/", 10*time.Second)
 }

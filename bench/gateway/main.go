@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -60,12 +61,16 @@ type options struct {
 	grpcConc, grpcRate  int
 	dur                 time.Duration
 	rlReport, goReports string
+	profile             string
 }
 
 func main() {
 	role := flag.String("role", "", "internal: run a peer (backend, noop-authz) instead of the benchmark")
 	addr := flag.String("addr", "", "internal: the peer's address")
 	addr2 := flag.String("addr2", "", "internal: the peer's probe address")
+	addr3 := flag.String("addr3", "", "internal: the peer's pprof address")
+	cfgFlag := flag.String("config", "", "internal: gateway.yaml of a profiled role")
+	limitsFlag := flag.String("limits", "", "internal: limits of the profiled ratelimit")
 	var o options
 	flag.StringVar(&o.specgate, "specgate", "bin/specgate", "specgate binary (make build)")
 	flag.StringVar(&o.envoy, "envoy", "", "Envoy binary (default $ENVOY_BIN, .tools/envoy/envoy, PATH)")
@@ -77,6 +82,8 @@ func main() {
 	flag.IntVar(&o.grpcRate, "grpc-rate", 2000, "gRPC Check open loop: calls per second")
 	flag.StringVar(&o.rlReport, "ratelimit-report", "", "output of ratelimit/bench/compare.sh to fold into the table")
 	flag.StringVar(&o.goReports, "go-report", "", "output of the go test benchmarks to fold into the table")
+	flag.StringVar(&o.profile, "profile", "", "directory: run authz and ratelimit in this binary with pprof and write CPU profiles\n"+
+		"of both under the authz+ratelimit variant's closed loop (an extra run, not in the table)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -87,6 +94,8 @@ func main() {
 		err = runBackend(ctx, *addr)
 	case "noop-authz":
 		err = runNoopAuthz(ctx, *addr, *addr2)
+	case "authz-pprof", "ratelimit-pprof":
+		err = runProfiled(ctx, *role, *cfgFlag, *limitsFlag, *addr, *addr2, *addr3)
 	case "":
 		go func() { <-ctx.Done(); stopAll(); os.Exit(130) }()
 		err = run(o)
@@ -166,7 +175,12 @@ func run(o options) error {
 	cfg.Issuers = []config.Issuer{{Issuer: issuer, JWKSURI: "http://" + jwksLis.Addr().String() + "/", Audiences: []string{audience}, Algorithms: []string{"RS256"}}}
 	cfg.Revocation.Store = "file://" + filepath.Join(dir, "revocations.jsonl")
 	cfg.RateLimit.Store = "memory"
-	authzAddr, rlAddr, err := startRoles(o.specgate, dir, gw, cfg)
+	authz, rl, authzAddr, rlAddr, err := startRoles(o, self, dir, gw, cfg)
+	if err != nil {
+		return err
+	}
+	// The no-op Check server: the floor of an ext_authz hop, for Envoy and for the gRPC runs.
+	noop, noopAddr, err := startNoop(self)
 	if err != nil {
 		return err
 	}
@@ -174,7 +188,11 @@ func run(o options) error {
 	// The Envoys, all up at once, loaded one at a time.
 	vs := variants()
 	for _, v := range vs {
-		path, err := envoyConfig(v, gw, cfg, key, authzAddr, rlAddr, dir)
+		az := authzAddr
+		if v.noopAuthz {
+			az = noopAddr
+		}
+		path, err := envoyConfig(v, gw, cfg, key, az, rlAddr, dir)
 		if err != nil {
 			return err
 		}
@@ -185,7 +203,7 @@ func run(o options) error {
 			return err
 		}
 	}
-	logf("4 Envoys up; HTTP: %d rounds × (closed loop c=%d, open loop %d rps) × %s", o.rounds, o.conc, o.rate, o.dur)
+	logf("%d Envoys up; HTTP: %d rounds × (closed loop c=%d, open loop %d rps) × %s", len(vs), o.rounds, o.conc, o.rate, o.dur)
 
 	loads := map[string]*httpLoad{}
 	for _, v := range vs {
@@ -193,30 +211,43 @@ func run(o options) error {
 		loads[v.key].closed(o.conc, time.Second) // warm-up: connections, caches, JIT of nothing
 	}
 	closed, open := map[string][]sample{}, map[string][]sample{}
+	cpu := map[string][]cpuSample{}
 	for r := range o.rounds {
 		order := rotate(vs, r)
 		for _, v := range order {
+			ps := []*proc{v.envoy, authz, rl, backend}
+			if v.noopAuthz {
+				ps[1] = noop
+			}
+			before := cpus(ps)
 			s := loads[v.key].closed(o.conc, o.dur)
-			closed[v.key] = append(closed[v.key], s)
-			logf("round %d %-10s closed: %6.0f rps  p50 %-9s p99 %-9s failed %d/%d", r+1, v.key, s.rps, s.p50, s.p99, s.failed, s.requests)
+			c := perRequest(before, cpus(ps), s.requests)
+			closed[v.key], cpu[v.key] = append(closed[v.key], s), append(cpu[v.key], c)
+			logf("round %d %-14s closed: %6.0f rps  p50 %-9s p99 %-9s failed %d/%d  cpu µs/req %v", r+1, v.key, s.rps, s.p50, s.p99, s.failed, s.requests, c)
 		}
 		for _, v := range order {
 			s := loads[v.key].open(o.rate, o.dur)
 			open[v.key] = append(open[v.key], s)
-			logf("round %d %-10s open:   %6.0f rps  p50 %-9s p99 %-9s failed %d/%d", r+1, v.key, s.rps, s.p50, s.p99, s.failed, s.requests)
+			logf("round %d %-14s open:   %6.0f rps  p50 %-9s p99 %-9s failed %d/%d", r+1, v.key, s.rps, s.p50, s.p99, s.failed, s.requests)
+		}
+	}
+	if o.profile != "" {
+		if err := profile(o, loads["authz+rl"]); err != nil {
+			return err
 		}
 	}
 	for _, v := range vs {
 		v.envoy.stop() // the gRPC runs below get the CPUs to themselves
 	}
 
-	grpcRes, err := grpcBench(o, self, gw, token, authzAddr)
+	grpcRes, err := grpcBench(o, gw, token, authzAddr, noopAddr)
 	if err != nil {
 		return err
 	}
 
 	t := &table{}
 	httpRows(t, o, vs, closed, open)
+	cpuRows(t, o, vs, cpu)
 	grpcRows(t, o, grpcRes)
 	if o.rlReport != "" {
 		if err := rateLimitRows(t, o.rlReport); err != nil {
@@ -236,49 +267,58 @@ func run(o options) error {
 }
 
 // startRoles runs specgate authz and ratelimit and returns their gRPC addresses.
-func startRoles(bin, dir string, gw ir.Gateway, cfg config.Gateway) (authzAddr, rlAddr string, err error) {
+func startRoles(o options, self, dir string, gw ir.Gateway, cfg config.Gateway) (authz, rl *proc, authzAddr, rlAddr string, err error) {
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
-		return "", "", err
+		return nil, nil, "", "", err
 	}
 	cfgPath := filepath.Join(dir, "gateway.yaml")
 	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
-		return "", "", err
+		return nil, nil, "", "", err
 	}
 	res, err := translate.Translate(gw, translate.Options{Gateway: cfg})
 	if err != nil {
-		return "", "", err
+		return nil, nil, "", "", err
 	}
 	limits, err := translate.YAML(res.RateLimit)
 	if err != nil {
-		return "", "", err
+		return nil, nil, "", "", err
 	}
 	limitsPath := filepath.Join(dir, "limits.yaml")
 	if err := os.WriteFile(limitsPath, limits, 0o644); err != nil {
-		return "", "", err
+		return nil, nil, "", "", err
 	}
-	var addrs [4]string
+	var addrs [6]string
 	for i := range addrs {
 		if addrs[i], err = freeAddr(); err != nil {
-			return "", "", err
+			return nil, nil, "", "", err
 		}
 	}
 	env := []string{"SPECGATE_ADMIN_TOKEN=bench-admin-token"}
-	authz, err := start("specgate-authz", env, bin, "authz", "--config", cfgPath, "--grpc", addrs[0], "--http", addrs[1])
-	if err != nil {
-		return "", "", err
+	if o.profile != "" {
+		authz, err = start("specgate-authz", env, self, "-role", "authz-pprof", "-config", cfgPath, "-addr", addrs[0], "-addr2", addrs[1], "-addr3", addrs[4])
+	} else {
+		authz, err = start("specgate-authz", env, o.specgate, "authz", "--config", cfgPath, "--grpc", addrs[0], "--http", addrs[1])
 	}
-	rl, err := start("specgate-ratelimit", env, bin, "ratelimit", "--config", cfgPath, "--limits", limitsPath, "--grpc", addrs[2], "--http", addrs[3])
 	if err != nil {
-		return "", "", err
+		return nil, nil, "", "", err
+	}
+	if o.profile != "" {
+		rl, err = start("specgate-ratelimit", env, self, "-role", "ratelimit-pprof", "-config", cfgPath, "-limits", limitsPath, "-addr", addrs[2], "-addr2", addrs[3], "-addr3", addrs[5])
+	} else {
+		rl, err = start("specgate-ratelimit", env, o.specgate, "ratelimit", "--config", cfgPath, "--limits", limitsPath, "--grpc", addrs[2], "--http", addrs[3])
+	}
+	if err != nil {
+		return nil, nil, "", "", err
 	}
 	if err := authz.waitHTTP("http://"+addrs[1]+"/readyz", 20*time.Second); err != nil {
-		return "", "", err
+		return nil, nil, "", "", err
 	}
 	if err := rl.waitHTTP("http://"+addrs[3]+"/readyz", 20*time.Second); err != nil {
-		return "", "", err
+		return nil, nil, "", "", err
 	}
-	return addrs[0], addrs[2], nil
+	pprofAddrs = [2]string{addrs[4], addrs[5]}
+	return authz, rl, addrs[0], addrs[2], nil
 }
 
 // probe proves each variant does what its name says before it is measured: the token passes,
@@ -335,4 +375,35 @@ func envoyBinary() string {
 		return b
 	}
 	return "envoy"
+}
+
+// pprofAddrs are the pprof listeners of authz and ratelimit under -profile.
+var pprofAddrs [2]string
+
+// profile takes CPU profiles of authz and ratelimit while Envoy (authz + ratelimit) is
+// driven in a closed loop, into o.profile/{authz,ratelimit}.pprof.
+func profile(o options, l *httpLoad) error {
+	if err := os.MkdirAll(o.profile, 0o755); err != nil {
+		return err
+	}
+	secs := max(1, int(o.dur.Seconds()))
+	errs := make(chan error, 2)
+	for i, name := range []string{"authz", "ratelimit"} {
+		go func() {
+			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddrs[i], secs))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(o.profile, name+".pprof"), b, 0o644)
+			}
+			errs <- err
+		}()
+	}
+	s := l.closed(o.conc, time.Duration(secs)*time.Second+500*time.Millisecond)
+	logf("profiled run (authz+rl): %.0f rps; profiles in %s", s.rps, o.profile)
+	return errors.Join(<-errs, <-errs)
 }

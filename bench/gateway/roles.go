@@ -3,13 +3,20 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/extauthz"
+	"github.com/specgate/specgate/ratelimit"
 )
 
 // The benchmark runs its peers as child processes of its own binary (-role), so that the
@@ -34,7 +41,9 @@ func runBackend(ctx context.Context, addr string) error {
 }
 
 // noopAuthz is the floor of an ext_authz Check over gRPC: it allows everything at once.
-type noopAuthz struct{ authv3.UnimplementedAuthorizationServer }
+type noopAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+}
 
 func (noopAuthz) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	return &authv3.CheckResponse{Status: &status.Status{}}, nil
@@ -53,4 +62,26 @@ func runNoopAuthz(ctx context.Context, grpcAddr, httpAddr string) error {
 	go func() { _ = probe.ListenAndServe() }()
 	go func() { <-ctx.Done(); s.Stop(); _ = probe.Close() }()
 	return s.Serve(lis)
+}
+
+// runProfiled runs specgate authz or ratelimit in this process — the same Run as `specgate
+// authz|ratelimit` — with net/http/pprof on pprofAddr, for -profile.
+func runProfiled(ctx context.Context, role, cfgPath, limits, grpcAddr, httpAddr, pprofAddr string) error {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	srv := &http.Server{Addr: pprofAddr, Handler: mux, ReadHeaderTimeout: time.Second}
+	go func() { _ = srv.ListenAndServe() }()
+	defer srv.Close()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	switch role {
+	case "authz-pprof":
+		return extauthz.Run(ctx, extauthz.Options{Config: cfg, GRPCAddr: grpcAddr, HTTPAddr: httpAddr,
+			AdminToken: os.Getenv("SPECGATE_ADMIN_TOKEN"), Logger: log})
+	default:
+		return ratelimit.Run(ctx, ratelimit.Options{Config: cfg, LimitsFile: limits, GRPCAddr: grpcAddr, HTTPAddr: httpAddr, Logger: log})
+	}
 }

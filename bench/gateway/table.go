@@ -303,3 +303,34 @@ func goTestRows(t *table, path string) error {
 	t.row(failRow...)
 	return nil
 }
+
+func cpuRows(t *table, o options, vs []*variant, cpu map[string][]cpuSample) {
+	meds := map[string]cpuSample{}
+	for _, v := range vs {
+		var m cpuSample
+		for i := range m {
+			var xs []float64
+			for _, c := range cpu[v.key] {
+				xs = append(xs, c[i])
+			}
+			m[i] = median(xs)
+		}
+		meds[v.key] = m
+	}
+	total := func(c cpuSample) float64 { return c[0] + c[1] + c[2] }
+	cell := func(c cpuSample) string {
+		s := fmt.Sprintf("%.0f µs (Envoy %.0f", total(c), c[0])
+		if c[1] >= 0.5 {
+			s += fmt.Sprintf(" + ext_authz server %.0f", c[1])
+		}
+		if c[2] >= 0.5 {
+			s += fmt.Sprintf(" + ratelimit %.0f", c[2])
+		}
+		return s + ")"
+	}
+	t.section(fmt.Sprintf("CPU per request in the closed-loop runs (from /proc; the backend's %.0f µs and the load generator's not counted)", meds["none"][3]))
+	base := vs[0]
+	for _, v := range vs[1:] {
+		t.row(v.label, cell(meds[v.key]), base.label, cell(meds[base.key]), ratio(total(meds[v.key]), total(meds[base.key])))
+	}
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# make bench: every figure of docs/benchmarks.md, measured side by side in one run, printed
+# as one table (progress on stderr). Bounded: about 7 minutes on 2 cores; loads only 127.0.0.1.
+#
+#   make bench                       # needs bin/specgate (make build), Envoy (make envoy), redis-server
+#   ROUNDS=5 D=8s make bench         # more and longer alternating rounds
+#   PROFILE=/tmp/prof make bench     # also CPU profiles of authz and ratelimit under Envoy load
+set -euo pipefail
+root=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+cd "$root"
+ROUNDS=${ROUNDS:-3} D=${D:-5s}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+say() { echo "bench: $*" >&2; }
+command -v redis-server >/dev/null || { echo "bench: redis-server not on PATH (apt-get install redis-server)" >&2; exit 1; }
+[[ -x bin/specgate ]] || { echo "bench: bin/specgate missing: run make build" >&2; exit 1; }
+
+go build -o "$tmp/bench" ./bench/gateway
+
+say "compiler and control plane (go test)"
+{
+  go test -run '^$' -bench 'Compile' -benchtime 3x ./compiler/
+  go test -run '^$' -bench 'SnapshotBuild' -benchtime 3x ./xds/
+  go test -count=1 -run 'TestPushGoesLiveAndMoves|TestNoFailedRequestsDuringPushes' -v ./xds/
+} >"$tmp/go.txt" 2>&1 || { cat "$tmp/go.txt" >&2; exit 1; }
+
+say "specgate ratelimit vs envoyproxy/ratelimit on one redis-server (ratelimit/bench/compare.sh)"
+N=100000 D=$D C=64 ROUNDS=$ROUNDS ratelimit/bench/compare.sh >"$tmp/ratelimit.txt" 2>&1 || { cat "$tmp/ratelimit.txt" >&2; exit 1; }
+
+say "gateway: Envoy variants and gRPC Check (bench/gateway)"
+"$tmp/bench" -specgate bin/specgate -rounds "$ROUNDS" -d "$D" \
+  -ratelimit-report "$tmp/ratelimit.txt" -go-report "$tmp/go.txt" ${PROFILE:+-profile "$PROFILE"}
+if [[ -n ${PROFILE:-} ]]; then
+  say "profiles: go tool pprof -top $PROFILE/authz.pprof (and ratelimit.pprof)"
+fi
