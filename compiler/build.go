@@ -158,6 +158,10 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, bool) {
 				if op.Security != nil {
 					reqs = *op.Security
 				}
+				if reqs == nil {
+					// OpenAPI reads no security as "open"; a gateway must not guess.
+					diags.errorf(file, where, "no security requirement: declare one, or security: [] to make the operation anonymous")
+				}
 				o.Security = buildSecurity(file, where, doc, reqs, diags)
 				svc.Operations = append(svc.Operations, o)
 			}

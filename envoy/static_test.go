@@ -90,6 +90,8 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 		{"internal op on internal listener", intURL, "DELETE", "/alpha/items/42", want{200, "alpha", "/items/42", "alpha.deleteItem", ""}},
 		{"internal listener Allow lists internal ops", intURL, "PUT", "/alpha/items/42", want{status: 405, allow: "DELETE, GET"}},
 		{"path with only internal ops: 404 on public", pubURL, "POST", "/beta/hidden", want{status: 404}},
+		{"internal path not shadowed by a public template", pubURL, "GET", "/alpha/items/admin", want{status: 404}},
+		{"internal path on internal listener", intURL, "GET", "/alpha/items/admin", want{200, "alpha", "/items/admin", "alpha.itemsAdmin", ""}},
 		{"path with only internal ops on internal", intURL, "POST", "/beta/hidden", want{200, "beta", "/beta/hidden", "beta.hidden", ""}},
 		{"unknown path", pubURL, "GET", "/nowhere", want{status: 404}},
 		{"normalized path matches", pubURL, "GET", "/alpha/x/../items/mine", want{200, "alpha", "/items/mine", "alpha.myItems", ""}},
@@ -181,6 +183,21 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 		}
 		if r := alpha.Last(); r != nil && r.Method == "OPTIONS" {
 			t.Errorf("a refused preflight was forwarded to the backend")
+		}
+		// Without Origin it is no browser preflight: the CORS filter passes it on, and it must
+		// meet authorization like any request, never reach the backend unchecked.
+		req.Header.Del("Origin")
+		req.Header.Set("X-User-Id", "forged")
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Errorf("OPTIONS without Origin answered %d", resp.StatusCode)
+		}
+		if r := alpha.Last(); r != nil && r.Method == "OPTIONS" {
+			t.Errorf("an OPTIONS request without Origin reached the backend unchecked")
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -29,12 +30,25 @@ func (t *translator) serviceCluster(s ir.Service) *clusterv3.Cluster {
 				CommonTlsContext: &tlsv3.CommonTlsContext{
 					ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 						TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: systemCAs}},
+						// A trusted chain is not enough: the certificate must name the backend.
+						MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{sanMatcher(s.Backend.Host)},
 					}},
 				},
 			})},
 		}
 	}
 	return c
+}
+
+func sanMatcher(host string) *tlsv3.SubjectAltNameMatcher {
+	kind := tlsv3.SubjectAltNameMatcher_DNS
+	if isIP(host) {
+		kind = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
+	}
+	return &tlsv3.SubjectAltNameMatcher{
+		SanType: kind,
+		Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}},
+	}
 }
 
 // grpcCluster is an HTTP/2 cluster for one of specgate's gRPC services.

@@ -20,9 +20,11 @@ import (
 )
 
 // pathGroup is every operation that matches one path shape, with the service owning each.
+// hidden counts the operations of the shape that this listener does not serve.
 type pathGroup struct {
-	tmpl ir.Template
-	ops  []groupOp
+	tmpl   ir.Template
+	ops    []groupOp
+	hidden int
 }
 
 type groupOp struct {
@@ -38,9 +40,6 @@ func groupPaths(gw ir.Gateway, internal bool) []pathGroup {
 		s := &gw.Services[si]
 		for oi := range s.Operations {
 			op := &s.Operations[oi]
-			if op.Exposure == ir.Internal && !internal {
-				continue // on the public listener an internal operation is undeclared
-			}
 			t, err := ir.ParseTemplate(op.Path)
 			if err != nil {
 				continue // ir.Validate and compiler.Build refuse these before translation
@@ -49,6 +48,10 @@ func groupPaths(gw ir.Gateway, internal bool) []pathGroup {
 			if g == nil {
 				g = &pathGroup{tmpl: t}
 				byShape[t.Shape()] = g
+			}
+			if op.Exposure == ir.Internal && !internal {
+				g.hidden++ // on the public listener an internal operation is undeclared
+				continue
 			}
 			g.ops = append(g.ops, groupOp{s, op})
 		}
@@ -63,10 +66,16 @@ func groupPaths(gw ir.Gateway, internal bool) []pathGroup {
 }
 
 // routeConfig is the listener's route table: per path its method routes and a 405 with Allow,
-// then a JSON 404 for every other path.
+// then a JSON 404 for every other path. A path whose operations are all internal still gets a
+// 404 of its own on the public listener, in its place in the order: otherwise a public template
+// after it (/orders/{id} after /orders/admin) would carry the request to the backend.
 func (t *translator) routeConfig(name string, gw ir.Gateway, internal bool) *routev3.RouteConfiguration {
 	var routes []*routev3.Route
 	for _, g := range groupPaths(gw, internal) {
+		if len(g.ops) == 0 {
+			routes = append(routes, t.notFoundAt(g.tmpl))
+			continue
+		}
 		allow := make([]string, 0, len(g.ops))
 		for _, o := range g.ops {
 			allow = append(allow, o.op.Method)
@@ -193,7 +202,9 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 // preflight matches CORS preflights (OPTIONS with Access-Control-Request-Method) on a path of
 // a service with a CORS policy. The CORS filter answers them before authz and rate limits; it
 // needs a forwarding route to read the policy from (it ignores direct-response routes), but
-// never forwards a preflight it does not accept.
+// never forwards a preflight it does not accept. What it lets through (no Origin: not a
+// browser preflight) meets ext_authz with no policy and is refused: this route must never
+// become a way around authorization.
 func (t *translator) preflight(tmpl ir.Template, svc *ir.Service, allow []string) *routev3.Route {
 	m := methodMatch(t.pathMatch(tmpl), "OPTIONS")
 	m.Headers = append(m.Headers, &routev3.HeaderMatcher{
@@ -206,10 +217,7 @@ func (t *translator) preflight(tmpl ir.Template, svc *ir.Service, allow []string
 		Name:   fmt.Sprintf("%s.preflight:%s", svc.Name, tmpl.Shape()),
 		Match:  m,
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: svc.Name}}},
-		TypedPerFilterConfig: map[string]*anypb.Any{
-			filterExtAuthz: t.authzDisabled(),
-			filterCORS:     t.pack(pol),
-		},
+		TypedPerFilterConfig: map[string]*anypb.Any{filterCORS: t.pack(pol)},
 	}
 }
 
@@ -224,6 +232,14 @@ func (t *translator) methodNotAllowed(tmpl ir.Template, svc *ir.Service, allow [
 		ResponseHeadersToAdd: append(jsonHeader(), header("allow", strings.Join(allow, ", "))),
 		TypedPerFilterConfig: map[string]*anypb.Any{filterExtAuthz: t.authzDisabled()},
 	}
+}
+
+// notFoundAt answers 404 on one path that this listener does not serve.
+func (t *translator) notFoundAt(tmpl ir.Template) *routev3.Route {
+	r := t.notFound()
+	r.Name = "specgate.404:" + tmpl.Shape()
+	r.Match = t.pathMatch(tmpl)
+	return r
 }
 
 // notFound answers every undeclared path.
