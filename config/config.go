@@ -116,8 +116,13 @@ func Load(path string) (Gateway, error) {
 // Parse decodes a gateway.yaml document over the defaults and validates it.
 func Parse(b []byte) (Gateway, error) {
 	g := Default()
+	// A map decodes by merging into the default one; claimHeaders given replace the default.
+	g.ClaimHeaders = nil
 	if err := yaml.UnmarshalStrict(b, &g); err != nil {
 		return Gateway{}, fmt.Errorf("decode gateway config: %w", err)
+	}
+	if g.ClaimHeaders == nil {
+		g.ClaimHeaders = Default().ClaimHeaders
 	}
 	if err := g.Validate(); err != nil {
 		return Gateway{}, err
@@ -145,6 +150,10 @@ func (g Gateway) Validate() error {
 			if u, err := url.Parse(is.JWKSURI); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 				add("issuers[%d]: jwksUri %q is not an http(s) URL", i, is.JWKSURI)
 			}
+		}
+		if len(is.Audiences) == 0 {
+			// Without an audience any token of the issuer, minted for any other API, passes.
+			add("issuers[%d]: audiences must list the audiences this gateway accepts", i)
 		}
 		for _, a := range is.Algorithms {
 			if a == "none" || strings.HasPrefix(a, "HS") {

@@ -48,3 +48,16 @@ func TestParseRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestClaimHeadersReplaceDefaults(t *testing.T) {
+	g, err := Parse([]byte("claimHeaders: {X-Subject: sub}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.ClaimHeaders) != 1 || g.ClaimHeaders["X-Subject"] != "sub" {
+		t.Fatalf("claimHeaders %v, want only X-Subject", g.ClaimHeaders)
+	}
+	if g, _ := Parse([]byte("listeners: {public: 1, internal: 2}")); len(g.ClaimHeaders) != 2 {
+		t.Fatalf("defaults lost: %v", g.ClaimHeaders)
+	}
+}

@@ -1,8 +1,6 @@
 package extauthz
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/extauthz/revocation"
+	"github.com/specgate/specgate/internal/adminhttp"
 )
 
 // admin is the HTTP side: metrics, probes, the revocation API and the dev JWKS.
@@ -56,18 +55,8 @@ type revocationRequest struct {
 	Token  string     `json:"token,omitempty"`
 }
 
-func (a *admin) authorized(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || a.token == "" {
-		return false
-	}
-	// Compare digests so neither the content nor the length of the token leaks by timing.
-	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(a.token))
-	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
-}
-
 func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
-	if !a.authorized(r) {
+	if !adminhttp.Authorized(r, a.token) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="specgate-admin"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
 		return
@@ -133,8 +122,4 @@ func (a *admin) entryKey(req revocationRequest) (string, time.Time, error) {
 	return revocation.TokenKey(revocation.TokenHash(raw)), now, nil
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
+var writeJSON = adminhttp.WriteJSON

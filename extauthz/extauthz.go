@@ -21,6 +21,7 @@ import (
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/extauthz/revocation"
+	"github.com/specgate/specgate/internal/adminhttp"
 )
 
 // Options configure Run.
@@ -109,7 +110,7 @@ func Run(ctx context.Context, o Options) error {
 	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	a := &admin{srv: srv, list: list, token: o.AdminToken, dev: dev, log: log}
-	hsrv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
+	hsrv := adminhttp.Server(a.routes())
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(gl) }()

@@ -179,7 +179,12 @@ func check(t testing.TB, c authv3.AuthorizationClient, req *authv3.CheckRequest)
 	return resp
 }
 
-func newSet() *revocation.Set { return revocation.NewSet(10_000, 1e-7) }
+// newSet is an empty, loaded revocation set (as after a first sync with an empty store).
+func newSet() *revocation.Set {
+	s := revocation.NewSet(10_000, 1e-7)
+	s.Replace(nil, time.Now())
+	return s
+}
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 

@@ -154,7 +154,7 @@ func TestHeadersAndMetadata(t *testing.T) {
 			t.Errorf("removed %v, want %v", got, want)
 		}
 		md := r.GetDynamicMetadata().AsMap()
-		wantMD := map[string]any{"subject": "alice", "client": "sub:alice", "header:x-tenant": "t1", "header:x-api-key": "ip:203.0.113.7"}
+		wantMD := map[string]any{"subject": "alice", "client": "sub:alice", "header:x-tenant": "h:t1", "header:x-api-key": "ip:203.0.113.7"}
 		if len(md) != len(wantMD) {
 			t.Errorf("metadata %v", md)
 		}
@@ -196,7 +196,7 @@ func TestHeadersAndMetadata(t *testing.T) {
 			t.Errorf("removed %v, want %v", got, want)
 		}
 		md := r.GetDynamicMetadata().AsMap()
-		if md["subject"] != "" || md["client"] != "ip:203.0.113.7" || md["header:x-tenant"] != "t1" {
+		if md["subject"] != "" || md["client"] != "ip:203.0.113.7" || md["header:x-tenant"] != "h:t1" {
 			t.Errorf("metadata %v", md)
 		}
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/specgate/specgate/extauthz/revocation"
+	"github.com/specgate/specgate/policy"
 )
 
 func revokeKey(set *revocation.Set, key string, at time.Time) {
@@ -127,5 +128,27 @@ func TestRevocationUnderConcurrency(t *testing.T) {
 	wg.Wait()
 	if misses.Load() != 0 || falseHits.Load() != 0 {
 		t.Fatalf("%d revoked tokens passed, %d valid tokens refused", misses.Load(), falseHits.Load())
+	}
+}
+
+// Before the revocation list has loaded once (Redis down at start), a token cannot be
+// checked against it: refused with 503, never let through; anonymous calls without a token
+// still pass.
+func TestTokensRefusedUntilRevocationsLoad(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	set := revocation.NewSet(10_000, 1e-7) // never loaded
+	_, c := startServer(t, deps{cfg: testConfig(p), revoked: set})
+	tok := mint(t, p.key, "alice", []string{"orders:read"}, nil)
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))); got != 503 {
+		t.Fatalf("token before the list loaded: %d, want 503", got)
+	}
+	anon := policy.Route{ID: "shop.public", Anonymous: true}
+	if got := httpStatus(check(t, c, request(t, anon, nil))); got != 200 {
+		t.Fatalf("anonymous call without token: %d", got)
+	}
+	set.Replace(nil, time.Now())
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))); got != 200 {
+		t.Fatalf("after the list loaded: %d", got)
 	}
 }

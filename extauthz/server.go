@@ -69,8 +69,9 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 	if d.cacheSize == 0 {
 		d.cacheSize = 100_000
 	}
-	if d.revoked == nil {
+	if d.revoked == nil { // no store behind it: the empty set is the whole list
 		d.revoked = revocation.NewSet(d.cfg.Revocation.ExpectedEntries, d.cfg.Revocation.FalsePositiveRate)
+		d.revoked.Replace(nil, d.now())
 	}
 	m := newMetrics()
 	keys, err := newKeySource(ctx, d.httpClient, d.refreshCooldown, m, d.log)
@@ -180,6 +181,11 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 	if why != "" {
 		return deniedInvalid, why
 	}
+	if !s.revoked.Loaded() {
+		// Until the revocation list has loaded once, a revoked token would pass: refuse
+		// tokens (503) rather than guess. Anonymous requests without a token go on.
+		return deniedUnavailable, reasonRevocationUnavailable
+	}
 	sum := sha256.Sum256([]byte(raw))
 	now := s.now()
 	id := s.cache.get(&sum, now)
@@ -204,13 +210,18 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 	if pol.Anonymous {
 		return s.allow(pol, headers, id, addr), reasonOK
 	}
+	issuerOK := false
 	for _, req := range pol.AnyOf {
 		if len(req.Issuers) > 0 && !slices.Contains(req.Issuers, id.issuer) {
 			continue
 		}
+		issuerOK = true
 		if id.hasScopes(req.Scopes) {
 			return s.allow(pol, headers, id, addr), reasonOK
 		}
+	}
+	if !issuerOK {
+		return pol.denied, reasonIssuerNotValid
 	}
 	return pol.denied, reasonScope
 }
@@ -275,8 +286,11 @@ func (s *server) allow(pol *routePolicy, headers map[string]string, id *identity
 		fields[policy.MetaClient] = structpb.NewStringValue(ip)
 	}
 	for _, h := range pol.RateLimitHeaders {
+		// "h:" keeps a client's header value from naming another bucket, e.g. "ip:<addr>".
 		v, present := headers[strings.ToLower(h)]
-		if !present || v == "" {
+		if present && v != "" {
+			v = "h:" + v
+		} else {
 			v = ip
 		}
 		fields[policy.MetaHeader(h)] = structpb.NewStringValue(v)
@@ -304,6 +318,8 @@ var (
 	deniedExpired = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token", "the access token has expired")
 	deniedRevoked = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token", "the access token has been revoked")
 	policyError   = denied(http.StatusForbidden, "", "access_denied", "this route is not available")
+	// deniedUnavailable is a 503: the client may retry; nothing is wrong with its token.
+	deniedUnavailable = denied(http.StatusServiceUnavailable, "", "temporarily_unavailable", "authorization is starting; retry shortly")
 )
 
 func insufficientScope(r policy.Route) *authv3.CheckResponse {
@@ -335,8 +351,11 @@ func denied(code int, wwwAuth, errCode, desc string) *authv3.CheckResponse {
 // deniedResponse is shared between requests: gRPC only reads it while marshalling.
 func deniedResponse(code int, wwwAuth, body string) *authv3.CheckResponse {
 	grpcCode := codes.PermissionDenied
-	if code == http.StatusUnauthorized {
+	switch code {
+	case http.StatusUnauthorized:
 		grpcCode = codes.Unauthenticated
+	case http.StatusServiceUnavailable:
+		grpcCode = codes.Unavailable
 	}
 	hs := []*corev3.HeaderValueOption{{
 		Header:       &corev3.HeaderValue{Key: "content-type", Value: "application/json"},

@@ -45,6 +45,8 @@ const (
 	reasonScope          = "insufficient_scope"
 	reasonPolicy         = "policy_error"
 	reasonIssuerNotValid = "issuer_not_allowed"
+	// reasonRevocationUnavailable: the revocation list has not loaded yet.
+	reasonRevocationUnavailable = "revocations_unavailable"
 )
 
 // bearer extracts the token from an Authorization value. Only `Bearer <token>` with one
@@ -172,6 +174,7 @@ func (v *verifier) verify(ctx context.Context, raw string) (*identity, error) {
 		jwt.WithClock(jwt.ClockFunc(v.now)),
 		jwt.WithAcceptableSkew(leeway),
 		jwt.WithRequiredClaim(jwt.ExpirationKey),
+		jwt.WithRequiredClaim(jwt.IssuedAtKey),
 	)
 	if err != nil {
 		return nil, err
@@ -188,10 +191,12 @@ func (v *verifier) verify(ctx context.Context, raw string) (*identity, error) {
 		}
 	}
 	exp, _ := tok.Expiration()
-	// Revocation entries live maxTokenLifetime; a token outliving them would escape a
-	// revocation once its entry expires, so it is refused outright.
-	if exp.After(v.now().Add(v.maxLifetime + leeway)) {
-		return nil, fail(reasonLifetime, fmt.Errorf("exp %s beyond maxTokenLifetime", exp))
+	iat, _ := tok.IssuedAt()
+	// A revocation entry lives maxTokenLifetime (plus slack) from the moment of revocation.
+	// A token valid longer than that from its issue would escape a revocation once the entry
+	// expires, so it is refused outright; hence iat is required too.
+	if exp.Sub(iat) > v.maxLifetime {
+		return nil, fail(reasonLifetime, fmt.Errorf("exp - iat = %s beyond maxTokenLifetime", exp.Sub(iat)))
 	}
 	return v.identity(tok, iss.name, exp)
 }

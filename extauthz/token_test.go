@@ -81,6 +81,8 @@ func TestRefusedTokens(t *testing.T) {
 		{"nbf in the future", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"nbf": now.Add(5 * time.Minute).Unix()}), reasonNotYetValid},
 		{"iat in the future", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iat": now.Add(5 * time.Minute).Unix()}), reasonInvalid},
 		{"no exp", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"exp": nil}), reasonMissingClaim},
+		{"no iat (a revocation could not bound its life)", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iat": nil}), reasonMissingClaim},
+		{"issued long before, valid past maxTokenLifetime from iat", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(23 * time.Hour).Unix()}), reasonLifetime},
 		{"lifetime beyond maxTokenLifetime", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"exp": now.Add(72 * time.Hour).Unix()}), reasonLifetime},
 		{"wrong iss", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iss": "https://evil.test/"}), reasonUnknownIssuer},
 		{"no iss", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iss": nil}), reasonUnknownIssuer},
@@ -150,15 +152,15 @@ func TestAcceptedTokenShapes(t *testing.T) {
 	_, c := startServer(t, deps{cfg: testConfig(p)})
 	now := time.Now()
 	cases := map[string]string{
-		"RS256":                  mint(t, rsaKey(t), "alice", []string{"orders:read"}, nil),
-		"ES256":                  mint(t, es, "alice", []string{"orders:read"}, nil),
-		"EdDSA":                  mint(t, ed, "alice", []string{"orders:read"}, nil),
-		"scp array":              mint(t, es, "alice", nil, map[string]any{"scp": []string{"orders:read", "x"}}),
-		"scp string":             mint(t, es, "alice", nil, map[string]any{"scp": "x orders:read"}),
-		"aud array":              mint(t, es, "alice", []string{"orders:read"}, map[string]any{"aud": []string{"other", "api"}}),
-		"exp within leeway":      mint(t, es, "alice", []string{"orders:read"}, map[string]any{"exp": now.Add(-10 * time.Second).Unix()}),
-		"nbf within leeway":      mint(t, es, "alice", []string{"orders:read"}, map[string]any{"nbf": now.Add(10 * time.Second).Unix()}),
-		"no jti, no iat, no sub": mint(t, es, "", []string{"orders:read"}, map[string]any{"jti": nil, "iat": nil}),
+		"RS256":             mint(t, rsaKey(t), "alice", []string{"orders:read"}, nil),
+		"ES256":             mint(t, es, "alice", []string{"orders:read"}, nil),
+		"EdDSA":             mint(t, ed, "alice", []string{"orders:read"}, nil),
+		"scp array":         mint(t, es, "alice", nil, map[string]any{"scp": []string{"orders:read", "x"}}),
+		"scp string":        mint(t, es, "alice", nil, map[string]any{"scp": "x orders:read"}),
+		"aud array":         mint(t, es, "alice", []string{"orders:read"}, map[string]any{"aud": []string{"other", "api"}}),
+		"exp within leeway": mint(t, es, "alice", []string{"orders:read"}, map[string]any{"exp": now.Add(-10 * time.Second).Unix()}),
+		"nbf within leeway": mint(t, es, "alice", []string{"orders:read"}, map[string]any{"nbf": now.Add(10 * time.Second).Unix()}),
+		"no jti, no sub":    mint(t, es, "", []string{"orders:read"}, map[string]any{"jti": nil}),
 	}
 	for name, tok := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/adminhttp"
 	"github.com/specgate/specgate/ratelimit/limiter"
 	"github.com/specgate/specgate/ratelimit/rules"
 )
@@ -123,7 +124,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	)
 	rlsv3.RegisterRateLimitServiceServer(gs, svc)
 	healthpb.RegisterHealthServer(gs, hs)
-	hsrv := &http.Server{Handler: svc.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	hsrv := adminhttp.Server(svc.httpHandler())
 
 	s := &Server{svc: svc, grpcLn: grpcLn, httpLn: httpLn, done: make(chan struct{})}
 	var wg sync.WaitGroup

@@ -1,8 +1,6 @@
 package xds
 
 import (
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,12 +9,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/ir"
+	"github.com/specgate/specgate/internal/adminhttp"
 )
 
 // PushResult is the answer to a push or delete.
@@ -178,17 +176,8 @@ func (s *Server) handler() http.Handler {
 	return mux
 }
 
-// admin requires the admin bearer token, compared in constant time.
 func (s *Server) admin(h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || s.opts.AdminToken == "" || subtle.ConstantTimeCompare([]byte(token), []byte(s.opts.AdminToken)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="specgate-admin"`)
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin token required"})
-			return
-		}
-		h(w, r)
-	})
+	return adminhttp.RequireToken(s.opts.AdminToken, h)
 }
 
 func (s *Server) listSpecs(w http.ResponseWriter, _ *http.Request) {
@@ -273,8 +262,4 @@ func (s *Server) answer(w http.ResponseWriter, res PushResult, err error) {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+var writeJSON = adminhttp.WriteJSON

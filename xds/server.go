@@ -38,6 +38,7 @@ import (
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/adminhttp"
 )
 
 // Options configure the control plane.
@@ -160,7 +161,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 
-	httpSrv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := adminhttp.Server(s.handler())
 	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- httpSrv.Serve(httpLis) }()
@@ -205,6 +206,9 @@ func (s *Server) ReloadFromDisk(source string) (string, error) {
 		return "", refusal(diags, err)
 	}
 	if cur := s.current.Load(); cur != nil && cur.version == st.version {
+		// Same config (a comment or formatting changed): keep serving it, but remember the
+		// files as they are now, so GET and the next push start from the disk's bytes.
+		s.current.Store(&st.state)
 		s.metrics.rebuilds.WithLabelValues(source, "unchanged").Inc()
 		return st.version, nil
 	}
@@ -275,7 +279,7 @@ func snapshot(version string, res *translate.Resources) (*cache.Snapshot, error)
 
 // envoyValidate runs the real Envoy's validation on the candidate as a static bootstrap.
 func (s *Server) envoyValidate(gw ir.Gateway) error {
-	res, err := translate.Translate(gw, translate.Options{Gateway: s.opts.Gateway, InlineRoutes: true})
+	res, err := translate.Translate(gw, translate.Options{Gateway: s.opts.Gateway, ListenAddress: s.opts.ListenAddress, InlineRoutes: true})
 	if err != nil {
 		return err
 	}

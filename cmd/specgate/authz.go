@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz"
 )
 
@@ -22,13 +21,9 @@ func newAuthzCmd() *cobra.Command {
 			"metrics and probes. --dev-key also serves that key's JWKS for `specgate token`.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.Config = config.Default()
-			if configPath != "" {
-				g, err := config.Load(configPath)
-				if err != nil {
-					return err
-				}
-				o.Config = g
+			var err error
+			if o.Config, err = loadGatewayConfig(configPath); err != nil {
+				return err
 			}
 			o.AdminToken = os.Getenv("SPECGATE_ADMIN_TOKEN")
 			o.Logger = logger().With("role", "authz")

@@ -63,12 +63,9 @@ func newCompileCmd() *cobra.Command {
 		Short: "Compile the specs into Envoy configuration",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := config.Default()
-			if gatewayConfig != "" {
-				var err error
-				if cfg, err = config.Load(gatewayConfig); err != nil {
-					return err
-				}
+			cfg, err := loadGatewayConfig(gatewayConfig)
+			if err != nil {
+				return err
 			}
 			gw, err := compileSpecs(cmd.ErrOrStderr(), specs)
 			if err != nil {

@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/ratelimit"
 )
 
@@ -25,13 +24,9 @@ func newRateLimitCmd() *cobra.Command {
 			if (o.XDSAddr == "") == (o.LimitsFile == "") {
 				return errors.New("ratelimit: give exactly one of --xds and --limits")
 			}
-			o.Config = config.Default()
-			if configPath != "" {
-				g, err := config.Load(configPath)
-				if err != nil {
-					return err
-				}
-				o.Config = g
+			var err error
+			if o.Config, err = loadGatewayConfig(configPath); err != nil {
+				return err
 			}
 			o.Logger = logger().With("role", "ratelimit")
 			return ratelimit.Run(cmd.Context(), o)

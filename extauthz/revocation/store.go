@@ -68,10 +68,13 @@ type List struct {
 	Now         func() time.Time
 }
 
+// Slack keeps an entry past MaxLifetime for the verifier's clock leeway on exp and iat.
+const Slack = time.Minute
+
 // Revoke records key as revoked at `at` and applies it locally. The entry lives as long as
-// the longest token it can concern.
+// the longest token it can concern: one issued before `at` expires by at+MaxLifetime.
 func (l *List) Revoke(ctx context.Context, key string, at time.Time) (Entry, error) {
-	e := Entry{Key: key, At: at.UTC(), Expires: at.Add(l.MaxLifetime).UTC()}
+	e := Entry{Key: key, At: at.UTC(), Expires: at.Add(l.MaxLifetime + Slack).UTC()}
 	if !e.Expires.After(l.Now()) {
 		return e, nil // every token it could concern has expired already
 	}
