@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -37,7 +38,8 @@ type server struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	policies sync.Map // raw ExtPolicy string -> *routePolicy
+	policies    sync.Map // raw ExtPolicy string -> *routePolicy
+	policyCount atomic.Int64
 }
 
 var _ authv3.AuthorizationServer = (*server)(nil)
@@ -131,6 +133,9 @@ type routePolicy struct {
 	denied *authv3.CheckResponse // insufficient scope
 }
 
+// maxPolicies bounds the decoded-policy cache (a route table has a few thousand routes).
+const maxPolicies = 50_000
+
 func (s *server) routePolicy(raw string) *routePolicy {
 	if p, ok := s.policies.Load(raw); ok {
 		return p.(*routePolicy)
@@ -140,8 +145,12 @@ func (s *server) routePolicy(raw string) *routePolicy {
 	if err == nil {
 		p.denied = insufficientScope(r)
 	}
-	// Routes are finite (they come from the compiled config, never from clients), so the
-	// map stays as small as the route table.
+	// Policies come from the compiled config, never from clients, but each push that changes
+	// one adds an entry: start afresh when the map outgrows any real route table.
+	if s.policyCount.Add(1) > maxPolicies {
+		s.policies.Clear()
+		s.policyCount.Store(1)
+	}
 	v, _ := s.policies.LoadOrStore(raw, p)
 	return v.(*routePolicy)
 }
