@@ -161,17 +161,24 @@ func (g *gateway) do(method, path, token string, body []byte) (int, []byte) {
 	return resp.StatusCode, b
 }
 
+// alphaServed starts a control plane on a directory holding service alpha (backend a), one
+// Envoy, and waits until alpha answers; b is a second backend for the test to move to.
+func alphaServed(t *testing.T) (g *gateway, dir string, a, b *e2e.Backend) {
+	a, b = e2e.NewBackend(t, "a"), e2e.NewBackend(t, "b")
+	dir = t.TempDir()
+	e2e.WriteSpec(t, dir, "alpha.yaml", string(spec("alpha", a)), nil)
+	g = newGateway(t, dir)
+	g.envoy("envoy-1", false)
+	g.eventually("/alpha/things", "a", 10*time.Second)
+	return g, dir, a, b
+}
+
 func spec(name string, b *e2e.Backend) []byte {
 	return []byte(strings.NewReplacer("{{NAME}}", name, "{{PORT}}", b.Port()).Replace(serviceTmpl))
 }
 
 func TestPushGoesLiveAndMoves(t *testing.T) {
-	a, b := e2e.NewBackend(t, "a"), e2e.NewBackend(t, "b")
-	dir := t.TempDir()
-	e2e.WriteSpec(t, dir, "alpha.yaml", string(spec("alpha", a)), nil)
-	g := newGateway(t, dir)
-	g.envoy("envoy-1", false)
-	g.eventually("/alpha/things", "a", 10*time.Second)
+	g, dir, a, b := alphaServed(t)
 
 	// A new service answers within a second of its push.
 	if code, body := g.do("PUT", "/v1/specs/beta", adminToken, spec("beta", b)); code != 200 {
@@ -281,12 +288,7 @@ func TestPushValidatedByEnvoy(t *testing.T) {
 }
 
 func TestWatchedDirectory(t *testing.T) {
-	a, b := e2e.NewBackend(t, "a"), e2e.NewBackend(t, "b")
-	dir := t.TempDir()
-	e2e.WriteSpec(t, dir, "alpha.yaml", string(spec("alpha", a)), nil)
-	g := newGateway(t, dir)
-	g.envoy("envoy-1", false)
-	g.eventually("/alpha/things", "a", 10*time.Second)
+	g, dir, _, b := alphaServed(t)
 	version := g.srv.Version()
 
 	// A broken file is reported and the last good snapshot stays.
@@ -441,12 +443,7 @@ func TestNoFailedRequestsDuringPushes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
 	}
-	a, b := e2e.NewBackend(t, "a"), e2e.NewBackend(t, "b")
-	dir := t.TempDir()
-	e2e.WriteSpec(t, dir, "alpha.yaml", string(spec("alpha", a)), nil)
-	g := newGateway(t, dir)
-	g.envoy("envoy-1", false)
-	g.eventually("/alpha/things", "a", 10*time.Second)
+	g, _, a, b := alphaServed(t)
 
 	const rps, seconds = 300, 10
 	var sent, failed atomic.Int64

@@ -96,11 +96,7 @@ func newCompileCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if out == "" || out == "-" {
-				_, err = cmd.OutOrStdout().Write(b)
-				return err
-			}
-			return writeFileAtomic(out, b)
+			return writeOutput(cmd, out, b)
 		},
 	}
 	f := cmd.Flags()
@@ -113,6 +109,15 @@ func newCompileCmd() *cobra.Command {
 	f.StringVar(&bo.AuthzAddress, "authz-address", "127.0.0.1:9001", "specgate authz gRPC address (bootstrap)")
 	f.StringVar(&bo.RateLimitAddr, "ratelimit-address", "127.0.0.1:9003", "specgate ratelimit gRPC address (bootstrap)")
 	return cmd
+}
+
+// writeOutput writes b to stdout for "" or "-", else to the file out.
+func writeOutput(cmd *cobra.Command, out string, b []byte) error {
+	if out == "" || out == "-" {
+		_, err := cmd.OutOrStdout().Write(b)
+		return err
+	}
+	return writeFileAtomic(out, b)
 }
 
 // writeFileAtomic replaces path in one rename, so readers never see half a file.
@@ -143,11 +148,7 @@ func newBootstrapCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if out == "" || out == "-" {
-				_, err = cmd.OutOrStdout().Write(b)
-				return err
-			}
-			return writeFileAtomic(out, b)
+			return writeOutput(cmd, out, b)
 		},
 	}
 	f := cmd.Flags()
