@@ -51,7 +51,7 @@ func TestSlowAndDeadBackends(t *testing.T) {
 		"ok.yaml":   service("ok", ok.Port(), ""),
 		"slow.yaml": service("slow", slowPort, "200ms"),
 		"dead.yaml": service("dead", deadPort, ""),
-	}})
+	}, Configure: tolerant})
 	l := startLoad(t, loadRPS,
 		target{name: "ok", url: s.Public + "/ok/x"},
 		target{name: "slow", url: s.Public + "/slow/x"},
