@@ -13,17 +13,23 @@ import (
 	"github.com/specgate/specgate/config"
 )
 
-type grpcResult struct{ closed, open map[string][]sample }
+type grpcResult struct {
+	closed, open map[string][]sample
+	cpu          map[string][]float64 // server CPU µs per call, closed loop
+}
 
 // grpcBench calls Check on specgate authz and on a no-op Check server (the gRPC floor) in
 // alternating rounds, with the request Envoy sends for the benchmark route.
-func grpcBench(o options, gw ir.Gateway, token, authzAddr, noopAddr string) (grpcResult, error) {
-	res := grpcResult{closed: map[string][]sample{}, open: map[string][]sample{}}
+func grpcBench(o options, gw ir.Gateway, token string, authz, noop *proc, authzAddr, noopAddr string) (grpcResult, error) {
+	res := grpcResult{closed: map[string][]sample{}, open: map[string][]sample{}, cpu: map[string][]float64{}}
 	req, err := checkRequest(gw, token)
 	if err != nil {
 		return res, err
 	}
-	targets := []struct{ key, addr string }{{"specgate", authzAddr}, {"noop", noopAddr}}
+	targets := []struct {
+		key, addr string
+		p         *proc
+	}{{"specgate", authzAddr, authz}, {"noop", noopAddr, noop}}
 	loads := map[string]*grpcLoad{}
 	for _, t := range targets {
 		l, err := newGRPCLoad(t.addr, req, 2)
@@ -40,9 +46,11 @@ func grpcBench(o options, gw ir.Gateway, token, authzAddr, noopAddr string) (grp
 	for r := range o.rounds {
 		order := rotate(targets, r)
 		for _, t := range order {
+			before := t.p.cpu()
 			s := loads[t.key].closed(o.grpcConc, o.dur)
-			res.closed[t.key] = append(res.closed[t.key], s)
-			logf("round %d %-10s closed: %6.0f rps  p50 %-9s p99 %-9s failed %d/%d", r+1, t.key, s.rps, s.p50, s.p99, s.failed, s.requests)
+			c := float64(t.p.cpu()-before) / float64(time.Microsecond) / float64(max(1, s.requests))
+			res.closed[t.key], res.cpu[t.key] = append(res.closed[t.key], s), append(res.cpu[t.key], c)
+			logf("round %d %-10s closed: %6.0f rps  p50 %-9s p99 %-9s failed %d/%d  server cpu µs/call %.0f", r+1, t.key, s.rps, s.p50, s.p99, s.failed, s.requests, c)
 		}
 		for _, t := range order {
 			s := loads[t.key].open(o.grpcRate, o.dur)

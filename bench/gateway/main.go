@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -62,6 +63,7 @@ type options struct {
 	dur                 time.Duration
 	rlReport, goReports string
 	profile             string
+	grpcOnly            bool
 }
 
 func main() {
@@ -82,13 +84,27 @@ func main() {
 	flag.IntVar(&o.grpcRate, "grpc-rate", 2000, "gRPC Check open loop: calls per second")
 	flag.StringVar(&o.rlReport, "ratelimit-report", "", "output of ratelimit/bench/compare.sh to fold into the table")
 	flag.StringVar(&o.goReports, "go-report", "", "output of the go test benchmarks to fold into the table")
+	flag.BoolVar(&o.grpcOnly, "grpc-only", false, "only the gRPC Check runs (for experiments)")
 	flag.StringVar(&o.profile, "profile", "", "directory: run authz and ratelimit in this binary with pprof and write CPU profiles\n"+
 		"of both under the authz+ratelimit variant's closed loop (an extra run, not in the table)")
 	flag.Parse()
 
+	var err error
+	if *role == "" {
+		// Ctrl-C: stop every child before leaving (they also die with us: Pdeathsig).
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		go func() { <-sig; stopAll(); os.Exit(130) }()
+		err = run(o)
+		stopAll()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var err error
 	switch *role {
 	case "backend":
 		err = runBackend(ctx, *addr)
@@ -96,15 +112,12 @@ func main() {
 		err = runNoopAuthz(ctx, *addr, *addr2)
 	case "authz-pprof", "ratelimit-pprof":
 		err = runProfiled(ctx, *role, *cfgFlag, *limitsFlag, *addr, *addr2, *addr3)
-	case "":
-		go func() { <-ctx.Done(); stopAll(); os.Exit(130) }()
-		err = run(o)
-		stopAll()
 	default:
 		err = fmt.Errorf("unknown role %q", *role)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
 		os.Exit(1)
 	}
 }
@@ -185,6 +198,39 @@ func run(o options) error {
 		return err
 	}
 
+	t := &table{}
+	if !o.grpcOnly {
+		if err := httpBench(o, t, gw, cfg, key, token, dir, authzAddr, rlAddr, noopAddr, authz, rl, backend, noop); err != nil {
+			return err
+		}
+	}
+	grpcNoise := startForeign()
+	grpcRes, err := grpcBench(o, gw, token, authz, noop, authzAddr, noopAddr)
+	if err != nil {
+		return err
+	}
+	grpcNoise.stop()
+	grpcRows(t, o, grpcRes)
+	t.row("other processes on the machine during these runs", fmt.Sprintf("%.0f%% of %d CPUs", 100*grpcNoise.share, runtime.NumCPU()))
+	if o.rlReport != "" {
+		if err := rateLimitRows(t, o.rlReport); err != nil {
+			return err
+		}
+	}
+	if o.goReports != "" {
+		if err := goTestRows(t, o.goReports); err != nil {
+			return err
+		}
+	}
+	fmt.Print(t.markdown())
+	if f := t.failures(); f != "" {
+		return errors.New(f)
+	}
+	return nil
+}
+
+// httpBench measures the Envoy variants and adds their rows to t.
+func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devissuer.Key, token, dir, authzAddr, rlAddr, noopAddr string, authz, rl, backend, noop *proc) error {
 	// The Envoys, all up at once, loaded one at a time.
 	vs := variants()
 	for _, v := range vs {
@@ -212,6 +258,7 @@ func run(o options) error {
 	}
 	closed, open := map[string][]sample{}, map[string][]sample{}
 	cpu := map[string][]cpuSample{}
+	httpNoise := startForeign()
 	for r := range o.rounds {
 		order := rotate(vs, r)
 		for _, v := range order {
@@ -231,6 +278,7 @@ func run(o options) error {
 			logf("round %d %-14s open:   %6.0f rps  p50 %-9s p99 %-9s failed %d/%d", r+1, v.key, s.rps, s.p50, s.p99, s.failed, s.requests)
 		}
 	}
+	httpNoise.stop()
 	if o.profile != "" {
 		if err := profile(o, loads["authz+rl"]); err != nil {
 			return err
@@ -240,29 +288,9 @@ func run(o options) error {
 		v.envoy.stop() // the gRPC runs below get the CPUs to themselves
 	}
 
-	grpcRes, err := grpcBench(o, gw, token, authzAddr, noopAddr)
-	if err != nil {
-		return err
-	}
-
-	t := &table{}
 	httpRows(t, o, vs, closed, open)
 	cpuRows(t, o, vs, cpu)
-	grpcRows(t, o, grpcRes)
-	if o.rlReport != "" {
-		if err := rateLimitRows(t, o.rlReport); err != nil {
-			return err
-		}
-	}
-	if o.goReports != "" {
-		if err := goTestRows(t, o.goReports); err != nil {
-			return err
-		}
-	}
-	fmt.Print(t.markdown())
-	if f := t.failures(); f != "" {
-		return errors.New(f)
-	}
+	t.row("other processes on the machine during these runs", fmt.Sprintf("%.0f%% of %d CPUs", 100*httpNoise.share, runtime.NumCPU()))
 	return nil
 }
 

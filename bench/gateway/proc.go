@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,4 +177,50 @@ func perRequest(before, after []time.Duration, n uint64) cpuSample {
 		}
 	}
 	return c
+}
+
+// machineBusy is the CPU time every process of the machine has used so far (/proc/stat).
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy int64
+	for i, x := range f[1:] {
+		n, _ := strconv.ParseInt(x, 10, 64)
+		if i != 3 && i != 4 && i < 8 { // not idle, not iowait, not guest (counted in user)
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / clockTicks
+}
+
+// ownCPU is the CPU this benchmark and its children have used so far.
+func ownCPU() time.Duration {
+	t := cpuOf(os.Getpid())
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	for _, p := range procs {
+		t += p.cpu()
+	}
+	return t
+}
+
+// foreign measures the share of the machine that processes outside the benchmark used over
+// a phase: other work on the machine makes the figures noisier, and the table says so.
+type foreign struct {
+	start       time.Time
+	busy0, own0 time.Duration
+	share       float64
+}
+
+func startForeign() *foreign {
+	return &foreign{start: time.Now(), busy0: machineBusy(), own0: ownCPU()}
+}
+
+func (f *foreign) stop() {
+	other := (machineBusy() - f.busy0) - (ownCPU() - f.own0)
+	f.share = max(0, float64(other)/(float64(time.Since(f.start))*float64(runtime.NumCPU())))
 }

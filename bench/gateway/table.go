@@ -162,6 +162,8 @@ func grpcRows(t *table, o options, r grpcResult) {
 	t.row(fmt.Sprintf("rps at %d callers (closed loop)", o.grpcConc), rps(sc.rps), peer, rps(nc.rps), ratio(sc.rps, nc.rps))
 	t.row(fmt.Sprintf("p50 / p99 at %d callers", o.grpcConc), lat(sc), peer, lat(nc),
 		ratio(float64(sc.p50), float64(nc.p50))+" / "+ratio(float64(sc.p99), float64(nc.p99)))
+	sCPU, nCPU := median(r.cpu["specgate"]), median(r.cpu["noop"])
+	t.row(fmt.Sprintf("server CPU per call at %d callers", o.grpcConc), fmt.Sprintf("%.0f µs", sCPU), peer, fmt.Sprintf("%.0f µs", nCPU), ratio(sCPU, nCPU))
 	t.row(fmt.Sprintf("p50 / p99 at %d calls/s (open loop)", o.grpcRate), lat(so), peer, lat(no),
 		ratio(float64(so.p50), float64(no.p50))+" / "+ratio(float64(so.p99), float64(no.p99)))
 }
