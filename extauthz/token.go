@@ -72,7 +72,47 @@ func bearer(v string) (string, string) {
 	if dots != 2 {
 		return "", reasonMalformed
 	}
+	for _, seg := range strings.Split(tok, ".") {
+		if !canonicalBase64URL(seg) {
+			return "", reasonMalformed
+		}
+	}
 	return tok, ""
+}
+
+// canonicalBase64URL reports whether seg (already known to hold only base64url characters)
+// is the one canonical unpadded encoding of its bytes. Decoders ignore the unused low bits of
+// the last character, so without this check one signed token has several spellings, each
+// with its own hash: a revocation by token hash would miss the others. O(1): only the length
+// and the last character matter.
+func canonicalBase64URL(seg string) bool {
+	if seg == "" {
+		return true
+	}
+	last := base64URLValue(seg[len(seg)-1])
+	switch len(seg) % 4 {
+	case 1:
+		return false // never a valid length
+	case 2:
+		return last&0x0f == 0 // 4 unused bits
+	case 3:
+		return last&0x03 == 0 // 2 unused bits
+	}
+	return true
+}
+
+func base64URLValue(c byte) byte {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return c - 'A'
+	case c >= 'a' && c <= 'z':
+		return c - 'a' + 26
+	case c >= '0' && c <= '9':
+		return c - '0' + 52
+	case c == '-':
+		return 62
+	}
+	return 63 // '_'
 }
 
 // identity is what a verified token tells the gateway. Immutable once built; the token

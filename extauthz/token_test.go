@@ -96,7 +96,7 @@ func TestRefusedTokens(t *testing.T) {
 		{"one dot", "Bearer " + parts[0] + "." + parts[1], reasonMalformed},
 		{"non-base64 character", "Bearer " + parts[0] + "." + parts[1][:5] + "*" + parts[1][6:] + "." + parts[2], reasonMalformed},
 		{"padding", "Bearer " + good + "==", reasonMalformed},
-		{"bad base64 length", "Bearer " + parts[0] + ".a." + parts[2], reasonInvalid},
+		{"bad base64 length", "Bearer " + parts[0] + ".a." + parts[2], reasonMalformed},
 		{"payload not JSON", "Bearer " + parts[0] + "." + b64("not json") + "." + parts[2], reasonInvalid},
 		{"over 8 KB", "Bearer " + big, reasonTooLarge},
 		{"no scheme", good, reasonBadHeader},
@@ -211,3 +211,16 @@ func TestKeyDeclaredAlgorithmWins(t *testing.T) {
 }
 
 var _ = policy.Route{}
+
+// Each base64url segment has one canonical spelling; a token re-spelled with unused bits set
+// (same bytes, another hash) is refused, so a revocation by token hash cannot be sidestepped.
+func TestCanonicalBase64URL(t *testing.T) {
+	for seg, want := range map[string]bool{
+		"": true, "AA": true, "AB": false, "AAA": true, "AAB": false, "AAAA": true, "A": false,
+		"eyJhbGciOiJSUzI1NiJ9": true, "QQ": true, "QR": false, "QUE": true, "QUF": false,
+	} {
+		if got := canonicalBase64URL(seg); got != want {
+			t.Errorf("canonicalBase64URL(%q) = %v, want %v", seg, got, want)
+		}
+	}
+}
