@@ -129,7 +129,8 @@ func httpRows(t *table, o options, vs []*variant, closed, open map[string][]samp
 		t.check("HTTP "+v.key+" open loop", open[v.key])
 		c[v.key], op[v.key], label[v.key] = medians(closed[v.key]), medians(open[v.key]), v.label
 	}
-	pairs := [][2]string{{"authz", "none"}, {"authz+rl", "none"}, {"jwt_authn", "none"}, {"authz", "jwt_authn"}, {"authz+rl", "jwt_authn"}}
+	pairs := [][2]string{{"authz", "none"}, {"authz+rl", "none"}, {"jwt_authn", "none"},
+		{"authz", "noop-ext_authz"}, {"noop-ext_authz", "jwt_authn"}, {"authz", "jwt_authn"}, {"authz+rl", "jwt_authn"}}
 	t.section(fmt.Sprintf("Gateway, GET /orders/{id} with a token: rps at %d connections (closed loop), median of %d × %s", o.conc, o.rounds, o.dur))
 	for _, p := range pairs {
 		g := ""
