@@ -53,6 +53,7 @@ bench: build envoy
 # The resilience suite in full (make test runs its short form).
 chaos: envoy
 	SPECGATE_CHAOS=full go test -count=1 -timeout 30m -v ./chaos/
+	go test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime 20s ./extauthz/
 
 clean:
 	rm -rf $(BIN) .run
