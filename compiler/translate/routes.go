@@ -214,9 +214,9 @@ func (t *translator) preflight(tmpl ir.Template, svc *ir.Service, allow []string
 	pol := corsPolicy(svc.CORS, allow)
 	pol.ForwardNotMatchingPreflights = wrapperspb.Bool(false)
 	return &routev3.Route{
-		Name:   fmt.Sprintf("%s.preflight:%s", svc.Name, tmpl.Shape()),
-		Match:  m,
-		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: svc.Name}}},
+		Name:                 fmt.Sprintf("%s.preflight:%s", svc.Name, tmpl.Shape()),
+		Match:                m,
+		Action:               &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: svc.Name}}},
 		TypedPerFilterConfig: map[string]*anypb.Any{filterCORS: t.pack(pol)},
 	}
 }
