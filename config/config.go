@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -178,6 +180,11 @@ func (g Gateway) Validate() error {
 	}
 	if s := g.RateLimit.Store; s != "memory" && !strings.HasPrefix(s, "redis://") && !strings.HasPrefix(s, "rediss://") {
 		add("rateLimit: store %q must be memory or redis://", s)
+	}
+	if g.Authz.FailOpen && len(g.ClaimHeaders) > 0 {
+		// When authz cannot be asked, Envoy lets the request through untouched: client-sent
+		// copies of the identity headers would reach the backends as if the gateway set them.
+		add("authz: failOpen would let forged %s headers through when authz is down; set claimHeaders: {} to use it", strings.Join(slices.Sorted(maps.Keys(g.ClaimHeaders)), ", "))
 	}
 	if g.Authz.Timeout.Duration <= 0 {
 		add("authz: timeout must be positive")

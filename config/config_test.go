@@ -61,3 +61,9 @@ func TestClaimHeadersReplaceDefaults(t *testing.T) {
 		t.Fatalf("defaults lost: %v", g.ClaimHeaders)
 	}
 }
+
+func TestFailOpenNeedsNoIdentityHeaders(t *testing.T) {
+	if _, err := Parse([]byte("authz: {failOpen: true}\nclaimHeaders: {}")); err != nil {
+		t.Fatalf("failOpen without identity headers refused: %v", err)
+	}
+}
