@@ -108,10 +108,11 @@ func (b *batcher) exec(batch []*call, n int) {
 	defer cancel()
 	pipe := b.rdb.Pipeline()
 	incrs := make([]*redis.IntCmd, 0, n)
+	expires := make([]*redis.BoolCmd, 0, n)
 	for _, c := range batch {
 		for _, o := range c.ops {
 			incrs = append(incrs, pipe.IncrBy(ctx, o.key, o.n))
-			pipe.PExpireAt(ctx, o.key, o.expireAt)
+			expires = append(expires, pipe.PExpireAt(ctx, o.key, o.expireAt))
 		}
 	}
 	_, _ = pipe.Exec(ctx) // errors are read per command below
@@ -120,6 +121,10 @@ func (b *batcher) exec(batch []*call, n int) {
 		c.counts = make([]int64, len(c.ops))
 		for j := range c.ops {
 			v, err := incrs[i].Result()
+			if err == nil {
+				// A counter without expiry would stay in Redis forever: a store error too.
+				err = expires[i].Err()
+			}
 			if err != nil && c.err == nil {
 				c.err = err
 			}
