@@ -1,0 +1,114 @@
+package xds
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/specgate/specgate/compiler/translate"
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/testenvoy"
+)
+
+// A config Envoy rejects (here a route regex RE2 cannot compile, which protobuf validation
+// lets through) comes back as a NACK: counted per node and type, logged with Envoy's error.
+// The server never publishes such a snapshot itself; the test sets it on the cache directly.
+func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
+	dir := t.TempDir()
+	spec := "openapi: 3.1.0\ninfo: {title: alpha, version: '1'}\nx-specgate: {service: alpha, backend: 'http://127.0.0.1:1'}\nsecurity: []\npaths:\n  /a:\n    get: {operationId: a, responses: {'200': {description: ok}}}\n"
+	if err := os.WriteFile(filepath.Join(dir, "alpha.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(testenvoy.FreePort(t)), uint32(testenvoy.FreePort(t))
+	logs := &testenvoy.LogBuffer{}
+	s, err := New(Options{SpecDir: dir, Gateway: cfg, ListenAddress: "127.0.0.1", Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, _ := net.Listen("tcp", "127.0.0.1:0")
+	hl, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(ctx, gl, hl) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	admin := "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t))
+	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{NodeID: "envoy-nack", AdminAddress: admin}, gl.Addr().String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, _ := translate.YAML(boot)
+	p := filepath.Join(t.TempDir(), "bootstrap.yaml")
+	if err := os.WriteFile(p, y, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenvoy.Start(t, p, admin)
+	metricsURL := "http://" + hl.Addr().String() + "/metrics"
+	waitFor(t, metricsURL, `specgate_xds_acks_total{node="envoy-nack",type="envoy.config.route.v3.RouteConfiguration"}`)
+
+	// The live snapshot, with one route's matcher replaced by an unclosed regex group.
+	live, err := s.cache.GetSnapshot(fleet{}.ID(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := map[resource.Type][]types.Resource{}
+	for _, typ := range []resource.Type{resource.ListenerType, resource.ClusterType, resource.RateLimitConfigType} {
+		for _, r := range live.GetResources(typ) {
+			res[typ] = append(res[typ], r)
+		}
+	}
+	for _, r := range live.GetResources(resource.RouteType) {
+		rc := proto.Clone(r.(*routev3.RouteConfiguration)).(*routev3.RouteConfiguration)
+		rc.VirtualHosts[0].Routes[0].Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "([unclosed"}}
+		res[resource.RouteType] = append(res[resource.RouteType], rc)
+	}
+	bad, err := cache.NewSnapshot("bad-version", res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cache.SetSnapshot(context.Background(), fleet{}.ID(nil), bad); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, metricsURL, `specgate_xds_nacks_total{node="envoy-nack",type="envoy.config.route.v3.RouteConfiguration"}`)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "config rejected by node") || !strings.Contains(logs.String(), "unclosed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("NACK not logged with Envoy's error detail:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitFor(t *testing.T, url, series string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if resp, err := http.Get(url); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), series) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metric %s never appeared", series)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
