@@ -15,6 +15,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/specgate/specgate/compiler/ir"
+	"github.com/specgate/specgate/policy"
 )
 
 const extKey = "x-specgate"
@@ -88,7 +89,7 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, bool) {
 	if svc.Name == "" && doc.Info != nil {
 		svc.Name = slug(doc.Info.Title)
 	}
-	if err := (ir.Service{Name: svc.Name, Backend: ir.Backend{Host: "x", Port: 1}}).Validate(); err != nil {
+	if !ir.ValidServiceName(svc.Name) {
 		diags.errorf(file, "", "service name %q: must be 1-63 of [a-z0-9-] (x-specgate.service or info.title)", svc.Name)
 	}
 	backend, err := parseBackend(ext.Backend)
@@ -307,7 +308,7 @@ func buildSecurity(file, where string, doc *openapi3.T, reqs openapi3.SecurityRe
 				continue
 			}
 			for _, s := range req[name] {
-				if s == "" || strings.ContainsAny(s, " \t\r\n") {
+				if !policy.ValidScope(s) {
 					diags.errorf(file, where, "security %s: scope %q must be a non-empty word", name, s)
 					ok = false
 				}

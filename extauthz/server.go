@@ -2,7 +2,6 @@ package extauthz
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -126,11 +125,14 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 
 func (s *server) close() { s.keys.close() }
 
-// routePolicy is a decoded route policy with its precomputed 403 answer.
+// routePolicy is a decoded route policy with what every request of the route would
+// otherwise recompute: its 403 answer and the rate-limit header names with their metadata keys.
 type routePolicy struct {
 	policy.Route
-	err    error
-	denied *authv3.CheckResponse // insufficient scope
+	err        error
+	denied     *authv3.CheckResponse // insufficient scope
+	limitHdrs  []string              // lower-case header names of header:<Name> keys
+	limitMetas []string              // policy.MetaHeader of each
 }
 
 // maxPolicies bounds the decoded-policy cache (a route table has a few thousand routes).
@@ -144,6 +146,10 @@ func (s *server) routePolicy(raw string) *routePolicy {
 	p := &routePolicy{Route: r, err: err}
 	if err == nil {
 		p.denied = insufficientScope(r)
+		for _, h := range r.RateLimitHeaders {
+			p.limitHdrs = append(p.limitHdrs, strings.ToLower(h))
+			p.limitMetas = append(p.limitMetas, policy.MetaHeader(h))
+		}
 	}
 	// Policies come from the compiled config, never from clients, but each push that changes
 	// one adds an entry: start afresh when the map outgrows any real route table.
@@ -195,7 +201,7 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 	)
 	raw, ok := strings.CutPrefix(auth, "Bearer ")
 	if ok && len(raw) <= maxTokenBytes {
-		sum = sha256.Sum256([]byte(raw))
+		sum = revocation.TokenHash(raw)
 		id = s.cache.get(&sum, now)
 	}
 	if id != nil {
@@ -291,27 +297,23 @@ func (s *server) allow(pol *routePolicy, headers map[string]string, id *identity
 	slices.Sort(ok.HeadersToRemove[n:])
 
 	ip := "ip:" + addr
-	fields := make(map[string]*structpb.Value, 2+len(pol.RateLimitHeaders))
+	subject, client := "", ip
 	if id != nil {
-		fields[policy.MetaSubject] = structpb.NewStringValue(id.subject)
-		client := id.client
-		if client == "" {
-			client = ip
+		subject = id.subject
+		if id.client != "" {
+			client = id.client
 		}
-		fields[policy.MetaClient] = structpb.NewStringValue(client)
-	} else {
-		fields[policy.MetaSubject] = structpb.NewStringValue("")
-		fields[policy.MetaClient] = structpb.NewStringValue(ip)
 	}
-	for _, h := range pol.RateLimitHeaders {
+	fields := make(map[string]*structpb.Value, 2+len(pol.limitHdrs))
+	fields[policy.MetaSubject] = structpb.NewStringValue(subject)
+	fields[policy.MetaClient] = structpb.NewStringValue(client)
+	for i, h := range pol.limitHdrs {
 		// "h:" keeps a client's header value from naming another bucket, e.g. "ip:<addr>".
-		v, present := headers[strings.ToLower(h)]
-		if present && v != "" {
-			v = "h:" + v
-		} else {
-			v = ip
+		v := ip
+		if hv := headers[h]; hv != "" {
+			v = "h:" + hv
 		}
-		fields[policy.MetaHeader(h)] = structpb.NewStringValue(v)
+		fields[pol.limitMetas[i]] = structpb.NewStringValue(v)
 	}
 	return &authv3.CheckResponse{
 		Status:          &rpcstatus.Status{Code: int32(codes.OK)},
@@ -347,7 +349,7 @@ func insufficientScope(r policy.Route) *authv3.CheckResponse {
 		if first == nil {
 			first = req.Scopes
 		}
-		alts = append(alts, append([]string{}, req.Scopes...))
+		alts = append(alts, req.Scopes)
 	}
 	hdr := `Bearer error="insufficient_scope"`
 	if len(first) > 0 {

@@ -84,13 +84,17 @@ func (r Route) Validate() error {
 	}
 	for _, req := range r.AnyOf {
 		for _, s := range req.Scopes {
-			if s == "" || strings.ContainsAny(s, " \t\n") {
+			if !ValidScope(s) {
 				errs = append(errs, fmt.Errorf("policy %s: invalid scope %q", r.ID, s))
 			}
 		}
 	}
 	return errors.Join(errs...)
 }
+
+// ValidScope reports whether s can be a scope: a non-empty word (scope claims are
+// space-separated lists).
+func ValidScope(s string) bool { return s != "" && !strings.ContainsAny(s, " \t\r\n") }
 
 // Encode returns the context extensions carrying r.
 func (r Route) Encode() (map[string]string, error) {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -41,8 +40,6 @@ func (e *RefusedError) Error() string {
 func refusal(diags compiler.Diagnostics, err error) *RefusedError {
 	return &RefusedError{Diagnostics: diags, Reason: err.Error()}
 }
-
-var serviceName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Push replaces (or adds) the spec of one service. The candidate set of specs is compiled and
 // validated first; only then is the file written (atomically) and the snapshot set. A dry run
@@ -120,10 +117,8 @@ func (s *Server) fileOf(service string) (file, owner string) {
 	if st == nil {
 		return file, ""
 	}
-	for _, svc := range st.gw.Services {
-		if svc.Name == service {
-			return svc.File, service
-		}
+	if svc := st.service(service); svc != nil {
+		return svc.File, service
 	}
 	for _, svc := range st.gw.Services {
 		if svc.File == file {
@@ -199,14 +194,11 @@ func (s *Server) listSpecs(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) {
-	st := s.current.Load()
-	if st != nil {
-		for _, svc := range st.gw.Services {
-			if svc.Name == r.PathValue("service") {
-				w.Header().Set("Content-Type", "application/yaml")
-				_, _ = w.Write(st.files[svc.File])
-				return
-			}
+	if st := s.current.Load(); st != nil {
+		if svc := st.service(r.PathValue("service")); svc != nil {
+			w.Header().Set("Content-Type", "application/yaml")
+			_, _ = w.Write(st.files[svc.File])
+			return
 		}
 	}
 	writeJSON(w, 404, map[string]string{"error": errNotFound.Error()})
@@ -214,8 +206,8 @@ func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) putSpec(w http.ResponseWriter, r *http.Request) {
 	service := r.PathValue("service")
-	if !serviceName.MatchString(service) {
-		writeJSON(w, 400, map[string]string{"error": "service name must match " + serviceName.String()})
+	if !ir.ValidServiceName(service) {
+		writeJSON(w, 400, map[string]string{"error": "service name must be 1-63 of [a-z0-9-]"})
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxSpecBytes))

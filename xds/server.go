@@ -93,6 +93,16 @@ type state struct {
 	gw      ir.Gateway
 }
 
+// service finds a service of the state by name (nil if absent).
+func (st *state) service(name string) *ir.Service {
+	for i := range st.gw.Services {
+		if st.gw.Services[i].Name == name {
+			return &st.gw.Services[i]
+		}
+	}
+	return nil
+}
+
 // Server is the control plane.
 type Server struct {
 	opts    Options

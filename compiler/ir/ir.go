@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/specgate/specgate/policy"
 )
 
 // Gateway is the merged model of every service.
@@ -196,7 +198,7 @@ func (o Operation) Validate() error {
 	}
 	for _, r := range o.Security.AnyOf {
 		for _, sc := range r.Scopes {
-			if sc == "" || strings.ContainsAny(sc, " \t\r\n") {
+			if !policy.ValidScope(sc) {
 				add("scope %q must be a non-empty word", sc)
 			}
 		}
@@ -254,6 +256,10 @@ func (c CORS) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ValidServiceName reports whether s can name a service: [a-z0-9-]{1,63}, no leading or
+// trailing dash (a DNS label, as it names clusters, files and metrics).
+func ValidServiceName(s string) bool { return serviceName.MatchString(s) }
 
 // ValidHeaderName reports whether s is an HTTP header field name (RFC 9110 token).
 func ValidHeaderName(s string) bool { return headerName.MatchString(s) }

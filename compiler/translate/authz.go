@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"strings"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -29,14 +31,14 @@ func (t *translator) authzFilter() *extauthzv3.ExtAuthz {
 
 // authzPerRoute hands the authz service the policy of exactly this route, in the same RDS
 // update as the route itself, so the service keeps no per-route state.
-func (t *translator) authzPerRoute(op *ir.Operation, svc *ir.Service) *anypb.Any {
+func (t *translator) authzPerRoute(op *ir.Operation) *anypb.Any {
 	pol := policy.Route{ID: op.ID, Anonymous: op.Security.Anonymous, Headers: op.AllowedHeaders}
 	for _, r := range op.Security.AnyOf {
 		pol.AnyOf = append(pol.AnyOf, policy.Requirement{Scopes: r.Scopes, Issuers: r.Issuers})
 	}
 	for _, rl := range op.RateLimits {
 		if rl.Key == ir.KeyHeader {
-			pol.RateLimitHeaders = appendUnique(pol.RateLimitHeaders, lower(rl.Header))
+			pol.RateLimitHeaders = appendUnique(pol.RateLimitHeaders, strings.ToLower(rl.Header))
 		}
 	}
 	ext, err := pol.Encode()

@@ -187,7 +187,7 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 	if !isIP(svc.Backend.Host) {
 		action.HostRewriteSpecifier = &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}
 	}
-	perFilter := map[string]*anypb.Any{filterExtAuthz: t.authzPerRoute(op, svc)}
+	perFilter := map[string]*anypb.Any{filterExtAuthz: t.authzPerRoute(op)}
 	if svc.CORS != nil {
 		perFilter[filterCORS] = t.pack(corsPolicy(svc.CORS, allow))
 	}

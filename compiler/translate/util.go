@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -13,8 +12,6 @@ const (
 	tenSeconds = 10 * time.Second
 	oneHour    = time.Hour
 )
-
-func lower(s string) string { return strings.ToLower(s) }
 
 func appendUnique(list []string, s string) []string {
 	if slices.Contains(list, s) {

@@ -114,9 +114,6 @@ func (s *Set) Len() int {
 func (s *Set) FillRatio() float64       { return math.Float64frombits(s.fill.Load()) }
 func (s *Set) EstimatedFPRate() float64 { return math.Float64frombits(s.estFP.Load()) }
 
-// FilterBytes is the memory held by the bloom filter's bits.
-func (s *Set) FilterBytes() uint { return s.snap.Load().bloom.Cap() / 8 }
-
 // Lookup returns the entry for key if it is revoked. It takes no lock unless the filter
 // says the key may be present.
 func (s *Set) Lookup(key []byte) (Entry, bool) {
