@@ -49,27 +49,22 @@ func merge(a, b Entry) Entry {
 	return a
 }
 
-// foldAt is how many recent additions are kept beside the filter before they are folded
-// into a new copy of it. Copying a 42 MB filter per revocation would be wasteful; a small
-// immutable map checked beside it keeps Test lock-free and Add cheap.
-const foldAt = 512
+// overlayCap is how many additions the overlay takes before they are folded into a new copy
+// of the big filter. Copying a 42 MB filter per revocation would be wasteful; with the
+// overlay a mass revocation copies it once per overlayCap additions.
+const overlayCap = 1 << 16
 
-// filter is an immutable snapshot read by the hot path without locks: a bloom filter plus
-// the keys added since it was built.
+// filter is a snapshot read by the hot path without locks: a bloom filter, immutable once
+// published, plus the overlay of keys added since it was built.
 type filter struct {
 	bloom    *bloom.BloomFilter
-	recent   map[string]struct{}
+	recent   *overlay
 	inserted uint // keys in bloom, including ones that expired since
 	capacity uint // entries the bloom was sized for
 }
 
 func (f *filter) mayContain(key []byte) bool {
-	if len(f.recent) > 0 {
-		if _, ok := f.recent[string(key)]; ok {
-			return true
-		}
-	}
-	return f.bloom.Test(key)
+	return f.recent.test(key) || f.bloom.Test(key)
 }
 
 // Set is the in-memory revocation set. Lookups are safe from any number of goroutines while
@@ -79,8 +74,9 @@ type Set struct {
 	expected uint
 	fpRate   float64
 
-	wmu  sync.Mutex // serialises writers
-	snap atomic.Pointer[filter]
+	wmu     sync.Mutex // serialises writers
+	snap    atomic.Pointer[filter]
+	pending []string // keys in the overlay, to fold into the next filter (under wmu)
 
 	mu    sync.RWMutex
 	exact map[string]Entry
@@ -96,7 +92,7 @@ func NewSet(expected uint, fp float64) *Set {
 		expected = 1
 	}
 	s := &Set{expected: expected, fpRate: fp, exact: map[string]Entry{}}
-	s.publish(&filter{bloom: bloom.NewWithEstimates(expected, fp), capacity: expected}, true)
+	s.publish(&filter{bloom: bloom.NewWithEstimates(expected, fp), capacity: expected})
 	return s
 }
 
@@ -165,27 +161,18 @@ func (s *Set) Add(e Entry, now time.Time) {
 	s.mu.Unlock()
 
 	cur := s.snap.Load()
-	if cur.bloom.TestString(e.Key) {
-		return
+	key := []byte(e.Key)
+	if cur.mayContain(key) {
+		return // a positive is confirmed against exact, which has the key now
 	}
-	if _, ok := cur.recent[e.Key]; ok {
-		return
-	}
-	if len(cur.recent)+1 >= foldAt {
+	s.pending = append(s.pending, e.Key)
+	if cur.recent.add(key) {
 		b := cur.bloom.Copy()
-		for k := range cur.recent {
+		for _, k := range s.pending {
 			b.AddString(k)
 		}
-		b.AddString(e.Key)
-		s.publish(&filter{bloom: b, inserted: cur.inserted + uint(len(cur.recent)) + 1, capacity: cur.capacity}, true)
-		return
+		s.publish(&filter{bloom: b, inserted: cur.inserted + uint(len(s.pending)), capacity: cur.capacity})
 	}
-	recent := make(map[string]struct{}, len(cur.recent)+1)
-	for k := range cur.recent {
-		recent[k] = struct{}{}
-	}
-	recent[e.Key] = struct{}{}
-	s.publish(&filter{bloom: cur.bloom, recent: recent, inserted: cur.inserted, capacity: cur.capacity}, false)
 }
 
 // Replace swaps in the whole set, as loaded from the store.
@@ -233,7 +220,7 @@ func (s *Set) Sweep(now time.Time) (removed int) {
 	live := uint(len(s.exact))
 	s.mu.Unlock()
 	cur := s.snap.Load()
-	total := cur.inserted + uint(len(cur.recent))
+	total := cur.inserted + uint(len(s.pending))
 	if total > cur.capacity || (total > live && total-live > live/2) {
 		s.rebuildLocked()
 	}
@@ -254,16 +241,15 @@ func (s *Set) rebuildLocked() {
 	}
 	inserted := uint(len(s.exact))
 	s.mu.RUnlock()
-	s.publish(&filter{bloom: b, inserted: inserted, capacity: n}, true)
+	s.publish(&filter{bloom: b, inserted: inserted, capacity: n})
 }
 
-// publish swaps the hot-path snapshot. Counting the bits of a large filter takes a few
-// milliseconds, so the statistics are refreshed only when the bloom itself changed.
-func (s *Set) publish(f *filter, newBloom bool) {
+// publish swaps in a new big filter with an empty overlay (caller holds wmu, or is NewSet).
+// Counting the bits of a large filter takes a few milliseconds: it happens only here.
+func (s *Set) publish(f *filter) {
+	f.recent = newOverlay(min(overlayCap, int(f.capacity)), s.fpRate)
+	s.pending = s.pending[:0]
 	s.snap.Store(f)
-	if !newBloom {
-		return
-	}
 	fill := float64(f.bloom.BitSet().Count()) / float64(f.bloom.Cap())
 	s.fill.Store(math.Float64bits(fill))
 	s.estFP.Store(math.Float64bits(math.Pow(fill, float64(f.bloom.K()))))

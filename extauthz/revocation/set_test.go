@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -133,5 +135,52 @@ func TestOpen(t *testing.T) {
 		if st != nil {
 			st.Close()
 		}
+	}
+}
+
+// A mass revocation runs through several overlay folds while readers look up what was already
+// added: no added key is ever missed, before, during or after a fold.
+func TestMassRevocationThroughFoldsMissesNothing(t *testing.T) {
+	now := time.Now()
+	s := NewSet(3_000, 1e-7) // overlay of 3,000 keys: 10,000 additions fold three times
+	const n = 10_000
+	var added atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var misses atomic.Int64
+	for r := range 4 {
+		wg.Go(func() {
+			for i := r; ; i += 7 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				hi := added.Load()
+				if hi == 0 {
+					continue
+				}
+				if _, ok := s.Lookup([]byte(JTIKey(fmt.Sprint("mass-", int64(i)%hi)))); !ok {
+					misses.Add(1)
+				}
+			}
+		})
+	}
+	for i := range n {
+		s.Add(Entry{Key: JTIKey(fmt.Sprint("mass-", i)), At: now, Expires: now.Add(time.Hour)}, now)
+		added.Store(int64(i + 1))
+	}
+	close(stop)
+	wg.Wait()
+	if m := misses.Load(); m != 0 {
+		t.Fatalf("%d lookups missed a revoked key", m)
+	}
+	for i := range n {
+		if _, ok := s.Lookup([]byte(JTIKey(fmt.Sprint("mass-", i)))); !ok {
+			t.Fatalf("key %d missed after the folds", i)
+		}
+	}
+	if _, ok := s.Lookup([]byte(JTIKey("never-revoked"))); ok {
+		t.Fatal("a key never added was found")
 	}
 }
