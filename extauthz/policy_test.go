@@ -220,3 +220,28 @@ func TestHeadersAndMetadata(t *testing.T) {
 		}
 	})
 }
+
+// Behind xffTrustedHops proxies the ip: fall-back is the client address Envoy trusts, not
+// the proxy that connected, and a client-forged X-Forwarded-For entry is never used.
+func TestClientAddressBehindTrustedProxies(t *testing.T) {
+	attrs := request(t, protectedRoute, nil).GetAttributes() // peer 203.0.113.7 (the load balancer)
+	for _, tc := range []struct {
+		xff  string
+		hops int
+		want string
+	}{
+		{"", 0, "203.0.113.7"},
+		{"198.51.100.1, 203.0.113.7", 0, "203.0.113.7"},
+		{"198.51.100.1, 203.0.113.7", 1, "198.51.100.1"},
+		{"6.6.6.6, 198.51.100.1, 203.0.113.7", 1, "198.51.100.1"}, // forged first entry ignored
+		{"203.0.113.7", 1, "203.0.113.7"},                         // too short: the peer
+	} {
+		h := map[string]string{}
+		if tc.xff != "" {
+			h["x-forwarded-for"] = tc.xff
+		}
+		if got := clientAddress(attrs, h, tc.hops); got != tc.want {
+			t.Errorf("xff %q hops %d: %s, want %s", tc.xff, tc.hops, got, tc.want)
+		}
+	}
+}

@@ -36,6 +36,7 @@ type server struct {
 	m        *metrics
 	log      *slog.Logger
 	now      func() time.Time
+	xffHops  int // gateway.yaml xffTrustedHops
 
 	policies    sync.Map // raw ExtPolicy string -> *routePolicy
 	policyCount atomic.Int64
@@ -79,7 +80,8 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{keys: keys, cache: newTokenCache(d.cacheSize), revoked: d.revoked, m: m, log: d.log, now: d.now}
+	s := &server{keys: keys, cache: newTokenCache(d.cacheSize), revoked: d.revoked, m: m, log: d.log, now: d.now,
+		xffHops: int(d.cfg.XFFTrustedHops)}
 	v := &verifier{issuers: map[string]*trustedIssuer{}, claims: d.cfg.Claims,
 		maxLifetime: d.cfg.Revocation.MaxTokenLifetime.Duration, now: d.now}
 	if v.maxLifetime <= 0 {
@@ -184,7 +186,7 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		return policyError, reasonPolicy
 	}
 	headers := requestHeaders(attrs.GetRequest().GetHttp())
-	addr := attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()
+	addr := clientAddress(attrs, headers, s.xffHops)
 	auth, present := headers["authorization"]
 	if !present {
 		if pol.Anonymous {
@@ -248,6 +250,25 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		return pol.denied, reasonIssuerNotValid
 	}
 	return pol.denied, reasonScope
+}
+
+// clientAddress is the trusted client address that the ip: rate-limit fall-backs count by,
+// the same one Envoy's remote_address action uses. Envoy reports the connection's peer as the
+// source; behind hops trusted proxies (a cloud load balancer) the client is further left in
+// X-Forwarded-For, which Envoy has already extended with the peer: the (hops+1)-th entry from
+// the right. Entries left of it are the client's own and never trusted.
+func clientAddress(attrs *authv3.AttributeContext, headers map[string]string, hops int) string {
+	peer := attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()
+	if hops <= 0 {
+		return peer
+	}
+	xff := strings.Split(headers["x-forwarded-for"], ",")
+	if i := len(xff) - 1 - hops; i >= 0 {
+		if a := strings.TrimSpace(xff[i]); a != "" {
+			return a
+		}
+	}
+	return peer
 }
 
 // requestHeaders returns the lower-case request headers. With encode_raw_headers Envoy
