@@ -84,9 +84,6 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 		xffHops: int(d.cfg.XFFTrustedHops)}
 	v := &verifier{issuers: map[string]*trustedIssuer{}, claims: d.cfg.Claims,
 		maxLifetime: d.cfg.Revocation.MaxTokenLifetime.Duration, now: d.now}
-	if v.maxLifetime <= 0 {
-		v.maxLifetime = 24 * time.Hour
-	}
 	for h, c := range d.cfg.ClaimHeaders {
 		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claim: c})
 	}
@@ -98,12 +95,7 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 		}
 		ti := &trustedIssuer{name: is.Issuer, audiences: is.Audiences, algs: map[string]bool{}}
 		for _, a := range algs {
-			if a != "none" && !strings.HasPrefix(a, "HS") {
-				ti.algs[a] = true
-			}
-		}
-		if len(is.Audiences) == 0 {
-			d.log.Warn("issuer has no audiences: aud is not checked for its tokens", "issuer", is.Issuer)
+			ti.algs[a] = true
 		}
 		ti.keys = keys.add(ctx, is.Issuer, is.JWKSURI)
 		v.issuers[is.Issuer] = ti
@@ -194,22 +186,24 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		}
 		return deniedMissing, reasonMissing
 	}
-	// Look the token up before parsing it: the cache holds only tokens that passed bearer()
-	// and verification, so a hit needs neither again (the common case stays cheap).
+	// Look the token up before checking its syntax: the cache holds only tokens that passed
+	// tokenSyntax and verification, so a hit needs neither again (the common case stays cheap).
 	now := s.now()
 	var (
 		sum [32]byte
 		id  *identity
 	)
-	raw, ok := strings.CutPrefix(auth, "Bearer ")
-	if ok && len(raw) <= maxTokenBytes {
+	raw, why := splitBearer(auth)
+	if why == "" {
 		sum = revocation.TokenHash(raw)
 		id = s.cache.get(&sum, now)
 	}
 	if id != nil {
 		s.m.cacheHit.Inc()
 	} else {
-		raw, why := bearer(auth)
+		if why == "" {
+			why = tokenSyntax(raw)
+		}
 		if why != "" {
 			return deniedInvalid, why
 		}

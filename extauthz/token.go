@@ -49,9 +49,9 @@ const (
 	reasonRevocationUnavailable = "revocations_unavailable"
 )
 
-// bearer extracts the token from an Authorization value. Only `Bearer <token>` with one
-// space is accepted; Envoy joins repeated headers with ",", which fails the charset check.
-func bearer(v string) (string, string) {
+// splitBearer extracts the token from an Authorization value. Only `Bearer <token>` with one
+// space is accepted; Envoy joins repeated headers with ",", which fails tokenSyntax.
+func splitBearer(v string) (string, string) {
 	tok, ok := strings.CutPrefix(v, "Bearer ")
 	if !ok || tok == "" {
 		return "", reasonBadHeader
@@ -59,6 +59,11 @@ func bearer(v string) (string, string) {
 	if len(tok) > maxTokenBytes {
 		return "", reasonTooLarge
 	}
+	return tok, ""
+}
+
+// tokenSyntax checks the compact form: three canonical base64url segments ("" when fine).
+func tokenSyntax(tok string) string {
 	dots := 0
 	for i := 0; i < len(tok); i++ {
 		switch c := tok[i]; {
@@ -66,18 +71,18 @@ func bearer(v string) (string, string) {
 			dots++
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
 		default:
-			return "", reasonMalformed
+			return reasonMalformed
 		}
 	}
 	if dots != 2 {
-		return "", reasonMalformed
+		return reasonMalformed
 	}
 	for _, seg := range strings.Split(tok, ".") {
 		if !canonicalBase64URL(seg) {
-			return "", reasonMalformed
+			return reasonMalformed
 		}
 	}
-	return tok, ""
+	return ""
 }
 
 // canonicalBase64URL reports whether seg (already known to hold only base64url characters)
@@ -224,11 +229,10 @@ func (v *verifier) verify(ctx context.Context, raw string) (*identity, error) {
 	if got, _ := tok.Issuer(); iss == nil || got != iss.name {
 		return nil, fail(reasonUnknownIssuer, fmt.Errorf("iss %q", got))
 	}
-	if len(iss.audiences) > 0 {
-		aud, _ := tok.Audience()
-		if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(iss.audiences, a) }) {
-			return nil, fail(reasonAudience, fmt.Errorf("aud %q", aud))
-		}
+	// config.Validate requires audiences; an issuer without any accepts no token.
+	aud, _ := tok.Audience()
+	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(iss.audiences, a) }) {
+		return nil, fail(reasonAudience, fmt.Errorf("aud %q", aud))
 	}
 	exp, _ := tok.Expiration()
 	iat, _ := tok.IssuedAt()
@@ -256,6 +260,8 @@ func (v *verifier) selectKey(ctx context.Context, sink jws.KeySink, sig *jws.Sig
 	}
 	hdrs := sig.ProtectedHeaders()
 	alg, ok := hdrs.Algorithm()
+	// The one guard in code against none and HMAC (config.Validate refuses them too): a
+	// JWKS public key must never serve as an HMAC secret, whatever reached iss.algs.
 	if !ok || !iss.algs[alg.String()] || alg == jwa.NoSignature() || strings.HasPrefix(alg.String(), "HS") {
 		return nil, errAlgorithm
 	}
