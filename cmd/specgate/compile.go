@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/ir"
@@ -105,9 +106,7 @@ func newCompileCmd() *cobra.Command {
 	f.StringVarP(&out, "output", "o", "-", "output file (- for stdout)")
 	f.StringVar(&gatewayConfig, "config", "", "gateway.yaml (default: built-in defaults)")
 	f.StringVar(&listen, "listen-address", "0.0.0.0", "IP the listeners bind")
-	f.StringVar(&bo.AdminAddress, "admin-address", "127.0.0.1:9901", "Envoy admin address (bootstrap)")
-	f.StringVar(&bo.AuthzAddress, "authz-address", "127.0.0.1:9001", "specgate authz gRPC address (bootstrap)")
-	f.StringVar(&bo.RateLimitAddr, "ratelimit-address", "127.0.0.1:9003", "specgate ratelimit gRPC address (bootstrap)")
+	addPeerFlags(f, &bo)
 	return cmd
 }
 
@@ -156,8 +155,13 @@ func newBootstrapCmd() *cobra.Command {
 	f.StringVar(&xdsAddr, "xds", "127.0.0.1:18000", "control plane ADS address")
 	f.BoolVar(&delta, "delta", false, "use delta xDS")
 	f.StringVar(&bo.NodeID, "node-id", "specgate-envoy", "Envoy node id (envoy --service-node overrides it)")
-	f.StringVar(&bo.AdminAddress, "admin-address", "127.0.0.1:9901", "Envoy admin address")
-	f.StringVar(&bo.AuthzAddress, "authz-address", "127.0.0.1:9001", "specgate authz gRPC address")
-	f.StringVar(&bo.RateLimitAddr, "ratelimit-address", "127.0.0.1:9003", "specgate ratelimit gRPC address")
+	addPeerFlags(f, &bo)
 	return cmd
+}
+
+// addPeerFlags registers where a bootstrap puts Envoy's admin and specgate's gRPC peers.
+func addPeerFlags(f *pflag.FlagSet, bo *translate.BootstrapOptions) {
+	f.StringVar(&bo.AdminAddress, "admin-address", "127.0.0.1:9901", "Envoy admin address")
+	f.StringVar(&bo.AuthzAddress, "authz-address", "127.0.0.1:9001", "specgate authz gRPC address(es), comma-separated for replicas")
+	f.StringVar(&bo.RateLimitAddr, "ratelimit-address", "127.0.0.1:9003", "specgate ratelimit gRPC address(es), comma-separated for replicas")
 }
