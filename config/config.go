@@ -66,7 +66,14 @@ func (r RateLimit) FailsOpen() bool { return r.FailOpen == nil || *r.FailOpen }
 type Authz struct {
 	FailOpen bool     `json:"failOpen"`
 	Timeout  Duration `json:"timeout"`
+	// DecisionCacheTTL > 0 lets each Envoy worker reuse an authz allow for the same token on
+	// the same route (and policy) for this long, without asking authz: revocations and a
+	// stopped authz then take effect within this time. 0 (default) asks authz every time.
+	DecisionCacheTTL Duration `json:"decisionCacheTTL"`
 }
+
+// MaxDecisionCacheTTL bounds how late a revocation may take effect at the edge.
+const MaxDecisionCacheTTL = 10 * time.Second
 
 // Duration is a time.Duration written as "200ms", "24h".
 type Duration struct{ time.Duration }
@@ -188,6 +195,9 @@ func (g Gateway) Validate() error {
 	}
 	if g.Authz.Timeout.Duration <= 0 {
 		add("authz: timeout must be positive")
+	}
+	if d := g.Authz.DecisionCacheTTL.Duration; d < 0 || d > MaxDecisionCacheTTL {
+		add("authz: decisionCacheTTL %s is outside 0s..%s (a revocation takes effect at the edge only after it)", d, MaxDecisionCacheTTL)
 	}
 	return errors.Join(errs...)
 }

@@ -40,6 +40,8 @@ func TestParseRefuses(t *testing.T) {
 		"dup issuer":   "issuers: [{issuer: x}, {issuer: x}]",
 		"bad jwks":     "issuers: [{issuer: x, jwksUri: 'ftp://x'}]",
 		"zero fp rate": "revocation: {falsePositiveRate: 0}",
+		"long cache":   "authz: {decisionCacheTTL: 1m}",
+		"neg cache":    "authz: {decisionCacheTTL: -1s}",
 	} {
 		if _, err := Parse([]byte(doc)); err == nil {
 			t.Errorf("%s: accepted %q", name, doc)
@@ -65,5 +67,18 @@ func TestClaimHeadersReplaceDefaults(t *testing.T) {
 func TestFailOpenNeedsNoIdentityHeaders(t *testing.T) {
 	if _, err := Parse([]byte("authz: {failOpen: true}\nclaimHeaders: {}")); err != nil {
 		t.Fatalf("failOpen without identity headers refused: %v", err)
+	}
+}
+
+func TestDecisionCacheOffByDefault(t *testing.T) {
+	g, err := Parse([]byte("authz: {timeout: 100ms}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Authz.DecisionCacheTTL.Duration != 0 {
+		t.Fatalf("decisionCacheTTL defaults to %s, want 0 (ask authz every time)", g.Authz.DecisionCacheTTL)
+	}
+	if g, err = Parse([]byte("authz: {decisionCacheTTL: 250ms}")); err != nil || g.Authz.DecisionCacheTTL.Duration != 250*time.Millisecond {
+		t.Fatalf("decisionCacheTTL 250ms: %v %v", g.Authz.DecisionCacheTTL, err)
 	}
 }

@@ -63,6 +63,7 @@ type stack struct {
 	authzA, authzB string // admin HTTP addresses
 	envoyAuthzGRPC string
 	public         string
+	envoy          *testenvoy.Envoy
 }
 
 const admin = "e2e-admin-token"
@@ -106,7 +107,8 @@ func waitOK(t *testing.T, url string) {
 	t.Fatalf("%s not ready", url)
 }
 
-func newStack(t *testing.T) *stack {
+// newStack starts the gateway; decisionCacheTTL > 0 turns the edge decision cache on.
+func newStack(t *testing.T, decisionCacheTTL time.Duration) *stack {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &stack{t: t, backend: e2e.NewBackend(t, "shop")}
 	redis := testredis.Start(t)
@@ -124,6 +126,7 @@ func newStack(t *testing.T) *stack {
 	s.cfg.Issuers = []config.Issuer{{Issuer: s.issuer, JWKSURI: jwks.URL, Audiences: []string{"api"}, Algorithms: []string{"RS256"}}}
 	s.cfg.Revocation.Store = redis.URL()
 	s.cfg.RateLimit.Store = redis.URL()
+	s.cfg.Authz.DecisionCacheTTL.Duration = decisionCacheTTL
 	s.public = "http://127.0.0.1:" + strconv.Itoa(int(s.cfg.Listeners.Public))
 
 	// Two authz replicas on one Redis: Envoy asks B, revocations go to A.
@@ -168,7 +171,7 @@ func newStack(t *testing.T) *stack {
 	if err := os.WriteFile(p, y, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	testenvoy.Start(t, p, adminAddr)
+	s.envoy = testenvoy.Start(t, p, adminAddr)
 	deadline := time.Now().Add(10 * time.Second)
 	for s.get("/shop/public", "", nil).StatusCode != 200 {
 		if time.Now().After(deadline) {
@@ -210,8 +213,18 @@ func (s *stack) do(method, path, token string, hdr map[string]string) *http.Resp
 	return resp
 }
 
+// The whole suite runs twice: authz asked for every request, and with the edge decision
+// cache, which must not change a single answer or header (revocation within 1s included).
 func TestGatewayEndToEnd(t *testing.T) {
-	s := newStack(t)
+	t.Run("authz every request", func(t *testing.T) { testGateway(t, newStack(t, 0)) })
+	t.Run("edge decision cache", func(t *testing.T) {
+		s := newStack(t, 500*time.Millisecond)
+		testGateway(t, s)
+		testDecisionCache(t, s)
+	})
+}
+
+func testGateway(t *testing.T, s *stack) {
 	alice := s.token("alice", "orders:read")
 
 	t.Run("statuses per route as the spec says", func(t *testing.T) {
@@ -325,4 +338,57 @@ func TestGatewayEndToEnd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// testDecisionCache: repeats of an allowed request skip authz and get exactly what authz gave
+// the first one; what authz did not allow is never served from the cache.
+func testDecisionCache(t *testing.T, s *stack) {
+	erin := s.token("erin", "orders:read")
+	forged := map[string]string{"X-User-Id": "mallory", "X-Client-Id": "evil", "X-Evil": "1", "Accept-Language": "fr"}
+	skipped := s.stat("http.public.ext_authz.disabled")
+	var first http.Header
+	for i := range 5 {
+		if code := s.get("/shop/orders", erin, forged).StatusCode; code != 200 {
+			t.Fatalf("request %d: %d", i+1, code)
+		}
+		got := s.backend.Last().Header
+		if v := got.Values("X-User-Id"); len(v) != 1 || v[0] != "erin" {
+			t.Errorf("request %d: X-User-Id at the backend %q, want [erin]", i+1, v)
+		}
+		for _, h := range []string{"X-Client-Id", "X-Evil", "Authorization"} {
+			if v := got.Values(h); len(v) != 0 {
+				t.Errorf("request %d: %s reached the backend: %q", i+1, h, v)
+			}
+		}
+		if i == 0 {
+			first = got.Clone()
+			continue
+		}
+		for _, h := range []string{"X-User-Id", "Accept-Language", "X-Forwarded-For", "User-Agent"} {
+			if got.Get(h) != first.Get(h) {
+				t.Errorf("request %d: %s = %q from the cache, %q from authz", i+1, h, got.Get(h), first.Get(h))
+			}
+		}
+	}
+	if n := s.stat("http.public.ext_authz.disabled") - skipped; n < 1 {
+		t.Errorf("no repeat request was answered from the decision cache (ext_authz.disabled +%d)", n)
+	}
+	// Allowed on GET /shop/orders, not on POST: another route (and policy) is another key.
+	if code := s.do("POST", "/shop/orders", erin, nil).StatusCode; code != 403 {
+		t.Errorf("POST with a token cached for GET: %d, want 403", code)
+	}
+	if n := s.stat("http.public.lua.specgate_authz_cache.errors"); n != 0 {
+		t.Errorf("decision cache script errors: %d\n%s", n, s.envoy.Log())
+	}
+}
+
+// stat is an Envoy counter (0 when absent).
+func (s *stack) stat(name string) int {
+	s.t.Helper()
+	v, err := s.envoy.Stat(name)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(v)
+	return n
 }

@@ -1,12 +1,15 @@
 package extauthz
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/policy"
 )
 
@@ -243,5 +246,45 @@ func TestClientAddressBehindTrustedProxies(t *testing.T) {
 		if got := clientAddress(attrs, h, tc.hops); got != tc.want {
 			t.Errorf("xff %q hops %d: %s, want %s", tc.xff, tc.hops, got, tc.want)
 		}
+	}
+}
+
+// With authz.decisionCacheTTL an allow that depends only on the token and the route is offered
+// to the edge cache, with the identity headers to set and remove, never past the token's exp.
+func TestEdgeCacheOffer(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	cfg := testConfig(p)
+	cfg.Authz.DecisionCacheTTL = config.Duration{Duration: 2 * time.Second}
+	_, c := startServer(t, deps{cfg: cfg})
+	offer := func(r *authv3.CheckResponse) map[string]any {
+		t.Helper()
+		if httpStatus(r) != 200 {
+			t.Fatalf("status %d", httpStatus(r))
+		}
+		m, _ := r.GetDynamicMetadata().AsMap()[policy.MetaCache].(map[string]any)
+		return m
+	}
+
+	got := offer(check(t, c, bearerReq(t, protectedRoute, mint(t, p.key, "alice", []string{"orders:read"}, nil))))
+	want := map[string]any{"ttl_ms": 2000.0, "set": map[string]any{"x-user-id": "alice"}, "del": []any{"x-client-id"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("offer %v, want %v", got, want)
+	}
+
+	soon := mint(t, p.key, "bob", []string{"orders:read"}, map[string]any{"exp": time.Now().Add(1500 * time.Millisecond).Unix()})
+	if ttl, _ := offer(check(t, c, bearerReq(t, protectedRoute, soon)))["ttl_ms"].(float64); ttl <= 0 || ttl > 1500 {
+		t.Errorf("a token expiring within the TTL is offered for %vms", ttl)
+	}
+
+	byHeader := protectedRoute
+	byHeader.RateLimitHeaders = []string{"x-tenant"}
+	if got := offer(check(t, c, bearerReq(t, byHeader, mint(t, p.key, "alice", []string{"orders:read"}, nil)))); got != nil {
+		t.Errorf("an allow whose rate-limit key comes from a request header was offered: %v", got)
+	}
+	anon := protectedRoute
+	anon.Anonymous, anon.AnyOf = true, nil
+	if got := offer(check(t, c, request(t, anon, nil))); got != nil {
+		t.Errorf("an anonymous allow (keyed by address) was offered: %v", got)
 	}
 }

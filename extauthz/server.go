@@ -36,7 +36,8 @@ type server struct {
 	m        *metrics
 	log      *slog.Logger
 	now      func() time.Time
-	xffHops  int // gateway.yaml xffTrustedHops
+	xffHops  int           // gateway.yaml xffTrustedHops
+	edgeTTL  time.Duration // gateway.yaml authz.decisionCacheTTL
 
 	policies    sync.Map // raw ExtPolicy string -> *routePolicy
 	policyCount atomic.Int64
@@ -81,7 +82,7 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 		return nil, err
 	}
 	s := &server{keys: keys, cache: newTokenCache(d.cacheSize), revoked: d.revoked, m: m, log: d.log, now: d.now,
-		xffHops: int(d.cfg.XFFTrustedHops)}
+		xffHops: int(d.cfg.XFFTrustedHops), edgeTTL: d.cfg.Authz.DecisionCacheTTL.Duration}
 	v := &verifier{issuers: map[string]*trustedIssuer{}, claims: d.cfg.Claims,
 		maxLifetime: d.cfg.Revocation.MaxTokenLifetime.Duration, now: d.now}
 	for h, c := range d.cfg.ClaimHeaders {
@@ -330,11 +331,41 @@ func (s *server) allow(pol *routePolicy, headers map[string]string, id *identity
 		}
 		fields[pol.limitMetas[i]] = structpb.NewStringValue(v)
 	}
+	if c := s.edgeCache(pol, id, ok.Headers, ok.HeadersToRemove[:n]); c != nil {
+		fields[policy.MetaCache] = c
+	}
 	return &authv3.CheckResponse{
 		Status:          &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
 		DynamicMetadata: &structpb.Struct{Fields: fields},
 	}
+}
+
+// edgeCache offers this allow to the edge decision cache (policy.MetaCache): the identity
+// headers to set and to remove, reusable for the TTL but never past the token's exp. An allow
+// that depends on more than the token and the route is not offered: an anonymous one, a client
+// key that falls back to the address, a header:<Name> rate-limit key read from the request.
+func (s *server) edgeCache(pol *routePolicy, id *identity, set []*corev3.HeaderValueOption, del []string) *structpb.Value {
+	if s.edgeTTL <= 0 || id == nil || id.client == "" || len(pol.limitHdrs) > 0 {
+		return nil
+	}
+	ttl := min(s.edgeTTL, id.exp.Sub(s.now()))
+	if ttl < time.Millisecond {
+		return nil
+	}
+	setv := make(map[string]*structpb.Value, len(set))
+	for _, h := range set {
+		setv[strings.ToLower(h.Header.Key)] = structpb.NewStringValue(h.Header.Value)
+	}
+	delv := make([]*structpb.Value, len(del))
+	for i, name := range del {
+		delv[i] = structpb.NewStringValue(name)
+	}
+	return structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+		"ttl_ms": structpb.NewNumberValue(float64(ttl.Milliseconds())),
+		"set":    structpb.NewStructValue(&structpb.Struct{Fields: setv}),
+		"del":    structpb.NewListValue(&structpb.ListValue{Values: delv}),
+	}})
 }
 
 func isClaimHeader(hs []claimHeader, name string) bool {

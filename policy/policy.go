@@ -44,6 +44,24 @@ const (
 
 // MetaHeader is the dynamic-metadata key for a header:<Name> rate-limit key: the header's
 // value, or "ip:<address>" when the request does not carry it.
+// The edge decision cache (gateway.yaml authz.decisionCacheTTL): a Lua filter named
+// CacheFilter, just before ext_authz, reuses an allow of authz for the same token on the same
+// route. The compiler writes the filter and each protected route's CacheFilter metadata;
+// authz says in MetaCache which allows may be reused and how.
+const (
+	CacheFilter = "specgate.authz_cache"
+	// CacheRouteKey (route metadata) is the route id and a hash of its policy, so that a
+	// changed policy never reuses an allow made under the old one.
+	CacheRouteKey = "key"
+	// CacheAllow (route metadata) lists the client headers the route forwards, lower case:
+	// BaseHeaders and Route.Headers, as Route.Allowed decides.
+	CacheAllow = "allow"
+	// MetaCache (authz dynamic metadata) offers an allow for reuse:
+	// {"ttl_ms": n, "set": {header: value}, "del": [header]}, the identity headers to set
+	// and to remove. Absent: ask authz every time.
+	MetaCache = "cache"
+)
+
 func MetaHeader(name string) string { return "header:" + strings.ToLower(name) }
 
 // BaseHeaders reach every backend whatever a route allows (lower case, sorted).

@@ -1,13 +1,20 @@
 package translate
 
 import (
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/policy"
@@ -15,10 +22,26 @@ import (
 
 const filterExtAuthz = "envoy.filters.http.ext_authz"
 
+// authzCacheLua is the edge decision cache (authz.decisionCacheTTL), a Lua filter just before
+// ext_authz; it reads the route metadata of authzCacheMetadata and authz's policy.MetaCache.
+//
+//go:embed authz_cache.lua
+var authzCacheLua string
+
+// edgeCache reports whether the edge decision cache is on.
+func (t *translator) edgeCache() bool { return t.opts.Gateway.Authz.DecisionCacheTTL.Duration > 0 }
+
+func authzCacheFilter() *luav3.Lua {
+	return &luav3.Lua{
+		StatPrefix:        "specgate_authz_cache",
+		DefaultSourceCode: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: authzCacheLua}},
+	}
+}
+
 // authzFilter calls specgate authz for every request that reaches an operation route. When
 // the service cannot be asked, requests fail closed with 503 unless authz.failOpen is set.
 func (t *translator) authzFilter() *extauthzv3.ExtAuthz {
-	return &extauthzv3.ExtAuthz{
+	f := &extauthzv3.ExtAuthz{
 		Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ClusterAuthz}},
 			Timeout:         durationpb.New(t.opts.Gateway.Authz.Timeout.Duration),
@@ -27,11 +50,23 @@ func (t *translator) authzFilter() *extauthzv3.ExtAuthz {
 		FailureModeAllow:    t.opts.Gateway.Authz.FailOpen,
 		StatusOnError:       &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
 	}
+	if t.edgeCache() {
+		// Skipped only when the decision cache applied a reusable allow of authz.
+		f.FilterEnabledMetadata = &matcherv3.MetadataMatcher{
+			Filter: policy.CacheFilter,
+			Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "hit"}}},
+			Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_BoolMatch{BoolMatch: true}},
+			Invert: true,
+		}
+	}
+	return f
 }
 
 // authzPerRoute hands the authz service the policy of exactly this route, in the same RDS
 // update as the route itself, so the service keeps no per-route state.
-func (t *translator) authzPerRoute(op *ir.Operation) *anypb.Any {
+// With the decision cache on, the route's metadata gives the cache the route's key and
+// allow-list (authzCacheMetadata).
+func (t *translator) authzPerRoute(op *ir.Operation) (*anypb.Any, *corev3.Metadata) {
 	pol := policy.Route{ID: op.ID, Anonymous: op.Security.Anonymous, Headers: op.AllowedHeaders}
 	for _, r := range op.Security.AnyOf {
 		pol.AnyOf = append(pol.AnyOf, policy.Requirement{Scopes: r.Scopes, Issuers: r.Issuers})
@@ -44,11 +79,31 @@ func (t *translator) authzPerRoute(op *ir.Operation) *anypb.Any {
 	ext, err := pol.Encode()
 	if err != nil {
 		t.fail("route %s: %v", op.ID, err)
-		return nil
+		return nil, nil
 	}
-	return t.pack(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
+	per := t.pack(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
 		CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: ext},
 	}})
+	if !t.edgeCache() {
+		return per, nil
+	}
+	return per, authzCacheMetadata(pol, ext[policy.ExtPolicy])
+}
+
+// authzCacheMetadata is what the decision cache needs of a route: a key that changes with the
+// policy (an allow made under another policy is never reused) and the headers it forwards.
+func authzCacheMetadata(pol policy.Route, encoded string) *corev3.Metadata {
+	sum := sha256.Sum256([]byte(encoded))
+	var allow []*structpb.Value
+	for _, h := range slices.Concat(policy.BaseHeaders, pol.Headers) {
+		if pol.Allowed(h) {
+			allow = append(allow, structpb.NewStringValue(h))
+		}
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{policy.CacheFilter: {Fields: map[string]*structpb.Value{
+		policy.CacheRouteKey: structpb.NewStringValue(pol.ID + "@" + hex.EncodeToString(sum[:8])),
+		policy.CacheAllow:    structpb.NewListValue(&structpb.ListValue{Values: allow}),
+	}}}}
 }
 
 // authzDisabled is for routes that answer from Envoy itself (404, 405): nothing to protect.

@@ -12,19 +12,30 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/specgate/specgate/policy"
 )
+
+// httpFilters: CORS answers preflights before anything else; authz (with its decision cache
+// in front when on) decides before the rate limits count.
+func (t *translator) httpFilters() []*hcmv3.HttpFilter {
+	fs := []*hcmv3.HttpFilter{t.httpFilter(filterCORS, &corsv3.Cors{})}
+	if t.edgeCache() {
+		fs = append(fs, t.httpFilter(policy.CacheFilter, authzCacheFilter()))
+	}
+	return append(fs,
+		t.httpFilter(filterExtAuthz, t.authzFilter()),
+		t.httpFilter(filterRateLimit, t.rateLimitFilter()),
+		t.httpFilter("envoy.filters.http.router", &routerv3.Router{}),
+	)
+}
 
 // listener serves one route table on one port with an edge-hardened HTTP connection manager.
 func (t *translator) listener(name string, port uint32, rc *routev3.RouteConfiguration) *listenerv3.Listener {
 	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix: name,
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		HttpFilters: []*hcmv3.HttpFilter{
-			t.httpFilter(filterCORS, &corsv3.Cors{}),
-			t.httpFilter(filterExtAuthz, t.authzFilter()),
-			t.httpFilter(filterRateLimit, t.rateLimitFilter()),
-			t.httpFilter("envoy.filters.http.router", &routerv3.Router{}),
-		},
+		StatPrefix:  name,
+		CodecType:   hcmv3.HttpConnectionManager_AUTO,
+		HttpFilters: t.httpFilters(),
 		// The client address is the peer's, or the last untrusted X-Forwarded-For hop behind
 		// xffTrustedHops load balancers: the ip rate-limit key cannot be forged.
 		UseRemoteAddress:  wrapperspb.Bool(true),

@@ -187,7 +187,8 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 	if !isIP(svc.Backend.Host) {
 		action.HostRewriteSpecifier = &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}
 	}
-	perFilter := map[string]*anypb.Any{filterExtAuthz: t.authzPerRoute(op)}
+	authz, md := t.authzPerRoute(op)
+	perFilter := map[string]*anypb.Any{filterExtAuthz: authz}
 	if svc.CORS != nil {
 		perFilter[filterCORS] = t.pack(corsPolicy(svc.CORS, allow))
 	}
@@ -196,6 +197,7 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 		Match:                methodMatch(t.pathMatch(tmpl), op.Method),
 		Action:               &routev3.Route_Route{Route: action},
 		TypedPerFilterConfig: perFilter,
+		Metadata:             md,
 	}
 }
 
