@@ -20,7 +20,12 @@ import (
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/policy"
 )
+
+// benchCacheTTL is the decision cache's TTL in the cache variants, as docs/operations.md
+// suggests: a revocation takes effect at the edge within it.
+const benchCacheTTL = 500 * time.Millisecond
 
 // The HTTP filters of the compiled HCM (cors → ext_authz → ratelimit → router) by name.
 const (
@@ -38,6 +43,7 @@ type variant struct {
 	keep       []string // compiled filters kept, in their order
 	jwtAuthn   bool     // insert Envoy's jwt_authn before the router
 	noopAuthz  bool     // ext_authz calls the no-op Check server instead of specgate authz
+	cache      bool     // authz.decisionCacheTTL = benchCacheTTL (Envoy and its authz)
 	wantNoAuth int      // status of a request without a token (proves the auth filter is on)
 
 	url, admin string
@@ -49,6 +55,8 @@ func variants() []*variant {
 		{key: "none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200},
 		{key: "authz", label: "Envoy + specgate authz", keep: []string{filterCORS, filterExtAuthz, filterRouter}, wantNoAuth: 401},
 		{key: "authz+rl", label: "Envoy + specgate authz + ratelimit", keep: []string{filterCORS, filterExtAuthz, filterRateLimit, filterRouter}, wantNoAuth: 401},
+		{key: "authz+cache", label: "Envoy + specgate authz, decision cache", keep: []string{filterCORS, policy.CacheFilter, filterExtAuthz, filterRouter}, cache: true, wantNoAuth: 401},
+		{key: "authz+cache+rl", label: "Envoy + specgate authz, decision cache + ratelimit", keep: []string{filterCORS, policy.CacheFilter, filterExtAuthz, filterRateLimit, filterRouter}, cache: true, wantNoAuth: 401},
 		{key: "noop-ext_authz", label: "Envoy + no-op ext_authz server", keep: []string{filterCORS, filterExtAuthz, filterRouter}, noopAuthz: true, wantNoAuth: 200},
 		{key: "jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401},
 	}
@@ -69,6 +77,9 @@ func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.K
 		return "", err
 	}
 	cfg.Listeners = config.Listeners{Public: port(pub), Internal: port(internal)}
+	if v.cache {
+		cfg.Authz.DecisionCacheTTL.Duration = benchCacheTTL
+	}
 	res, err := translate.Translate(gw, translate.Options{Gateway: cfg, ListenAddress: "127.0.0.1", InlineRoutes: true})
 	if err != nil {
 		return "", err

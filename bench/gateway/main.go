@@ -192,6 +192,13 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	// The same authz offering its allows to the decision cache, for the cache variants.
+	cacheCfg := cfg
+	cacheCfg.Authz.DecisionCacheTTL.Duration = benchCacheTTL
+	cacheAuthz, cacheAuthzAddr, err := startCacheAuthz(o, dir, cacheCfg)
+	if err != nil {
+		return err
+	}
 	// The no-op Check server: the floor of an ext_authz hop, for Envoy and for the gRPC runs.
 	noop, noopAddr, err := startNoop(self)
 	if err != nil {
@@ -200,7 +207,8 @@ func run(o options) error {
 
 	t := &table{}
 	if !o.grpcOnly {
-		if err := httpBench(o, t, gw, cfg, key, token, dir, authzAddr, rlAddr, noopAddr, authz, rl, backend, noop); err != nil {
+		authzs := map[string]peer{"": {authz, authzAddr}, "noop": {noop, noopAddr}, "cache": {cacheAuthz, cacheAuthzAddr}}
+		if err := httpBench(o, t, gw, cfg, key, token, dir, authzs, rlAddr, rl, backend); err != nil {
 			return err
 		}
 	}
@@ -229,16 +237,29 @@ func run(o options) error {
 	return nil
 }
 
+// peer is a Check server a variant's ext_authz calls.
+type peer struct {
+	p    *proc
+	addr string
+}
+
+// authzOf names the Check server of v in httpBench's authzs.
+func authzOf(v *variant) string {
+	switch {
+	case v.noopAuthz:
+		return "noop"
+	case v.cache:
+		return "cache"
+	}
+	return ""
+}
+
 // httpBench measures the Envoy variants and adds their rows to t.
-func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devissuer.Key, token, dir, authzAddr, rlAddr, noopAddr string, authz, rl, backend, noop *proc) error {
+func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devissuer.Key, token, dir string, authzs map[string]peer, rlAddr string, rl, backend *proc) error {
 	// The Envoys, all up at once, loaded one at a time.
 	vs := variants()
 	for _, v := range vs {
-		az := authzAddr
-		if v.noopAuthz {
-			az = noopAddr
-		}
-		path, err := envoyConfig(v, gw, cfg, key, az, rlAddr, dir)
+		path, err := envoyConfig(v, gw, cfg, key, authzs[authzOf(v)].addr, rlAddr, dir)
 		if err != nil {
 			return err
 		}
@@ -262,10 +283,7 @@ func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devi
 	for r := range o.rounds {
 		order := rotate(vs, r)
 		for _, v := range order {
-			ps := []*proc{v.envoy, authz, rl, backend}
-			if v.noopAuthz {
-				ps[1] = noop
-			}
+			ps := []*proc{v.envoy, authzs[authzOf(v)].p, rl, backend}
 			before := cpus(ps)
 			s := loads[v.key].closed(o.conc, o.dur)
 			c := perRequest(before, cpus(ps), s.requests)
@@ -292,6 +310,31 @@ func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devi
 	cpuRows(t, o, vs, cpu)
 	t.row("other processes on the machine during these runs", fmt.Sprintf("%.0f%% of %d CPUs", 100*httpNoise.share, runtime.NumCPU()))
 	return nil
+}
+
+// startCacheAuthz runs another specgate authz, on cfg (the decision cache's TTL set).
+func startCacheAuthz(o options, dir string, cfg config.Gateway) (*proc, string, error) {
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	path := filepath.Join(dir, "gateway-cache.yaml")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return nil, "", err
+	}
+	grpcAddr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := start("specgate-authz-cache", []string{"SPECGATE_ADMIN_TOKEN=bench-admin-token"}, o.specgate, "authz", "--config", path, "--grpc", grpcAddr, "--http", httpAddr)
+	if err != nil {
+		return nil, "", err
+	}
+	return p, grpcAddr, p.waitHTTP("http://"+httpAddr+"/readyz", 20*time.Second)
 }
 
 // startRoles runs specgate authz and ratelimit and returns their gRPC addresses.
