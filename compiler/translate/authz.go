@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/policy"
@@ -33,7 +34,10 @@ func (t *translator) edgeCache() bool { return t.opts.Gateway.Authz.DecisionCach
 
 func authzCacheFilter() *luav3.Lua {
 	return &luav3.Lua{
-		StatPrefix:        "specgate_authz_cache",
+		StatPrefix: "specgate_authz_cache",
+		// Like ext_authz's header changes, the cache's never pick another route (and a
+		// re-match per request would cost more than the cache saves).
+		ClearRouteCache:   wrapperspb.Bool(false),
 		DefaultSourceCode: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: authzCacheLua}},
 	}
 }
