@@ -196,8 +196,8 @@ func (g Gateway) Validate() error {
 	if g.Authz.Timeout.Duration <= 0 {
 		add("authz: timeout must be positive")
 	}
-	if d := g.Authz.DecisionCacheTTL.Duration; d < 0 || d > MaxDecisionCacheTTL {
-		add("authz: decisionCacheTTL %s is outside 0s..%s (a revocation takes effect at the edge only after it)", d, MaxDecisionCacheTTL)
+	if d := g.Authz.DecisionCacheTTL.Duration; d != 0 && (d < time.Millisecond || d > MaxDecisionCacheTTL) {
+		add("authz: decisionCacheTTL %s is outside 1ms..%s, or 0 for off (a revocation takes effect at the edge only after it)", d, MaxDecisionCacheTTL)
 	}
 	return errors.Join(errs...)
 }

@@ -42,16 +42,14 @@ const (
 	MetaClient = "client"
 )
 
-// MetaHeader is the dynamic-metadata key for a header:<Name> rate-limit key: the header's
-// value, or "ip:<address>" when the request does not carry it.
 // The edge decision cache (gateway.yaml authz.decisionCacheTTL): a Lua filter named
 // CacheFilter, just before ext_authz, reuses an allow of authz for the same token on the same
 // route. The compiler writes the filter and each protected route's CacheFilter metadata;
 // authz says in MetaCache which allows may be reused and how.
 const (
 	CacheFilter = "specgate.authz_cache"
-	// CacheRouteKey (route metadata) is the route id and a hash of its policy, so that a
-	// changed policy never reuses an allow made under the old one.
+	// CacheRouteKey (route metadata) is the route id and a hash of its policy and of the
+	// gateway-wide rules authz decides by, so that no allow made under other rules is reused.
 	CacheRouteKey = "key"
 	// CacheAllow (route metadata) lists the client headers the route forwards, lower case:
 	// BaseHeaders and Route.Headers, as Route.Allowed decides.
@@ -62,6 +60,8 @@ const (
 	MetaCache = "cache"
 )
 
+// MetaHeader is the dynamic-metadata key for a header:<Name> rate-limit key: the header's
+// value, or "ip:<address>" when the request does not carry it.
 func MetaHeader(name string) string { return "header:" + strings.ToLower(name) }
 
 // BaseHeaders reach every backend whatever a route allows (lower case, sorted).

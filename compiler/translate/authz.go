@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
+	"encoding/json"
 	"slices"
 	"strings"
 
@@ -91,13 +92,20 @@ func (t *translator) authzPerRoute(op *ir.Operation) (*anypb.Any, *corev3.Metada
 	if !t.edgeCache() {
 		return per, nil
 	}
-	return per, authzCacheMetadata(pol, ext[policy.ExtPolicy])
+	return per, t.authzCacheMetadata(pol, ext[policy.ExtPolicy])
 }
 
 // authzCacheMetadata is what the decision cache needs of a route: a key that changes with the
-// policy (an allow made under another policy is never reused) and the headers it forwards.
-func authzCacheMetadata(pol policy.Route, encoded string) *corev3.Metadata {
-	sum := sha256.Sum256([]byte(encoded))
+// route's policy and with the gateway-wide settings authz decides by (issuers, claims, identity
+// headers), so that no allow made under other rules is reused, and the headers it forwards.
+func (t *translator) authzCacheMetadata(pol policy.Route, encoded string) *corev3.Metadata {
+	g := t.opts.Gateway
+	rules, err := json.Marshal([]any{encoded, g.Issuers, g.Claims, g.ClaimHeaders, g.XFFTrustedHops})
+	if err != nil {
+		t.fail("route %s: %v", pol.ID, err)
+		return nil
+	}
+	sum := sha256.Sum256(rules)
 	var allow []*structpb.Value
 	for _, h := range slices.Concat(policy.BaseHeaders, pol.Headers) {
 		if pol.Allowed(h) {

@@ -14,6 +14,10 @@ local MAX_ENTRIES = 4096                      -- per worker; when full, start ov
 
 local entries, entry_count = {}, 0
 local allow_sets, allow_count = {}, 0 -- route key -> set of allowed header names
+-- Misses waiting for authz's answer, by a per-worker number kept in dynamic metadata: the
+-- token itself never goes into metadata (an access log could print it). A request that never
+-- reaches envoy_on_response leaves its entry behind; the table is wiped when it grows.
+local pending, pending_count, next_id = {}, 0, 0
 
 local function allow_set(handle, route_key)
   local set = allow_sets[route_key]
@@ -43,11 +47,15 @@ function envoy_on_request(handle)
   local key = route_key .. " " .. auth
   local now = handle:timestamp()
   local e = entries[key]
-  if e == nil or e.expires <= now then
+  -- A clock stepped back (now < asked_at) must not stretch an entry: treat it as a miss.
+  if e == nil or e.expires <= now or now < e.asked_at then
+    if pending_count >= MAX_ENTRIES then
+      pending, pending_count = {}, 0
+    end
+    next_id, pending_count = next_id + 1, pending_count + 1
     -- The TTL counts from here, before authz checks: never past what authz allowed.
-    local md = handle:streamInfo():dynamicMetadata()
-    md:set(NS, "key", key)
-    md:set(NS, "asked_at", now)
+    pending[next_id] = {key = key, asked_at = now}
+    handle:streamInfo():dynamicMetadata():set(NS, "pending", next_id)
     return
   end
   -- What authz's allow does (extauthz server.allow): pseudo-headers and host stay, identity
@@ -77,26 +85,29 @@ end
 function envoy_on_response(handle)
   local md = handle:streamInfo():dynamicMetadata()
   local mine = md:get(NS)
-  if mine == nil or mine.key == nil then
+  local p = mine and mine.pending and pending[mine.pending]
+  if p == nil then
     return
   end
+  pending[mine.pending], pending_count = nil, pending_count - 1
   local authz = md:get(AUTHZ_NS)
   local offer = authz and authz.cache
-  if offer == nil or type(offer.ttl_ms) ~= "number" or type(authz.client) ~= "string" or type(mine.asked_at) ~= "number" then
+  if offer == nil or type(offer.ttl_ms) ~= "number" or type(authz.client) ~= "string" then
     return
   end
   local del = {}
   for _, name in ipairs(offer.del or {}) do
     del[name] = true
   end
-  if entries[mine.key] == nil then
+  if entries[p.key] == nil then
     if entry_count >= MAX_ENTRIES then
       entries, entry_count = {}, 0
     end
     entry_count = entry_count + 1
   end
-  entries[mine.key] = {
-    expires = mine.asked_at + offer.ttl_ms,
+  entries[p.key] = {
+    asked_at = p.asked_at,
+    expires = p.asked_at + offer.ttl_ms,
     set = offer.set or {},
     del = del,
     subject = authz.subject or "",
