@@ -20,9 +20,11 @@ func TestKillRateLimit(t *testing.T) {
 	l.inject("killing", s.RateLimit[0].Kill)
 	l.setPhase("ratelimit-down")
 	l.hold(phaseTime)
-	down := envoyStats(t, s.Envoy.AdminAddr, `\.ratelimit\.(ok|over_limit|error|failure_mode_allowed)$`)
-
+	// Read the stats once the down phase's requests have finished: new ones count as
+	// "restarting" (the service is still down, so they only add errors), none is missed.
 	l.setPhase("restarting")
+	time.Sleep(200 * time.Millisecond)
+	down := envoyStats(t, s.Envoy.AdminAddr, `\.ratelimit\.(ok|over_limit|error|failure_mode_allowed)$`)
 	s.RateLimit[0].Start()
 	s.RateLimit[0].WaitReady("/readyz")
 	took := eventually(t, 10*time.Second, "429 again after the restart", func() bool { return l.statuses("restarting", "limited")[429] > 0 })
