@@ -99,18 +99,23 @@ func (t *translator) authzPerRoute(op *ir.Operation) (*anypb.Any, *corev3.Metada
 // route's policy and with the gateway-wide settings authz decides by (issuers, claims, identity
 // headers), so that no allow made under other rules is reused, and the headers it forwards.
 func (t *translator) authzCacheMetadata(pol policy.Route, encoded string) *corev3.Metadata {
-	g := t.opts.Gateway
-	rules, err := json.Marshal([]any{encoded, g.Issuers, g.Claims, g.ClaimHeaders, g.XFFTrustedHops})
-	if err != nil {
-		t.fail("route %s: %v", pol.ID, err)
-		return nil
-	}
-	sum := sha256.Sum256(rules)
-	var allow []*structpb.Value
-	for _, h := range slices.Concat(policy.BaseHeaders, pol.Headers) {
-		if pol.Allowed(h) {
-			allow = append(allow, structpb.NewStringValue(h))
+	if t.gatewayRules == nil {
+		g := t.opts.Gateway
+		rules, err := json.Marshal([]any{g.Issuers, g.Claims, g.ClaimHeaders, g.XFFTrustedHops})
+		if err != nil {
+			t.fail("gateway rules: %v", err)
+			return nil
 		}
+		t.gatewayRules = rules
+	}
+	h := sha256.New()
+	h.Write(t.gatewayRules)
+	h.Write([]byte(encoded))
+	sum := h.Sum(nil)
+	// What Route.Allowed accepts: the base set and the route's own headers.
+	var allow []*structpb.Value
+	for _, name := range slices.Concat(policy.BaseHeaders, pol.Headers) {
+		allow = append(allow, structpb.NewStringValue(name))
 	}
 	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{policy.CacheFilter: {Fields: map[string]*structpb.Value{
 		policy.CacheRouteKey: structpb.NewStringValue(pol.ID + "@" + hex.EncodeToString(sum[:8])),

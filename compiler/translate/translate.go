@@ -102,6 +102,8 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 type translator struct {
 	opts Options
 	err  error
+
+	gatewayRules []byte // what authz decides by gateway-wide, for the decision cache's keys
 }
 
 // pack validates m and wraps it in an Any.
