@@ -23,6 +23,13 @@ import (
 	"github.com/specgate/specgate/policy"
 )
 
+// The Check servers other than specgate authz: the no-op server, and specgate authz with
+// authz.decisionCacheTTL = benchCacheTTL, whose Envoys have the decision cache too.
+const (
+	authzNoop  = "noop"
+	authzCache = "cache"
+)
+
 // benchCacheTTL is the decision cache's TTL in the cache variants, as docs/operations.md
 // suggests: a revocation takes effect at the edge within it.
 const benchCacheTTL = 500 * time.Millisecond
@@ -42,8 +49,7 @@ type variant struct {
 	key, label string
 	keep       []string // compiled filters kept, in their order
 	jwtAuthn   bool     // insert Envoy's jwt_authn before the router
-	noopAuthz  bool     // ext_authz calls the no-op Check server instead of specgate authz
-	cache      bool     // authz.decisionCacheTTL = benchCacheTTL (Envoy and its authz)
+	authz      string   // the Check server ext_authz calls: "" (specgate authz), authzNoop, authzCache
 	wantNoAuth int      // status of a request without a token (proves the auth filter is on)
 
 	url, admin string
@@ -55,9 +61,9 @@ func variants() []*variant {
 		{key: "none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200},
 		{key: "authz", label: "Envoy + specgate authz", keep: []string{filterCORS, filterExtAuthz, filterRouter}, wantNoAuth: 401},
 		{key: "authz+rl", label: "Envoy + specgate authz + ratelimit", keep: []string{filterCORS, filterExtAuthz, filterRateLimit, filterRouter}, wantNoAuth: 401},
-		{key: "authz+cache", label: "Envoy + specgate authz, decision cache", keep: []string{filterCORS, policy.CacheFilter, filterExtAuthz, filterRouter}, cache: true, wantNoAuth: 401},
-		{key: "authz+cache+rl", label: "Envoy + specgate authz, decision cache + ratelimit", keep: []string{filterCORS, policy.CacheFilter, filterExtAuthz, filterRateLimit, filterRouter}, cache: true, wantNoAuth: 401},
-		{key: "noop-ext_authz", label: "Envoy + no-op ext_authz server", keep: []string{filterCORS, filterExtAuthz, filterRouter}, noopAuthz: true, wantNoAuth: 200},
+		{key: "authz+cache", label: "Envoy + specgate authz, decision cache", keep: []string{filterCORS, policy.CacheFilter, filterExtAuthz, filterRouter}, authz: authzCache, wantNoAuth: 401},
+		{key: "authz+cache+rl", label: "Envoy + specgate authz, decision cache + ratelimit", keep: []string{filterCORS, policy.CacheFilter, filterExtAuthz, filterRateLimit, filterRouter}, authz: authzCache, wantNoAuth: 401},
+		{key: "noop-ext_authz", label: "Envoy + no-op ext_authz server", keep: []string{filterCORS, filterExtAuthz, filterRouter}, authz: authzNoop, wantNoAuth: 200},
 		{key: "jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401},
 	}
 }
@@ -77,7 +83,7 @@ func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.K
 		return "", err
 	}
 	cfg.Listeners = config.Listeners{Public: port(pub), Internal: port(internal)}
-	if v.cache {
+	if v.authz == authzCache {
 		cfg.Authz.DecisionCacheTTL.Duration = benchCacheTTL
 	}
 	res, err := translate.Translate(gw, translate.Options{Gateway: cfg, ListenAddress: "127.0.0.1", InlineRoutes: true})

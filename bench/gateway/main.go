@@ -195,7 +195,11 @@ func run(o options) error {
 	// The same authz offering its allows to the decision cache, for the cache variants.
 	cacheCfg := cfg
 	cacheCfg.Authz.DecisionCacheTTL.Duration = benchCacheTTL
-	cacheAuthz, cacheAuthzAddr, err := startCacheAuthz(o, dir, cacheCfg)
+	cachePath := filepath.Join(dir, "gateway-cache.yaml")
+	if err := writeConfig(cachePath, cacheCfg); err != nil {
+		return err
+	}
+	cacheAuthz, cacheAuthzAddr, err := startAuthz(o, "specgate-authz-cache", cachePath)
 	if err != nil {
 		return err
 	}
@@ -207,7 +211,7 @@ func run(o options) error {
 
 	t := &table{}
 	if !o.grpcOnly {
-		authzs := map[string]peer{"": {authz, authzAddr}, "noop": {noop, noopAddr}, "cache": {cacheAuthz, cacheAuthzAddr}}
+		authzs := map[string]peer{"": {authz, authzAddr}, authzNoop: {noop, noopAddr}, authzCache: {cacheAuthz, cacheAuthzAddr}}
 		if err := httpBench(o, t, gw, cfg, key, token, dir, authzs, rlAddr, rl, backend); err != nil {
 			return err
 		}
@@ -243,23 +247,12 @@ type peer struct {
 	addr string
 }
 
-// authzOf names the Check server of v in httpBench's authzs.
-func authzOf(v *variant) string {
-	switch {
-	case v.noopAuthz:
-		return "noop"
-	case v.cache:
-		return "cache"
-	}
-	return ""
-}
-
 // httpBench measures the Envoy variants and adds their rows to t.
 func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devissuer.Key, token, dir string, authzs map[string]peer, rlAddr string, rl, backend *proc) error {
 	// The Envoys, all up at once, loaded one at a time.
 	vs := variants()
 	for _, v := range vs {
-		path, err := envoyConfig(v, gw, cfg, key, authzs[authzOf(v)].addr, rlAddr, dir)
+		path, err := envoyConfig(v, gw, cfg, key, authzs[v.authz].addr, rlAddr, dir)
 		if err != nil {
 			return err
 		}
@@ -283,7 +276,7 @@ func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devi
 	for r := range o.rounds {
 		order := rotate(vs, r)
 		for _, v := range order {
-			ps := []*proc{v.envoy, authzs[authzOf(v)].p, rl, backend}
+			ps := []*proc{v.envoy, authzs[v.authz].p, rl, backend}
 			before := cpus(ps)
 			s := loads[v.key].closed(o.conc, o.dur)
 			c := perRequest(before, cpus(ps), s.requests)
@@ -312,16 +305,18 @@ func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devi
 	return nil
 }
 
-// startCacheAuthz runs another specgate authz, on cfg (the decision cache's TTL set).
-func startCacheAuthz(o options, dir string, cfg config.Gateway) (*proc, string, error) {
+// writeConfig writes cfg as the gateway.yaml at path.
+func writeConfig(path string, cfg config.Gateway) error {
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
-		return nil, "", err
+		return err
 	}
-	path := filepath.Join(dir, "gateway-cache.yaml")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		return nil, "", err
-	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// startAuthz runs `specgate authz` on the gateway.yaml at cfgPath until it is ready and
+// returns its gRPC address.
+func startAuthz(o options, name, cfgPath string) (*proc, string, error) {
 	grpcAddr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
@@ -330,7 +325,7 @@ func startCacheAuthz(o options, dir string, cfg config.Gateway) (*proc, string, 
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := start("specgate-authz-cache", []string{"SPECGATE_ADMIN_TOKEN=bench-admin-token"}, o.specgate, "authz", "--config", path, "--grpc", grpcAddr, "--http", httpAddr)
+	p, err := start(name, []string{adminEnv}, o.specgate, "authz", "--config", cfgPath, "--grpc", grpcAddr, "--http", httpAddr)
 	if err != nil {
 		return nil, "", err
 	}
@@ -339,12 +334,8 @@ func startCacheAuthz(o options, dir string, cfg config.Gateway) (*proc, string, 
 
 // startRoles runs specgate authz and ratelimit and returns their gRPC addresses.
 func startRoles(o options, self, dir string, gw ir.Gateway, cfg config.Gateway) (authz, rl *proc, authzAddr, rlAddr string, err error) {
-	b, err := yaml.Marshal(cfg)
-	if err != nil {
-		return nil, nil, "", "", err
-	}
 	cfgPath := filepath.Join(dir, "gateway.yaml")
-	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+	if err := writeConfig(cfgPath, cfg); err != nil {
 		return nil, nil, "", "", err
 	}
 	res, err := translate.Translate(gw, translate.Options{Gateway: cfg})
@@ -365,11 +356,14 @@ func startRoles(o options, self, dir string, gw ir.Gateway, cfg config.Gateway) 
 			return nil, nil, "", "", err
 		}
 	}
-	env := []string{"SPECGATE_ADMIN_TOKEN=bench-admin-token"}
+	env := []string{adminEnv}
 	if o.profile != "" {
 		authz, err = start("specgate-authz", env, self, "-role", "authz-pprof", "-config", cfgPath, "-addr", addrs[0], "-addr2", addrs[1], "-addr3", addrs[4])
+		if err == nil {
+			authzAddr, err = addrs[0], authz.waitHTTP("http://"+addrs[1]+"/readyz", 20*time.Second)
+		}
 	} else {
-		authz, err = start("specgate-authz", env, o.specgate, "authz", "--config", cfgPath, "--grpc", addrs[0], "--http", addrs[1])
+		authz, authzAddr, err = startAuthz(o, "specgate-authz", cfgPath)
 	}
 	if err != nil {
 		return nil, nil, "", "", err
@@ -382,15 +376,15 @@ func startRoles(o options, self, dir string, gw ir.Gateway, cfg config.Gateway) 
 	if err != nil {
 		return nil, nil, "", "", err
 	}
-	if err := authz.waitHTTP("http://"+addrs[1]+"/readyz", 20*time.Second); err != nil {
-		return nil, nil, "", "", err
-	}
 	if err := rl.waitHTTP("http://"+addrs[3]+"/readyz", 20*time.Second); err != nil {
 		return nil, nil, "", "", err
 	}
 	pprofAddrs = [2]string{addrs[4], addrs[5]}
-	return authz, rl, addrs[0], addrs[2], nil
+	return authz, rl, authzAddr, addrs[2], nil
 }
+
+// adminEnv is the admin credential every specgate role of the benchmark gets.
+const adminEnv = "SPECGATE_ADMIN_TOKEN=bench-admin-token"
 
 // probe proves each variant does what its name says before it is measured: the token passes,
 // no token is refused where auth is on, and the ratelimit variant consults its service.
