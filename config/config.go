@@ -32,7 +32,14 @@ type Gateway struct {
 type Listeners struct {
 	Public   uint32 `json:"public"`
 	Internal uint32 `json:"internal"`
+	// MaxRequestBodyBytes caps a request body: Envoy buffers a body, once authz and the rate
+	// limits have let it pass, up to this size before the backend sees any of it, and answers
+	// 413 beyond it. Each request in flight may hold this much memory in Envoy.
+	MaxRequestBodyBytes uint32 `json:"maxRequestBodyBytes"`
 }
+
+// MaxRequestBodyLimit bounds Listeners.MaxRequestBodyBytes: bodies are held in Envoy's memory.
+const MaxRequestBodyLimit = 64 << 20
 
 type Issuer struct {
 	Issuer     string   `json:"issuer"`
@@ -96,7 +103,7 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()
 // Default is the configuration used when no gateway.yaml is given.
 func Default() Gateway {
 	return Gateway{
-		Listeners:    Listeners{Public: 8080, Internal: 8081},
+		Listeners:    Listeners{Public: 8080, Internal: 8081, MaxRequestBodyBytes: 1 << 20},
 		Claims:       Claims{Subject: "sub", Client: "client_id", Scope: "scope"},
 		ClaimHeaders: map[string]string{"X-User-Id": "sub", "X-Client-Id": "client_id"},
 		Revocation: Revocation{
@@ -145,6 +152,9 @@ func (g Gateway) Validate() error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if g.Listeners.Public == 0 || g.Listeners.Internal == 0 || g.Listeners.Public == g.Listeners.Internal {
 		add("listeners: public and internal ports must be set and differ")
+	}
+	if n := g.Listeners.MaxRequestBodyBytes; n == 0 || n > MaxRequestBodyLimit {
+		add("listeners: maxRequestBodyBytes %d is outside 1..%d (64 MiB)", n, MaxRequestBodyLimit)
 	}
 	seen := map[string]bool{}
 	for i, is := range g.Issuers {

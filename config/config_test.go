@@ -27,6 +27,10 @@ authz: {failOpen: false, timeout: 200ms}
 		len(g.Issuers) != 1 || !g.RateLimit.FailsOpen() {
 		t.Fatalf("parsed %+v", g)
 	}
+	// Listeners given without a body limit keep the default one.
+	if g.Listeners.MaxRequestBodyBytes != 1<<20 {
+		t.Fatalf("maxRequestBodyBytes %d, want the 1 MiB default", g.Listeners.MaxRequestBodyBytes)
+	}
 }
 
 func TestParseRefuses(t *testing.T) {
@@ -42,6 +46,8 @@ func TestParseRefuses(t *testing.T) {
 		"zero fp rate": "revocation: {falsePositiveRate: 0}",
 		"long cache":   "authz: {decisionCacheTTL: 1m}",
 		"neg cache":    "authz: {decisionCacheTTL: -1s}",
+		"no body":      "listeners: {maxRequestBodyBytes: 0}",
+		"huge body":    "listeners: {maxRequestBodyBytes: 67108865}",
 	} {
 		if _, err := Parse([]byte(doc)); err == nil {
 			t.Errorf("%s: accepted %q", name, doc)

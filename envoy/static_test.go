@@ -1,6 +1,7 @@
 package envoy_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,6 +17,10 @@ import (
 	"github.com/specgate/specgate/internal/e2e"
 	"github.com/specgate/specgate/internal/testenvoy"
 )
+
+// bodyLimit is listeners.maxRequestBodyBytes in TestStaticBootstrapEndToEnd: small, so the
+// test sends little.
+const bodyLimit = 64 << 10
 
 // TestStaticBootstrapEndToEnd runs the real Envoy on a compiled static bootstrap and checks the
 // routing contract of DESIGN.md §2 request by request.
@@ -38,6 +43,7 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 	pub, internal, admin := testenvoy.FreePort(t), testenvoy.FreePort(t), testenvoy.FreePort(t)
 	cfg := config.Default()
 	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(pub), uint32(internal)
+	cfg.Listeners.MaxRequestBodyBytes = bodyLimit
 	gw, diags := compiler.Compile(specs)
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
@@ -150,6 +156,80 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 		}
 		if got.Header.Get("X-Secret") != "" || got.Header.Get("X-User-Id") != "" {
 			t.Errorf("headers outside the allow-list reached the backend: %v", got.Header)
+		}
+	})
+
+	t.Run("request bodies: whole up to the limit, 413 beyond it", func(t *testing.T) {
+		for _, tc := range []struct {
+			name    string
+			size    int
+			chunked bool // no Content-Length: Envoy learns the size only as the body arrives
+			status  int
+		}{
+			{"at the limit", bodyLimit, false, 200},
+			{"one byte over", bodyLimit + 1, false, 413},
+			{"chunked within", 1000, true, 200},
+			{"chunked over", 4 * bodyLimit, true, 413},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				hits := alpha.Hits()
+				var body io.Reader = bytes.NewReader(bytes.Repeat([]byte("x"), tc.size))
+				if tc.chunked {
+					body = io.MultiReader(body) // hides the length from net/http
+				}
+				req, _ := http.NewRequest("POST", pubURL+"/alpha/items", body)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tc.status {
+					t.Fatalf("status %d, want %d; body %s", resp.StatusCode, tc.status, got)
+				}
+				if tc.status != 200 {
+					var v struct{ Status int }
+					if ct := resp.Header.Get("Content-Type"); ct != "application/json" || json.Unmarshal(got, &v) != nil || v.Status != 413 {
+						t.Errorf("413 answer is not the gateway's JSON: %s %s", ct, got)
+					}
+					if alpha.Hits() != hits {
+						t.Errorf("a body over the limit reached the backend")
+					}
+					return
+				}
+				var seen struct{ BodyBytes int }
+				if err := json.Unmarshal(got, &seen); err != nil || seen.BodyBytes != tc.size {
+					t.Errorf("backend read %d bytes, want %d (%s)", seen.BodyBytes, tc.size, got)
+				}
+			})
+		}
+	})
+
+	t.Run("edge hardening refuses before any backend", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, path string
+			hdr        map[string]string
+			status     int
+		}{
+			{"header name with an underscore", "/alpha/items/mine", map[string]string{"X_User_Id": "forged"}, 400},
+			{"escaped slash in the path", "/alpha/items%2F42", nil, 400},
+			{"headers over 60 KiB", "/alpha/items/mine", map[string]string{"X-Big": strings.Repeat("b", 61<<10)}, 431},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				hits := alpha.Hits()
+				req, _ := http.NewRequest("GET", pubURL+tc.path, nil)
+				for k, v := range tc.hdr {
+					req.Header[k] = []string{v}
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tc.status || alpha.Hits() != hits {
+					t.Errorf("status %d, want %d; backend hits %d → %d", resp.StatusCode, tc.status, hits, alpha.Hits())
+				}
+			})
 		}
 	})
 

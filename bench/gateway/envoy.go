@@ -34,9 +34,10 @@ const (
 // suggests: a revocation takes effect at the edge within it.
 const benchCacheTTL = 500 * time.Millisecond
 
-// The HTTP filters of the compiled HCM (cors → ext_authz → ratelimit → router) by name.
+// The HTTP filters of the compiled HCM (cors → buffer → ext_authz → ratelimit → router) by name.
 const (
 	filterCORS      = "envoy.filters.http.cors"
+	filterBuffer    = "envoy.filters.http.buffer"
 	filterExtAuthz  = "envoy.filters.http.ext_authz"
 	filterRateLimit = "envoy.filters.http.ratelimit"
 	filterRouter    = "envoy.filters.http.router"
@@ -59,11 +60,11 @@ type variant struct {
 func variants() []*variant {
 	return []*variant{
 		{key: "none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200},
-		{key: "authz", label: "Envoy + specgate authz", keep: []string{filterCORS, filterExtAuthz, filterRouter}, wantNoAuth: 401},
-		{key: "authz+rl", label: "Envoy + specgate authz + ratelimit", keep: []string{filterCORS, filterExtAuthz, filterRateLimit, filterRouter}, wantNoAuth: 401},
-		{key: "authz+cache", label: "Envoy + specgate authz, decision cache", keep: []string{filterCORS, policy.CacheFilter, filterExtAuthz, filterRouter}, authz: authzCache, wantNoAuth: 401},
-		{key: "authz+cache+rl", label: "Envoy + specgate authz, decision cache + ratelimit", keep: []string{filterCORS, policy.CacheFilter, filterExtAuthz, filterRateLimit, filterRouter}, authz: authzCache, wantNoAuth: 401},
-		{key: "noop-ext_authz", label: "Envoy + no-op ext_authz server", keep: []string{filterCORS, filterExtAuthz, filterRouter}, authz: authzNoop, wantNoAuth: 200},
+		{key: "authz", label: "Envoy + specgate authz", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, wantNoAuth: 401},
+		{key: "authz+rl", label: "Envoy + specgate authz + ratelimit", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRateLimit, filterRouter}, wantNoAuth: 401},
+		{key: "authz+cache", label: "Envoy + specgate authz, decision cache", keep: []string{filterCORS, filterBuffer, policy.CacheFilter, filterExtAuthz, filterRouter}, authz: authzCache, wantNoAuth: 401},
+		{key: "authz+cache+rl", label: "Envoy + specgate authz, decision cache + ratelimit", keep: []string{filterCORS, filterBuffer, policy.CacheFilter, filterExtAuthz, filterRateLimit, filterRouter}, authz: authzCache, wantNoAuth: 401},
+		{key: "noop-ext_authz", label: "Envoy + no-op ext_authz server", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzNoop, wantNoAuth: 200},
 		{key: "jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401},
 	}
 }
@@ -82,7 +83,7 @@ func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.K
 	if v.admin, err = freeAddr(); err != nil {
 		return "", err
 	}
-	cfg.Listeners = config.Listeners{Public: port(pub), Internal: port(internal)}
+	cfg.Listeners.Public, cfg.Listeners.Internal = port(pub), port(internal)
 	if v.authz == authzCache {
 		cfg.Authz.DecisionCacheTTL.Duration = benchCacheTTL
 	}

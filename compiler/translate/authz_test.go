@@ -1,9 +1,11 @@
 package translate_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/specgate/specgate/compiler/translate"
@@ -31,6 +33,10 @@ func TestDecisionCacheCompiled(t *testing.T) {
 		}
 		for _, f := range hcm.HttpFilters {
 			filters = append(filters, f.Name)
+			ea := &extauthzv3.ExtAuthz{}
+			if f.GetTypedConfig().UnmarshalTo(ea) == nil {
+				skips = ea.GetFilterEnabledMetadata().GetFilter() == policy.CacheFilter
+			}
 		}
 		keys = map[string]string{}
 		for _, vh := range res.Routes[0].VirtualHosts {
@@ -43,16 +49,18 @@ func TestDecisionCacheCompiled(t *testing.T) {
 				}
 			}
 		}
-		return filters, keys, len(hcm.HttpFilters) > 2 && hcm.HttpFilters[2].Name == "envoy.filters.http.ext_authz"
+		return filters, keys, skips
 	}
 
-	off, offKeys, _ := routeKeys(0)
-	if len(offKeys) != 0 || len(off) != 4 {
-		t.Fatalf("cache off: filters %v, %d routes with cache metadata", off, len(offKeys))
+	const cors, buffer, extAuthz, rl, router = "envoy.filters.http.cors", "envoy.filters.http.buffer",
+		"envoy.filters.http.ext_authz", "envoy.filters.http.ratelimit", "envoy.filters.http.router"
+	off, offKeys, offSkips := routeKeys(0)
+	if want := []string{cors, buffer, extAuthz, rl, router}; len(offKeys) != 0 || !slices.Equal(off, want) || offSkips {
+		t.Fatalf("cache off: filters %v (want %v), %d routes with cache metadata, ext_authz skippable %v", off, want, len(offKeys), offSkips)
 	}
-	on, keys, extAuthzThird := routeKeys(time.Second)
-	if len(on) != 5 || on[1] != policy.CacheFilter || !extAuthzThird {
-		t.Fatalf("cache on: filters %v, want cors, %s, ext_authz, ratelimit, router", on, policy.CacheFilter)
+	on, keys, onSkips := routeKeys(time.Second)
+	if want := []string{cors, buffer, policy.CacheFilter, extAuthz, rl, router}; !slices.Equal(on, want) || !onSkips {
+		t.Fatalf("cache on: filters %v (want %v), ext_authz skipped on hits %v", on, want, onSkips)
 	}
 	if len(keys) == 0 {
 		t.Fatal("cache on: no route carries the cache metadata")

@@ -1,10 +1,13 @@
 package translate
 
 import (
+	"net/http"
+
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	bufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -16,10 +19,15 @@ import (
 	"github.com/specgate/specgate/policy"
 )
 
-// httpFilters: CORS answers preflights before anything else; authz (with its decision cache
-// in front when on) decides before the rate limits count.
+// httpFilters: CORS answers preflights before anything else; the body limit comes next,
+// because a filter that waits (ext_authz) receives the body whole, and the buffer filter
+// measures only what it buffers itself; authz (with its decision cache in front when on)
+// decides before the rate limits count.
 func (t *translator) httpFilters() []*hcmv3.HttpFilter {
-	fs := []*hcmv3.HttpFilter{t.httpFilter(filterCORS, &corsv3.Cors{})}
+	fs := []*hcmv3.HttpFilter{
+		t.httpFilter(filterCORS, &corsv3.Cors{}),
+		t.httpFilter(filterBuffer, &bufferv3.Buffer{MaxRequestBytes: wrapperspb.UInt32(t.opts.Gateway.Listeners.MaxRequestBodyBytes)}),
+	}
 	if t.edgeCache() {
 		fs = append(fs, t.httpFilter(policy.CacheFilter, authzCacheFilter()))
 	}
@@ -85,17 +93,32 @@ func (t *translator) httpFilter(name string, cfg proto.Message) *hcmv3.HttpFilte
 	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(cfg)}}
 }
 
+// filterBuffer holds a request body until it is complete (413 beyond the limit): the
+// backend never sees a body cut short by the limit.
+const filterBuffer = "envoy.filters.http.buffer"
+
 // localReplies turn Envoy's own answers to upstream failures (no healthy host, connection
-// failure, timeout) into small JSON bodies like every other answer of the gateway.
+// failure, timeout) and to a body over the limit (413) into small JSON bodies like every other
+// answer of the gateway.
 func (t *translator) localReplies() *hcmv3.LocalReplyConfig {
 	body, _ := structpb.NewStruct(map[string]any{
 		"error":  "%RESPONSE_CODE_DETAILS%",
 		"status": "%RESPONSE_CODE%",
 	})
 	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
-		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{
-			ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"UH", "UF", "UT", "URX", "UC", "UO", "NR"}},
-		}},
+		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{
+			Filters: []*accesslogv3.AccessLogFilter{
+				{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{
+					ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"UH", "UF", "UT", "URX", "UC", "UO", "NR"}},
+				}},
+				{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
+					Comparison: &accesslogv3.ComparisonFilter{
+						Op:    accesslogv3.ComparisonFilter_EQ,
+						Value: &corev3.RuntimeUInt32{DefaultValue: http.StatusRequestEntityTooLarge},
+					},
+				}}},
+			},
+		}}},
 		BodyFormatOverride: &corev3.SubstitutionFormatString{
 			Format:      &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: body},
 			ContentType: "application/json",

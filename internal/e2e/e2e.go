@@ -6,6 +6,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,7 +24,8 @@ import (
 	"github.com/specgate/specgate/policy"
 )
 
-// Backend records the last request that reached it and answers {"backend": name, "path": p}.
+// Backend records the last request that reached it and answers
+// {"backend": name, "path": p, "bodyBytes": n}, n the length of the body it read.
 type Backend struct {
 	Name string
 	srv  *httptest.Server
@@ -36,12 +38,13 @@ type Backend struct {
 func NewBackend(t testing.TB, name string) *Backend {
 	b := &Backend{Name: name}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
 		b.mu.Lock()
 		b.last = r.Clone(context.Background())
 		b.hits++
 		b.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"backend":%q,"path":%q}`, name, r.URL.Path)
+		fmt.Fprintf(w, `{"backend":%q,"path":%q,"bodyBytes":%d}`, name, r.URL.Path, n)
 	}))
 	t.Cleanup(b.srv.Close)
 	return b
