@@ -13,6 +13,8 @@ import (
 )
 
 // callbacks count streams and each node's ACKs and NACKs; a NACK is logged with Envoy's error.
+// A node's ACK series go when its stream closes: Envoy pods come and go with the autoscaler,
+// and series of pods long gone would pile up. NACKs stay, so that an alert sees every one.
 func (s *Server) callbacks() server.Callbacks {
 	ack := func(node *corev3.Node, typeURL, version, nonce string, errDetail interface{ GetMessage() string }) {
 		id, typ := node.GetId(), path.Base(typeURL)
@@ -29,12 +31,12 @@ func (s *Server) callbacks() server.Callbacks {
 			s.metrics.streams.Inc()
 			return nil
 		},
-		StreamClosedFunc: func(int64, *corev3.Node) { s.metrics.streams.Dec() },
+		StreamClosedFunc: func(_ int64, node *corev3.Node) { s.metrics.streamClosed(node.GetId()) },
 		DeltaStreamOpenFunc: func(context.Context, int64, string) error {
 			s.metrics.streams.Inc()
 			return nil
 		},
-		DeltaStreamClosedFunc: func(int64, *corev3.Node) { s.metrics.streams.Dec() },
+		DeltaStreamClosedFunc: func(_ int64, node *corev3.Node) { s.metrics.streamClosed(node.GetId()) },
 		StreamRequestFunc: func(_ int64, r *discovery.DiscoveryRequest) error {
 			ack(r.GetNode(), r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), nilIfAbsent(r.GetErrorDetail()))
 			return nil

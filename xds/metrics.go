@@ -50,3 +50,9 @@ func (m *metrics) setVersion(v string) {
 	m.version.Reset()
 	m.version.WithLabelValues(v).Set(1)
 }
+
+// streamClosed counts a stream gone and forgets its node's ACK series.
+func (m *metrics) streamClosed(node string) {
+	m.streams.Dec()
+	m.acks.DeletePartialMatch(prometheus.Labels{"node": node})
+}

@@ -26,7 +26,8 @@ import (
 )
 
 // A config Envoy rejects (here a route regex RE2 cannot compile, which protobuf validation
-// lets through) comes back as a NACK: counted per node and type, logged with Envoy's error.
+// lets through) comes back as a NACK: counted per node and type, logged with Envoy's error;
+// when the node's stream closes its ACK series go and the NACK stays.
 // The server never publishes such a snapshot itself; the test sets it on the cache directly.
 func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
 	dir := t.TempDir()
@@ -58,7 +59,7 @@ func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
 	if err := os.WriteFile(p, y, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	testenvoy.Start(t, p, admin)
+	envoy := testenvoy.Start(t, p, admin)
 	metricsURL := "http://" + hl.Addr().String() + "/metrics"
 	waitFor(t, metricsURL, `specgate_xds_acks_total{node="envoy-nack",type="envoy.config.route.v3.RouteConfiguration"}`)
 
@@ -93,6 +94,25 @@ func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+
+	// The Envoy goes (a pod scaled away): its ACK series go with its stream, its NACK stays.
+	envoy.Stop()
+	acked := `specgate_xds_acks_total{node="envoy-nack"`
+	waitFor(t, metricsURL, "specgate_xds_connected_streams 0")
+	if m := scrape(t, metricsURL); strings.Contains(m, acked) || !strings.Contains(m, `specgate_xds_nacks_total{node="envoy-nack"`) {
+		t.Fatalf("after the stream closed: want no %s series and the NACK kept:\n%s", acked, m)
+	}
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 func waitFor(t *testing.T, url, series string) {
