@@ -72,9 +72,25 @@ func slug(s string) string {
 	return s
 }
 
+// strayExtensions reports x-specgate keys where specgate reads none (allowed: the keys in
+// known): a setting that would be silently ignored, such as exposure: internal on a path
+// item, must not publish what its author meant to hide.
+func strayExtensions(file, where string, ext map[string]any, diags *Diagnostics, known ...string) {
+	for _, k := range slices.Sorted(maps.Keys(ext)) {
+		if strings.HasPrefix(strings.ToLower(k), extKey) && !slices.Contains(known, k) {
+			hint := ""
+			if k == extKey {
+				hint = ": put it on the document (service level) or on each operation"
+			}
+			diags.errorf(file, where, "%s is not read here%s", k, hint)
+		}
+	}
+}
+
 func buildService(spec Spec, diags *Diagnostics) (ir.Service, bool) {
 	file, doc := spec.File, spec.Doc
 	before := len(*diags)
+	strayExtensions(file, "", doc.Extensions, diags, extKey)
 	var ext serviceExt
 	raw, ok := doc.Extensions[extKey]
 	if !ok {
@@ -125,6 +141,7 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, bool) {
 	if doc.Paths != nil {
 		for _, path := range slices.Sorted(maps.Keys(doc.Paths.Map())) {
 			item := doc.Paths.Value(path)
+			strayExtensions(file, path, item.Extensions, diags)
 			gwPath := joinBase(svc.BasePath, path)
 			if _, err := ir.ParseTemplate(gwPath); err != nil {
 				diags.errorf(file, path, "%v", err)
@@ -134,6 +151,7 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, bool) {
 			for _, method := range slices.Sorted(maps.Keys(ops)) {
 				op := ops[method]
 				where := method + " " + path
+				strayExtensions(file, where, op.Extensions, diags, extKey)
 				o := ir.Operation{Method: method, Path: gwPath}
 				opID := op.OperationID
 				if opID == "" {
