@@ -55,7 +55,8 @@ type Claims struct {
 }
 
 type Revocation struct {
-	// Store is redis://host:port/db, or file:///path for one replica without Redis.
+	// Store is redis://host:port/db, or file:///path for one replica without Redis; authz
+	// refuses to start without one ("memory", for tests, loses revocations on restart).
 	Store             string   `json:"store"`
 	ExpectedEntries   uint     `json:"expectedEntries"`
 	FalsePositiveRate float64  `json:"falsePositiveRate"`
@@ -192,8 +193,8 @@ func (g Gateway) Validate() error {
 	if r.ExpectedEntries == 0 || r.FalsePositiveRate <= 0 || r.FalsePositiveRate >= 1 || r.MaxTokenLifetime.Duration <= 0 {
 		add("revocation: expectedEntries, falsePositiveRate (0..1) and maxTokenLifetime must be positive")
 	}
-	if r.Store != "" && !strings.HasPrefix(r.Store, "redis://") && !strings.HasPrefix(r.Store, "rediss://") && !strings.HasPrefix(r.Store, "file://") {
-		add("revocation: store %q must be redis://, rediss:// or file://", r.Store)
+	if r.Store != "" && r.Store != "memory" && !strings.HasPrefix(r.Store, "redis://") && !strings.HasPrefix(r.Store, "rediss://") && !strings.HasPrefix(r.Store, "file://") {
+		add("revocation: store %q must be redis://, rediss://, file:// or memory", r.Store)
 	}
 	if s := g.RateLimit.Store; s != "memory" && !strings.HasPrefix(s, "redis://") && !strings.HasPrefix(s, "rediss://") {
 		add("rateLimit: store %q must be memory or redis://", s)

@@ -82,6 +82,7 @@ func testConfig(p *testIdP) config.Gateway {
 	cfg := config.Default()
 	cfg.Issuers = []config.Issuer{{Issuer: testIss, JWKSURI: p.url(), Audiences: []string{testAud}}}
 	cfg.Revocation.ExpectedEntries = 10_000
+	cfg.Revocation.Store = "memory" // tests that need a durable store set their own
 	return cfg
 }
 

@@ -197,6 +197,7 @@ func TestDevIssuerFlow(t *testing.T) {
 	cfg := config.Default()
 	cfg.Issuers = []config.Issuer{{Issuer: base + "/", JWKSURI: base + devissuer.JWKSPath, Audiences: []string{devissuer.Audience}}}
 	cfg.Revocation.ExpectedEntries = 1000
+	cfg.Revocation.Store = "memory"
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

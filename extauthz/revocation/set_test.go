@@ -122,11 +122,12 @@ func TestFileStoreTornLineAndCompaction(t *testing.T) {
 	}
 }
 
+// Open refuses an unset store: a revocation the API accepted must survive a restart.
 func TestOpen(t *testing.T) {
 	dir := t.TempDir()
 	for store, ok := range map[string]bool{
-		"": true, "redis://127.0.0.1:1/0": true, "file://" + dir + "/x.jsonl": true,
-		"memcached://x": false, "file://": false,
+		"memory": true, "redis://127.0.0.1:1/0": true, "file://" + dir + "/x.jsonl": true,
+		"": false, "memcached://x": false, "file://": false,
 	} {
 		st, err := Open(store, slogDiscard())
 		if (err == nil) != ok {

@@ -26,11 +26,15 @@ type Store interface {
 }
 
 // Open picks the store named by gateway.yaml's revocation.store: redis://, rediss://,
-// file:///path (or file://relative/path), or "" for memory only.
+// file:///path (or file://relative/path), or memory (tests only). Unset is an error: a
+// revocation the API accepted must not come undone when the process restarts.
 func Open(store string, log *slog.Logger) (Store, error) {
 	switch {
 	case store == "":
-		log.Warn("revocation.store is empty: revocations are kept in memory only, lost on restart and not shared between replicas")
+		return nil, errors.New("revocation.store is not set: use redis://host:port/db (shared by replicas) or file:///path (one replica); " +
+			"memory keeps revocations only until a restart")
+	case store == "memory":
+		log.Warn("revocation.store is memory: revocations are lost on restart and not shared between replicas")
 		return memoryStore{}, nil
 	case strings.HasPrefix(store, "redis://"), strings.HasPrefix(store, "rediss://"):
 		return NewRedis(store, log)
@@ -45,7 +49,7 @@ func Open(store string, log *slog.Logger) (Store, error) {
 		}
 		return OpenFile(path)
 	}
-	return nil, fmt.Errorf("revocation store %q: must be redis://, rediss:// or file://", store)
+	return nil, fmt.Errorf("revocation store %q: must be redis://, rediss://, file:// or memory", store)
 }
 
 type memoryStore struct{}
