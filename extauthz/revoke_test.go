@@ -8,14 +8,59 @@ import (
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/extauthz/revocation"
 	"github.com/specgate/specgate/policy"
 )
 
 func revokeKey(set *revocation.Set, key string, at time.Time) {
 	set.Add(revocation.Entry{Key: key, At: at, Expires: at.Add(24 * time.Hour)}, time.Now())
+}
+
+// Until the revocation set has loaded, a valid token gets 503 (it might be revoked), a bad one
+// still gets 401, and a request without a token on an anonymous route passes.
+func TestBeforeRevocationsLoad(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	set := revocation.NewSet(1000, 1e-7) // never filled from a store: not loaded
+	_, c := startServer(t, deps{cfg: testConfig(p), revoked: set})
+	good := mint(t, p.key, "alice", []string{"orders:read"}, nil)
+	expired, err := devissuer.Mint(p.key, testIss, testAud, "alice", []string{"orders:read"}, -time.Minute, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := devissuer.Generate("RS256") // a key the issuer never published
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := mint(t, other, "alice", []string{"orders:read"}, nil)
+	anonymous := policy.Route{ID: "catalog.list", Anonymous: true}
+	for _, tc := range []struct {
+		name string
+		req  *authv3.CheckRequest
+		want int
+	}{
+		{"valid token", bearerReq(t, protectedRoute, good), 503},
+		{"expired token", bearerReq(t, protectedRoute, expired), 401},
+		{"forged token", bearerReq(t, protectedRoute, forged), 401},
+		{"garbage", bearerReq(t, protectedRoute, "not.a.jwt"), 401},
+		{"no token, anonymous route", request(t, anonymous, nil), 200},
+	} {
+		if got := httpStatus(check(t, c, tc.req)); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	// The 503 must not have cached anything that skips the check once loaded, nor the reverse.
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, good))); got != 503 {
+		t.Errorf("valid token asked again before the load: %d, want 503", got)
+	}
+	set.Replace(nil, time.Now())
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, good))); got != 200 {
+		t.Errorf("valid token after the load: %d, want 200", got)
+	}
 }
 
 func TestRevokedTokens(t *testing.T) {

@@ -208,11 +208,6 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		if why != "" {
 			return deniedInvalid, why
 		}
-		if !s.revoked.Loaded() {
-			// Until the revocation list has loaded once, a revoked token would pass: refuse
-			// tokens (503) rather than guess. Anonymous requests without a token go on.
-			return deniedUnavailable, reasonRevocationUnavailable
-		}
 		s.m.cacheMiss.Inc()
 		var err error
 		if id, err = s.verifier.verify(ctx, raw); err != nil {
@@ -224,6 +219,12 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 			return deniedInvalid, reason
 		}
 		s.cache.put(&sum, id, now)
+	}
+	if !s.revoked.Loaded() {
+		// Until the revocation list has loaded once, a revoked token would pass: refuse valid
+		// tokens (503) rather than guess. A bad token is still a 401 (never a 5xx for a bad
+		// token); anonymous requests without a token go on.
+		return deniedUnavailable, reasonRevocationUnavailable
 	}
 	if s.revoked.Revoked(id.jti, id.subject, &sum, id.iat) {
 		return deniedRevoked, reasonRevoked
