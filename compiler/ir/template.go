@@ -116,24 +116,38 @@ func (t Template) Shape() string {
 	return b.String()
 }
 
-// literal reports whether segment i is plain text.
-func (t Template) literal(i int) bool {
+// Segment kinds, in the order matching tries them: plain text, text with variables
+// ({name}.{ext}, v{n}), a lone variable ({id}). Each later kind matches all the earlier kinds
+// could, so the more specific must come first.
+const (
+	segLiteral = iota
+	segMixed
+	segVariable
+)
+
+// kind is the segment kind of segment i.
+func (t Template) kind(i int) int {
 	s := t.Segments[i]
-	return len(s.Parts) == 0 || (len(s.Parts) == 1 && s.Parts[0].Var == "")
+	switch {
+	case len(s.Parts) == 0 || (len(s.Parts) == 1 && s.Parts[0].Var == ""):
+		return segLiteral
+	case len(s.Parts) == 1:
+		return segVariable
+	}
+	return segMixed
 }
 
+func (t Template) literal(i int) bool { return t.kind(i) == segLiteral }
+
 // ComparePaths orders templates as OpenAPI matching wants them tried: at the first segment
-// where one is literal and the other is not, the literal one first; then the one with more
-// literal segments; then the longer one; then by text. Concrete paths thus come before
-// templated ones that would also match them (/orders/mine before /orders/{id}).
+// where their kinds differ, the more literal kind first (text, then text with variables,
+// then a lone variable); then the one with more literal segments; then the longer one; then
+// by text. Concrete paths thus come before templated ones that would also match them
+// (/orders/mine before /orders/{id}, /files/{name}.{ext} before /files/{id}).
 func ComparePaths(a, b Template) int {
 	for i := 0; i < len(a.Segments) && i < len(b.Segments); i++ {
-		la, lb := a.literal(i), b.literal(i)
-		if la != lb {
-			if la {
-				return -1
-			}
-			return 1
+		if ka, kb := a.kind(i), b.kind(i); ka != kb {
+			return ka - kb
 		}
 	}
 	if na, nb := a.literalCount(), b.literalCount(); na != nb {

@@ -6,23 +6,27 @@ import (
 )
 
 func TestComparePathsOrdersConcreteFirst(t *testing.T) {
-	in := []string{"/orders/{id}", "/orders/{id}/items/{item}", "/orders/mine", "/orders", "/orders/{id}/items/latest", "/{any}/x"}
-	want := []string{"/orders/mine", "/orders/{id}/items/latest", "/orders/{id}/items/{item}", "/orders/{id}", "/orders", "/{any}/x"}
-	var ts []Template
-	for _, p := range in {
-		tm, err := ParseTemplate(p)
-		if err != nil {
-			t.Fatal(err)
+	for _, want := range [][]string{
+		{"/orders/mine", "/orders/{id}/items/latest", "/orders/{id}/items/{item}", "/orders/{id}", "/orders", "/{any}/x"},
+		// text with variables is more specific than a lone variable, less than plain text
+		{"/files/report.pdf", "/files/{name}.{ext}", "/files/{id}"},
+	} {
+		var ts []Template
+		for i := len(want) - 1; i >= 0; i-- { // sorted from the reverse order
+			tm, err := ParseTemplate(want[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts = append(ts, tm)
 		}
-		ts = append(ts, tm)
-	}
-	slices.SortFunc(ts, ComparePaths)
-	var got []string
-	for _, tm := range ts {
-		got = append(got, tm.Raw)
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("order %v, want %v", got, want)
+		slices.SortFunc(ts, ComparePaths)
+		var got []string
+		for _, tm := range ts {
+			got = append(got, tm.Raw)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("order %v, want %v", got, want)
+		}
 	}
 }
 
