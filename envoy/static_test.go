@@ -69,7 +69,7 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 	if err := os.WriteFile(bootPath, y, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	testenvoy.Start(t, bootPath, adminAddr)
+	envoy := testenvoy.Start(t, bootPath, adminAddr)
 
 	pubURL := "http://127.0.0.1:" + strconv.Itoa(pub)
 	intURL := "http://127.0.0.1:" + strconv.Itoa(internal)
@@ -139,6 +139,23 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("Envoy's per-route stats carry the route id", func(t *testing.T) {
+		// GET /alpha/items/42 reached alpha.getItem above; dots become _ in stat names.
+		n, err := envoy.Stat("vhost.public.route.alpha_getItem.upstream_rq_completed")
+		if err != nil || n == "" || n == "0" {
+			t.Fatalf("vhost.public.route.alpha_getItem.upstream_rq_completed = %q (%v)", n, err)
+		}
+		resp, err := http.Get("http://" + adminAddr + "/stats/prometheus")
+		if err != nil {
+			t.Fatal(err)
+		}
+		prom, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := `envoy_route="alpha_getItem"`; !strings.Contains(string(prom), want) {
+			t.Errorf("Prometheus stats lack %s", want)
+		}
+	})
 
 	t.Run("only allowed headers reach the backend", func(t *testing.T) {
 		req, _ := http.NewRequest("GET", pubURL+"/alpha/items/mine", nil)
