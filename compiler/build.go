@@ -91,6 +91,13 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, bool) {
 	file, doc := spec.File, spec.Doc
 	before := len(*diags)
 	strayExtensions(file, "", doc.Extensions, diags, extKey)
+	if doc.Components != nil {
+		for _, name := range slices.Sorted(maps.Keys(doc.Components.SecuritySchemes)) {
+			if ref := doc.Components.SecuritySchemes[name]; ref != nil && ref.Value != nil {
+				strayExtensions(file, "securityScheme "+name, ref.Value.Extensions, diags, schemeIssuersKey)
+			}
+		}
+	}
 	var ext serviceExt
 	raw, ok := doc.Extensions[extKey]
 	if !ok {
@@ -138,6 +145,7 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, bool) {
 
 	rootSecurity := doc.Security
 	ids := map[string]string{}
+	stats := map[string]string{} // ir.StatName of each route id → "METHOD path"
 	if doc.Paths != nil {
 		for _, path := range slices.Sorted(maps.Keys(doc.Paths.Map())) {
 			item := doc.Paths.Value(path)
@@ -163,6 +171,10 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, bool) {
 					diags.errorf(file, where, "route id %s is also used by %s", o.ID, other)
 				}
 				ids[o.ID] = where
+				if other, dup := stats[ir.StatName(o.ID)]; dup {
+					diags.warnf(file, where, "route id %s has the same Envoy stat name %s as %s: their stats add up", o.ID, ir.StatName(o.ID), other)
+				}
+				stats[ir.StatName(o.ID)] = where
 				r := svcDefaults
 				if rawOp, ok := op.Extensions[extKey]; ok {
 					var oe operationExt
@@ -359,6 +371,9 @@ func buildSecurity(file, where string, doc *openapi3.T, reqs openapi3.SecurityRe
 	return sec
 }
 
+// schemeIssuersKey pins the issuers a security scheme accepts.
+const schemeIssuersKey = "x-specgate-issuers"
+
 // schemeIssuers checks that a named scheme means "a JWT from a trusted issuer" and returns
 // its x-specgate-issuers pin (nil: any configured issuer).
 func schemeIssuers(doc *openapi3.T, name string) ([]string, error) {
@@ -380,7 +395,7 @@ func schemeIssuers(doc *openapi3.T, name string) ([]string, error) {
 		}
 		return nil, fmt.Errorf("scheme %q has type %s, which specgate cannot enforce (use oauth2, openIdConnect or http bearer)", name, kind)
 	}
-	raw, ok := s.Extensions["x-specgate-issuers"]
+	raw, ok := s.Extensions[schemeIssuersKey]
 	if !ok {
 		return nil, nil
 	}

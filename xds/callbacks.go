@@ -13,8 +13,9 @@ import (
 )
 
 // callbacks count streams and each node's ACKs and NACKs; a NACK is logged with Envoy's error.
-// A node's ACK series go when its stream closes: Envoy pods come and go with the autoscaler,
-// and series of pods long gone would pile up. NACKs stay, so that an alert sees every one.
+// A node's ACK series go when its last stream closes: Envoy pods come and go with the
+// autoscaler, and series of pods long gone would pile up. NACKs stay, so that an alert sees
+// every one.
 func (s *Server) callbacks() server.Callbacks {
 	ack := func(node *corev3.Node, typeURL, version, nonce string, errDetail interface{ GetMessage() string }) {
 		id, typ := node.GetId(), path.Base(typeURL)
@@ -31,17 +32,19 @@ func (s *Server) callbacks() server.Callbacks {
 			s.metrics.streams.Inc()
 			return nil
 		},
-		StreamClosedFunc: func(_ int64, node *corev3.Node) { s.metrics.streamClosed(node.GetId()) },
+		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.metrics.streamClosed(streamKey{id: id}) },
 		DeltaStreamOpenFunc: func(context.Context, int64, string) error {
 			s.metrics.streams.Inc()
 			return nil
 		},
-		DeltaStreamClosedFunc: func(_ int64, node *corev3.Node) { s.metrics.streamClosed(node.GetId()) },
-		StreamRequestFunc: func(_ int64, r *discovery.DiscoveryRequest) error {
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.metrics.streamClosed(streamKey{delta: true, id: id}) },
+		StreamRequestFunc: func(id int64, r *discovery.DiscoveryRequest) error {
+			s.metrics.streamSeen(streamKey{id: id}, r.GetNode().GetId())
 			ack(r.GetNode(), r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), nilIfAbsent(r.GetErrorDetail()))
 			return nil
 		},
-		StreamDeltaRequestFunc: func(_ int64, r *discovery.DeltaDiscoveryRequest) error {
+		StreamDeltaRequestFunc: func(id int64, r *discovery.DeltaDiscoveryRequest) error {
+			s.metrics.streamSeen(streamKey{delta: true, id: id}, r.GetNode().GetId())
 			ack(r.GetNode(), r.GetTypeUrl(), "", r.GetResponseNonce(), nilIfAbsent(r.GetErrorDetail()))
 			return nil
 		},

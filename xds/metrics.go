@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,11 +15,13 @@ type metrics struct {
 	streams      prometheus.Gauge
 	acks         *prometheus.CounterVec
 	nacks        *prometheus.CounterVec
+	nodes        nodeStreams
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		nodes: nodeStreams{node: map[streamKey]string{}, count: map[string]int{}},
+		reg:   prometheus.NewRegistry(),
 		version: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "specgate_xds_snapshot_info", Help: "The live snapshot version (value 1).",
 		}, []string{"version"}),
@@ -51,8 +55,43 @@ func (m *metrics) setVersion(v string) {
 	m.version.WithLabelValues(v).Set(1)
 }
 
-// streamClosed counts a stream gone and forgets its node's ACK series.
-func (m *metrics) streamClosed(node string) {
+// streamKey names a stream: SotW and delta streams are numbered separately.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
+// nodeStreams ties streams to their node, so that a node's ACK series go with its last stream
+// (a reconnecting Envoy may open the new stream before the old one is seen closed).
+type nodeStreams struct {
+	mu    sync.Mutex
+	node  map[streamKey]string // from the stream's first request
+	count map[string]int       // open streams per node
+}
+
+// streamSeen records the node of a stream's request (only the first one counts).
+func (m *metrics) streamSeen(k streamKey, node string) {
+	m.nodes.mu.Lock()
+	defer m.nodes.mu.Unlock()
+	if _, ok := m.nodes.node[k]; !ok {
+		m.nodes.node[k] = node
+		m.nodes.count[node]++
+	}
+}
+
+// streamClosed counts a stream gone and forgets its node's ACK series with its last stream.
+func (m *metrics) streamClosed(k streamKey) {
 	m.streams.Dec()
+	m.nodes.mu.Lock()
+	defer m.nodes.mu.Unlock()
+	node, ok := m.nodes.node[k]
+	if !ok {
+		return
+	}
+	delete(m.nodes.node, k)
+	if m.nodes.count[node]--; m.nodes.count[node] > 0 {
+		return
+	}
+	delete(m.nodes.count, node)
 	m.acks.DeletePartialMatch(prometheus.Labels{"node": node})
 }

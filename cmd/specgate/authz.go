@@ -31,9 +31,10 @@ func newAuthzCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "gateway.yaml (default: built-in defaults, no issuers)")
+	f.StringVar(&configPath, "config", "", "gateway.yaml (required: it names the issuers and the revocation store)")
 	f.StringVar(&o.GRPCAddr, "grpc", ":9001", "gRPC listen address (ext_authz Check, gRPC health)")
 	f.StringVar(&o.HTTPAddr, "http", ":9002", "HTTP listen address (/metrics, /healthz, /readyz, /v1/revocations)")
 	f.StringVar(&o.DevKeyFile, "dev-key", "", "dev signing key (PEM, created if missing) whose JWKS to serve at /.well-known/jwks.json")
+	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

@@ -263,3 +263,15 @@ func ValidServiceName(s string) bool { return serviceName.MatchString(s) }
 
 // ValidHeaderName reports whether s is an HTTP header field name (RFC 9110 token).
 func ValidHeaderName(s string) bool { return headerName.MatchString(s) }
+
+// StatName is the name of a route's Envoy stats (vhost.<vhost>.route.<name>.upstream_rq_*;
+// envoy_route="<name>" in Prometheus). Envoy's route tag ends at the first dot, so every
+// character outside [A-Za-z0-9_-] becomes _: orders.getOrder → orders_getOrder.
+func StatName(routeID string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '_' || r == '-' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9') {
+			return r
+		}
+		return '_'
+	}, routeID)
+}

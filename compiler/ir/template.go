@@ -117,8 +117,8 @@ func (t Template) Shape() string {
 }
 
 // Segment kinds, in the order matching tries them: plain text, text with variables
-// ({name}.{ext}, v{n}), a lone variable ({id}). Each later kind matches all the earlier kinds
-// could, so the more specific must come first.
+// ({name}.{ext}, v{n}), a lone variable ({id}). A lone variable matches whatever the others
+// match, and text with variables some of what plain text does, so the more specific first.
 const (
 	segLiteral = iota
 	segMixed
@@ -139,15 +139,31 @@ func (t Template) kind(i int) int {
 
 func (t Template) literal(i int) bool { return t.kind(i) == segLiteral }
 
+// textLen is how many literal characters segment i has.
+func (t Template) textLen(i int) int {
+	n := 0
+	for _, p := range t.Segments[i].Parts {
+		n += len(p.Literal)
+	}
+	return n
+}
+
 // ComparePaths orders templates as OpenAPI matching wants them tried: at the first segment
-// where their kinds differ, the more literal kind first (text, then text with variables,
-// then a lone variable); then the one with more literal segments; then the longer one; then
-// by text. Concrete paths thus come before templated ones that would also match them
+// where they differ in kind, the more literal kind first (text, then text with variables,
+// then a lone variable), and of two segments of text with variables, the one with more text
+// ({x}.json before {a}.{b}); then the one with more literal segments; then the longer one;
+// then by text. Concrete paths thus come before templated ones that would also match them
 // (/orders/mine before /orders/{id}, /files/{name}.{ext} before /files/{id}).
 func ComparePaths(a, b Template) int {
 	for i := 0; i < len(a.Segments) && i < len(b.Segments); i++ {
-		if ka, kb := a.kind(i), b.kind(i); ka != kb {
+		ka, kb := a.kind(i), b.kind(i)
+		if ka != kb {
 			return ka - kb
+		}
+		if ka == segMixed {
+			if ta, tb := a.textLen(i), b.textLen(i); ta != tb {
+				return tb - ta
+			}
 		}
 	}
 	if na, nb := a.literalCount(), b.literalCount(); na != nb {

@@ -10,6 +10,9 @@ func TestComparePathsOrdersConcreteFirst(t *testing.T) {
 		{"/orders/mine", "/orders/{id}/items/latest", "/orders/{id}/items/{item}", "/orders/{id}", "/orders", "/{any}/x"},
 		// text with variables is more specific than a lone variable, less than plain text
 		{"/files/report.pdf", "/files/{name}.{ext}", "/files/{id}"},
+		// of two, the one with more text: {x}.json before {a}.{b}, whatever the names
+		{"/files/{x}.json", "/files/{a}.{b}"},
+		{"/files/{z}.json", "/files/{a}.{b}"},
 	} {
 		var ts []Template
 		for i := len(want) - 1; i >= 0; i-- { // sorted from the reverse order

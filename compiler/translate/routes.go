@@ -194,24 +194,12 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 	}
 	return &routev3.Route{
 		Name:                 op.ID,
-		StatPrefix:           routeStatPrefix(op.ID),
+		StatPrefix:           ir.StatName(op.ID),
 		Match:                methodMatch(t.pathMatch(tmpl), op.Method),
 		Action:               &routev3.Route_Route{Route: action},
 		TypedPerFilterConfig: perFilter,
 		Metadata:             md,
 	}
-}
-
-// routeStatPrefix names a route's Envoy stats (vhost.<vhost>.route.<prefix>.upstream_rq_*,
-// envoy_route="<prefix>" in Prometheus). Envoy's route tag ends at the first dot, so every
-// character outside [A-Za-z0-9_-] becomes _: orders.getOrder → orders_getOrder.
-func routeStatPrefix(id string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '_' || r == '-' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9') {
-			return r
-		}
-		return '_'
-	}, id)
 }
 
 // preflight matches CORS preflights (OPTIONS with Access-Control-Request-Method) on a path of
