@@ -32,9 +32,9 @@ type Gateway struct {
 type Listeners struct {
 	Public   uint32 `json:"public"`
 	Internal uint32 `json:"internal"`
-	// MaxRequestBodyBytes caps a request body: Envoy buffers a body, once authz and the rate
-	// limits have let it pass, up to this size before the backend sees any of it, and answers
-	// 413 beyond it. Each request in flight may hold this much memory in Envoy.
+	// MaxRequestBodyBytes caps a request body: Envoy holds a body whole, up to this size,
+	// before authz and the backend see the request, and answers 413 beyond it. Each request
+	// in flight may hold this much memory in Envoy, tokenless ones included.
 	MaxRequestBodyBytes uint32 `json:"maxRequestBodyBytes"`
 }
 

@@ -1,17 +1,23 @@
 package translate
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	overloadv3 "github.com/envoyproxy/go-control-plane/envoy/config/overload/v3"
+	cgroupv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/cgroup_memory/v3"
+	connectionsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // BootstrapOptions place a static Envoy next to specgate's services.
@@ -54,17 +60,50 @@ func Bootstrap(r *Resources, o BootstrapOptions) (*bootstrapv3.Bootstrap, error)
 	}
 	clusters := append(append([]*clusterv3.Cluster{}, r.Clusters...), grpc...)
 	b := &bootstrapv3.Bootstrap{
-		Node:  &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
-		Admin: &bootstrapv3.Admin{Address: admin},
+		Node:            &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
+		Admin:           &bootstrapv3.Admin{Address: admin},
+		OverloadManager: t.overloadManager(),
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
 			Listeners: append([]*listenerv3.Listener{}, r.Listeners...),
 			Clusters:  clusters,
 		},
 	}
-	if err := b.ValidateAll(); err != nil {
+	if err := errors.Join(t.err, b.ValidateAll()); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	return b, nil
+}
+
+// Overload protection, after Envoy's edge best practices. Memory pressure is the container's
+// (the cgroup's limit, so no figure to keep in step with the pod spec; without a limit it
+// stays 0): from 85 % Envoy resets the streams holding the most buffered data (a body being
+// buffered counts once it reaches 1 MiB), at 90 % it returns memory to the OS, at 98 % it
+// answers new requests 503. Connections are capped so that a flood cannot exhaust sockets.
+const (
+	monitorMemory      = "envoy.resource_monitors.cgroup_memory"
+	monitorConnections = "envoy.resource_monitors.global_downstream_max_connections"
+	maxConnections     = 50_000
+)
+
+func (t *translator) overloadManager() *overloadv3.OverloadManager {
+	threshold := func(v float64) []*overloadv3.Trigger {
+		return []*overloadv3.Trigger{{Name: monitorMemory, TriggerOneof: &overloadv3.Trigger_Threshold{Threshold: &overloadv3.ThresholdTrigger{Value: v}}}}
+	}
+	return &overloadv3.OverloadManager{
+		RefreshInterval:     durationpb.New(250 * time.Millisecond),
+		BufferFactoryConfig: &overloadv3.BufferFactoryConfig{MinimumAccountToTrackPowerOfTwo: 20},
+		ResourceMonitors: []*overloadv3.ResourceMonitor{
+			{Name: monitorMemory, ConfigType: &overloadv3.ResourceMonitor_TypedConfig{TypedConfig: t.pack(&cgroupv3.CgroupMemoryConfig{})}},
+			{Name: monitorConnections, ConfigType: &overloadv3.ResourceMonitor_TypedConfig{TypedConfig: t.pack(
+				&connectionsv3.DownstreamConnectionsConfig{MaxActiveDownstreamConnections: maxConnections})}},
+		},
+		Actions: []*overloadv3.OverloadAction{
+			{Name: "envoy.overload_actions.reset_high_memory_stream", Triggers: []*overloadv3.Trigger{{Name: monitorMemory,
+				TriggerOneof: &overloadv3.Trigger_Scaled{Scaled: &overloadv3.ScaledTrigger{ScalingThreshold: 0.85, SaturationThreshold: 0.95}}}}},
+			{Name: "envoy.overload_actions.shrink_heap", Triggers: threshold(0.90)},
+			{Name: "envoy.overload_actions.stop_accepting_requests", Triggers: threshold(0.98)},
+		},
+	}
 }
 
 func hostPort(s string) (*corev3.Address, error) {
@@ -102,8 +141,9 @@ func ADSBootstrap(o BootstrapOptions, xdsAddr string, delta bool) (*bootstrapv3.
 		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 	}
 	b := &bootstrapv3.Bootstrap{
-		Node:  &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
-		Admin: &bootstrapv3.Admin{Address: admin},
+		Node:            &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
+		Admin:           &bootstrapv3.Admin{Address: admin},
+		OverloadManager: t.overloadManager(),
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
 				ApiType:             api,
@@ -118,7 +158,7 @@ func ADSBootstrap(o BootstrapOptions, xdsAddr string, delta bool) (*bootstrapv3.
 		},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: clusters},
 	}
-	if err := b.ValidateAll(); err != nil {
+	if err := errors.Join(t.err, b.ValidateAll()); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	return b, nil

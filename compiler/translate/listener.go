@@ -2,6 +2,7 @@ package translate
 
 import (
 	"net/http"
+	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -56,8 +57,18 @@ func (t *translator) listener(name string, port uint32, rc *routev3.RouteConfigu
 			IdleTimeout:                  durationpb.New(oneHour),
 			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_REJECT_REQUEST,
 		},
+		// Envoy's edge best practices. The body limit buffers a request before authz sees it,
+		// so what one client can make Envoy hold is bounded by streams per connection × the
+		// body limit, for at most requestTimeout.
+		Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
+			MaxConcurrentStreams:        wrapperspb.UInt32(100),
+			InitialStreamWindowSize:     wrapperspb.UInt32(64 << 10),
+			InitialConnectionWindowSize: wrapperspb.UInt32(1 << 20),
+		},
 		MaxRequestHeadersKb:   wrapperspb.UInt32(60),
 		RequestHeadersTimeout: durationpb.New(tenSeconds),
+		RequestTimeout:        durationpb.New(requestTimeout),
+		StreamIdleTimeout:     durationpb.New(5 * time.Minute),
 		ServerName:            "specgate",
 		StripMatchingHostPort: true,
 		LocalReplyConfig:      t.localReplies(),
@@ -92,6 +103,10 @@ func (t *translator) listener(name string, port uint32, rc *routev3.RouteConfigu
 func (t *translator) httpFilter(name string, cfg proto.Message) *hcmv3.HttpFilter {
 	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(cfg)}}
 }
+
+// requestTimeout is how long a client has to send a whole request (headers and body); the
+// time the backend takes to answer does not count.
+const requestTimeout = time.Minute
 
 // filterBuffer holds a request body until it is complete (413 beyond the limit): the
 // backend never sees a body cut short by the limit.
