@@ -12,19 +12,20 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
 )
 
-// callbacks count streams and each node's ACKs and NACKs; a NACK is logged with Envoy's error.
-// A node's ACK series go when its last stream closes: Envoy pods come and go with the
-// autoscaler, and series of pods long gone would pile up. NACKs stay, so that an alert sees
-// every one.
+// callbacks count streams and each node's ACKs and NACKs, and keep the version each node last
+// acknowledged; a NACK is logged with Envoy's error. A node's ACK series go when its last
+// stream closes: Envoy pods come and go with the autoscaler, and series of pods long gone
+// would pile up. NACKs stay, so that an alert sees every one.
 func (s *Server) callbacks() server.Callbacks {
-	ack := func(node *corev3.Node, typeURL, version, nonce string, errDetail interface{ GetMessage() string }) {
-		id, typ := node.GetId(), path.Base(typeURL)
+	ack := func(k streamKey, node *corev3.Node, typeURL, version, nonce string, errDetail interface{ GetMessage() string }) {
+		id, typ := s.metrics.streamNode(k, node.GetId()), path.Base(typeURL)
 		switch {
 		case errDetail != nil && errDetail.GetMessage() != "":
 			s.metrics.nacks.WithLabelValues(id, typ).Inc()
 			s.log.Error("config rejected by node", "node", id, "type", typ, "version", version, "error", errDetail.GetMessage())
 		case nonce != "":
 			s.metrics.acks.WithLabelValues(id, typ).Inc()
+			s.metrics.ackedVersion(k, id, typ, version, nonce)
 		}
 	}
 	return server.CallbackFuncs{
@@ -39,14 +40,15 @@ func (s *Server) callbacks() server.Callbacks {
 		},
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.metrics.streamClosed(streamKey{delta: true, id: id}) },
 		StreamRequestFunc: func(id int64, r *discovery.DiscoveryRequest) error {
-			s.metrics.streamSeen(streamKey{id: id}, r.GetNode().GetId())
-			ack(r.GetNode(), r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), nilIfAbsent(r.GetErrorDetail()))
+			ack(streamKey{id: id}, r.GetNode(), r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), nilIfAbsent(r.GetErrorDetail()))
 			return nil
 		},
 		StreamDeltaRequestFunc: func(id int64, r *discovery.DeltaDiscoveryRequest) error {
-			s.metrics.streamSeen(streamKey{delta: true, id: id}, r.GetNode().GetId())
-			ack(r.GetNode(), r.GetTypeUrl(), "", r.GetResponseNonce(), nilIfAbsent(r.GetErrorDetail()))
+			ack(streamKey{delta: true, id: id}, r.GetNode(), r.GetTypeUrl(), "", r.GetResponseNonce(), nilIfAbsent(r.GetErrorDetail()))
 			return nil
+		},
+		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, r *discovery.DeltaDiscoveryResponse) {
+			s.metrics.deltaSent(streamKey{delta: true, id: id}, path.Base(r.GetTypeUrl()), r.GetNonce(), r.GetSystemVersionInfo())
 		},
 	}
 }

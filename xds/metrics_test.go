@@ -13,8 +13,10 @@ func TestACKSeriesGoWithTheNodesLastStream(t *testing.T) {
 	sotw, delta, other := streamKey{id: 1}, streamKey{delta: true, id: 1}, streamKey{id: 2}
 	for k, node := range map[streamKey]string{sotw: "envoy-a", delta: "envoy-a", other: "envoy-b"} {
 		m.streams.Inc()
-		m.streamSeen(k, node)
-		m.streamSeen(k, node) // every request of the stream reports its node; counted once
+		m.streamNode(k, node)
+		if got := m.streamNode(k, ""); got != node { // a later request without its node
+			t.Fatalf("stream %v: node %q, want %q from its first request", k, got, node)
+		}
 		m.acks.WithLabelValues(node, "Listener").Inc()
 	}
 	m.nacks.WithLabelValues("envoy-a", "Listener").Inc()

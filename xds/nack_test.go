@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -62,6 +63,8 @@ func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
 	envoy := testenvoy.Start(t, p, admin)
 	metricsURL := "http://" + hl.Addr().String() + "/metrics"
 	waitFor(t, metricsURL, `specgate_xds_acks_total{node="envoy-nack",type="envoy.config.route.v3.RouteConfiguration"}`)
+	good := fmt.Sprintf(`specgate_xds_acked_version_info{node="envoy-nack",type="envoy.config.route.v3.RouteConfiguration",version=%q} 1`, s.Version())
+	waitFor(t, metricsURL, good)
 
 	// The live snapshot, with one route's matcher replaced by an unclosed regex group.
 	live, err := s.cache.GetSnapshot(fleet{}.ID(nil))
@@ -87,6 +90,9 @@ func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, metricsURL, `specgate_xds_nacks_total{node="envoy-nack",type="envoy.config.route.v3.RouteConfiguration"}`)
+	if m := scrape(t, metricsURL); !strings.Contains(m, good) {
+		t.Errorf("after the NACK the node's acknowledged version should still be the good one:\n%s", m)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(logs.String(), "config rejected by node") || !strings.Contains(logs.String(), "unclosed") {
 		if time.Now().After(deadline) {
@@ -99,7 +105,8 @@ func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
 	envoy.Stop()
 	acked := `specgate_xds_acks_total{node="envoy-nack"`
 	waitFor(t, metricsURL, "specgate_xds_connected_streams 0")
-	if m := scrape(t, metricsURL); strings.Contains(m, acked) || !strings.Contains(m, `specgate_xds_nacks_total{node="envoy-nack"`) {
+	if m := scrape(t, metricsURL); strings.Contains(m, acked) || strings.Contains(m, `specgate_xds_acked_version_info{node="envoy-nack"`) ||
+		!strings.Contains(m, `specgate_xds_nacks_total{node="envoy-nack"`) {
 		t.Fatalf("after the stream closed: want no %s series and the NACK kept:\n%s", acked, m)
 	}
 }

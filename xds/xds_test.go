@@ -424,6 +424,20 @@ func TestTwoEnvoysSameVersionOneDelta(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// The control plane knows each node is on the new routes (delta ACKs carry only a nonce).
+	for _, node := range []string{"envoy-sotw", "envoy-delta"} {
+		series := fmt.Sprintf(`specgate_xds_acked_version_info{node=%q,type="envoy.config.route.v3.RouteConfiguration",version=%q} 1`, node, want)
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(metrics(t, g.apiURL), series) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s in:\n%s", series, metrics(t, g.apiURL))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if m := metrics(t, g.apiURL); strings.Contains(m, `node=""`) {
+		t.Errorf("a series lost its node (delta requests after the first carry none):\n%s", m)
+	}
 	// Both Envoys share the listener port (SO_REUSEPORT); fresh connections reach both.
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	for i := range 40 {
