@@ -117,7 +117,7 @@ func (m *metrics) streamNode(k streamKey, node string) string {
 	return node
 }
 
-// streamClosed counts a stream gone and forgets its node's ACK series with its last stream.
+// streamClosed counts a stream gone; with a node's last stream go its ACK and version series.
 func (m *metrics) streamClosed(k streamKey) {
 	m.streams.Dec()
 	m.nodes.mu.Lock()
