@@ -171,10 +171,11 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, bool) {
 					diags.errorf(file, where, "route id %s is also used by %s", o.ID, other)
 				}
 				ids[o.ID] = where
-				if other, dup := stats[ir.StatName(o.ID)]; dup {
-					diags.warnf(file, where, "route id %s has the same Envoy stat name %s as %s: their stats add up", o.ID, ir.StatName(o.ID), other)
+				stat := ir.StatName(o.ID)
+				if other, dup := stats[stat]; dup {
+					diags.warnf(file, where, "route id %s has the same Envoy stat name %s as %s: their stats add up", o.ID, stat, other)
 				}
-				stats[ir.StatName(o.ID)] = where
+				stats[stat] = where
 				r := svcDefaults
 				if rawOp, ok := op.Extensions[extKey]; ok {
 					var oe operationExt

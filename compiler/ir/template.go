@@ -137,8 +137,6 @@ func (t Template) kind(i int) int {
 	return segMixed
 }
 
-func (t Template) literal(i int) bool { return t.kind(i) == segLiteral }
-
 // textLen is how many literal characters segment i has.
 func (t Template) textLen(i int) int {
 	n := 0
@@ -178,7 +176,7 @@ func ComparePaths(a, b Template) int {
 func (t Template) literalCount() int {
 	n := 0
 	for i := range t.Segments {
-		if t.literal(i) {
+		if t.kind(i) == segLiteral {
 			n++
 		}
 	}
