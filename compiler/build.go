@@ -2,10 +2,12 @@ package compiler
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"net/url"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -23,43 +25,74 @@ const extKey = "x-specgate"
 // Build merges the specs into one gateway model. It collects every problem rather than
 // stopping at the first; the model is usable only when the diagnostics hold no error.
 func Build(specs []Spec) (ir.Gateway, Diagnostics) {
+	type routeOwner struct {
+		svc  string
+		op   ir.Operation
+		file string
+		src  opSource
+	}
 	var (
 		gw       ir.Gateway
 		diags    Diagnostics
 		byName   = map[string]string{} // service name → file
-		byRoute  = map[string]string{} // METHOD shape → "file: METHOD path"
+		byRoute  = map[string]routeOwner{}
 		services []ir.Service
 	)
 	for _, spec := range specs {
-		svc, ok := buildService(spec, &diags)
+		svc, sources, ok := buildService(spec, &diags)
 		if !ok {
 			continue
 		}
 		if other, dup := byName[svc.Name]; dup {
-			diags.errorf(spec.File, "", "service name %q is already used by %s", svc.Name, other)
+			diags.add(Error, spec.File, spec.line("/"+extKey, "/info"), "", "service name %q is already used by %s", svc.Name, other)
 			continue
 		}
 		byName[svc.Name] = spec.File
+		kept := svc.Operations[:0]
 		for _, op := range svc.Operations {
 			t, _ := ir.ParseTemplate(op.Path) // parsed without error in buildService
 			key := op.Method + " " + t.Shape()
-			where := fmt.Sprintf("%s: %s %s", spec.File, op.Method, op.Path)
-			if other, dup := byRoute[key]; dup {
-				diags.errorf(spec.File, op.Method+" "+op.Path, "same method and path as %s (parameter names do not matter)", other)
+			src := sources[op.ID]
+			other, dup := byRoute[key]
+			if !dup {
+				byRoute[key] = routeOwner{svc: svc.Name, op: op, file: spec.File, src: src}
+				kept = append(kept, op)
 				continue
 			}
-			byRoute[key] = where
+			first := fmt.Sprintf("%s:%d: %s", other.file, other.src.line, other.src.where)
+			switch {
+			case other.svc != svc.Name:
+				diags.add(Error, spec.File, src.line, src.where, "a router cannot tell it from %s of service %s (same method and path shape; parameter names do not matter)", first, other.svc)
+			case samePolicy(op, other.op):
+				diags.add(Warning, spec.File, src.line, src.where, "a router cannot tell it from %s; their gateway policy is the same, so both are served by route %s", first, other.op.ID)
+			default:
+				diags.add(Error, spec.File, src.line, src.where, "a router cannot tell it from %s, and their gateway policy (security, exposure, limits, timeout or headers) differs: make the paths distinct or the policies equal", first)
+			}
 		}
+		svc.Operations = kept
 		services = append(services, svc)
 	}
 	slices.SortFunc(services, func(a, b ir.Service) int { return cmp.Compare(a.Name, b.Name) })
 	gw.Services = services
 	if !diags.HasErrors() {
 		if err := gw.Validate(); err != nil {
-			diags.errorf("", "", "internal: built model is invalid: %v", err)
+			diags.add(Error, "", 0, "", "internal: built model is invalid: %v", err)
 		}
 	}
 	return gw, diags
+}
+
+// samePolicy reports whether two operations would be served alike: everything but their
+// name and how their path was written.
+func samePolicy(a, b ir.Operation) bool {
+	a.ID, a.Path, b.ID, b.Path = "", "", "", ""
+	return reflect.DeepEqual(a, b)
+}
+
+// opSource locates an operation in its file, for diagnostics that come after the build.
+type opSource struct {
+	where string // METHOD path, as written
+	line  int
 }
 
 var slugRe = regexp.MustCompile(`[^a-z0-9]+`)
@@ -75,114 +108,133 @@ func slug(s string) string {
 // strayExtensions reports x-specgate keys where specgate reads none (allowed: the keys in
 // known): a setting that would be silently ignored, such as exposure: internal on a path
 // item, must not publish what its author meant to hide.
-func strayExtensions(file, where string, ext map[string]any, diags *Diagnostics, known ...string) {
+func strayExtensions(file string, line int, where string, ext map[string]any, diags *Diagnostics, known ...string) {
 	for _, k := range slices.Sorted(maps.Keys(ext)) {
 		if strings.HasPrefix(strings.ToLower(k), extKey) && !slices.Contains(known, k) {
 			hint := ""
 			if k == extKey {
 				hint = ": put it on the document (service level) or on each operation"
 			}
-			diags.errorf(file, where, "%s is not read here%s", k, hint)
+			diags.add(Error, file, line, where, "%s is not read here%s", k, hint)
 		}
 	}
 }
 
-func buildService(spec Spec, diags *Diagnostics) (ir.Service, bool) {
+func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSource, bool) {
 	file, doc := spec.File, spec.Doc
 	before := len(*diags)
-	strayExtensions(file, "", doc.Extensions, diags, extKey)
+	errAt := func(line int, where, format string, a ...any) { diags.add(Error, file, line, where, format, a...) }
+	strayExtensions(file, spec.line("/"), "", doc.Extensions, diags, extKey)
 	if doc.Components != nil {
 		for _, name := range slices.Sorted(maps.Keys(doc.Components.SecuritySchemes)) {
 			if ref := doc.Components.SecuritySchemes[name]; ref != nil && ref.Value != nil {
-				strayExtensions(file, "securityScheme "+name, ref.Value.Extensions, diags, schemeIssuersKey)
+				strayExtensions(file, spec.line(schemePointer(name)), "securityScheme "+name, ref.Value.Extensions, diags, schemeIssuersKey)
 			}
 		}
 	}
 	var ext serviceExt
 	raw, ok := doc.Extensions[extKey]
+	extLine := spec.line("/" + extKey)
 	if !ok {
-		diags.errorf(file, "", "x-specgate is missing: a service needs at least a backend")
-		return ir.Service{}, false
+		errAt(0, "", "x-specgate is missing: a service needs at least a backend")
+		return ir.Service{}, nil, false
 	}
 	if err := decodeExt(raw, &ext); err != nil {
-		diags.errorf(file, "", "%v", err)
-		return ir.Service{}, false
+		errAt(extLine, "", "%v", err)
+		return ir.Service{}, nil, false
 	}
 	svc := ir.Service{Name: ext.Service, File: file, BasePath: ext.BasePath, StripBasePath: ext.StripBasePath}
 	if svc.Name == "" && doc.Info != nil {
 		svc.Name = slug(doc.Info.Title)
 	}
 	if !ir.ValidServiceName(svc.Name) {
-		diags.errorf(file, "", "service name %q: must be 1-63 of [a-z0-9-] (x-specgate.service or info.title)", svc.Name)
+		errAt(extLine, "", "service name %q: must be 1-63 of [a-z0-9-] (x-specgate.service or info.title)", svc.Name)
 	}
 	backend, err := parseBackend(ext.Backend)
 	if err != nil {
-		diags.errorf(file, "", "x-specgate.backend: %v", err)
+		errAt(extLine, "", "x-specgate.backend: %v", err)
 	}
 	svc.Backend = backend
 	if svc.BasePath != "" {
 		if t, err := ir.ParseTemplate(svc.BasePath); err != nil || t.Templated() || strings.HasSuffix(svc.BasePath, "/") {
-			diags.errorf(file, "", "x-specgate.basePath %q: must be a literal path starting, and not ending, with /", svc.BasePath)
+			errAt(extLine, "", "x-specgate.basePath %q: must be a literal path starting, and not ending, with /", svc.BasePath)
 		}
 	} else if svc.StripBasePath {
-		diags.errorf(file, "", "x-specgate.stripBasePath needs a basePath")
+		errAt(extLine, "", "x-specgate.stripBasePath needs a basePath")
+	} else if p := serverPath(doc); p != "" {
+		diags.add(Warning, file, spec.line("/servers"), "", "servers[0].url has the path %s but x-specgate.basePath is not set: the gateway serves the paths as written (/a, not %s/a); set basePath: %s (and stripBasePath: true if the backend does not expect it)", p, p, p)
 	}
 	if ext.CORS != nil {
 		c := ir.CORS{AllowOrigins: ext.CORS.AllowOrigins, AllowHeaders: ext.CORS.AllowHeaders,
 			ExposeHeaders: ext.CORS.ExposeHeaders, AllowCredentials: ext.CORS.AllowCredentials}
 		if ext.CORS.MaxAge != "" {
 			if c.MaxAge, err = time.ParseDuration(ext.CORS.MaxAge); err != nil {
-				diags.errorf(file, "", "x-specgate.cors.maxAge: %v", err)
+				errAt(extLine, "", "x-specgate.cors.maxAge: %v", err)
 			}
 		}
 		if err := c.Validate(); err != nil {
-			diags.errorf(file, "", "x-specgate.%v", err)
+			errAt(extLine, "", "x-specgate.%v", err)
 		}
 		svc.CORS = &c
 	}
 	svcDefaults := resolved{exposure: ir.Public}
-	resolveOverrides(file, "", ext.operationExt, &svcDefaults, diags)
+	resolveOverrides(file, extLine, "", ext.operationExt, &svcDefaults, diags)
 
 	rootSecurity := doc.Security
 	ids := map[string]string{}
 	stats := map[string]string{} // ir.StatName of each route id → "METHOD path"
+	sources := map[string]opSource{}
+	schemes := schemeUses{}
 	if doc.Paths != nil {
 		for _, path := range slices.Sorted(maps.Keys(doc.Paths.Map())) {
 			item := doc.Paths.Value(path)
-			strayExtensions(file, path, item.Extensions, diags)
-			gwPath := joinBase(svc.BasePath, path)
+			pathPtr := pointerAppend("/paths", path)
+			strayExtensions(file, spec.line(pathPtr), path, item.Extensions, diags)
+			// A query or fragment in a path key documents a variant of a path (/messages?beta=true):
+			// routes match the path alone, so the variant is routed as that path.
+			routed := path
+			if i := strings.IndexAny(path, "?#"); i > 0 {
+				routed = path[:i]
+			}
+			gwPath := joinBase(svc.BasePath, routed)
 			if _, err := ir.ParseTemplate(gwPath); err != nil {
-				diags.errorf(file, path, "%v", err)
+				errAt(spec.line(pathPtr), path, "%v", err)
 				continue
 			}
 			ops := item.Operations()
 			for _, method := range slices.Sorted(maps.Keys(ops)) {
 				op := ops[method]
 				where := method + " " + path
-				strayExtensions(file, where, op.Extensions, diags, extKey)
+				line := spec.line(pointerAppend(pathPtr, strings.ToLower(method)),
+					pointerAppend(pathPtr+"/additionalOperations", method), pathPtr)
+				if !ir.ValidMethod(method) {
+					errAt(line, where, "method %q cannot be routed: a method is an upper-case token (RFC 9110), and CONNECT is not served", method)
+					continue
+				}
+				strayExtensions(file, line, where, op.Extensions, diags, extKey)
 				o := ir.Operation{Method: method, Path: gwPath}
 				opID := op.OperationID
 				if opID == "" {
-					opID = strings.ToLower(method) + "-" + cmp.Or(slug(path), "root")
-					diags.warnf(file, where, "no operationId; route id %s.%s is derived from method and path", svc.Name, opID)
+					opID = strings.ToLower(method) + "-" + cmp.Or(slug(routed), "root")
+					diags.add(Warning, file, line, where, "no operationId; route id %s.%s is derived from method and path", svc.Name, opID)
 				}
 				o.ID = svc.Name + "." + opID
 				if other, dup := ids[o.ID]; dup {
-					diags.errorf(file, where, "route id %s is also used by %s", o.ID, other)
+					errAt(line, where, "route id %s is also used by %s", o.ID, other)
 				}
 				ids[o.ID] = where
 				stat := ir.StatName(o.ID)
 				if other, dup := stats[stat]; dup {
-					diags.warnf(file, where, "route id %s has the same Envoy stat name %s as %s: their stats add up", o.ID, stat, other)
+					diags.add(Warning, file, line, where, "route id %s has the same Envoy stat name %s as %s: their stats add up", o.ID, stat, other)
 				}
 				stats[stat] = where
 				r := svcDefaults
 				if rawOp, ok := op.Extensions[extKey]; ok {
 					var oe operationExt
 					if err := decodeExt(rawOp, &oe); err != nil {
-						diags.errorf(file, where, "%v", err)
+						errAt(line, where, "%v", err)
 					} else {
-						resolveOverrides(file, where, oe, &r, diags)
+						resolveOverrides(file, line, where, oe, &r, diags)
 					}
 				}
 				o.Exposure, o.Timeout, o.AllowedHeaders, o.RateLimits = r.exposure, r.timeout, r.headers, r.limits
@@ -192,20 +244,75 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, bool) {
 				}
 				if reqs == nil {
 					// OpenAPI reads no security as "open"; a gateway must not guess.
-					diags.errorf(file, where, "no security requirement: declare one, or security: [] to make the operation anonymous")
+					errAt(line, where, "no security requirement: declare one, or security: [] to make the operation anonymous")
 				}
-				o.Security = buildSecurity(file, where, doc, reqs, diags)
+				o.Security = buildSecurity(file, line, where, doc, reqs, schemes, diags)
+				sources[o.ID] = opSource{where: where, line: line}
 				svc.Operations = append(svc.Operations, o)
 			}
 		}
 	}
-	if len(svc.Operations) == 0 {
-		diags.errorf(file, "", "no operations")
+	schemes.report(spec, diags)
+	if len(svc.Operations) == 0 && !(*diags)[before:].HasErrors() {
+		errAt(spec.line("/paths"), "", "no operations")
 	}
 	slices.SortFunc(svc.Operations, func(a, b ir.Operation) int {
-		return cmp.Or(cmp.Compare(a.Path, b.Path), cmp.Compare(a.Method, b.Method))
+		return cmp.Or(cmp.Compare(a.Path, b.Path), cmp.Compare(a.Method, b.Method), cmp.Compare(sources[a.ID].where, sources[b.ID].where))
 	})
-	return svc, !(*diags)[before:].HasErrors()
+	return svc, sources, !(*diags)[before:].HasErrors()
+}
+
+// serverPath is the path of servers[0].url ("" when it has none), the prefix the document's
+// paths are written under.
+func serverPath(doc *openapi3.T) string {
+	if len(doc.Servers) == 0 || doc.Servers[0] == nil {
+		return ""
+	}
+	u, err := url.Parse(doc.Servers[0].URL)
+	if err != nil || strings.Contains(u.Path, "{") {
+		return ""
+	}
+	return strings.TrimRight(u.Path, "/")
+}
+
+func schemePointer(name string) string { return pointerAppend("/components/securitySchemes", name) }
+
+// schemeUses gathers the operations that name a scheme specgate cannot use, so that one line
+// per scheme says it, not one per operation.
+type schemeUses map[string]*schemeUse
+
+type schemeUse struct {
+	problem string
+	ops     []string
+	line    int // of the first operation, when the scheme has no definition to point at
+}
+
+func (u schemeUses) note(name, problem, where string, line int) {
+	su := u[name]
+	if su == nil {
+		su = &schemeUse{problem: problem, line: line}
+		u[name] = su
+	}
+	su.ops = append(su.ops, where)
+}
+
+func (u schemeUses) report(spec Spec, diags *Diagnostics) {
+	for _, name := range slices.Sorted(maps.Keys(u)) {
+		su := u[name]
+		list := strings.Join(su.ops[:min(3, len(su.ops))], ", ")
+		if len(su.ops) > 3 {
+			list += ", …"
+		}
+		ops := "1 operation"
+		if len(su.ops) > 1 {
+			ops = fmt.Sprintf("%d operations", len(su.ops))
+		}
+		line := spec.line(schemePointer(name))
+		if line == 0 {
+			line = su.line
+		}
+		diags.add(Error, spec.File, line, "", "security scheme %q is used by %s (%s): %s", name, ops, list, su.problem)
+	}
 }
 
 // joinBase puts basePath in front of an OpenAPI path; "/" under /orders is /orders itself.
@@ -227,10 +334,13 @@ func parseBackend(s string) (ir.Backend, error) {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return ir.Backend{}, fmt.Errorf("%q: scheme must be http or https", s)
 	}
-	if u.Hostname() == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return ir.Backend{}, fmt.Errorf("%q: must be scheme://host[:port] with no path, user or query", s)
+	if u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.RawPath != "" {
+		return ir.Backend{}, fmt.Errorf("%q: must be scheme://host[:port][/path] with no user, query or escaped path", s)
 	}
-	b := ir.Backend{TLS: u.Scheme == "https", Host: u.Hostname(), Port: 80}
+	b := ir.Backend{TLS: u.Scheme == "https", Host: u.Hostname(), Port: 80, PathPrefix: strings.TrimRight(u.Path, "/")}
+	if t, err := ir.ParseTemplate(cmp.Or(b.PathPrefix, "/")); err != nil || t.Templated() {
+		return ir.Backend{}, fmt.Errorf("%q: the path must be literal, without // or {}", s)
+	}
 	if b.TLS {
 		b.Port = 443
 	}
@@ -255,19 +365,20 @@ type resolved struct {
 	limits   []ir.RateLimit
 }
 
-func resolveOverrides(file, where string, e operationExt, r *resolved, diags *Diagnostics) {
+func resolveOverrides(file string, line int, where string, e operationExt, r *resolved, diags *Diagnostics) {
+	errorf := func(format string, a ...any) { diags.add(Error, file, line, where, format, a...) }
 	if e.Exposure != nil {
 		switch x := ir.Exposure(*e.Exposure); x {
 		case ir.Public, ir.Internal:
 			r.exposure = x
 		default:
-			diags.errorf(file, where, "x-specgate.exposure %q: must be public or internal", *e.Exposure)
+			errorf("x-specgate.exposure %q: must be public or internal", *e.Exposure)
 		}
 	}
 	if e.Timeout != nil {
 		d, err := time.ParseDuration(*e.Timeout)
 		if err != nil || d <= 0 {
-			diags.errorf(file, where, "x-specgate.timeout %q: must be a positive duration like 15s", *e.Timeout)
+			errorf("x-specgate.timeout %q: must be a positive duration like 15s", *e.Timeout)
 		}
 		r.timeout = d
 	}
@@ -275,7 +386,7 @@ func resolveOverrides(file, where string, e operationExt, r *resolved, diags *Di
 		r.headers = nil
 		for _, h := range *e.AllowedHeaders {
 			if !ir.ValidHeaderName(h) {
-				diags.errorf(file, where, "x-specgate.allowedHeaders: %q is not a header name", h)
+				errorf("x-specgate.allowedHeaders: %q is not a header name", h)
 				continue
 			}
 			r.headers = append(r.headers, strings.ToLower(h))
@@ -294,11 +405,11 @@ func resolveOverrides(file, where string, e operationExt, r *resolved, diags *Di
 				rl.Key, rl.Header = ir.KeyHeader, name
 			}
 			if l.Requests <= 0 {
-				diags.errorf(file, where, "x-specgate.rateLimits[%d]: requests must be > 0, got %d", i, l.Requests)
+				errorf("x-specgate.rateLimits[%d]: requests must be > 0, got %d", i, l.Requests)
 				continue
 			}
 			if err := rl.Validate(); err != nil {
-				diags.errorf(file, where, "x-specgate.rateLimits[%d]: %v (per: second|minute|hour|day; key: route|client|ip|header:<Name>)", i, err)
+				errorf("x-specgate.rateLimits[%d]: %v (per: second|minute|hour|day; key: route|client|ip|header:<Name>)", i, err)
 				continue
 			}
 			r.limits = append(r.limits, rl)
@@ -309,7 +420,8 @@ func resolveOverrides(file, where string, e operationExt, r *resolved, diags *Di
 // buildSecurity turns OpenAPI's requirement list into the route's policy. A requirement names
 // schemes with scopes; several schemes in one requirement must all hold (AND), so their scopes
 // add up and their issuer pins intersect.
-func buildSecurity(file, where string, doc *openapi3.T, reqs openapi3.SecurityRequirements, diags *Diagnostics) ir.Security {
+func buildSecurity(file string, line int, where string, doc *openapi3.T, reqs openapi3.SecurityRequirements, schemes schemeUses, diags *Diagnostics) ir.Security {
+	errorf := func(format string, a ...any) { diags.add(Error, file, line, where, format, a...) }
 	var sec ir.Security
 	failed := false
 	if len(reqs) == 0 {
@@ -334,13 +446,13 @@ func buildSecurity(file, where string, doc *openapi3.T, reqs openapi3.SecurityRe
 		for _, name := range names {
 			issuers, err := schemeIssuers(doc, name)
 			if err != nil {
-				diags.errorf(file, where, "security: %v", err)
+				schemes.note(name, err.Error(), where, line)
 				ok = false
 				continue
 			}
 			for _, s := range req[name] {
 				if !policy.ValidScope(s) {
-					diags.errorf(file, where, "security %s: scope %q must be a non-empty word", name, s)
+					errorf("security %s: scope %q must be a non-empty word", name, s)
 					ok = false
 				}
 			}
@@ -354,7 +466,7 @@ func buildSecurity(file, where string, doc *openapi3.T, reqs openapi3.SecurityRe
 			}
 		}
 		if pinned && len(out.Issuers) == 0 {
-			diags.errorf(file, where, "security: the schemes of one requirement pin issuers that have none in common")
+			errorf("security: the schemes of one requirement pin issuers that have none in common")
 			ok = false
 		}
 		if !ok {
@@ -367,7 +479,7 @@ func buildSecurity(file, where string, doc *openapi3.T, reqs openapi3.SecurityRe
 		sec.AnyOf = append(sec.AnyOf, out)
 	}
 	if !sec.Anonymous && len(sec.AnyOf) == 0 && !failed {
-		diags.errorf(file, where, "security: no usable requirement")
+		errorf("security: no usable requirement")
 	}
 	return sec
 }
@@ -383,7 +495,7 @@ func schemeIssuers(doc *openapi3.T, name string) ([]string, error) {
 		ref = doc.Components.SecuritySchemes[name]
 	}
 	if ref == nil || ref.Value == nil {
-		return nil, fmt.Errorf("scheme %q is not defined in components.securitySchemes", name)
+		return nil, errors.New("it is not defined in components.securitySchemes")
 	}
 	s := ref.Value
 	switch {
@@ -394,7 +506,7 @@ func schemeIssuers(doc *openapi3.T, name string) ([]string, error) {
 		if s.Type == "http" {
 			kind = "http " + s.Scheme
 		}
-		return nil, fmt.Errorf("scheme %q has type %s, which specgate cannot enforce (use oauth2, openIdConnect or http bearer)", name, kind)
+		return nil, fmt.Errorf("its type %s is not one specgate can enforce (use oauth2, openIdConnect or http bearer)", kind)
 	}
 	raw, ok := s.Extensions[schemeIssuersKey]
 	if !ok {
@@ -402,7 +514,7 @@ func schemeIssuers(doc *openapi3.T, name string) ([]string, error) {
 	}
 	var issuers []string
 	if err := decodeExt(raw, &issuers); err != nil || len(issuers) == 0 {
-		return nil, fmt.Errorf("scheme %q: x-specgate-issuers must be a non-empty list of issuer URLs", name)
+		return nil, errors.New("x-specgate-issuers must be a non-empty list of issuer URLs")
 	}
 	return issuers, nil
 }

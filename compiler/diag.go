@@ -17,14 +17,18 @@ const (
 type Diagnostic struct {
 	Severity  Severity `json:"severity"`
 	File      string   `json:"file"`
+	Line      int      `json:"line,omitempty"`      // of the key in File, where the parser gives it
 	Operation string   `json:"operation,omitempty"` // "METHOD PATH" or an operationId
 	Message   string   `json:"message"`
 }
 
-// String is the lint line: FILE: METHOD PATH: message.
+// String is the lint line: FILE:LINE: METHOD PATH: message.
 func (d Diagnostic) String() string {
 	var b strings.Builder
 	b.WriteString(d.File)
+	if d.Line > 0 {
+		fmt.Fprintf(&b, ":%d", d.Line)
+	}
 	if d.Operation != "" {
 		b.WriteString(": ")
 		b.WriteString(d.Operation)
@@ -64,10 +68,14 @@ func (ds Diagnostics) Err() error {
 	return fmt.Errorf("%d error(s):\n%s", len(lines), strings.Join(lines, "\n"))
 }
 
+func (ds *Diagnostics) add(sev Severity, file string, line int, op, format string, a ...any) {
+	*ds = append(*ds, Diagnostic{Severity: sev, File: file, Line: line, Operation: op, Message: fmt.Sprintf(format, a...)})
+}
+
 func (ds *Diagnostics) errorf(file, op, format string, a ...any) {
-	*ds = append(*ds, Diagnostic{Severity: Error, File: file, Operation: op, Message: fmt.Sprintf(format, a...)})
+	ds.add(Error, file, 0, op, format, a...)
 }
 
 func (ds *Diagnostics) warnf(file, op, format string, a ...any) {
-	*ds = append(*ds, Diagnostic{Severity: Warning, File: file, Operation: op, Message: fmt.Sprintf(format, a...)})
+	ds.add(Warning, file, 0, op, format, a...)
 }

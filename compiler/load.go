@@ -4,8 +4,10 @@
 package compiler
 
 import (
-	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,10 +19,21 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 )
 
-// Spec is one loaded and validated OpenAPI document.
+// Spec is one service's OpenAPI document, loaded for the gateway.
 type Spec struct {
-	File string // as given to Load, relative to the spec directory
-	Doc  *openapi3.T
+	File  string // as given to Load, relative to the spec directory
+	Doc   *openapi3.T
+	lines map[string]int // JSON pointer → line of the key in File
+}
+
+// line is the line of the first of the JSON pointers that the file has (0: none).
+func (s Spec) line(pointers ...string) int {
+	for _, p := range pointers {
+		if n, ok := s.lines[p]; ok {
+			return n
+		}
+	}
+	return 0
 }
 
 // Load reads every *.yaml, *.yml and *.json file of dir (not recursing), sorted by name. A
@@ -35,6 +48,7 @@ func Load(dir string) ([]Spec, Diagnostics) {
 
 // ReadDir returns the spec files of dir (name → content). Dot files are skipped: the kubelet's
 // ..data links of a mounted ConfigMap, editors' swap files, the control plane's temp files.
+// Subdirectories are not read: they hold $ref fragments, never services.
 func ReadDir(dir string) (map[string][]byte, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -59,42 +73,92 @@ func ReadDir(dir string) (map[string][]byte, error) {
 	return files, nil
 }
 
-// LoadFiles parses in-memory files (name → content), resolving relative $refs among the
-// files of dir. The control plane uses it to check a pushed file before writing it.
+// LoadFiles parses in-memory files (name → content) with a fresh Loader.
 func LoadFiles(dir string, files map[string][]byte) ([]Spec, Diagnostics) {
-	var (
-		specs []Spec
-		diags Diagnostics
-	)
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
+	return NewLoader().LoadFiles(dir, files)
+}
+
+// Loader loads spec files and keeps each file's result by content, so a control plane that
+// rebuilds after one of a hundred files changed parses only that one. A file whose $refs read
+// other files is not kept: those may have changed.
+type Loader struct {
+	mu    sync.Mutex
+	cache map[[32]byte]*fileResult
+}
+
+// NewLoader returns a Loader with an empty cache.
+func NewLoader() *Loader { return &Loader{cache: map[[32]byte]*fileResult{}} }
+
+// fileKind is what a file of the spec directory turned out to be.
+type fileKind int
+
+const (
+	kindBroken   fileKind = iota // refused: its diagnostics say why
+	kindService                  // an OpenAPI document: one service
+	kindFragment                 // no openapi key: a $ref target, never a service
+	kindOther                    // not for specgate (a Kubernetes manifest): skipped
+)
+
+type fileResult struct {
+	kind  fileKind
+	spec  Spec
+	diags Diagnostics
+	refs  []string // files its $refs read, relative to the spec directory
+}
+
+// LoadFiles parses in-memory files (name → content), resolving relative $refs among the
+// files (then the disk) of dir. The control plane uses it to check a pushed file before
+// writing it.
+func (l *Loader) LoadFiles(dir string, files map[string][]byte) ([]Spec, Diagnostics) {
+	names := slices.Sorted(maps.Keys(files))
+	keys := make([][32]byte, len(names))
+	results := make([]*fileResult, len(names))
+	var todo []int
+	l.mu.Lock()
+	for i, name := range names {
+		keys[i] = sha256.Sum256(append([]byte(name+"\x00"), files[name]...))
+		if r, ok := l.cache[keys[i]]; ok {
+			results[i] = r
+		} else {
+			todo = append(todo, i)
+		}
 	}
-	slices.Sort(names)
-	// Parsing and validating dominate compile time and files are independent: load them on
-	// every core, then report in name order.
-	docs := make([]*openapi3.T, len(names))
-	errs := make([]error, len(names))
+	l.mu.Unlock()
+	// Parsing dominates compile time and files are independent: load them on every core,
+	// then report in name order.
 	var wg sync.WaitGroup
 	work := make(chan int)
-	for range runtime.GOMAXPROCS(0) {
+	for range min(runtime.GOMAXPROCS(0), len(todo)) {
 		wg.Go(func() {
 			for i := range work {
-				docs[i], errs[i] = loadOne(dir, names[i], files[names[i]])
+				results[i] = loadOne(dir, names[i], files)
 			}
 		})
 	}
-	for i := range names {
+	for _, i := range todo {
 		work <- i
 	}
 	close(work)
 	wg.Wait()
-	for i, name := range names {
-		if errs[i] != nil {
-			diags.errorf(name, "", "%v", errs[i])
-			continue
+
+	l.mu.Lock()
+	l.cache = map[[32]byte]*fileResult{} // keep only this set: a changed file's old result goes
+	for i, r := range results {
+		if r.refs == nil && r.kind != kindBroken {
+			l.cache[keys[i]] = r
 		}
-		specs = append(specs, Spec{File: name, Doc: docs[i]})
+	}
+	l.mu.Unlock()
+
+	var (
+		specs []Spec
+		diags Diagnostics
+	)
+	for _, r := range results {
+		diags = append(diags, r.diags...)
+		if r.kind == kindService {
+			specs = append(specs, r.spec)
+		}
 	}
 	if len(specs) == 0 && !diags.HasErrors() {
 		diags.errorf(dir, "", "no OpenAPI files (*.yaml, *.yml, *.json)")
@@ -110,13 +174,68 @@ func isSpecFile(name string) bool {
 	return false
 }
 
-func loadOne(dir, name string, data []byte) (*openapi3.T, error) {
-	loader := openapi3.NewLoader()
+// loadOne scans one file, tells what it is and, for a service, decodes what the gateway reads.
+func loadOne(dir, name string, files map[string][]byte) *fileResult {
+	r := &fileResult{}
+	fail := func(line int, format string, a ...any) *fileResult {
+		r.kind = kindBroken
+		r.diags = append(r.diags, Diagnostic{Severity: Error, File: name, Line: line, Message: fmt.Sprintf(format, a...)})
+		return r
+	}
+	s, err := scan(files[name])
+	if err != nil {
+		le, _ := err.(*lineError)
+		if le == nil {
+			le = &lineError{msg: err.Error()}
+		}
+		return fail(le.line, "%s", le.msg)
+	}
+	if len(s.dups) > 0 {
+		for _, d := range s.dups {
+			fail(d.line, "%s", d)
+		}
+		return r
+	}
+	root := s.root
+	str := func(k string) string { v, _ := root[k].(string); return v }
+	switch {
+	case s.docs == 0:
+		return fail(0, "empty file: not an OpenAPI document (remove it from the spec directory)")
+	case root == nil:
+		return fail(1, "not an OpenAPI document: the top level is %s, not an object", s.top)
+	case str("kind") != "" && str("apiVersion") != "" && root["openapi"] == nil:
+		r.kind = kindOther
+		r.diags.warnf(name, "", "a Kubernetes manifest (kind: %s), not an OpenAPI document: skipped", str("kind"))
+		return r
+	case s.docs > 1:
+		return fail(0, "holds %d YAML documents (---): a spec file holds one OpenAPI document", s.docs)
+	case root["swagger"] != nil:
+		return fail(s.lines["/swagger"], "Swagger %v (OpenAPI 2): specgate reads OpenAPI 3.0, 3.1 and 3.2; convert the file first (swagger2openapi, or kin-openapi's openapi2conv)", root["swagger"])
+	case root["openapi"] == nil && (root["paths"] != nil || root[extKey] != nil):
+		return fail(0, "no openapi key: a service's spec starts with openapi: 3.x")
+	case root["openapi"] == nil:
+		r.kind = kindFragment
+		return r
+	}
+	if v := str("openapi"); !(strings.HasPrefix(v, "3.0.") || strings.HasPrefix(v, "3.1.") || strings.HasPrefix(v, "3.2.")) {
+		return fail(s.lines["/openapi"], "openapi %v: specgate reads OpenAPI 3.0, 3.1 and 3.2", root["openapi"])
+	}
+	pruned, err := json.Marshal(root)
+	if err != nil {
+		return fail(0, "load: %v", err)
+	}
+	doc := &openapi3.T{}
+	if err := json.Unmarshal(pruned, doc); err != nil {
+		return fail(0, "load: %v", err)
+	}
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, err
+		return fail(0, "load: %v", err)
 	}
-	// $refs may point at other files of the spec directory, never outside it, never a URL.
+	loader := openapi3.NewLoader()
+	loader.IsExternalRefsAllowed = true
+	// $refs may point at other files of the spec directory (or below it), never outside it,
+	// never a URL.
 	loader.ReadFromURIFunc = func(_ *openapi3.Loader, u *url.URL) ([]byte, error) {
 		if u.Scheme != "" && u.Scheme != "file" || u.Host != "" {
 			return nil, fmt.Errorf("$ref %s: only files of the spec directory can be referenced", u)
@@ -125,22 +244,34 @@ func loadOne(dir, name string, data []byte) (*openapi3.T, error) {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(absDir, p)
 		}
-		if rel, err := filepath.Rel(absDir, p); err != nil || strings.HasPrefix(rel, "..") {
+		rel, err := filepath.Rel(absDir, p)
+		if err != nil || strings.HasPrefix(rel, "..") {
 			return nil, fmt.Errorf("$ref %s: outside the spec directory", u)
 		}
-		return os.ReadFile(p)
+		r.refs = append(r.refs, rel)
+		if b, ok := files[rel]; ok { // the candidate's bytes, which a push has not written yet
+			return b, nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		// Fragments under subdirectories are not scanned with the specs: check them here.
+		if fs, err := scan(b); err != nil {
+			return nil, fmt.Errorf("%s: %v", rel, err)
+		} else if len(fs.dups) > 0 {
+			return nil, fmt.Errorf("%s:%d: %s", rel, fs.dups[0].line, fs.dups[0])
+		}
+		return b, nil
 	}
-	doc, err := loader.LoadFromDataWithPath(data, &url.URL{Path: filepath.Join(absDir, name)})
-	if err != nil {
-		return nil, fmt.Errorf("load: %s", cleanErr(err, absDir))
+	if err := loader.ResolveRefsIn(doc, &url.URL{Path: filepath.Join(absDir, name)}); err != nil {
+		return fail(0, "$ref: %s", strings.ReplaceAll(err.Error(), absDir+string(filepath.Separator), ""))
 	}
-	if err := doc.Validate(context.Background(), openapi3.EnableExamplesValidation()); err != nil {
-		return nil, fmt.Errorf("invalid OpenAPI: %s", cleanErr(err, absDir))
+	if r.refs != nil {
+		slices.Sort(r.refs)
+		r.refs = slices.Compact(r.refs)
 	}
-	return doc, nil
-}
-
-// cleanErr drops the absolute directory from loader messages so they name the file as given.
-func cleanErr(err error, absDir string) string {
-	return strings.ReplaceAll(err.Error(), absDir+string(filepath.Separator), "")
+	r.kind = kindService
+	r.spec = Spec{File: name, Doc: doc, lines: s.lines}
+	return r
 }

@@ -27,6 +27,7 @@ type PushResult struct {
 // RefusedError is a push that did not compile or that Envoy would reject; nothing changed.
 type RefusedError struct {
 	Diagnostics compiler.Diagnostics `json:"diagnostics,omitempty"`
+	Lines       []string             `json:"lines,omitempty"` // the lint lines of Diagnostics
 	Reason      string               `json:"error"`
 }
 
@@ -38,7 +39,11 @@ func (e *RefusedError) Error() string {
 }
 
 func refusal(diags compiler.Diagnostics, err error) *RefusedError {
-	return &RefusedError{Diagnostics: diags, Reason: err.Error()}
+	r := &RefusedError{Diagnostics: diags, Reason: err.Error()}
+	for _, d := range diags {
+		r.Lines = append(r.Lines, d.String())
+	}
+	return r
 }
 
 // Push replaces (or adds) the spec of one service. The candidate set of specs is compiled and
@@ -61,7 +66,7 @@ func (s *Server) Push(service string, spec []byte, dryRun bool) (PushResult, err
 		return PushResult{}, refusal(diags, err)
 	}
 	if !slices.ContainsFunc(bs.gw.Services, func(svc ir.Service) bool { return svc.File == name && svc.Name == service }) {
-		return PushResult{}, &RefusedError{Diagnostics: diags, Reason: fmt.Sprintf("the pushed spec does not declare service %q (set x-specgate.service or info.title)", service)}
+		return PushResult{}, refusal(diags, fmt.Errorf("the pushed spec does not declare service %q (set x-specgate.service or info.title)", service))
 	}
 	return s.commit(bs, diags, dryRun, func() error { return writeAtomic(s.opts.SpecDir, name, spec) })
 }

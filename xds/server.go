@@ -109,7 +109,8 @@ type Server struct {
 	log     *slog.Logger
 	cache   cache.SnapshotCache
 	metrics *metrics
-	mu      sync.Mutex // serializes rebuilds, pushes and deletes
+	loader  *compiler.Loader // parsed files by content: a push re-reads only what changed
+	mu      sync.Mutex       // serializes rebuilds, pushes and deletes
 	current atomic.Pointer[state]
 }
 
@@ -122,7 +123,7 @@ func New(opts Options) (*Server, error) {
 	if err := opts.Gateway.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics()}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), loader: compiler.NewLoader()}
 	s.cache = cache.NewSnapshotCache(true, fleet{}, slogAdapter{opts.Logger})
 	if _, err := s.ReloadFromDisk("startup"); err != nil {
 		s.log.Error("initial specs refused; serving nothing until a good version arrives", "err", err)
@@ -234,7 +235,7 @@ func (s *Server) ReloadFromDisk(source string) (string, error) {
 func (s *Server) build(files map[string][]byte) (*builtState, compiler.Diagnostics, error) {
 	start := time.Now()
 	defer func() { s.metrics.buildSeconds.Observe(time.Since(start).Seconds()) }()
-	specs, diags := compiler.LoadFiles(s.opts.SpecDir, files)
+	specs, diags := s.loader.LoadFiles(s.opts.SpecDir, files)
 	gw, more := compiler.Build(specs)
 	diags = append(diags, more...)
 	if diags.HasErrors() {

@@ -236,8 +236,9 @@ func TestRefusedPushChangesNothing(t *testing.T) {
 		t.Fatalf("broken push: %d %s", code, body)
 	}
 	var refused xds.RefusedError
-	if err := json.Unmarshal(body, &refused); err != nil || len(refused.Diagnostics) == 0 ||
-		!strings.Contains(refused.Diagnostics[0].String(), "alpha.yaml: GET /things: x-specgate.rateLimits[0]: requests must be > 0") {
+	const want = "alpha.yaml:7: GET /things: x-specgate.rateLimits[0]: requests must be > 0"
+	if err := json.Unmarshal(body, &refused); err != nil || len(refused.Diagnostics) == 0 || len(refused.Lines) == 0 ||
+		!strings.HasPrefix(refused.Diagnostics[0].String(), want) || !strings.HasPrefix(refused.Lines[0], want) {
 		t.Fatalf("422 body does not carry the diagnostics: %s", body)
 	}
 	for _, tc := range []struct {

@@ -30,7 +30,7 @@ func TestLintExitCodes(t *testing.T) {
 	if !errors.As(err, &code) || code != 1 {
 		t.Fatalf("refused specs: err %v, want exit 1", err)
 	}
-	if !strings.Contains(stderr, "b.yaml: GET /things/{thingId}: same method and path as a.yaml: GET /things/{id}") {
+	if !strings.Contains(stderr, "b.yaml:7: GET /things/{thingId}: a router cannot tell it from a.yaml:7: GET /things/{id}") {
 		t.Fatalf("diagnostic does not name both files and operations: %q", stderr)
 	}
 	// Warnings alone exit 0.

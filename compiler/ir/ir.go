@@ -35,6 +35,8 @@ type Backend struct {
 	TLS  bool   `json:"tls,omitempty"`
 	Host string `json:"host"`
 	Port uint32 `json:"port"`
+	// PathPrefix is put in front of every forwarded path (http://svc:8080/api → /api).
+	PathPrefix string `json:"pathPrefix,omitempty"`
 }
 
 // Exposure says on which listeners an operation is served.
@@ -112,7 +114,9 @@ type CORS struct {
 var (
 	serviceName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	headerName  = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-	methods     = []string{"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+	// A method is a token (RFC 9110); OpenAPI 3.2 adds QUERY and any other in
+	// additionalOperations. Upper case only, so that GET and get are never two routes.
+	methodToken = regexp.MustCompile("^[A-Z0-9!#$%&'*+.^_`|~-]+$")
 )
 
 // Validate joins every problem of the model.
@@ -171,7 +175,7 @@ func (o Operation) Validate() error {
 	if o.ID == "" {
 		add("empty route id")
 	}
-	if !slices.Contains(methods, o.Method) {
+	if !ValidMethod(o.Method) {
 		add("unsupported method")
 	}
 	if !strings.HasPrefix(o.Path, "/") {
@@ -275,3 +279,7 @@ func StatName(routeID string) string {
 		return '_'
 	}, routeID)
 }
+
+// ValidMethod reports whether the gateway can route method: an upper-case token, not
+// CONNECT (Envoy serves CONNECT as a tunnel, never through a route like these).
+func ValidMethod(m string) bool { return methodToken.MatchString(m) && m != "CONNECT" }

@@ -159,6 +159,31 @@ func pathRegex(tmpl ir.Template) string {
 	return b.String()
 }
 
+// pathRewrite maps the gateway path to the backend's: basePath stripped when asked, the
+// backend URL's path put in front (nil: forwarded as is).
+func pathRewrite(svc *ir.Service) *matcherv3.RegexMatchAndSubstitute {
+	strip := svc.StripBasePath && svc.BasePath != ""
+	prefix := svc.Backend.PathPrefix
+	switch {
+	case strip && prefix == "":
+		return &matcherv3.RegexMatchAndSubstitute{
+			Pattern:      &matcherv3.RegexMatcher{Regex: "^" + regexp.QuoteMeta(svc.BasePath) + "(/|$)"},
+			Substitution: "/",
+		}
+	case strip: // /orders/42 → /api/42, /orders → /api
+		return &matcherv3.RegexMatchAndSubstitute{
+			Pattern:      &matcherv3.RegexMatcher{Regex: "^" + regexp.QuoteMeta(svc.BasePath)},
+			Substitution: prefix,
+		}
+	case prefix != "": // /orders/42 → /api/orders/42
+		return &matcherv3.RegexMatchAndSubstitute{
+			Pattern:      &matcherv3.RegexMatcher{Regex: "^/"},
+			Substitution: prefix + "/",
+		}
+	}
+	return nil
+}
+
 func methodMatch(m *routev3.RouteMatch, method string) *routev3.RouteMatch {
 	m.Headers = []*routev3.HeaderMatcher{{
 		Name: ":method",
@@ -178,12 +203,7 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 	if op.Timeout > 0 {
 		action.Timeout = durationpb.New(op.Timeout)
 	}
-	if svc.StripBasePath && svc.BasePath != "" {
-		action.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{
-			Pattern:      &matcherv3.RegexMatcher{Regex: "^" + regexp.QuoteMeta(svc.BasePath) + "(/|$)"},
-			Substitution: "/",
-		}
-	}
+	action.RegexRewrite = pathRewrite(svc)
 	if !isIP(svc.Backend.Host) {
 		action.HostRewriteSpecifier = &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}
 	}
