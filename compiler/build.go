@@ -108,14 +108,14 @@ func slug(s string) string {
 // strayExtensions reports x-specgate keys where specgate reads none (allowed: the keys in
 // known): a setting that would be silently ignored, such as exposure: internal on a path
 // item, must not publish what its author meant to hide.
-func strayExtensions(file string, line int, where string, ext map[string]any, diags *Diagnostics, known ...string) {
+func strayExtensions(spec Spec, ptr, where string, ext map[string]any, diags *Diagnostics, known ...string) {
 	for _, k := range slices.Sorted(maps.Keys(ext)) {
 		if strings.HasPrefix(strings.ToLower(k), extKey) && !slices.Contains(known, k) {
 			hint := ""
 			if k == extKey {
 				hint = ": put it on the document (service level) or on each operation"
 			}
-			diags.add(Error, file, line, where, "%s is not read here%s", k, hint)
+			diags.add(Error, spec.File, spec.line(pointerAppend(ptr, k), ptr), where, "%s is not read here%s", k, hint)
 		}
 	}
 }
@@ -124,11 +124,11 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 	file, doc := spec.File, spec.Doc
 	before := len(*diags)
 	errAt := func(line int, where, format string, a ...any) { diags.add(Error, file, line, where, format, a...) }
-	strayExtensions(file, spec.line("/"), "", doc.Extensions, diags, extKey)
+	strayExtensions(spec, "", "", doc.Extensions, diags, extKey)
 	if doc.Components != nil {
 		for _, name := range slices.Sorted(maps.Keys(doc.Components.SecuritySchemes)) {
 			if ref := doc.Components.SecuritySchemes[name]; ref != nil && ref.Value != nil {
-				strayExtensions(file, spec.line(schemePointer(name)), "securityScheme "+name, ref.Value.Extensions, diags, schemeIssuersKey)
+				strayExtensions(spec, schemePointer(name), "securityScheme "+name, ref.Value.Extensions, diags, schemeIssuersKey)
 			}
 		}
 	}
@@ -189,7 +189,7 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 		for _, path := range slices.Sorted(maps.Keys(doc.Paths.Map())) {
 			item := doc.Paths.Value(path)
 			pathPtr := pointerAppend("/paths", path)
-			strayExtensions(file, spec.line(pathPtr), path, item.Extensions, diags)
+			strayExtensions(spec, pathPtr, path, item.Extensions, diags)
 			// A query or fragment in a path key documents a variant of a path (/messages?beta=true):
 			// routes match the path alone, so the variant is routed as that path.
 			routed := path
@@ -205,13 +205,16 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 			for _, method := range slices.Sorted(maps.Keys(ops)) {
 				op := ops[method]
 				where := method + " " + path
-				line := spec.line(pointerAppend(pathPtr, strings.ToLower(method)),
-					pointerAppend(pathPtr+"/additionalOperations", method), pathPtr)
+				opPtr := pointerAppend(pathPtr, strings.ToLower(method))
+				if _, fixed := operationKeys[strings.ToLower(method)]; !fixed || spec.line(opPtr) == 0 {
+					opPtr = pointerAppend(pathPtr+"/additionalOperations", method)
+				}
+				line := spec.line(opPtr, pathPtr)
 				if !ir.ValidMethod(method) {
-					errAt(line, where, "method %q cannot be routed: a method is an upper-case token (RFC 9110), and CONNECT is not served", method)
+					errAt(line, where, "method %q cannot be routed: Envoy parses GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, QUERY and the WebDAV methods, in upper case; CONNECT is not served", method)
 					continue
 				}
-				strayExtensions(file, line, where, op.Extensions, diags, extKey)
+				strayExtensions(spec, opPtr, where, op.Extensions, diags, extKey)
 				o := ir.Operation{Method: method, Path: gwPath}
 				opID := op.OperationID
 				if opID == "" {

@@ -4,8 +4,10 @@
 package compiler
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -232,10 +234,25 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 	if err != nil {
 		return fail(0, "load: %v", err)
 	}
+	loader := newRefLoader(absDir, files, func(rel string) { r.refs = append(r.refs, rel) })
+	if err := loader.ResolveRefsIn(doc, &url.URL{Path: filepath.Join(absDir, name)}); err != nil {
+		return fail(0, "$ref: %s", strings.ReplaceAll(err.Error(), absDir+string(filepath.Separator), ""))
+	}
+	if r.refs != nil {
+		slices.Sort(r.refs)
+		r.refs = slices.Compact(r.refs)
+	}
+	r.kind = kindService
+	r.spec = Spec{File: name, Doc: doc, lines: s.lines}
+	return r
+}
+
+// newRefLoader is a kin-openapi loader whose $refs may point at other files of the spec
+// directory (or below it), never outside it, never a URL. A file of the candidate set is read
+// from files (a push has not written it yet), any other from the disk. read learns each file.
+func newRefLoader(absDir string, files map[string][]byte, read func(rel string)) *openapi3.Loader {
 	loader := openapi3.NewLoader()
 	loader.IsExternalRefsAllowed = true
-	// $refs may point at other files of the spec directory (or below it), never outside it,
-	// never a URL.
 	loader.ReadFromURIFunc = func(_ *openapi3.Loader, u *url.URL) ([]byte, error) {
 		if u.Scheme != "" && u.Scheme != "file" || u.Host != "" {
 			return nil, fmt.Errorf("$ref %s: only files of the spec directory can be referenced", u)
@@ -248,8 +265,8 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 		if err != nil || strings.HasPrefix(rel, "..") {
 			return nil, fmt.Errorf("$ref %s: outside the spec directory", u)
 		}
-		r.refs = append(r.refs, rel)
-		if b, ok := files[rel]; ok { // the candidate's bytes, which a push has not written yet
+		read(rel)
+		if b, ok := files[rel]; ok {
 			return b, nil
 		}
 		b, err := os.ReadFile(p)
@@ -264,14 +281,46 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 		}
 		return b, nil
 	}
-	if err := loader.ResolveRefsIn(doc, &url.URL{Path: filepath.Join(absDir, name)}); err != nil {
-		return fail(0, "$ref: %s", strings.ReplaceAll(err.Error(), absDir+string(filepath.Separator), ""))
+	return loader
+}
+
+// Strict reads each service spec of files whole, as kin-openapi does, and validates all of it
+// — schemas, examples, defaults, patterns, formats — for `specgate lint --strict`. What it
+// finds is documentation the gateway does not use: warnings, one line each.
+func Strict(dir string, files map[string][]byte, specs []Spec) Diagnostics {
+	var diags Diagnostics
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return Diagnostics{{Severity: Error, File: dir, Message: err.Error()}}
 	}
-	if r.refs != nil {
-		slices.Sort(r.refs)
-		r.refs = slices.Compact(r.refs)
+	for _, spec := range specs {
+		loader := newRefLoader(absDir, files, func(string) {})
+		doc, err := loader.LoadFromDataWithPath(files[spec.File], &url.URL{Path: filepath.Join(absDir, spec.File)})
+		if err == nil {
+			err = doc.Validate(context.Background(), openapi3.EnableMultiError(), openapi3.EnableExamplesValidation(),
+				openapi3.EnableSchemaDefaultsValidation(), openapi3.EnableSchemaPatternValidation(), openapi3.EnableSchemaFormatValidation())
+		}
+		for _, e := range flatten(err) {
+			msg := strings.ReplaceAll(e.Error(), absDir+string(filepath.Separator), "")
+			msg, _, _ = strings.Cut(msg, "\n") // the first line: kin-openapi follows it with dumps of schema and value
+			diags.add(Warning, spec.File, 0, "", "strict: %s", strings.TrimSpace(msg))
+		}
 	}
-	r.kind = kindService
-	r.spec = Spec{File: name, Doc: doc, lines: s.lines}
-	return r
+	return diags
+}
+
+// flatten lists the errors inside kin-openapi's MultiErrors.
+func flatten(err error) []error {
+	var me openapi3.MultiError
+	if !errors.As(err, &me) {
+		if err == nil {
+			return nil
+		}
+		return []error{err}
+	}
+	var out []error
+	for _, e := range me {
+		out = append(out, flatten(e)...)
+	}
+	return out
 }

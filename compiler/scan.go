@@ -33,7 +33,9 @@ const (
 var operationKeys = map[string]bool{"get": true, "put": true, "post": true, "delete": true,
 	"options": true, "head": true, "patch": true, "trace": true, "query": true, "connect": true}
 
-func isExt(k string) bool { return strings.HasPrefix(k, "x-") }
+// isExt is true for extension keys, in any case: X-Specgate must reach the check that refuses
+// it, not be pruned as documentation.
+func isExt(k string) bool { return len(k) > 1 && (k[0] == 'x' || k[0] == 'X') && k[1] == '-' }
 
 // ruleAt decides for the value at path (the keys from the document's root).
 func ruleAt(path []string) keepRule {

@@ -22,6 +22,55 @@ import (
 // test sends little.
 const bodyLimit = 64 << 10
 
+// staticGateway is a real Envoy on a static bootstrap compiled from a spec directory.
+type staticGateway struct {
+	envoy                *testenvoy.Envoy
+	admin, pub, internal string // admin address; listener URLs
+}
+
+// startStatic compiles specs (refusing on any error), writes the static bootstrap with
+// listeners on free loopback ports and starts Envoy until the test ends. Rate limits fail
+// open: no ratelimit service listens.
+func startStatic(t *testing.T, specs, authzAddr string, configure func(*config.Gateway)) staticGateway {
+	t.Helper()
+	pub, internal, admin := testenvoy.FreePort(t), testenvoy.FreePort(t), testenvoy.FreePort(t)
+	cfg := config.Default()
+	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(pub), uint32(internal)
+	if configure != nil {
+		configure(&cfg)
+	}
+	gw, diags := compiler.Compile(specs)
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := translate.Translate(gw, translate.Options{Gateway: cfg, ListenAddress: "127.0.0.1", InlineRoutes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAddr := "127.0.0.1:" + strconv.Itoa(admin)
+	boot, err := translate.Bootstrap(res, translate.BootstrapOptions{
+		AdminAddress:  adminAddr,
+		AuthzAddress:  authzAddr,
+		RateLimitAddr: "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t)), // nobody: limits fail open
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := translate.YAML(boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootPath := filepath.Join(t.TempDir(), "bootstrap.yaml")
+	if err := os.WriteFile(bootPath, y, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return staticGateway{
+		envoy: testenvoy.Start(t, bootPath, adminAddr),
+		admin: adminAddr,
+		pub:   "http://127.0.0.1:" + strconv.Itoa(pub), internal: "http://127.0.0.1:" + strconv.Itoa(internal),
+	}
+}
+
 // TestStaticBootstrapEndToEnd runs the real Envoy on a compiled static bootstrap and checks the
 // routing contract of DESIGN.md §2 request by request.
 func TestStaticBootstrapEndToEnd(t *testing.T) {
@@ -39,40 +88,8 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 	}
 
 	authz := e2e.StartAllowAll(t)
-
-	pub, internal, admin := testenvoy.FreePort(t), testenvoy.FreePort(t), testenvoy.FreePort(t)
-	cfg := config.Default()
-	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(pub), uint32(internal)
-	cfg.Listeners.MaxRequestBodyBytes = bodyLimit
-	gw, diags := compiler.Compile(specs)
-	if err := diags.Err(); err != nil {
-		t.Fatal(err)
-	}
-	res, err := translate.Translate(gw, translate.Options{Gateway: cfg, ListenAddress: "127.0.0.1", InlineRoutes: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminAddr := "127.0.0.1:" + strconv.Itoa(admin)
-	boot, err := translate.Bootstrap(res, translate.BootstrapOptions{
-		AdminAddress:  adminAddr,
-		AuthzAddress:  authz.Addr,
-		RateLimitAddr: "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t)), // nobody: limits fail open
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := translate.YAML(boot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bootPath := filepath.Join(t.TempDir(), "bootstrap.yaml")
-	if err := os.WriteFile(bootPath, y, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	envoy := testenvoy.Start(t, bootPath, adminAddr)
-
-	pubURL := "http://127.0.0.1:" + strconv.Itoa(pub)
-	intURL := "http://127.0.0.1:" + strconv.Itoa(internal)
+	sg := startStatic(t, specs, authz.Addr, func(cfg *config.Gateway) { cfg.Listeners.MaxRequestBodyBytes = bodyLimit })
+	envoy, adminAddr, pubURL, intURL := sg.envoy, sg.admin, sg.pub, sg.internal
 
 	type want struct {
 		status  int

@@ -14,9 +14,19 @@ import (
 	"github.com/specgate/specgate/config"
 )
 
-// compileSpecs runs the compiler on dir and prints every diagnostic, one line each.
-func compileSpecs(w io.Writer, dir string) (ir.Gateway, error) {
-	gw, diags := compiler.Compile(dir)
+// compileSpecs runs the compiler on dir and prints every diagnostic, one line each; strict
+// adds the warnings of a whole-document OpenAPI validation.
+func compileSpecs(w io.Writer, dir string, strict bool) (ir.Gateway, error) {
+	files, err := compiler.ReadDir(dir)
+	if err != nil {
+		return ir.Gateway{}, err
+	}
+	specs, diags := compiler.LoadFiles(dir, files)
+	gw, more := compiler.Build(specs)
+	diags = append(diags, more...)
+	if strict {
+		diags = append(diags, compiler.Strict(dir, files, specs)...)
+	}
 	for _, d := range diags {
 		fmt.Fprintln(w, d.String())
 	}
@@ -27,13 +37,16 @@ func compileSpecs(w io.Writer, dir string) (ir.Gateway, error) {
 }
 
 func newLintCmd() *cobra.Command {
-	var specs string
+	var (
+		specs  string
+		strict bool
+	)
 	cmd := &cobra.Command{
-		Use:   "lint --specs DIR",
+		Use:   "lint --specs DIR [--strict]",
 		Short: "Validate every OpenAPI file of DIR; exit 1 with one line per error",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			gw, err := compileSpecs(cmd.ErrOrStderr(), specs)
+			gw, err := compileSpecs(cmd.ErrOrStderr(), specs, strict)
 			if err != nil {
 				return err
 			}
@@ -51,6 +64,7 @@ func newLintCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&specs, "specs", "specs", "directory of OpenAPI files")
+	cmd.Flags().BoolVar(&strict, "strict", false, "also validate what the gateway does not use (schemas, examples, defaults, patterns, formats), as warnings")
 	return cmd
 }
 
@@ -68,7 +82,7 @@ func newCompileCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			gw, err := compileSpecs(cmd.ErrOrStderr(), specs)
+			gw, err := compileSpecs(cmd.ErrOrStderr(), specs, false)
 			if err != nil {
 				return err
 			}

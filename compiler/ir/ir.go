@@ -114,9 +114,12 @@ type CORS struct {
 var (
 	serviceName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	headerName  = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-	// A method is a token (RFC 9110); OpenAPI 3.2 adds QUERY and any other in
-	// additionalOperations. Upper case only, so that GET and get are never two routes.
-	methodToken = regexp.MustCompile("^[A-Z0-9!#$%&'*+.^_`|~-]+$")
+	// methods are those Envoy's HTTP/1 parser accepts (http-parser's list, and QUERY),
+	// without CONNECT, which Envoy serves as a tunnel, never through routes like these.
+	// OpenAPI 3.2 names any other in additionalOperations; Envoy would answer it 400.
+	methods = strings.Fields(`ACL BIND CHECKOUT COPY DELETE GET HEAD LINK LOCK MERGE MKACTIVITY
+		MKCALENDAR MKCOL MOVE MSEARCH NOTIFY OPTIONS PATCH POST PROPFIND PROPPATCH PURGE PUT QUERY
+		REBIND REPORT SEARCH SOURCE SUBSCRIBE TRACE UNBIND UNLINK UNLOCK UNSUBSCRIBE`)
 )
 
 // Validate joins every problem of the model.
@@ -280,6 +283,5 @@ func StatName(routeID string) string {
 	}, routeID)
 }
 
-// ValidMethod reports whether the gateway can route method: an upper-case token, not
-// CONNECT (Envoy serves CONNECT as a tunnel, never through a route like these).
-func ValidMethod(m string) bool { return methodToken.MatchString(m) && m != "CONNECT" }
+// ValidMethod reports whether the gateway can route method (case matters: get is not GET).
+func ValidMethod(m string) bool { return slices.Contains(methods, m) }
