@@ -1,56 +1,26 @@
 package compiler_test
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/realspecs"
+	"github.com/specgate/specgate/internal/specgen"
 )
-
-// writeSpecs generates services × ops operations (half templated, a fifth rate limited, a
-// tenth internal) into dir, the shape of a real fleet.
-func writeSpecs(tb testing.TB, dir string, services, ops int) {
-	tb.Helper()
-	for s := range services {
-		var b strings.Builder
-		fmt.Fprintf(&b, `openapi: 3.1.0
-info: {title: Service %d, version: 1.0.0}
-x-specgate: {service: svc-%d, backend: "http://svc-%d.shop.svc.cluster.local:8080", basePath: /svc%d, allowedHeaders: [X-Tenant]}
-security: [{oauth: [svc%d:read]}]
-components:
-  securitySchemes:
-    oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://auth.example.com/token", scopes: {"svc%d:read": r, "svc%d:write": w}}}}
-paths:
-`, s, s, s, s, s, s, s)
-		// ops operations on ops/2 paths: a literal path with GET (every fifth also a rate
-		// limited internal POST) and a templated path with GET, until ops are written.
-		for i, p := 0, 0; i < ops; p++ {
-			fmt.Fprintf(&b, "  /things%d:\n    get: {operationId: list%d, responses: {\"200\": {description: ok}}}\n", p, p)
-			i++
-			if p%5 == 4 && i < ops {
-				fmt.Fprintf(&b, "    post: {operationId: create%d, security: [{oauth: [\"svc%d:write\"]}], x-specgate: {rateLimits: [{requests: 10, per: minute, key: client}], exposure: internal}, responses: {\"201\": {description: ok}}}\n", p, s)
-				i++
-			}
-			if i < ops {
-				fmt.Fprintf(&b, "  /things%d/{id}:\n    get: {operationId: get%d, parameters: [{name: id, in: path, required: true, schema: {type: string}}], responses: {\"200\": {description: ok}}}\n", p, p)
-				i++
-			}
-		}
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("svc-%03d.yaml", s)), []byte(b.String()), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-}
 
 func benchCompile(b *testing.B, services, ops int) {
 	dir := b.TempDir()
-	writeSpecs(b, dir, services, ops)
+	if err := specgen.Write(dir, specgen.Fleet(services, ops)); err != nil {
+		b.Fatal(err)
+	}
+	benchCompileDir(b, dir)
+}
+
+// benchCompileDir measures the whole compile of dir: load, build, translate, hash.
+func benchCompileDir(b *testing.B, dir string) {
 	opts := translate.Options{Gateway: config.Default()}
 	routes := 0
 	var peak uint64
@@ -85,3 +55,26 @@ func BenchmarkCompile2000(b *testing.B) { benchCompile(b, 100, 20) }
 
 // BenchmarkCompile10000 is 500 specs × 20 operations (goal < 2 s).
 func BenchmarkCompile10000(b *testing.B) { benchCompile(b, 500, 20) }
+
+// BenchmarkCompile26000 is 100 specs × 260 operations (goal < 5 s, < 1 GB).
+func BenchmarkCompile26000(b *testing.B) { benchCompile(b, 100, 260) }
+
+// BenchmarkCompile26000OneFile is one spec of 26,000 operations (21 MB of YAML).
+func BenchmarkCompile26000OneFile(b *testing.B) { benchCompile(b, 1, 26000) }
+
+// BenchmarkCompileReal is the real descriptions of make specs: GitHub's alone (goal < 1 s,
+// < 300 MB), then all four together.
+func BenchmarkCompileReal(b *testing.B) {
+	for _, set := range []struct {
+		name string
+		srcs []realspecs.Source
+	}{{"github", []realspecs.Source{realspecs.GitHub}}, {"all", realspecs.All}} {
+		b.Run(set.name, func(b *testing.B) {
+			dir := b.TempDir()
+			if err := realspecs.Write(dir, "http://127.0.0.1:8081", set.srcs...); err != nil {
+				b.Fatal(err)
+			}
+			benchCompileDir(b, dir)
+		})
+	}
+}

@@ -1,0 +1,70 @@
+package compiler_test
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/specgate/specgate/compiler"
+	"github.com/specgate/specgate/compiler/translate"
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/realspecs"
+)
+
+// TestRealSpecs compiles the real public descriptions (make specs) together: no error, and
+// every operation of each document is a route, or merged into one with a warning that names
+// both. The operations are counted from a plain decode of each whole file.
+func TestRealSpecs(t *testing.T) {
+	dir := t.TempDir()
+	if err := realspecs.Write(dir, "http://127.0.0.1:8081", realspecs.All...); err != nil {
+		t.Fatal(err)
+	}
+	gw, diags := compiler.Compile(dir)
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	merged := map[string]int{}
+	for _, d := range diags {
+		if !strings.Contains(d.Message, "a router cannot tell it from") {
+			t.Errorf("unexpected warning: %s", d)
+		}
+		merged[strings.TrimSuffix(d.File, filepath.Ext(d.File))]++
+	}
+	routes := map[string]int{}
+	for _, s := range gw.Services {
+		routes[s.Name] = len(s.Operations)
+	}
+	for _, src := range realspecs.All {
+		b, err := realspecs.Prepare(src, "http://127.0.0.1:8081")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Paths map[string]map[string]any `json:"paths"`
+		}
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			t.Fatalf("%s: %v", src.Name, err)
+		}
+		ops := 0
+		for _, item := range doc.Paths {
+			for k := range item {
+				if slices.Contains([]string{"get", "put", "post", "delete", "options", "head", "patch", "trace", "query"}, k) {
+					ops++
+				}
+			}
+		}
+		if routes[src.Name]+merged[src.Name] != ops || ops < 40 {
+			t.Errorf("%s: %d routes + %d merged, want the document's %d operations", src.Name, routes[src.Name], merged[src.Name], ops)
+		}
+		t.Logf("%s: %d operations, %d routes", src.Name, ops, routes[src.Name])
+	}
+	if routes["github"] != 1223 {
+		t.Errorf("GitHub's description (@octokit/openapi pinned in the Makefile) has 1,223 operations, got %d routes", routes["github"])
+	}
+	if _, err := translate.Translate(gw, translate.Options{Gateway: config.Default()}); err != nil {
+		t.Fatal(err)
+	}
+}
