@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -39,7 +40,7 @@ func Build(specs []Spec) (ir.Gateway, Diagnostics) {
 		services []ir.Service
 	)
 	for _, spec := range specs {
-		svc, sources, ok := buildService(spec, &diags)
+		svc, sources, ok := spec.service(&diags)
 		if !ok {
 			continue
 		}
@@ -48,7 +49,7 @@ func Build(specs []Spec) (ir.Gateway, Diagnostics) {
 			continue
 		}
 		byName[svc.Name] = spec.File
-		kept := svc.Operations[:0]
+		kept := make([]ir.Operation, 0, len(svc.Operations))
 		for _, op := range svc.Operations {
 			t, _ := ir.ParseTemplate(op.Path) // parsed without error in buildService
 			key := op.Method + " " + t.Shape()
@@ -87,6 +88,30 @@ func Build(specs []Spec) (ir.Gateway, Diagnostics) {
 func samePolicy(a, b ir.Operation) bool {
 	a.ID, a.Path, b.ID, b.Path = "", "", "", ""
 	return reflect.DeepEqual(a, b)
+}
+
+// builtService is a Spec's service as buildService made it: a Spec from the Loader's cache
+// is built once, not on every rebuild of the control plane.
+type builtService struct {
+	once    sync.Once
+	svc     ir.Service
+	sources map[string]opSource
+	diags   Diagnostics
+	ok      bool
+}
+
+// service builds the spec's service (once, for a Spec that came from a Loader) and appends
+// its diagnostics to diags. The returned service is the caller's to change.
+func (spec Spec) service(diags *Diagnostics) (ir.Service, map[string]opSource, bool) {
+	b := spec.built
+	if b == nil {
+		b = &builtService{}
+	}
+	b.once.Do(func() { b.svc, b.sources, b.ok = buildService(spec, &b.diags) })
+	*diags = append(*diags, b.diags...)
+	svc := b.svc
+	svc.Operations = slices.Clone(svc.Operations)
+	return svc, b.sources, b.ok
 }
 
 // opSource locates an operation in its file, for diagnostics that come after the build.

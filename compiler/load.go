@@ -26,6 +26,7 @@ type Spec struct {
 	File  string // as given to Load, relative to the spec directory
 	Doc   *openapi3.T
 	lines map[string]int // JSON pointer → line of the key in File
+	built *builtService  // the service built from Doc, once, kept with the Loader's cache
 }
 
 // line is the line of the first of the JSON pointers that the file has (0: none).
@@ -243,7 +244,7 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 		r.refs = slices.Compact(r.refs)
 	}
 	r.kind = kindService
-	r.spec = Spec{File: name, Doc: doc, lines: s.lines}
+	r.spec = Spec{File: name, Doc: doc, lines: s.lines, built: &builtService{}}
 	return r
 }
 

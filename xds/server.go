@@ -110,6 +110,7 @@ type Server struct {
 	cache   cache.SnapshotCache
 	metrics *metrics
 	loader  *compiler.Loader // parsed files by content: a push re-reads only what changed
+	routes  *translate.Cache // translated path groups: a push rebuilds only what changed
 	mu      sync.Mutex       // serializes rebuilds, pushes and deletes
 	current atomic.Pointer[state]
 }
@@ -123,7 +124,7 @@ func New(opts Options) (*Server, error) {
 	if err := opts.Gateway.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), loader: compiler.NewLoader()}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), loader: compiler.NewLoader(), routes: translate.NewCache()}
 	s.cache = cache.NewSnapshotCache(true, fleet{}, slogAdapter{opts.Logger})
 	if _, err := s.ReloadFromDisk("startup"); err != nil {
 		s.log.Error("initial specs refused; serving nothing until a good version arrives", "err", err)
@@ -241,7 +242,7 @@ func (s *Server) build(files map[string][]byte) (*builtState, compiler.Diagnosti
 	if diags.HasErrors() {
 		return nil, diags, errors.New("specs refused")
 	}
-	res, err := translate.Translate(gw, translate.Options{Gateway: s.opts.Gateway, ListenAddress: s.opts.ListenAddress})
+	res, err := translate.Translate(gw, translate.Options{Gateway: s.opts.Gateway, ListenAddress: s.opts.ListenAddress, Cache: s.routes})
 	if err != nil {
 		return nil, diags, err
 	}

@@ -34,20 +34,20 @@ type groupOp struct {
 
 // groupPaths gathers the operations a listener serves by path shape, in matching order:
 // concrete paths before templated ones (ir.ComparePaths).
-func groupPaths(gw ir.Gateway, internal bool) []pathGroup {
+func (t *translator) groupPaths(gw ir.Gateway, internal bool) []pathGroup {
 	byShape := map[string]*pathGroup{}
 	for si := range gw.Services {
 		s := &gw.Services[si]
 		for oi := range s.Operations {
 			op := &s.Operations[oi]
-			t, err := ir.ParseTemplate(op.Path)
+			tmpl, err := t.template(op.Path)
 			if err != nil {
 				continue // ir.Validate and compiler.Build refuse these before translation
 			}
-			g := byShape[t.Shape()]
+			g := byShape[tmpl.Shape()]
 			if g == nil {
-				g = &pathGroup{tmpl: t}
-				byShape[t.Shape()] = g
+				g = &pathGroup{tmpl: tmpl}
+				byShape[tmpl.Shape()] = g
 			}
 			if op.Exposure == ir.Internal && !internal {
 				g.hidden++ // on the public listener an internal operation is undeclared
@@ -65,28 +65,33 @@ func groupPaths(gw ir.Gateway, internal bool) []pathGroup {
 	return groups
 }
 
+// template parses path once per translation, and once per Cache while the path stays.
+func (t *translator) template(path string) (ir.Template, error) {
+	if tmpl, ok := t.templates[path]; ok {
+		return tmpl, nil
+	}
+	tmpl, ok := ir.Template{}, false
+	if t.cache != nil {
+		tmpl, ok = t.cache.templates[path]
+	}
+	if !ok {
+		var err error
+		if tmpl, err = ir.ParseTemplate(path); err != nil {
+			return tmpl, err
+		}
+	}
+	t.templates[path] = tmpl
+	return tmpl, nil
+}
+
 // routeConfig is the listener's route table: per path its method routes and a 405 with Allow,
 // then a JSON 404 for every other path. A path whose operations are all internal still gets a
 // 404 of its own on the public listener, in its place in the order: otherwise a public template
 // after it (/orders/{id} after /orders/admin) would carry the request to the backend.
 func (t *translator) routeConfig(name string, gw ir.Gateway, internal bool) *routev3.RouteConfiguration {
 	var routes []*routev3.Route
-	for _, g := range groupPaths(gw, internal) {
-		if len(g.ops) == 0 {
-			routes = append(routes, t.notFoundAt(g.tmpl))
-			continue
-		}
-		allow := make([]string, 0, len(g.ops))
-		for _, o := range g.ops {
-			allow = append(allow, o.op.Method)
-		}
-		if owner := g.ops[0].svc; owner.CORS != nil {
-			routes = append(routes, t.preflight(g.tmpl, owner, allow))
-		}
-		for _, o := range g.ops {
-			routes = append(routes, t.operationRoute(g.tmpl, o.svc, o.op, allow))
-		}
-		routes = append(routes, t.methodNotAllowed(g.tmpl, g.ops[0].svc, allow))
+	for _, g := range t.groupPaths(gw, internal) {
+		routes = append(routes, t.groupRoutes(g, func() []*routev3.Route { return t.pathRoutes(g) })...)
 	}
 	routes = append(routes, t.notFound())
 	return &routev3.RouteConfiguration{
@@ -97,6 +102,26 @@ func (t *translator) routeConfig(name string, gw ir.Gateway, internal bool) *rou
 			Routes:  routes,
 		}},
 	}
+}
+
+// pathRoutes are the routes of one path shape: a 404 where the listener serves none of its
+// operations, else the CORS preflight, one route per method and the 405 with Allow.
+func (t *translator) pathRoutes(g pathGroup) []*routev3.Route {
+	if len(g.ops) == 0 {
+		return []*routev3.Route{t.notFoundAt(g.tmpl)}
+	}
+	var routes []*routev3.Route
+	allow := make([]string, 0, len(g.ops))
+	for _, o := range g.ops {
+		allow = append(allow, o.op.Method)
+	}
+	if owner := g.ops[0].svc; owner.CORS != nil {
+		routes = append(routes, t.preflight(g.tmpl, owner, allow))
+	}
+	for _, o := range g.ops {
+		routes = append(routes, t.operationRoute(g.tmpl, o.svc, o.op, allow))
+	}
+	return append(routes, t.methodNotAllowed(g.tmpl, g.ops[0].svc, allow))
 }
 
 // pathMatch matches the template: an exact path, Envoy's uri_template with unnamed globs

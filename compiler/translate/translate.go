@@ -16,6 +16,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	rlconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/specgate/specgate/compiler/ir"
@@ -42,6 +43,9 @@ type Options struct {
 	InlineRoutes bool
 	// RateLimitTimeout bounds Envoy's call to the rate-limit service (default 100ms).
 	RateLimitTimeout time.Duration
+	// Cache, when set, reuses the routes of unchanged path groups from the last translation
+	// with the same Cache (a control plane's); the output is the same without it.
+	Cache *Cache `json:"-"`
 }
 
 func (o Options) withDefaults() Options {
@@ -60,6 +64,8 @@ type Resources struct {
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	RateLimit *rlconfv3.RateLimitConfig
+
+	digests map[*routev3.Route][32]byte // routes already validated, with their content hash
 }
 
 // Translate builds the Envoy resources of gw. Every inner message is validated before it is
@@ -72,8 +78,14 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 		return nil, fmt.Errorf("translate: invalid gateway config: %w", err)
 	}
 	opts = opts.withDefaults()
-	t := &translator{opts: opts}
-	res := &Resources{RateLimit: rateLimitConfig(gw)}
+	t := &translator{opts: opts, cache: opts.Cache, digests: map[*routev3.Route][32]byte{},
+		prints:    fingerprints{svc: map[*ir.Service][]byte{}, op: map[*ir.Operation][]byte{}},
+		templates: map[string]ir.Template{}}
+	if t.cache != nil {
+		t.cache.begin(opts)
+		defer func() { t.cache.end(t.templates) }()
+	}
+	res := &Resources{RateLimit: rateLimitConfig(gw), digests: t.digests}
 	for _, l := range []struct {
 		name     string
 		port     uint32
@@ -100,8 +112,12 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 
 // translator carries the options and collects packing errors so builders stay plain.
 type translator struct {
-	opts Options
-	err  error
+	opts      Options
+	err       error
+	cache     *Cache
+	prints    fingerprints
+	digests   map[*routev3.Route][32]byte // of routes known valid (from the cache)
+	templates map[string]ir.Template      // parsed paths, for both listeners
 
 	gatewayRules []byte // what authz decides by gateway-wide, for the decision cache's keys
 }
@@ -124,14 +140,54 @@ func (t *translator) pack(m proto.Message) *anypb.Any {
 
 func (r *Resources) validate() error {
 	var errs []error
-	for _, m := range r.messages() {
+	check := func(m proto.Message) {
 		if v, ok := m.(interface{ ValidateAll() error }); ok {
 			if err := v.ValidateAll(); err != nil {
 				errs = append(errs, fmt.Errorf("translate: %s: %w", m.ProtoReflect().Descriptor().FullName(), err))
 			}
 		}
 	}
+	for _, m := range r.messages() {
+		rc, ok := m.(*routev3.RouteConfiguration)
+		if !ok {
+			check(m)
+			continue
+		}
+		// A route configuration is checked as its shell and each route not known valid.
+		shell, routes := splitRoutes(rc)
+		check(shell)
+		for _, rt := range routes {
+			if _, known := r.digests[rt]; !known {
+				check(rt)
+			}
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// splitRoutes returns a copy of rc without its virtual hosts' routes, and the routes in order.
+func splitRoutes(rc *routev3.RouteConfiguration) (*routev3.RouteConfiguration, []*routev3.Route) {
+	shell := &routev3.RouteConfiguration{}
+	copyFields(rc, shell, "virtual_hosts")
+	var routes []*routev3.Route
+	for _, vh := range rc.VirtualHosts {
+		vs := &routev3.VirtualHost{}
+		copyFields(vh, vs, "routes")
+		shell.VirtualHosts = append(shell.VirtualHosts, vs)
+		routes = append(routes, vh.Routes...)
+	}
+	return shell, routes
+}
+
+// copyFields sets every populated field of from on to, but the one named except (shallow).
+func copyFields(from, to proto.Message, except protoreflect.Name) {
+	dst := to.ProtoReflect()
+	from.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Name() != except {
+			dst.Set(fd, v)
+		}
+		return true
+	})
 }
 
 func (r *Resources) messages() []proto.Message {
@@ -152,17 +208,43 @@ func (r *Resources) messages() []proto.Message {
 }
 
 // Version is a content hash of the resources: the same specs give the same version on every
-// control-plane replica and after a restart, so connected Envoys see no churn.
+// control-plane replica and after a restart, so connected Envoys see no churn. A route
+// configuration is hashed as its shell and the digest of each route, so that routes from a
+// Cache are not marshalled again.
 func (r *Resources) Version() (string, error) {
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
-	for _, m := range r.messages() {
+	write := func(m proto.Message) error {
 		b, err := opts.Marshal(m)
 		if err != nil {
-			return "", fmt.Errorf("version: %w", err)
+			return fmt.Errorf("version: %w", err)
 		}
 		fmt.Fprintf(h, "%s %d\n", m.ProtoReflect().Descriptor().FullName(), len(b))
 		h.Write(b)
+		return nil
+	}
+	for _, m := range r.messages() {
+		rc, ok := m.(*routev3.RouteConfiguration)
+		if !ok {
+			if err := write(m); err != nil {
+				return "", err
+			}
+			continue
+		}
+		shell, routes := splitRoutes(rc)
+		if err := write(shell); err != nil {
+			return "", err
+		}
+		for _, rt := range routes {
+			d, known := r.digests[rt]
+			if !known {
+				var err error
+				if d, err = digest(rt); err != nil {
+					return "", fmt.Errorf("version: %w", err)
+				}
+			}
+			h.Write(d[:])
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }

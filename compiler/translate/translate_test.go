@@ -2,8 +2,11 @@ package translate_test
 
 import (
 	"bytes"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/ir"
@@ -68,5 +71,51 @@ func TestTranslateRefusesInvalidModel(t *testing.T) {
 	gw.Services[0].Operations[0].Security = ir.Security{}
 	if _, err := translate.Translate(gw, translate.Options{Gateway: config.Default()}); err == nil {
 		t.Fatal("a route neither anonymous nor protected was translated")
+	}
+}
+
+// A Cache changes nothing in the output: over a sequence of models (a change to one
+// operation, to a service's CORS, to the options, and back), the cached translation gives the
+// same bytes and version as a fresh one, and a change still changes the version.
+func TestCacheGivesTheSameOutput(t *testing.T) {
+	base := compile(t, "../../examples/specs")
+	timeout := compile(t, "../../examples/specs")
+	timeout.Services[0].Operations[0].Timeout++
+	cors := compile(t, "../../examples/specs")
+	cors.Services[1].CORS = &ir.CORS{AllowOrigins: []string{"https://shop.example.com"}}
+	opts := translate.Options{Gateway: config.Default()}
+	other := opts
+	other.Gateway.Authz.DecisionCacheTTL.Duration = 500 * time.Millisecond
+	cache := translate.NewCache()
+	seen := map[string]string{}
+	for i, step := range []struct {
+		gw   ir.Gateway
+		opts translate.Options
+	}{{base, opts}, {base, opts}, {timeout, opts}, {cors, opts}, {cors, other}, {base, opts}} {
+		fresh, err := translate.Translate(step.gw, step.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		withCache := step.opts
+		withCache.Cache = cache
+		cached, err := translate.Translate(step.gw, withCache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fy, _ := fresh.YAML()
+		cy, _ := cached.YAML()
+		fv, _ := fresh.Version()
+		cv, _ := cached.Version()
+		if !bytes.Equal(fy, cy) || fv != cv {
+			t.Fatalf("step %d: cached output differs (version %s vs %s)", i, cv, fv)
+		}
+		key := string(fy)
+		if prev, ok := seen[key]; ok && prev != cv || !ok && slices.Contains(slices.Collect(maps.Values(seen)), cv) {
+			t.Fatalf("step %d: version %s does not follow the content", i, cv)
+		}
+		seen[key] = cv
+	}
+	if len(seen) != 4 {
+		t.Fatalf("%d distinct outputs, want 4", len(seen))
 	}
 }

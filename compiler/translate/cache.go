@@ -1,0 +1,121 @@
+package translate
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"sync"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/specgate/specgate/compiler/ir"
+)
+
+// Cache keeps the routes of each path group between translations, with their validation and
+// content digest, so that a push changing one service of a hundred builds, validates and
+// hashes only that service's routes. An entry is reused only for the same operations, the
+// same routing fields of their services and the same options; entries the latest translation
+// did not use are dropped. Routes in the cache are shared by the snapshots that hold them and
+// never modified. Output is the same, byte for byte, with or without a cache.
+type Cache struct {
+	mu     sync.Mutex
+	opts   [32]byte
+	groups map[[32]byte]groupEntry
+	next   map[[32]byte]groupEntry
+	// templates are the parsed paths of the last translation (ir.Template is never modified).
+	templates map[string]ir.Template
+}
+
+// groupEntry is one path group's routes, validated, with the digest of each.
+type groupEntry struct {
+	routes  []*routev3.Route
+	digests [][32]byte
+}
+
+// NewCache returns an empty Cache.
+func NewCache() *Cache { return &Cache{groups: map[[32]byte]groupEntry{}} }
+
+// begin starts a translation with opts; a change of options empties the cache.
+func (c *Cache) begin(opts Options) {
+	c.mu.Lock()
+	o, _ := json.Marshal(opts)
+	if key := sha256.Sum256(o); key != c.opts {
+		c.opts, c.groups = key, map[[32]byte]groupEntry{}
+	}
+	c.next = map[[32]byte]groupEntry{}
+}
+
+// end keeps what this translation used.
+func (c *Cache) end(templates map[string]ir.Template) {
+	c.groups, c.next, c.templates = c.next, nil, templates
+	c.mu.Unlock()
+}
+
+// fingerprints holds the JSON of each service's routing fields and of each operation for one
+// translation, computed once for both listeners.
+type fingerprints struct {
+	svc map[*ir.Service][]byte
+	op  map[*ir.Operation][]byte
+}
+
+func (f *fingerprints) group(g pathGroup) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(g.tmpl.Raw))
+	h.Write([]byte{0})
+	for _, o := range g.ops {
+		sb, ok := f.svc[o.svc]
+		if !ok {
+			meta := *o.svc
+			meta.Operations = nil
+			sb, _ = json.Marshal(meta)
+			f.svc[o.svc] = sb
+		}
+		ob, ok := f.op[o.op]
+		if !ok {
+			ob, _ = json.Marshal(o.op)
+			f.op[o.op] = ob
+		}
+		h.Write(sb)
+		h.Write([]byte{0})
+		h.Write(ob)
+		h.Write([]byte{0})
+	}
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// groupRoutes returns the group's routes from the cache, or builds them with build. Routes
+// from the cache are known valid and their digests known: res.validate and res.Version skip
+// the work for them.
+func (t *translator) groupRoutes(g pathGroup, build func() []*routev3.Route) []*routev3.Route {
+	if t.cache == nil {
+		return build()
+	}
+	key := t.prints.group(g)
+	e, ok := t.cache.groups[key]
+	if !ok {
+		e.routes = build()
+		for _, r := range e.routes {
+			if err := r.ValidateAll(); err != nil {
+				t.fail("route %s: %w", r.Name, err)
+			}
+			d, err := digest(r)
+			if err != nil {
+				t.fail("route %s: %w", r.Name, err)
+			}
+			e.digests = append(e.digests, d)
+		}
+	}
+	t.cache.next[key] = e
+	for i, r := range e.routes {
+		t.digests[r] = e.digests[i]
+	}
+	return e.routes
+}
+
+// digest is the content hash of one route, for Resources.Version.
+func digest(r *routev3.Route) ([32]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	return sha256.Sum256(b), err
+}
