@@ -551,5 +551,7 @@ func schemeIssuers(doc *openapi3.T, name string) ([]string, error) {
 func Compile(dir string) (ir.Gateway, Diagnostics) {
 	specs, diags := Load(dir)
 	gw, more := Build(specs)
-	return gw, append(diags, more...)
+	diags = append(diags, more...)
+	diags.Sort()
+	return gw, diags
 }

@@ -1,7 +1,9 @@
 package compiler
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -43,6 +45,14 @@ func (d Diagnostic) String() string {
 
 // Diagnostics collects every problem of a run, so one lint shows them all.
 type Diagnostics []Diagnostic
+
+// Sort orders the diagnostics by file, then line (those without a line first), keeping the
+// order of the rest: the way a reader walks through the files.
+func (ds Diagnostics) Sort() {
+	slices.SortStableFunc(ds, func(a, b Diagnostic) int {
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line))
+	})
+}
 
 // HasErrors reports whether any diagnostic is an error.
 func (ds Diagnostics) HasErrors() bool {

@@ -20,16 +20,23 @@ go build -o "$tmp/bench" ./bench/gateway
 say "compiler and control plane (go test)"
 {
   go test -run '^$' -bench 'Compile' -benchtime 3x ./compiler/
-  go test -run '^$' -bench 'SnapshotBuild' -benchtime 3x ./xds/
+  go test -run '^$' -bench 'SnapshotBuild|PushOneOfHundred' -benchtime 3x ./xds/
   go test -count=1 -run 'TestPushGoesLiveAndMoves|TestNoFailedRequestsDuringPushes' -v ./xds/
 } >"$tmp/go.txt" 2>&1 || { cat "$tmp/go.txt" >&2; exit 1; }
 
 say "specgate ratelimit vs envoyproxy/ratelimit on one redis-server (ratelimit/bench/compare.sh)"
 N=100000 D=$D C=64 ROUNDS=$ROUNDS ratelimit/bench/compare.sh >"$tmp/ratelimit.txt" 2>&1 || { cat "$tmp/ratelimit.txt" >&2; exit 1; }
 
+say "spec intake: lint and compile beside envoy --mode validate (bench/intake)"
+go run ./bench/intake -specgate bin/specgate -rounds "$ROUNDS" >"$tmp/intake.txt" || exit 1
+
 say "gateway: Envoy variants and gRPC Check (bench/gateway)"
 "$tmp/bench" -specgate bin/specgate -rounds "$ROUNDS" -d "$D" \
   -ratelimit-report "$tmp/ratelimit.txt" -go-report "$tmp/go.txt" ${PROFILE:+-profile "$PROFILE"}
+echo
+echo "### Spec intake"
+echo
+cat "$tmp/intake.txt"
 if [[ -n ${PROFILE:-} ]]; then
   say "profiles: go tool pprof -top $PROFILE/authz.pprof (and ratelimit.pprof)"
 fi

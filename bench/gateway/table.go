@@ -286,6 +286,8 @@ func goTestRows(t *table, path string) error {
 		{"BenchmarkCompile10000", "compile + translate + hash, 10,000 routes", 2 * time.Second},
 		{"BenchmarkSnapshotBuild/routes=2000", "snapshot build (a push), 2,000 routes", 0},
 		{"BenchmarkSnapshotBuild/routes=10000", "snapshot build (a push), 10,000 routes", 0},
+		{"BenchmarkPushOneOfHundred/uncached", "push of 1 of 100 specs, 10,000 routes, every file re-read", 0},
+		{"BenchmarkPushOneOfHundred/cached", "push of 1 of 100 specs, 10,000 routes, as the control plane runs (caches)", 300 * time.Millisecond},
 	} {
 		v, ok := nsop[c.name]
 		if !ok {

@@ -27,6 +27,7 @@ func compileSpecs(w io.Writer, dir string, strict bool) (ir.Gateway, error) {
 	if strict {
 		diags = append(diags, compiler.Strict(dir, files, specs)...)
 	}
+	diags.Sort()
 	for _, d := range diags {
 		fmt.Fprintln(w, d.String())
 	}

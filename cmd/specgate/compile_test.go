@@ -55,3 +55,46 @@ func TestCompileFormats(t *testing.T) {
 		t.Fatal("unknown format accepted")
 	}
 }
+
+// TestLintTenBrokenFiles puts ten files broken in ten different ways in one directory: one
+// lint run names every one of them, one line per problem, each line FILE[:LINE]: ….
+func TestLintTenBrokenFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{
+		"bad-json/specs/broken.json", "bad-yaml/specs/broken.yaml", "duplicate-keys/specs/admin.json",
+		"not-specs/specs/legacy.yaml", "not-specs/specs/empty.yaml", "not-specs/specs/two-docs.yaml",
+		"bad-methods/specs/docs.yaml", "unsupported-security/specs/api.yaml", "missing-security/specs/api.yaml",
+		"look-alike-conflict/specs/contacts.yaml",
+	} {
+		b, err := os.ReadFile(filepath.Join("../../compiler/testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Ten distinct names; distinct services so that no file's problem hides another's.
+		name := strings.ReplaceAll(filepath.Dir(filepath.Dir(f)), "/", "-") + "-" + filepath.Base(f)
+		b = bytes.Replace(b, []byte("x-specgate: {"), []byte("x-specgate: {service: "+strings.TrimSuffix(name, filepath.Ext(name))+", "), 1)
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, stderr, err := run(t, "lint", "--specs", dir)
+	var code exitCode
+	if !errors.As(err, &code) || code != 1 {
+		t.Fatalf("err %v, want exit 1", err)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	files := map[string]bool{}
+	for _, l := range lines {
+		file, _, ok := strings.Cut(l, ":")
+		if !ok || !strings.HasSuffix(file, ".json") && !strings.HasSuffix(file, ".yaml") {
+			t.Errorf("not a lint line: %q", l)
+		}
+		files[file] = true
+	}
+	if len(files) != 10 {
+		t.Errorf("%d of 10 files named:\n%s", len(files), stderr)
+	}
+	if len(lines) < 15 || len(lines) > 25 {
+		t.Errorf("%d lines; every problem once expected:\n%s", len(lines), stderr)
+	}
+}
