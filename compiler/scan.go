@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -150,7 +151,8 @@ func (c *lineCounter) at(off int64) int {
 }
 
 func newJSONDecoder(data []byte, allowDups bool) *jsontext.Decoder {
-	return jsontext.NewDecoder(bytes.NewReader(data), jsontext.AllowDuplicateNames(allowDups), jsontext.AllowInvalidUTF8(true))
+	// A bytes.Buffer is parsed in place, not copied into the decoder's own buffer.
+	return jsontext.NewDecoder(bytes.NewBuffer(data), jsontext.AllowDuplicateNames(allowDups), jsontext.AllowInvalidUTF8(true))
 }
 
 func scanJSON(data []byte) (*scanned, error) {
@@ -303,7 +305,7 @@ func scanYAML(data []byte) (*scanned, error) {
 		s.docs = 0 // a file of comments only, or a lone "---"
 		return s, nil
 	}
-	s.dups = yamlDuplicates(root, "", nil)
+	s.dups = yamlDuplicates(root, nil, nil)
 	if root.Kind != yaml.MappingNode {
 		s.top = "a YAML list or scalar"
 		return s, nil
@@ -365,23 +367,45 @@ func hasMergeKey(n *yaml.Node) bool {
 }
 
 // yamlDuplicates walks every mapping of the document. Aliases are not followed: the mapping
-// they point at is checked where it stands.
-func yamlDuplicates(n *yaml.Node, ptr string, dups []dupKey) []dupKey {
+// they point at is checked where it stands. path is the keys from the root; the pointer is
+// made only for a duplicate.
+func yamlDuplicates(n *yaml.Node, path []string, dups []dupKey) []dupKey {
 	switch n.Kind {
 	case yaml.MappingNode:
+		var seen map[string]int // for large mappings (paths); small ones are scanned
+		if len(n.Content) > 16 {
+			seen = make(map[string]int, len(n.Content)/2)
+		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
-			for j := 0; j < i; j += 2 {
-				if prev := n.Content[j]; prev.Value == k.Value && prev.Tag != "!!merge" && k.Kind == yaml.ScalarNode && prev.Kind == yaml.ScalarNode {
-					dups = append(dups, dupKey{pointer: ptr, key: k.Value, line: k.Line, first: prev.Line})
-					break
+			if k.Kind == yaml.ScalarNode && k.Tag != "!!merge" {
+				first := 0
+				if seen != nil {
+					first = seen[k.Value]
+					if first == 0 {
+						seen[k.Value] = k.Line
+					}
+				} else {
+					for j := 0; j < i; j += 2 {
+						if prev := n.Content[j]; prev.Kind == yaml.ScalarNode && prev.Value == k.Value && prev.Tag != "!!merge" {
+							first = prev.Line
+							break
+						}
+					}
+				}
+				if first != 0 {
+					ptr := ""
+					for _, p := range path {
+						ptr = pointerAppend(ptr, p)
+					}
+					dups = append(dups, dupKey{pointer: ptr, key: k.Value, line: k.Line, first: first})
 				}
 			}
-			dups = yamlDuplicates(n.Content[i+1], pointerAppend(ptr, k.Value), dups)
+			dups = yamlDuplicates(n.Content[i+1], append(path, k.Value), dups)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			dups = yamlDuplicates(c, fmt.Sprintf("%s/%d", ptr, i), dups)
+			dups = yamlDuplicates(c, append(path, strconv.Itoa(i)), dups)
 		}
 	}
 	return dups

@@ -35,7 +35,8 @@ type groupEntry struct {
 // NewCache returns an empty Cache.
 func NewCache() *Cache { return &Cache{groups: map[[32]byte]groupEntry{}} }
 
-// begin starts a translation with opts; a change of options empties the cache.
+// begin starts a translation with opts; a change of options empties the cache. Until end,
+// translators only read groups and templates, so that the listeners can be built at once.
 func (c *Cache) begin(opts Options) {
 	c.mu.Lock()
 	o, _ := json.Marshal(opts)
@@ -107,7 +108,7 @@ func (t *translator) groupRoutes(g pathGroup, build func() []*routev3.Route) []*
 			e.digests = append(e.digests, d)
 		}
 	}
-	t.cache.next[key] = e
+	t.used[key] = e
 	for i, r := range e.routes {
 		t.digests[r] = e.digests[i]
 	}

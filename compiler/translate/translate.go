@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -66,6 +68,7 @@ type Resources struct {
 	RateLimit *rlconfv3.RateLimitConfig
 
 	digests map[*routev3.Route][32]byte // routes already validated, with their content hash
+	inline  bool                        // the route configurations were validated inside the listeners
 }
 
 // Translate builds the Envoy resources of gw. Every inner message is validated before it is
@@ -78,26 +81,37 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 		return nil, fmt.Errorf("translate: invalid gateway config: %w", err)
 	}
 	opts = opts.withDefaults()
-	t := &translator{opts: opts, cache: opts.Cache, digests: map[*routev3.Route][32]byte{},
-		prints:    fingerprints{svc: map[*ir.Service][]byte{}, op: map[*ir.Operation][]byte{}},
-		templates: map[string]ir.Template{}}
+	t := newTranslator(opts)
 	if t.cache != nil {
 		t.cache.begin(opts)
 		defer func() { t.cache.end(t.templates) }()
 	}
-	res := &Resources{RateLimit: rateLimitConfig(gw), digests: t.digests}
-	for _, l := range []struct {
+	res := &Resources{RateLimit: rateLimitConfig(gw), digests: t.digests, inline: opts.InlineRoutes}
+	listeners := []struct {
 		name     string
 		port     uint32
 		internal bool
 	}{
 		{ListenerPublic, opts.Gateway.Listeners.Public, false},
 		{ListenerInternal, opts.Gateway.Listeners.Internal, true},
-	} {
-		rc := t.routeConfig(l.name, gw, l.internal)
-		res.Routes = append(res.Routes, rc)
-		res.Listeners = append(res.Listeners, t.listener(l.name, l.port, rc))
 	}
+	// The listeners are independent and hold nearly all the work: one core each.
+	subs := make([]*translator, len(listeners))
+	rcs := make([]*routev3.RouteConfiguration, len(listeners))
+	ls := make([]*listenerv3.Listener, len(listeners))
+	var wg sync.WaitGroup
+	for i, l := range listeners {
+		subs[i] = t.fork()
+		wg.Go(func() {
+			rcs[i] = subs[i].routeConfig(l.name, gw, l.internal)
+			ls[i] = subs[i].listener(l.name, l.port, rcs[i])
+		})
+	}
+	wg.Wait()
+	for _, sub := range subs {
+		t.join(sub)
+	}
+	res.Routes, res.Listeners = rcs, ls
 	for _, s := range gw.Services {
 		res.Clusters = append(res.Clusters, t.serviceCluster(s))
 	}
@@ -117,9 +131,30 @@ type translator struct {
 	cache     *Cache
 	prints    fingerprints
 	digests   map[*routev3.Route][32]byte // of routes known valid (from the cache)
-	templates map[string]ir.Template      // parsed paths, for both listeners
+	templates map[string]ir.Template      // parsed paths
+	used      map[[32]byte]groupEntry     // the cache's path groups this translation used
 
 	gatewayRules []byte // what authz decides by gateway-wide, for the decision cache's keys
+}
+
+func newTranslator(opts Options) *translator {
+	return &translator{opts: opts, cache: opts.Cache, digests: map[*routev3.Route][32]byte{},
+		prints:    fingerprints{svc: map[*ir.Service][]byte{}, op: map[*ir.Operation][]byte{}},
+		templates: map[string]ir.Template{}, used: map[[32]byte]groupEntry{}}
+}
+
+// fork is a translator for one goroutine: the same options and cache (read only until
+// join), its own maps and errors.
+func (t *translator) fork() *translator { return newTranslator(t.opts) }
+
+// join takes in what a fork found and made.
+func (t *translator) join(sub *translator) {
+	t.err = errors.Join(t.err, sub.err)
+	maps.Copy(t.digests, sub.digests)
+	maps.Copy(t.templates, sub.templates)
+	if t.cache != nil {
+		maps.Copy(t.cache.next, sub.used)
+	}
 }
 
 // pack validates m and wraps it in an Any.
@@ -139,11 +174,17 @@ func (t *translator) pack(m proto.Message) *anypb.Any {
 }
 
 func (r *Resources) validate() error {
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
 	check := func(m proto.Message) {
 		if v, ok := m.(interface{ ValidateAll() error }); ok {
 			if err := v.ValidateAll(); err != nil {
+				mu.Lock()
 				errs = append(errs, fmt.Errorf("translate: %s: %w", m.ProtoReflect().Descriptor().FullName(), err))
+				mu.Unlock()
 			}
 		}
 	}
@@ -153,15 +194,22 @@ func (r *Resources) validate() error {
 			check(m)
 			continue
 		}
-		// A route configuration is checked as its shell and each route not known valid.
-		shell, routes := splitRoutes(rc)
-		check(shell)
-		for _, rt := range routes {
-			if _, known := r.digests[rt]; !known {
-				check(rt)
-			}
+		if r.inline {
+			continue // packing each listener validated its connection manager, routes included
 		}
+		// A route configuration is checked as its shell and each route not known valid, each
+		// configuration on a core of its own.
+		wg.Go(func() {
+			shell, routes := splitRoutes(rc)
+			check(shell)
+			for _, rt := range routes {
+				if _, known := r.digests[rt]; !known {
+					check(rt)
+				}
+			}
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -2,9 +2,12 @@ package translate
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	"github.com/go-json-experiment/json/jsontext"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -18,8 +21,50 @@ var jsonOpts = protojson.MarshalOptions{UseProtoNames: true}
 // YAML: one pass. Decoding it into maps and encoding those as YAML took 21 s and gigabytes
 // for a 26,000-route bootstrap (docs/benchmarks.md).
 func YAML(m proto.Message) ([]byte, error) {
+	if b, ok := m.(*bootstrapv3.Bootstrap); ok && len(b.GetStaticResources().GetListeners()) > 1 {
+		return bootstrapYAML(b)
+	}
 	var w yamlWriter
 	if err := w.message(m, 0, false); err != nil {
+		return nil, err
+	}
+	return w.out.Bytes(), nil
+}
+
+// bootstrapYAML renders a static bootstrap's listeners (with their routes, nearly all of it)
+// on a core each, and the rest around them. The bytes are YAML(b)'s: listeners is the first
+// field of static_resources, so it goes first under that key.
+func bootstrapYAML(b *bootstrapv3.Bootstrap) ([]byte, error) {
+	listeners := b.StaticResources.Listeners
+	parts := make([]yamlWriter, len(listeners))
+	errs := make([]error, len(listeners))
+	var wg sync.WaitGroup
+	for i, l := range listeners {
+		wg.Go(func() { errs[i] = parts[i].message(l, 4, true) })
+	}
+	rest := &bootstrapv3.Bootstrap{}
+	copyFields(b, rest, "static_resources")
+	rest.StaticResources = &bootstrapv3.Bootstrap_StaticResources{}
+	copyFields(b.StaticResources, rest.StaticResources, "listeners")
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var w yamlWriter
+	w.inject = map[string]func(){"static_resources": func() {
+		w.out.WriteString("  listeners:\n")
+		for i := range parts {
+			w.out.WriteString("  - ")
+			w.out.Write(parts[i].out.Bytes())
+			parts[i].out = bytes.Buffer{} // let it go before the next one is copied
+		}
+	}}
+	size := 0
+	for i := range parts {
+		size += parts[i].out.Len()
+	}
+	w.out.Grow(size + size/8)
+	if err := w.message(rest, 0, false); err != nil {
 		return nil, err
 	}
 	return w.out.Bytes(), nil
@@ -70,6 +115,8 @@ func toMessages[M proto.Message](in []M) []proto.Message {
 type yamlWriter struct {
 	out bytes.Buffer
 	dec *jsontext.Decoder
+	// inject writes lines rendered apart, first under a top-level key.
+	inject map[string]func()
 }
 
 // message writes m as a mapping at indent; inline means its first key follows "- " or a
@@ -80,7 +127,8 @@ func (w *yamlWriter) message(m proto.Message, indent int, inline bool) error {
 		return fmt.Errorf("marshal %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
 	}
 	w.out.Grow(len(j) + len(j)/4) // block YAML is about the size of compact JSON plus indents
-	w.dec = jsontext.NewDecoder(bytes.NewReader(j))
+	// A bytes.Buffer is parsed in place, not copied; names are protojson's, never duplicated.
+	w.dec = jsontext.NewDecoder(bytes.NewBuffer(j), jsontext.AllowDuplicateNames(true))
 	if _, err := w.dec.ReadToken(); err != nil { // {
 		return err
 	}
@@ -104,12 +152,28 @@ func (w *yamlWriter) mapping(indent int, inline bool) error {
 		}
 		w.scalar(tok.String())
 		w.out.WriteByte(':')
+		if extra, ok := w.inject[tok.String()]; ok && indent == 0 {
+			if err := w.injected(extra); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := w.value(indent, false); err != nil {
 			return err
 		}
 	}
 	_, err := w.dec.ReadToken()
 	return err
+}
+
+// injected writes extra first in the top-level mapping that follows, then its own members.
+func (w *yamlWriter) injected(extra func()) error {
+	if _, err := w.dec.ReadToken(); err != nil { // {
+		return err
+	}
+	w.out.WriteByte('\n')
+	extra()
+	return w.mapping(2, false)
 }
 
 // sequence writes the items up to the closing bracket, whose opening bracket was read.
