@@ -119,7 +119,7 @@ func (a *admin) entryKey(req revocationRequest) (string, time.Time, error) {
 	if jti, ok := tok.JwtID(); ok && jti != "" {
 		return revocation.JTIKey(jti), now, nil
 	}
-	return revocation.TokenKey(revocation.TokenHash(raw)), now, nil
+	return revocation.TokenKey(revocation.ContentHash(raw)), now, nil
 }
 
 var writeJSON = adminhttp.WriteJSON

@@ -2,13 +2,22 @@ package extauthz
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
+	"math/big"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/specgate/specgate/extauthz/devissuer"
@@ -154,15 +163,15 @@ func TestRevocationUnderConcurrency(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := g; ctx.Err() == nil; i++ {
-				if !set.Revoked(revoked[i%len(revoked)], "", &sum, now) {
+				if !set.Revoked(revoked[i%len(revoked)], "", &sum, &sum, now) {
 					misses.Add(1)
 				}
-				if set.Revoked(fmt.Sprintf("valid-%d", i), "", &sum, now) {
+				if set.Revoked(fmt.Sprintf("valid-%d", i), "", &sum, &sum, now) {
 					falseHits.Add(1)
 				}
 				select {
 				case k, ok := <-added:
-					if ok && !set.Revoked(k, "", &sum, now) {
+					if ok && !set.Revoked(k, "", &sum, &sum, now) {
 						misses.Add(1)
 					}
 				default:
@@ -196,4 +205,79 @@ func TestTokensRefusedUntilRevocationsLoad(t *testing.T) {
 	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))); got != 200 {
 		t.Fatalf("after the list loaded: %d", got)
 	}
+}
+
+// A token revoked by value (no jti) stays revoked however its signature is spelled: ECDSA's
+// (r, n−s) verifies like (r, s), and PS256 signs the same header.payload anew each time. The
+// revocation goes through the admin API, as `specgate revoke --jwt` sends it.
+func TestRevocationByValueSurvivesResigning(t *testing.T) {
+	t.Parallel()
+	for _, alg := range []string{"ES256", "ES384", "ES512", "PS256", "RS256"} {
+		t.Run(alg, func(t *testing.T) {
+			t.Parallel()
+			key, err := devissuer.Generate(alg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := newIdP(t, key)
+			cfg := testConfig(p)
+			cfg.Issuers[0].Algorithms = []string{alg}
+			r := startReplica(t, cfg, "")
+			tok := mint(t, key, "mallory", []string{"orders:read"}, map[string]any{"jti": nil})
+			respell := respelled(t, key, tok)
+			if r.status(t, tok) != 200 || r.status(t, respell) != 200 {
+				t.Fatalf("before the revocation: %d and %d, want 200 (the respelled signature must verify)", r.status(t, tok), r.status(t, respell))
+			}
+			if code, body := r.revoke(t, adminToken, map[string]string{"token": tok}); code != 200 {
+				t.Fatalf("revoke: %d %s", code, body)
+			}
+			if got := r.status(t, tok); got != 401 {
+				t.Errorf("revoked token: %d, want 401", got)
+			}
+			if got := r.status(t, respell); got != 401 {
+				t.Errorf("the same token with its signature spelled anew: %d, want 401", got)
+			}
+			other := mint(t, key, "mallory", []string{"orders:read"}, map[string]any{"jti": nil, "nonce": "other"})
+			if got := r.status(t, other); got != 200 {
+				t.Errorf("another token of the subject: %d, want 200", got)
+			}
+		})
+	}
+}
+
+// respelled returns tok with another valid signature over the same header.payload: for
+// ECDSA (r, n−s); for PS256 a fresh signature; RS256 has one spelling only.
+func respelled(t *testing.T, key *devissuer.Key, tok string) string {
+	t.Helper()
+	i := strings.LastIndexByte(tok, '.')
+	content, sig := tok[:i], tok[i+1:]
+	raw, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var priv any
+	if err := jwk.Export(key.Private(), &priv); err != nil {
+		t.Fatal(err)
+	}
+	switch k := priv.(type) {
+	case *ecdsa.PrivateKey:
+		n := k.Curve.Params().N
+		size := len(raw) / 2
+		s := new(big.Int).SetBytes(raw[size:])
+		s.Sub(n, s)
+		copy(raw[size:], s.FillBytes(make([]byte, size)))
+	case *rsa.PrivateKey:
+		if key.Algorithm().String() != "PS256" {
+			return tok
+		}
+		h := sha256.Sum256([]byte(content))
+		if raw, err = rsa.SignPSS(rand.Reader, k, crypto.SHA256, h[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := content + "." + base64.RawURLEncoding.EncodeToString(raw)
+	if out == tok && key.Algorithm().String() != "RS256" {
+		t.Fatal("the signature was not respelled")
+	}
+	return out
 }

@@ -218,6 +218,7 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 			}
 			return deniedInvalid, reason
 		}
+		id.content = revocation.ContentHash(raw)
 		s.cache.put(&sum, id, now)
 	}
 	if !s.revoked.Loaded() {
@@ -226,7 +227,7 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		// token); anonymous requests without a token go on.
 		return deniedUnavailable, reasonRevocationUnavailable
 	}
-	if s.revoked.Revoked(id.jti, id.subject, &sum, id.iat) {
+	if s.revoked.Revoked(id.jti, id.subject, &id.content, &sum, id.iat) {
 		return deniedRevoked, reasonRevoked
 	}
 	if pol.Anonymous {

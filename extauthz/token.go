@@ -127,6 +127,7 @@ type identity struct {
 	subject string
 	client  string // rate-limit client key: sub:<subject> or cid:<client id>
 	jti     string
+	content [32]byte  // revocation.ContentHash of the token: its tok: revocation key
 	iat     time.Time // zero when absent
 	exp     time.Time
 	scopes  []string // sorted

@@ -52,15 +52,19 @@ func (k *Key) Private() jwk.Key { return k.priv }
 // Public is the public JWK (with kid and alg).
 func (k *Key) Public() jwk.Key { return k.pub }
 
-// Generate makes a fresh in-memory key: alg is RS256, ES256 or EdDSA.
+// Generate makes a fresh in-memory key: alg is RS256, PS256, ES256, ES384, ES512 or EdDSA.
 func Generate(alg string) (*Key, error) {
 	var raw crypto.Signer
 	var err error
 	switch alg {
-	case "RS256":
+	case "RS256", "PS256":
 		raw, err = rsa.GenerateKey(rand.Reader, 2048)
 	case "ES256":
 		raw, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "ES384":
+		raw, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "ES512":
+		raw, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
 	case "EdDSA":
 		_, raw, err = ed25519.GenerateKey(rand.Reader)
 	default:
@@ -68,6 +72,9 @@ func Generate(alg string) (*Key, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if alg == "PS256" {
+		return withAlg(raw, jwa.PS256())
 	}
 	return fromRaw(raw)
 }
@@ -78,15 +85,26 @@ func fromRaw(raw crypto.Signer) (*Key, error) {
 	case *rsa.PrivateKey:
 		alg = jwa.RS256()
 	case *ecdsa.PrivateKey:
-		if r.Curve != elliptic.P256() {
-			return nil, errors.New("devissuer: only P-256 EC keys are supported")
+		switch r.Curve {
+		case elliptic.P256():
+			alg = jwa.ES256()
+		case elliptic.P384():
+			alg = jwa.ES384()
+		case elliptic.P521():
+			alg = jwa.ES512()
+		default:
+			return nil, errors.New("devissuer: EC keys must be P-256, P-384 or P-521")
 		}
-		alg = jwa.ES256()
 	case ed25519.PrivateKey:
 		alg = jwa.EdDSA()
 	default:
 		return nil, fmt.Errorf("devissuer: unsupported key type %T", raw)
 	}
+	return withAlg(raw, alg)
+}
+
+// withAlg wraps raw as a signing key for alg, with a key id.
+func withAlg(raw crypto.Signer, alg jwa.SignatureAlgorithm) (*Key, error) {
 	priv, err := jwk.Import(raw)
 	if err != nil {
 		return nil, err

@@ -31,7 +31,7 @@ func BenchmarkRevokedNegative(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if s.Revoked("7f3c9a0b5e2d4c1a8b6e0f9d2c3a4b5e", "user-12345", &sum, iat) {
+			if s.Revoked("7f3c9a0b5e2d4c1a8b6e0f9d2c3a4b5e", "user-12345", &sum, &sum, iat) {
 				b.Fatal("false positive")
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,8 +27,19 @@ func JTIKey(jti string) string     { return PrefixJTI + jti }
 func SubjectKey(sub string) string { return PrefixSubject + sub }
 func TokenKey(sum [32]byte) string { return PrefixToken + hex.EncodeToString(sum[:]) }
 
-// TokenHash is the hash that names a token without jti (and keys the verified-token cache).
+// TokenHash is the hash of the whole token: the verified-token cache's key.
 func TokenHash(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+
+// ContentHash names a token without jti in tok: revocations: the hash of what was signed
+// (header.payload), not of the whole token. A signature can be spelled more than one way —
+// ECDSA's (r, n−s) verifies as (r, s) does, PS256 signs the same content anew each time — and
+// each spelling is the same token.
+func ContentHash(token string) [32]byte {
+	if i := strings.LastIndexByte(token, '.'); i >= 0 {
+		token = token[:i]
+	}
+	return sha256.Sum256([]byte(token))
+}
 
 // Entry is one revocation. A jti: or tok: entry refuses that token; a sub: entry refuses
 // every token of the subject issued at or before At.
@@ -125,17 +137,21 @@ func (s *Set) Lookup(key []byte) (Entry, bool) {
 // Revoked reports whether a token is refused: its jti (or, without jti, its hash) is
 // revoked, or its subject was revoked at or after its iat (a token without iat of a revoked
 // subject is refused). Times compare in whole seconds, as iat is.
-func (s *Set) Revoked(jti, sub string, sum *[32]byte, iat time.Time) bool {
+func (s *Set) Revoked(jti, sub string, content, whole *[32]byte, iat time.Time) bool {
 	var buf [160]byte
 	if jti != "" {
 		if _, ok := s.Lookup(append(append(buf[:0], PrefixJTI...), jti...)); ok {
 			return true
 		}
 	} else {
-		k := append(buf[:0], PrefixToken...)
-		k = hex.AppendEncode(k, sum[:])
-		if _, ok := s.Lookup(k); ok {
-			return true
+		// whole: tok: entries written before they were keyed by content; they expire with
+		// their tokens.
+		for _, sum := range []*[32]byte{content, whole} {
+			k := append(buf[:0], PrefixToken...)
+			k = hex.AppendEncode(k, sum[:])
+			if _, ok := s.Lookup(k); ok {
+				return true
+			}
 		}
 	}
 	if sub != "" {

@@ -39,13 +39,13 @@ func TestSetSemantics(t *testing.T) {
 		{"expired entry ignored", "old", "", &other, now, false},
 	}
 	for _, c := range cases {
-		if got := s.Revoked(c.jti, c.sub, c.sum, c.iat); got != c.want {
+		if got := s.Revoked(c.jti, c.sub, c.sum, c.sum, c.iat); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
 	// A later revocation of the subject moves the cut-off forward, an earlier one never back.
 	s.Add(Entry{Key: SubjectKey("bob"), At: now.Add(-time.Hour), Expires: now.Add(time.Hour)}, now)
-	if !s.Revoked("x", "bob", &other, now.Add(-time.Minute)) {
+	if !s.Revoked("x", "bob", &other, &other, now.Add(-time.Minute)) {
 		t.Error("earlier revocation moved the cut-off back")
 	}
 }
