@@ -555,3 +555,15 @@ func Compile(dir string) (ir.Gateway, Diagnostics) {
 	diags.Sort()
 	return gw, diags
 }
+
+// CheckBackends applies the gateway's backend policy (gateway.yaml backends, which the specs
+// do not carry) to every service: compile, lint --config and every push of the control plane.
+func CheckBackends(gw ir.Gateway, check func(host string) error) Diagnostics {
+	var diags Diagnostics
+	for _, s := range gw.Services {
+		if err := check(s.Backend.Host); err != nil {
+			diags.errorf(s.File, "", "x-specgate.backend: %v", err)
+		}
+	}
+	return diags
+}

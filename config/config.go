@@ -24,6 +24,7 @@ type Gateway struct {
 	Revocation   Revocation        `json:"revocation"`
 	RateLimit    RateLimit         `json:"rateLimit"`
 	Authz        Authz             `json:"authz"`
+	Backends     Backends          `json:"backends"`
 	// XFFTrustedHops is how many X-Forwarded-For hops in front of Envoy are trusted (a cloud
 	// load balancer adds one); the ip rate-limit key and the client fallback use the result.
 	XFFTrustedHops uint32 `json:"xffTrustedHops"`
@@ -154,6 +155,7 @@ func (g Gateway) Validate() error {
 	if g.Listeners.Public == 0 || g.Listeners.Internal == 0 || g.Listeners.Public == g.Listeners.Internal {
 		add("listeners: public and internal ports must be set and differ")
 	}
+	errs = append(errs, g.Backends.validate()...)
 	if n := g.Listeners.MaxRequestBodyBytes; n == 0 || n > MaxRequestBodyLimit {
 		add("listeners: maxRequestBodyBytes %d is outside 1..%d (64 MiB)", n, MaxRequestBodyLimit)
 	}

@@ -123,6 +123,7 @@ func newStack(t *testing.T, decisionCacheTTL time.Duration) *stack {
 	s.issuer = "https://issuer.test/"
 
 	s.cfg = config.Default()
+	s.cfg.Backends.Allow = []string{"127.0.0.0/8"} // the test backends
 	s.cfg.Listeners.Public, s.cfg.Listeners.Internal = uint32(testenvoy.FreePort(t)), uint32(testenvoy.FreePort(t))
 	s.cfg.Issuers = []config.Issuer{{Issuer: s.issuer, JWKSURI: jwks.URL, Audiences: []string{"api"}, Algorithms: []string{"RS256"}}}
 	s.cfg.Revocation.Store = redis.URL()

@@ -37,6 +37,7 @@ func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := config.Default()
+	cfg.Backends.Allow = []string{"127.0.0.0/8"} // the test backends
 	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(testenvoy.FreePort(t)), uint32(testenvoy.FreePort(t))
 	logs := &testenvoy.LogBuffer{}
 	s, err := New(Options{SpecDir: dir, Gateway: cfg, ListenAddress: "127.0.0.1", Logger: slog.New(slog.NewTextHandler(logs, nil))})

@@ -239,6 +239,7 @@ func (s *Server) build(files map[string][]byte) (*builtState, compiler.Diagnosti
 	specs, diags := s.loader.LoadFiles(s.opts.SpecDir, files)
 	gw, more := compiler.Build(specs)
 	diags = append(diags, more...)
+	diags = append(diags, compiler.CheckBackends(gw, s.opts.Gateway.Backends.Check)...)
 	diags.Sort()
 	if diags.HasErrors() {
 		return nil, diags, errors.New("specs refused")

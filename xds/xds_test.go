@@ -53,6 +53,7 @@ type gateway struct {
 
 func newGateway(t *testing.T, specs string) *gateway {
 	g := &gateway{t: t, specs: specs, cfg: config.Default(), authz: e2e.StartAllowAll(t)}
+	g.cfg.Backends.Allow = []string{"127.0.0.0/8"} // the test backends
 	g.cfg.Listeners.Public, g.cfg.Listeners.Internal = uint32(testenvoy.FreePort(t)), uint32(testenvoy.FreePort(t))
 	g.opts = xds.Options{
 		SpecDir: specs, Gateway: g.cfg, AdminToken: adminToken, ListenAddress: "127.0.0.1",

@@ -15,8 +15,9 @@ import (
 )
 
 // compileSpecs runs the compiler on dir and prints every diagnostic, one line each; strict
-// adds the warnings of a whole-document OpenAPI validation.
-func compileSpecs(w io.Writer, dir string, strict bool) (ir.Gateway, error) {
+// adds the warnings of a whole-document OpenAPI validation, and backends (when not nil) is the
+// gateway's backend policy.
+func compileSpecs(w io.Writer, dir string, strict bool, backends *config.Backends) (ir.Gateway, error) {
 	files, err := compiler.ReadDir(dir)
 	if err != nil {
 		return ir.Gateway{}, err
@@ -26,6 +27,9 @@ func compileSpecs(w io.Writer, dir string, strict bool) (ir.Gateway, error) {
 	diags = append(diags, more...)
 	if strict {
 		diags = append(diags, compiler.Strict(dir, files, specs)...)
+	}
+	if backends != nil {
+		diags = append(diags, compiler.CheckBackends(gw, backends.Check)...)
 	}
 	diags.Sort()
 	for _, d := range diags {
@@ -39,15 +43,23 @@ func compileSpecs(w io.Writer, dir string, strict bool) (ir.Gateway, error) {
 
 func newLintCmd() *cobra.Command {
 	var (
-		specs  string
-		strict bool
+		specs, gatewayConfig string
+		strict               bool
 	)
 	cmd := &cobra.Command{
-		Use:   "lint --specs DIR [--strict]",
+		Use:   "lint --specs DIR [--strict] [--config gateway.yaml]",
 		Short: "Validate every OpenAPI file of DIR; exit 1 with one line per error",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			gw, err := compileSpecs(cmd.ErrOrStderr(), specs, strict)
+			var backends *config.Backends
+			if gatewayConfig != "" {
+				cfg, err := loadGatewayConfig(gatewayConfig)
+				if err != nil {
+					return err
+				}
+				backends = &cfg.Backends
+			}
+			gw, err := compileSpecs(cmd.ErrOrStderr(), specs, strict, backends)
 			if err != nil {
 				return err
 			}
@@ -66,6 +78,7 @@ func newLintCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&specs, "specs", "specs", "directory of OpenAPI files")
 	cmd.Flags().BoolVar(&strict, "strict", false, "also validate what the gateway does not use (schemas, examples, defaults, patterns, formats), as warnings")
+	cmd.Flags().StringVar(&gatewayConfig, "config", "", "gateway.yaml: also check its backend policy (backends.allow)")
 	return cmd
 }
 
@@ -83,7 +96,7 @@ func newCompileCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			gw, err := compileSpecs(cmd.ErrOrStderr(), specs, false)
+			gw, err := compileSpecs(cmd.ErrOrStderr(), specs, false, &cfg.Backends)
 			if err != nil {
 				return err
 			}

@@ -43,7 +43,7 @@ func TestCompileFormats(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []string{"bootstrap", "resources", "ratelimit"} {
 		out := filepath.Join(dir, f+".yaml")
-		if _, stderr, err := run(t, "compile", "--specs", "../../examples/specs", "--format", f, "-o", out); err != nil {
+		if _, stderr, err := run(t, "compile", "--specs", "../../examples/specs", "--config", "../../examples/gateway.yaml", "--format", f, "-o", out); err != nil {
 			t.Fatalf("%s: %v %s", f, err, stderr)
 		}
 		b, err := os.ReadFile(out)
@@ -51,7 +51,7 @@ func TestCompileFormats(t *testing.T) {
 			t.Fatalf("%s: empty output: %v", f, err)
 		}
 	}
-	if _, _, err := run(t, "compile", "--specs", "../../examples/specs", "--format", "nginx"); err == nil {
+	if _, _, err := run(t, "compile", "--specs", "../../examples/specs", "--config", "../../examples/gateway.yaml", "--format", "nginx"); err == nil {
 		t.Fatal("unknown format accepted")
 	}
 }
