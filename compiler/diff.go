@@ -94,7 +94,14 @@ func diffService(o, n ir.Service) []Change {
 				add(true, where, "lost scope: now accepts a token with [%s]", strings.Join(r.Scopes, " "))
 			}
 		}
-		if !slices.EqualFunc(oop.Security.AnyOf, nop.Security.AnyOf, func(a, b ir.Requirement) bool {
+		widened := false
+		for _, r := range nop.Security.AnyOf {
+			if covered(r, oop.Security.AnyOf) && widensIssuers(r, oop.Security.AnyOf) {
+				widened = true
+				add(true, where, "issuer pin widened: [%s] now accepted from %s", strings.Join(r.Scopes, " "), issuerList(r.Issuers))
+			}
+		}
+		if !widened && !slices.EqualFunc(oop.Security.AnyOf, nop.Security.AnyOf, func(a, b ir.Requirement) bool {
 			return slices.Equal(a.Issuers, b.Issuers)
 		}) {
 			add(false, where, "trusted issuers changed")
@@ -126,6 +133,28 @@ func covered(r ir.Requirement, old []ir.Requirement) bool {
 		}
 	}
 	return false
+}
+
+// widensIssuers reports whether r accepts a token from an issuer that no old requirement
+// asking for a subset of its scopes accepted: dropping an x-specgate-issuers pin, or adding
+// an issuer to it, lets more tokens in.
+func widensIssuers(r ir.Requirement, old []ir.Requirement) bool {
+	for _, o := range old {
+		if len(missing(o.Scopes, r.Scopes)) > 0 {
+			continue
+		}
+		if len(o.Issuers) == 0 || len(r.Issuers) > 0 && len(missing(r.Issuers, o.Issuers)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func issuerList(issuers []string) string {
+	if len(issuers) == 0 {
+		return "any trusted issuer"
+	}
+	return strings.Join(issuers, ", ")
 }
 
 // loosened lists the quotas of old that new removes or raises, by key.
@@ -199,7 +228,7 @@ func backendURL(b ir.Backend) string {
 	if b.TLS {
 		scheme = "https"
 	}
-	return fmt.Sprintf("%s://%s:%d", scheme, b.Host, b.Port)
+	return fmt.Sprintf("%s://%s:%d%s", scheme, b.Host, b.Port, b.PathPrefix)
 }
 
 func corsOrigins(c *ir.CORS) []string {

@@ -61,3 +61,36 @@ func TestDiffFlagsWhatWidensAccess(t *testing.T) {
 		t.Errorf("a model differs from itself: %v", Diff(old, old))
 	}
 }
+
+// Dropping an issuer pin, or adding an issuer to it, widens access and is flagged as a risk;
+// narrowing a pin is not.
+func TestDiffFlagsWidenedIssuerPins(t *testing.T) {
+	gw := func(issuers ...string) ir.Gateway {
+		return ir.Gateway{Services: []ir.Service{{Name: "s", Backend: ir.Backend{Host: "a", Port: 80}, Operations: []ir.Operation{{
+			ID: "s.get", Method: "GET", Path: "/x", Exposure: ir.Public,
+			Security: ir.Security{AnyOf: []ir.Requirement{{Scopes: []string{"admin"}, Issuers: issuers}}},
+		}}}}}
+	}
+	risky := func(old, new ir.Gateway) []string {
+		var out []string
+		for _, c := range Diff(old, new) {
+			if c.Risk {
+				out = append(out, c.String())
+			}
+		}
+		return out
+	}
+	staff, both := gw("https://staff.example/"), gw("https://staff.example/", "https://customers.example/")
+	if got := risky(staff, gw()); len(got) != 1 || !strings.Contains(got[0], "issuer pin widened: [admin] now accepted from any trusted issuer") {
+		t.Errorf("pin dropped: %v", got)
+	}
+	if got := risky(staff, both); len(got) != 1 || !strings.Contains(got[0], "https://customers.example/") {
+		t.Errorf("issuer added to the pin: %v", got)
+	}
+	if got := risky(both, staff); len(got) != 0 {
+		t.Errorf("a narrower pin is not a risk: %v", got)
+	}
+	if got := Diff(both, staff); len(got) != 1 || got[0].Message != "trusted issuers changed" {
+		t.Errorf("a narrower pin is still reported: %v", got)
+	}
+}

@@ -194,7 +194,7 @@ func TestPipeline(t *testing.T) {
 	for _, id := range []string{"lint", "listed", "diff"} {
 		if !strings.Contains(w.step(t, "check", id).Run, map[string]string{
 			"lint": "specgate lint --specs specs/", "listed": "specs/*.yaml",
-			"diff": `specgate push --dry-run --server "$SPECGATE_XDS_URL" specs/*.yaml`,
+			"diff": `specgate push --dry-run --allow-risky --server "$SPECGATE_XDS_URL" specs/*.yaml`,
 		}[id]) {
 			t.Fatalf("step %s changed its command; update this test with it", id)
 		}
@@ -245,6 +245,11 @@ func TestPipeline(t *testing.T) {
 		}
 		if summary, _ := os.ReadFile(filepath.Join(root, "summary.md")); !bytes.Contains(summary, []byte("! orders: backend changed")) {
 			t.Error("the security diff is not in the job summary")
+		}
+		strict := w.step(t, "check", "diff")
+		strict.Run = strings.Replace(strict.Run, " --allow-risky", "", 1)
+		if r := runStep(t, w, "check", strict, root, env); r.code != 3 {
+			t.Errorf("without --allow-risky a widening change must fail the check with exit 3, got %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 		unchanged(t)
 		if treeHash(t, root) != wsBefore {

@@ -27,6 +27,7 @@ type PushResult struct {
 // RefusedError is a push that did not compile or that Envoy would reject; nothing changed.
 type RefusedError struct {
 	Diagnostics compiler.Diagnostics `json:"diagnostics,omitempty"`
+	Changes     []compiler.Change    `json:"changes,omitempty"` // a risky change refused
 	Lines       []string             `json:"lines,omitempty"` // the lint lines of Diagnostics
 	Reason      string               `json:"error"`
 }
@@ -46,10 +47,17 @@ func refusal(diags compiler.Diagnostics, err error) *RefusedError {
 	return r
 }
 
+// PushOptions say how a push or delete is taken.
+type PushOptions struct {
+	DryRun bool // only report what would change
+	// RefuseRisky refuses a change whose security diff widens access (a ! line), so that
+	// `specgate push` applies one only with --allow-risky.
+	RefuseRisky bool
+}
+
 // Push replaces (or adds) the spec of one service. The candidate set of specs is compiled and
-// validated first; only then is the file written (atomically) and the snapshot set. A dry run
-// only reports what would change.
-func (s *Server) Push(service string, spec []byte, dryRun bool) (PushResult, error) {
+// validated first; only then is the file written (atomically) and the snapshot set.
+func (s *Server) Push(service string, spec []byte, o PushOptions) (PushResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	files, err := s.currentFiles()
@@ -68,11 +76,11 @@ func (s *Server) Push(service string, spec []byte, dryRun bool) (PushResult, err
 	if !slices.ContainsFunc(bs.gw.Services, func(svc ir.Service) bool { return svc.File == name && svc.Name == service }) {
 		return PushResult{}, refusal(diags, fmt.Errorf("the pushed spec does not declare service %q (set x-specgate.service or info.title)", service))
 	}
-	return s.commit(bs, diags, dryRun, func() error { return writeAtomic(s.opts.SpecDir, name, spec) })
+	return s.commit(bs, diags, o, func() error { return writeAtomic(s.opts.SpecDir, name, spec) })
 }
 
 // Delete removes one service's spec, under the same rules as Push.
-func (s *Server) Delete(service string, dryRun bool) (PushResult, error) {
+func (s *Server) Delete(service string, o PushOptions) (PushResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	name, owner := s.fileOf(service)
@@ -88,19 +96,22 @@ func (s *Server) Delete(service string, dryRun bool) (PushResult, error) {
 	if err != nil {
 		return PushResult{}, refusal(diags, err)
 	}
-	return s.commit(bs, diags, dryRun, func() error { return os.Remove(filepath.Join(s.opts.SpecDir, name)) })
+	return s.commit(bs, diags, o, func() error { return os.Remove(filepath.Join(s.opts.SpecDir, name)) })
 }
 
 // commit writes the change to the directory, then serves it. A failed write serves nothing.
-func (s *Server) commit(bs *builtState, diags compiler.Diagnostics, dryRun bool, write func() error) (PushResult, error) {
+func (s *Server) commit(bs *builtState, diags compiler.Diagnostics, o PushOptions, write func() error) (PushResult, error) {
 	res := PushResult{Version: bs.version, Diagnostics: diags}
 	if cur := s.current.Load(); cur != nil {
 		res.Changes = compiler.Diff(cur.gw, bs.gw)
 	} else {
 		res.Changes = compiler.Diff(ir.Gateway{}, bs.gw)
 	}
-	if dryRun {
+	if o.DryRun {
 		return res, nil
+	}
+	if o.RefuseRisky && slices.ContainsFunc(res.Changes, func(c compiler.Change) bool { return c.Risk }) {
+		return PushResult{}, &RefusedError{Changes: res.Changes, Reason: "the change widens access (the ! lines); push it with --allow-risky (allowRisky=true) once reviewed"}
 	}
 	if err := write(); err != nil {
 		return PushResult{}, fmt.Errorf("write spec directory: %w", err)
@@ -226,13 +237,20 @@ func (s *Server) putSpec(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 400, map[string]string{"error": err.Error()})
 		return
 	}
-	res, err := s.Push(service, body, r.URL.Query().Get("dryRun") == "true")
+	res, err := s.Push(service, body, pushOptions(r))
 	s.answer(w, res, err)
 }
 
 func (s *Server) deleteSpec(w http.ResponseWriter, r *http.Request) {
-	res, err := s.Delete(r.PathValue("service"), r.URL.Query().Get("dryRun") == "true")
+	res, err := s.Delete(r.PathValue("service"), pushOptions(r))
 	s.answer(w, res, err)
+}
+
+// pushOptions reads ?dryRun=true and ?allowRisky=false (risky changes are taken unless the
+// caller asks otherwise, as before the flag existed; specgate push asks).
+func pushOptions(r *http.Request) PushOptions {
+	q := r.URL.Query()
+	return PushOptions{DryRun: q.Get("dryRun") == "true", RefuseRisky: q.Get("allowRisky") == "false"}
 }
 
 func (s *Server) answer(w http.ResponseWriter, res PushResult, err error) {

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,39 +67,52 @@ func newXDSCmd() *cobra.Command {
 
 func newPushCmd() *cobra.Command {
 	var (
-		server, token string
-		dryRun        bool
+		server, token      string
+		dryRun, allowRisky bool
 	)
 	cmd := &cobra.Command{
-		Use:   "push --server URL [--dry-run] FILE...",
-		Short: "Push OpenAPI files to the control plane; print the security diff; exit 1 if refused",
+		Use:   "push --server URL [--dry-run] [--allow-risky] FILE...",
+		Short: "Push OpenAPI files to the control plane; print the security diff; exit 1 if refused, 3 if it widens access without --allow-risky",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
 			if token == "" {
 				token = os.Getenv("SPECGATE_ADMIN_TOKEN")
 			}
-			failed := false
+			failed, risky := false, false
 			for _, file := range files {
-				if err := pushOne(cmd.OutOrStdout(), cmd.ErrOrStderr(), server, token, file, dryRun); err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", file, err)
+				err := pushOne(cmd.OutOrStdout(), cmd.ErrOrStderr(), server, token, file, dryRun, allowRisky)
+				if errors.Is(err, errRisky) {
+					risky = true
+				} else if err != nil {
 					failed = true
 				}
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", file, err)
+				}
 			}
-			if failed {
+			switch {
+			case failed:
 				return exitCode(1)
+			case risky:
+				return exitCode(3)
 			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
+	f.BoolVar(&allowRisky, "allow-risky", false, "apply (or, with --dry-run, pass) changes that widen access: the ! lines of the security diff")
 	f.StringVar(&server, "server", "http://127.0.0.1:18001", "control plane push API")
 	f.StringVar(&token, "token", "", "admin token (default $SPECGATE_ADMIN_TOKEN)")
 	f.BoolVar(&dryRun, "dry-run", false, "only print what the push would change")
 	return cmd
 }
 
+// errRisky is a change that widens access, not taken (or, in a dry run, not passed) without
+// --allow-risky.
+var errRisky = errors.New("the change widens access (the ! lines); review it, then push with --allow-risky")
+
 // pushOne checks a file locally (to learn its service name and fail fast), then pushes it.
-func pushOne(stdout, stderr io.Writer, server, token, file string, dryRun bool) error {
+func pushOne(stdout, stderr io.Writer, server, token, file string, dryRun, allowRisky bool) error {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return err
@@ -113,8 +128,15 @@ func pushOne(stdout, stderr io.Writer, server, token, file string, dryRun bool) 
 	}
 	service := gw.Services[0].Name
 	u := strings.TrimRight(server, "/") + "/v1/specs/" + url.PathEscape(service)
+	q := url.Values{}
 	if dryRun {
-		u += "?dryRun=true"
+		q.Set("dryRun", "true")
+	}
+	if !allowRisky {
+		q.Set("allowRisky", "false") // the control plane refuses a risky change in the same step
+	}
+	if len(q) > 0 {
+		u += "?" + q.Encode()
 	}
 	req, err := http.NewRequest(http.MethodPut, u, bytes.NewReader(b))
 	if err != nil {
@@ -145,6 +167,9 @@ func pushOne(stdout, stderr io.Writer, server, token, file string, dryRun bool) 
 		for _, d := range res.Diagnostics {
 			fmt.Fprintln(stderr, d)
 		}
+		if !allowRisky && slices.ContainsFunc(res.Changes, func(c compiler.Change) bool { return c.Risk }) {
+			return errRisky
+		}
 		return nil
 	case http.StatusUnprocessableEntity:
 		var ref xds.RefusedError
@@ -153,6 +178,13 @@ func pushOne(stdout, stderr io.Writer, server, token, file string, dryRun bool) 
 		}
 		for _, d := range ref.Diagnostics {
 			fmt.Fprintln(stderr, d)
+		}
+		if len(ref.Changes) > 0 {
+			fmt.Fprintf(stdout, "%s: service %s: not applied, %d change(s)\n", file, service, len(ref.Changes))
+			for _, c := range ref.Changes {
+				fmt.Fprintln(stdout, c)
+			}
+			return errRisky
 		}
 		return fmt.Errorf("refused: %s", ref.Reason)
 	default:

@@ -1,0 +1,86 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/specgate/specgate/config"
+)
+
+// A spec author cannot route public traffic to the gateway's own pod or the cloud metadata
+// server: with the default policy such a push is refused with the lint line, and nothing
+// changes; gateway.yaml's backends.allow lets an operator permit them by name.
+func TestPushRefusesGatewayInternals(t *testing.T) {
+	const spec = `openapi: 3.1.0
+info: {title: Sneaky, version: 1.0.0}
+x-specgate: {service: sneaky, backend: "%s"}
+security: []
+paths:
+  /stats: {get: {operationId: stats, responses: {"200": {description: ok}}}}
+`
+	s, err := New(Options{SpecDir: t.TempDir(), Gateway: config.Default(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, backend := range []string{"http://127.0.0.1:9901", "http://localhost:9001", "http://[::1]:18001",
+		"http://0.0.0.0:9901", "http://169.254.169.254", "http://metadata.google.internal"} {
+		_, err := s.Push("sneaky", fmt.Appendf(nil, spec, backend), PushOptions{})
+		var refused *RefusedError
+		if !errors.As(err, &refused) || len(refused.Lines) == 0 || !strings.HasPrefix(refused.Lines[0], "sneaky.yaml: x-specgate.backend: ") {
+			t.Errorf("%s: %v, want refused with the lint line", backend, err)
+		}
+	}
+	if s.Version() != "" {
+		t.Fatal("a refused push went live")
+	}
+	if _, err := s.Push("sneaky", fmt.Appendf(nil, spec, "http://stats.monitoring.svc.cluster.local:9090"), PushOptions{}); err != nil {
+		t.Fatalf("a cluster service: %v", err)
+	}
+
+	cfg := config.Default()
+	cfg.Backends.Allow = []string{"127.0.0.0/8"}
+	laptop, err := New(Options{SpecDir: t.TempDir(), Gateway: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := laptop.Push("sneaky", fmt.Appendf(nil, spec, "http://127.0.0.1:7001"), PushOptions{}); err != nil {
+		t.Fatalf("loopback allowed by backends.allow: %v", err)
+	}
+}
+
+// With RefuseRisky (what specgate push sends unless --allow-risky), a change that widens
+// access is refused with its security diff and nothing changes; one that does not is taken.
+func TestPushRefusesRiskyWhenAsked(t *testing.T) {
+	const spec = `openapi: 3.1.0
+info: {title: Orders, version: 1.0.0}
+x-specgate: {service: orders, backend: "http://orders.shop.svc.cluster.local:8080"}
+components: {securitySchemes: {oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://a/t", scopes: {admin: a}}}}}}
+paths:
+  /orders: {delete: {operationId: purge, security: [{oauth: [admin]}], %s responses: {"204": {description: ok}}}}
+`
+	s, err := New(Options{SpecDir: t.TempDir(), Gateway: config.Default(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	internal := fmt.Appendf(nil, spec, "x-specgate: {exposure: internal},")
+	if _, err := s.Push("orders", internal, PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	version := s.Version()
+	_, err = s.Push("orders", fmt.Appendf(nil, spec, ""), PushOptions{RefuseRisky: true})
+	var refused *RefusedError
+	if !errors.As(err, &refused) || len(refused.Changes) != 1 || refused.Changes[0].String() != "! orders DELETE /orders: became public" {
+		t.Fatalf("risky push: %v %+v", err, refused)
+	}
+	if s.Version() != version {
+		t.Fatal("a refused risky push went live")
+	}
+	narrower := fmt.Appendf(nil, spec, "x-specgate: {exposure: internal, timeout: 5s},")
+	if res, err := s.Push("orders", narrower, PushOptions{RefuseRisky: true}); err != nil || !res.Applied {
+		t.Fatalf("a change that widens nothing: %v", err)
+	}
+}
