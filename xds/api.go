@@ -28,7 +28,7 @@ type PushResult struct {
 type RefusedError struct {
 	Diagnostics compiler.Diagnostics `json:"diagnostics,omitempty"`
 	Changes     []compiler.Change    `json:"changes,omitempty"` // a risky change refused
-	Lines       []string             `json:"lines,omitempty"` // the lint lines of Diagnostics
+	Lines       []string             `json:"lines,omitempty"`   // the lint lines of Diagnostics
 	Reason      string               `json:"error"`
 }
 
