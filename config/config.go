@@ -25,6 +25,9 @@ type Gateway struct {
 	RateLimit    RateLimit         `json:"rateLimit"`
 	Authz        Authz             `json:"authz"`
 	Backends     Backends          `json:"backends"`
+	// SharedPrefixes are basePaths that other services may serve under (/shop holding
+	// /shop/orders and /shop/cart). Any other basePath belongs to its service alone.
+	SharedPrefixes []string `json:"sharedPrefixes"`
 	// XFFTrustedHops is how many X-Forwarded-For hops in front of Envoy are trusted (a cloud
 	// load balancer adds one); the ip rate-limit key and the client fallback use the result.
 	XFFTrustedHops uint32 `json:"xffTrustedHops"`
@@ -156,6 +159,11 @@ func (g Gateway) Validate() error {
 		add("listeners: public and internal ports must be set and differ")
 	}
 	errs = append(errs, g.Backends.validate()...)
+	for i, p := range g.SharedPrefixes {
+		if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "{}") {
+			add("sharedPrefixes[%d]: %q must be a literal path starting, and not ending, with /", i, p)
+		}
+	}
 	if n := g.Listeners.MaxRequestBodyBytes; n == 0 || n > MaxRequestBodyLimit {
 		add("listeners: maxRequestBodyBytes %d is outside 1..%d (64 MiB)", n, MaxRequestBodyLimit)
 	}

@@ -84,3 +84,49 @@ paths:
 		t.Fatalf("a change that widens nothing: %v", err)
 	}
 }
+
+// A new service cannot declare paths under another service's basePath (where it would win
+// over orders' templates and, allowed the Authorization header, receive orders' tokens), nor
+// nest its basePath there, unless gateway.yaml shares the prefix.
+func TestPushRefusesPathsUnderAnotherService(t *testing.T) {
+	const orders = `openapi: 3.1.0
+info: {title: Orders, version: 1.0.0}
+x-specgate: {service: orders, backend: "http://orders.shop.svc.cluster.local:8080", basePath: /orders}
+security: []
+paths:
+  /{id}: {get: {operationId: getOrder, responses: {"200": {description: ok}}}}
+`
+	const intruder = `openapi: 3.1.0
+info: {title: Intruder, version: 1.0.0}
+x-specgate: {service: intruder, backend: "http://intruder.shop.svc.cluster.local:8080", %s allowedHeaders: [Authorization]}
+security: []
+paths:
+  %s: {get: {operationId: grab, responses: {"200": {description: ok}}}}
+`
+	for _, shared := range []bool{false, true} {
+		cfg := config.Default()
+		if shared {
+			cfg.SharedPrefixes = []string{"/orders"}
+		}
+		s, err := New(Options{SpecDir: t.TempDir(), Gateway: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Push("orders", []byte(orders), PushOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct{ base, path string }{{"", "/orders/mine"}, {"basePath: /orders/extra,", "/mine"}} {
+			_, err := s.Push("intruder", fmt.Appendf(nil, intruder, c.base, c.path), PushOptions{})
+			var refused *RefusedError
+			switch {
+			case shared && err != nil:
+				t.Errorf("shared /orders, %s%s: %v", c.base, c.path, err)
+			case !shared && (!errors.As(err, &refused) || len(refused.Lines) == 0 || !strings.Contains(refused.Lines[0], "the basePath of service orders")):
+				t.Errorf("%s%s: %v, want refused naming orders' basePath", c.base, c.path, err)
+			}
+			if shared {
+				_, _ = s.Delete("intruder", PushOptions{})
+			}
+		}
+	}
+}

@@ -240,6 +240,7 @@ func (s *Server) build(files map[string][]byte) (*builtState, compiler.Diagnosti
 	gw, more := compiler.Build(specs)
 	diags = append(diags, more...)
 	diags = append(diags, compiler.CheckBackends(gw, s.opts.Gateway.Backends.Check)...)
+	diags = append(diags, compiler.CheckOwnership(gw, s.opts.Gateway.SharedPrefixes)...)
 	diags.Sort()
 	if diags.HasErrors() {
 		return nil, diags, errors.New("specs refused")

@@ -15,9 +15,9 @@ import (
 )
 
 // compileSpecs runs the compiler on dir and prints every diagnostic, one line each; strict
-// adds the warnings of a whole-document OpenAPI validation, and backends (when not nil) is the
-// gateway's backend policy.
-func compileSpecs(w io.Writer, dir string, strict bool, backends *config.Backends) (ir.Gateway, error) {
+// adds the warnings of a whole-document OpenAPI validation. The gateway's path ownership rule
+// always applies (with cfg's shared prefixes), its backend policy only with a cfg.
+func compileSpecs(w io.Writer, dir string, strict bool, cfg *config.Gateway) (ir.Gateway, error) {
 	files, err := compiler.ReadDir(dir)
 	if err != nil {
 		return ir.Gateway{}, err
@@ -28,9 +28,12 @@ func compileSpecs(w io.Writer, dir string, strict bool, backends *config.Backend
 	if strict {
 		diags = append(diags, compiler.Strict(dir, files, specs)...)
 	}
-	if backends != nil {
-		diags = append(diags, compiler.CheckBackends(gw, backends.Check)...)
+	var shared []string
+	if cfg != nil {
+		diags = append(diags, compiler.CheckBackends(gw, cfg.Backends.Check)...)
+		shared = cfg.SharedPrefixes
 	}
+	diags = append(diags, compiler.CheckOwnership(gw, shared)...)
 	diags.Sort()
 	for _, d := range diags {
 		fmt.Fprintln(w, d.String())
@@ -51,15 +54,15 @@ func newLintCmd() *cobra.Command {
 		Short: "Validate every OpenAPI file of DIR; exit 1 with one line per error",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var backends *config.Backends
+			var cfg *config.Gateway
 			if gatewayConfig != "" {
-				cfg, err := loadGatewayConfig(gatewayConfig)
+				c, err := loadGatewayConfig(gatewayConfig)
 				if err != nil {
 					return err
 				}
-				backends = &cfg.Backends
+				cfg = &c
 			}
-			gw, err := compileSpecs(cmd.ErrOrStderr(), specs, strict, backends)
+			gw, err := compileSpecs(cmd.ErrOrStderr(), specs, strict, cfg)
 			if err != nil {
 				return err
 			}
@@ -78,7 +81,7 @@ func newLintCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&specs, "specs", "specs", "directory of OpenAPI files")
 	cmd.Flags().BoolVar(&strict, "strict", false, "also validate what the gateway does not use (schemas, examples, defaults, patterns, formats), as warnings")
-	cmd.Flags().StringVar(&gatewayConfig, "config", "", "gateway.yaml: also check its backend policy (backends.allow)")
+	cmd.Flags().StringVar(&gatewayConfig, "config", "", "gateway.yaml: also check its backend policy (backends.allow) and shared prefixes")
 	return cmd
 }
 
@@ -96,7 +99,7 @@ func newCompileCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			gw, err := compileSpecs(cmd.ErrOrStderr(), specs, false, &cfg.Backends)
+			gw, err := compileSpecs(cmd.ErrOrStderr(), specs, false, &cfg)
 			if err != nil {
 				return err
 			}

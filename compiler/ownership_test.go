@@ -1,0 +1,48 @@
+package compiler
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/specgate/specgate/compiler/ir"
+)
+
+func TestCheckOwnership(t *testing.T) {
+	svc := func(name, base string, paths ...string) ir.Service {
+		s := ir.Service{Name: name, File: name + ".yaml", BasePath: base}
+		for _, p := range paths {
+			s.Operations = append(s.Operations, ir.Operation{Method: "GET", Path: base + p})
+		}
+		return s
+	}
+	gw := ir.Gateway{Services: []ir.Service{
+		svc("orders", "/orders", "/{id}", "/mine"),
+		svc("intruder", "", "/orders/mine", "/{tenant}/mine", "/ordersx", "/carts/{id}", "/orders"),
+		svc("nested", "/orders/admin", "/purge"),
+		svc("carts", "/carts", "/{id}"),
+	}}
+	var got []string
+	for _, d := range CheckOwnership(gw, nil) {
+		got = append(got, d.String())
+	}
+	want := []string{
+		"intruder.yaml: GET /orders/mine: can match paths under /orders, the basePath of service orders",
+		"intruder.yaml: GET /{tenant}/mine: can match paths under /orders, the basePath of service orders",
+		"intruder.yaml: GET /orders: can match paths under /orders",
+		"nested.yaml: x-specgate.basePath /orders/admin lies under /orders, the basePath of service orders",
+		"intruder.yaml: GET /carts/{id}: can match paths under /carts, the basePath of service carts",
+		"intruder.yaml: GET /{tenant}/mine: can match paths under /carts",
+	}
+	all := strings.Join(got, "\n")
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("missing %q in:\n%s", w, all)
+		}
+	}
+	if len(got) != len(want) || strings.Contains(all, "/ordersx") {
+		t.Errorf("%d problems, want %d:\n%s", len(got), len(want), all)
+	}
+	if d := CheckOwnership(gw, []string{"/orders", "/carts"}); len(d) != 0 {
+		t.Errorf("shared prefixes still refused: %v", d)
+	}
+}
