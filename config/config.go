@@ -21,6 +21,10 @@ type Gateway struct {
 	Issuers      []Issuer          `json:"issuers"`
 	Claims       Claims            `json:"claims"`
 	ClaimHeaders map[string]string `json:"claimHeaders"`
+	// IssuerHeader carries the token's iss to the backend on every allow, like claimHeaders
+	// (removed from the client's request first): with several issuers, the subject alone does
+	// not say who the caller is. "" turns it off.
+	IssuerHeader string `json:"issuerHeader"`
 	Revocation   Revocation        `json:"revocation"`
 	RateLimit    RateLimit         `json:"rateLimit"`
 	Authz        Authz             `json:"authz"`
@@ -111,6 +115,7 @@ func Default() Gateway {
 		Listeners:    Listeners{Public: 8080, Internal: 8081, MaxRequestBodyBytes: 1 << 20},
 		Claims:       Claims{Subject: "sub", Client: "client_id", Scope: "scope"},
 		ClaimHeaders: map[string]string{"X-User-Id": "sub", "X-Client-Id": "client_id"},
+		IssuerHeader: "X-Token-Issuer",
 		Revocation: Revocation{
 			ExpectedEntries:   10_000_000,
 			FalsePositiveRate: 1e-7,
@@ -197,6 +202,9 @@ func (g Gateway) Validate() error {
 	for h, c := range g.ClaimHeaders {
 		if h == "" || c == "" || strings.ContainsAny(h, " :\t") {
 			add("claimHeaders: invalid entry %q: %q", h, c)
+		}
+		if g.IssuerHeader != "" && strings.EqualFold(h, g.IssuerHeader) {
+			add("claimHeaders: %q is issuerHeader already", h)
 		}
 	}
 	r := g.Revocation

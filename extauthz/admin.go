@@ -3,6 +3,7 @@ package extauthz
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -51,6 +52,7 @@ func (a *admin) ready(w http.ResponseWriter, _ *http.Request) {
 type revocationRequest struct {
 	JTI    string     `json:"jti,omitempty"`
 	Sub    string     `json:"sub,omitempty"`
+	Issuer string     `json:"issuer,omitempty"` // with sub; required when several issuers are trusted
 	Before *time.Time `json:"before,omitempty"` // with sub; default now
 	Token  string     `json:"token,omitempty"`
 }
@@ -96,8 +98,8 @@ func (a *admin) entryKey(req revocationRequest) (string, time.Time, error) {
 	if n != 1 {
 		return "", now, errors.New(`give exactly one of "jti", "sub" or "token"`)
 	}
-	if req.Before != nil && req.Sub == "" {
-		return "", now, errors.New(`"before" goes with "sub"`)
+	if (req.Before != nil || req.Issuer != "") && req.Sub == "" {
+		return "", now, errors.New(`"before" and "issuer" go with "sub"`)
 	}
 	switch {
 	case req.JTI != "":
@@ -106,6 +108,16 @@ func (a *admin) entryKey(req revocationRequest) (string, time.Time, error) {
 		at := now
 		if req.Before != nil {
 			at = *req.Before
+		}
+		v := a.srv.verifier
+		if req.Issuer != "" && v.issuers[req.Issuer] == nil {
+			return "", now, fmt.Errorf("issuer %q is not one of gateway.yaml's issuers", req.Issuer)
+		}
+		if v.multiIssuer {
+			if req.Issuer == "" {
+				return "", now, errors.New(`several issuers are trusted: "sub" needs "issuer" (two issuers' subjects with one name are two people)`)
+			}
+			return revocation.SubjectKey(QualifiedSubject(req.Issuer, req.Sub)), at, nil
 		}
 		return revocation.SubjectKey(req.Sub), at, nil
 	}

@@ -149,7 +149,7 @@ func TestHeadersAndMetadata(t *testing.T) {
 		if httpStatus(r) != 200 {
 			t.Fatalf("status %d", httpStatus(r))
 		}
-		if got := okHeaders(r); len(got) != 1 || got["X-User-Id"] != "alice" {
+		if got := okHeaders(r); len(got) != 2 || got["X-User-Id"] != "alice" || got["X-Token-Issuer"] != testIss {
 			t.Errorf("set headers %v", got)
 		}
 		want := []string{"x-client-id", "authorization", "cookie", "x-internal"}
@@ -194,7 +194,7 @@ func TestHeadersAndMetadata(t *testing.T) {
 		if got := okHeaders(r); len(got) != 0 {
 			t.Errorf("anonymous request got identity headers %v", got)
 		}
-		want := []string{"x-client-id", "x-user-id", "cookie", "x-internal"}
+		want := []string{"x-client-id", "x-token-issuer", "x-user-id", "cookie", "x-internal"}
 		if got := r.GetOkResponse().GetHeadersToRemove(); !slices.Equal(got, want) {
 			t.Errorf("removed %v, want %v", got, want)
 		}
@@ -267,7 +267,7 @@ func TestEdgeCacheOffer(t *testing.T) {
 	}
 
 	got := offer(check(t, c, bearerReq(t, protectedRoute, mint(t, p.key, "alice", []string{"orders:read"}, nil))))
-	want := map[string]any{"ttl_ms": 2000.0, "set": map[string]any{"x-user-id": "alice"}, "del": []any{"x-client-id"}}
+	want := map[string]any{"ttl_ms": 2000.0, "set": map[string]any{"x-token-issuer": testIss, "x-user-id": "alice"}, "del": []any{"x-client-id"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("offer %v, want %v", got, want)
 	}

@@ -88,6 +88,10 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 	for h, c := range d.cfg.ClaimHeaders {
 		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claim: c})
 	}
+	if h := d.cfg.IssuerHeader; h != "" {
+		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claim: "iss"})
+	}
+	v.multiIssuer = len(d.cfg.Issuers) > 1
 	slices.SortFunc(v.claimHeaders, func(a, b claimHeader) int { return strings.Compare(a.lower, b.lower) })
 	for _, is := range d.cfg.Issuers {
 		algs := is.Algorithms
@@ -227,7 +231,10 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		// token); anonymous requests without a token go on.
 		return deniedUnavailable, reasonRevocationUnavailable
 	}
-	if s.revoked.Revoked(id.jti, id.subject, &id.content, &sum, id.iat) {
+	if s.revoked.Revoked(id.jti, id.revokedAs, &id.content, &sum, id.iat) ||
+		id.revokedAs != id.subject && s.revoked.SubjectRevoked(id.subject, id.iat) {
+		// The second lookup: a subject revoked before a second issuer was trusted, by its
+		// bare name, still refuses that subject's tokens from every issuer.
 		return deniedRevoked, reasonRevoked
 	}
 	if pol.Anonymous {

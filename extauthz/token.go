@@ -125,7 +125,10 @@ func base64URLValue(c byte) byte {
 type identity struct {
 	issuer  string
 	subject string
-	client  string // rate-limit client key: sub:<subject> or cid:<client id>
+	client  string // rate-limit client key: sub:<subject> or cid:<client id>, qualified
+	// revokedAs is the subject as subject revocations name it: the bare subject with one
+	// trusted issuer, <issuer>|<subject> with several (two issuers' alice are two people).
+	revokedAs string
 	jti     string
 	content [32]byte  // revocation.ContentHash of the token: its tok: revocation key
 	iat     time.Time // zero when absent
@@ -161,6 +164,7 @@ type verifier struct {
 	issuers      map[string]*trustedIssuer
 	claims       config.Claims
 	claimHeaders []claimHeader // sorted by lower
+	multiIssuer  bool          // several issuers are trusted: identities are issuer-qualified
 	maxLifetime  time.Duration
 	now          func() time.Time
 }
@@ -336,9 +340,12 @@ func (v *verifier) identity(tok jwt.Token, issuer string, exp time.Time) (*ident
 	// the subject is the client itself) is keyed by client id; any other token by subject.
 	switch {
 	case cid != "" && (id.subject == "" || id.subject == cid):
-		id.client = "cid:" + cid
+		id.client = "cid:" + v.qualified(issuer, cid)
 	case id.subject != "":
-		id.client = "sub:" + id.subject
+		id.client = "sub:" + v.qualified(issuer, id.subject)
+	}
+	if id.subject != "" {
+		id.revokedAs = v.qualified(issuer, id.subject)
 	}
 	scopes, err := scopeClaim(tok, v.claims.Scope)
 	if err != nil {
@@ -357,6 +364,18 @@ func (v *verifier) identity(tok jwt.Token, issuer string, exp time.Time) (*ident
 	}
 	return id, nil
 }
+
+// qualified names a subject or client id so that it is unique across the trusted issuers.
+func (v *verifier) qualified(issuer, name string) string {
+	if !v.multiIssuer {
+		return name
+	}
+	return QualifiedSubject(issuer, name)
+}
+
+// QualifiedSubject is how an issuer's subject (or client id) is named in rate-limit keys and
+// revocations when several issuers are trusted.
+func QualifiedSubject(issuer, subject string) string { return issuer + "|" + subject }
 
 func stringClaim(tok jwt.Token, name string) (string, error) {
 	if !tok.Has(name) {

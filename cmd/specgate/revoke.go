@@ -16,7 +16,7 @@ import (
 )
 
 func newRevokeCmd() *cobra.Command {
-	var server, jti, sub, jwt, token, before string
+	var server, jti, sub, issuer, jwt, token, before string
 	cmd := &cobra.Command{
 		Use:   "revoke",
 		Short: "Revoke a token (--jti, --jwt) or every token of a subject issued before now (--sub)",
@@ -30,6 +30,12 @@ func newRevokeCmd() *cobra.Command {
 			}
 			if len(body) != 1 {
 				return errors.New("revoke: give exactly one of --jti, --sub and --jwt")
+			}
+			if issuer != "" {
+				if sub == "" {
+					return errors.New("revoke: --issuer goes with --sub")
+				}
+				body["issuer"] = issuer
 			}
 			if before != "" {
 				if sub == "" {
@@ -56,7 +62,8 @@ func newRevokeCmd() *cobra.Command {
 	f.StringVar(&jti, "jti", "", "token id to revoke")
 	f.StringVar(&sub, "sub", "", "subject whose tokens issued until now (or --before) to revoke")
 	f.StringVar(&before, "before", "", "with --sub: revoke tokens issued at or before this RFC 3339 time")
-	f.StringVar(&jwt, "jwt", "", "the token itself (its jti, or its hash when it has none)")
+	f.StringVar(&issuer, "issuer", "", "with --sub: the subject's issuer (required when gateway.yaml trusts several)")
+	f.StringVar(&jwt, "jwt", "", "the token itself (its jti, or the hash of what it signs when it has none)")
 	f.StringVar(&token, "token", "", "admin token (default $SPECGATE_ADMIN_TOKEN)")
 	return cmd
 }

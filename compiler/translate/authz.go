@@ -101,7 +101,7 @@ func (t *translator) authzPerRoute(op *ir.Operation) (*anypb.Any, *corev3.Metada
 func (t *translator) authzCacheMetadata(pol policy.Route, encoded string) *corev3.Metadata {
 	if t.gatewayRules == nil {
 		g := t.opts.Gateway
-		rules, err := json.Marshal([]any{g.Issuers, g.Claims, g.ClaimHeaders, g.XFFTrustedHops})
+		rules, err := json.Marshal([]any{g.Issuers, g.Claims, g.ClaimHeaders, g.IssuerHeader, g.XFFTrustedHops})
 		if err != nil {
 			t.fail("gateway rules: %v", err)
 			return nil

@@ -154,10 +154,18 @@ func (s *Set) Revoked(jti, sub string, content, whole *[32]byte, iat time.Time) 
 			}
 		}
 	}
-	if sub != "" {
-		if e, ok := s.Lookup(append(append(buf[:0], PrefixSubject...), sub...)); ok {
-			return iat.IsZero() || iat.Unix() <= e.At.Unix()
-		}
+	return s.SubjectRevoked(sub, iat)
+}
+
+// SubjectRevoked reports whether a token of sub issued at iat is refused by a subject
+// revocation.
+func (s *Set) SubjectRevoked(sub string, iat time.Time) bool {
+	if sub == "" {
+		return false
+	}
+	var buf [160]byte
+	if e, ok := s.Lookup(append(append(buf[:0], PrefixSubject...), sub...)); ok {
+		return iat.IsZero() || iat.Unix() <= e.At.Unix()
 	}
 	return false
 }
