@@ -24,11 +24,11 @@ type Gateway struct {
 	// IssuerHeader carries the token's iss to the backend on every allow, like claimHeaders
 	// (removed from the client's request first): with several issuers, the subject alone does
 	// not say who the caller is. "" turns it off.
-	IssuerHeader string `json:"issuerHeader"`
-	Revocation   Revocation        `json:"revocation"`
-	RateLimit    RateLimit         `json:"rateLimit"`
-	Authz        Authz             `json:"authz"`
-	Backends     Backends          `json:"backends"`
+	IssuerHeader string     `json:"issuerHeader"`
+	Revocation   Revocation `json:"revocation"`
+	RateLimit    RateLimit  `json:"rateLimit"`
+	Authz        Authz      `json:"authz"`
+	Backends     Backends   `json:"backends"`
 	// SharedPrefixes are basePaths that other services may serve under (/shop holding
 	// /shop/orders and /shop/cart). Any other basePath belongs to its service alone.
 	SharedPrefixes []string `json:"sharedPrefixes"`

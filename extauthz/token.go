@@ -129,12 +129,12 @@ type identity struct {
 	// revokedAs is the subject as subject revocations name it: the bare subject with one
 	// trusted issuer, <issuer>|<subject> with several (two issuers' alice are two people).
 	revokedAs string
-	jti     string
-	content [32]byte  // revocation.ContentHash of the token: its tok: revocation key
-	iat     time.Time // zero when absent
-	exp     time.Time
-	scopes  []string // sorted
-	headers []string // value per verifier.claimHeaders entry; "" when the claim is absent
+	jti       string
+	content   [32]byte  // revocation.ContentHash of the token: its tok: revocation key
+	iat       time.Time // zero when absent
+	exp       time.Time
+	scopes    []string // sorted
+	headers   []string // value per verifier.claimHeaders entry; "" when the claim is absent
 }
 
 func (id *identity) hasScopes(need []string) bool {
