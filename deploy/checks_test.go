@@ -218,8 +218,8 @@ func checkServices(o *Objects) error {
 				errs = append(errs, fmt.Errorf("Service %s puts the internal listener on a LoadBalancer", s.Name))
 			case target == 8081:
 				internal = true
-			case target == 9901:
-				errs = append(errs, fmt.Errorf("Service %s exposes Envoy's admin port", s.Name))
+			case target == 9901 || target == 9902:
+				errs = append(errs, fmt.Errorf("Service %s exposes Envoy's admin or stats port", s.Name))
 			}
 		}
 	}

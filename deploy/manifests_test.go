@@ -127,7 +127,7 @@ func intendedIngress(o *Objects) []portRule {
 		{"specgate-authz", 9002, adminPeers},
 		{"specgate-ratelimit", 9004, adminPeers},
 		{"specgate-xds", 18001, adminPeers},
-		{"specgate-envoy", 9901, adminPeers},
+		{"specgate-envoy", 9902, adminPeers},
 		{"redis", 6379, []string{"specgate-authz", "specgate-ratelimit"}},
 		{"specgate-envoy", 8080, append(slices.Clone(inCluster), "internet")},
 		{"specgate-envoy", 8081, inCluster},
@@ -289,7 +289,7 @@ func TestEnvoyBootstrap(t *testing.T) {
 	xdsAddr := net.JoinHostPort(svc("specgate-xds"), "18000")
 	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{
 		NodeID:        "specgate-envoy",
-		AdminAddress:  "0.0.0.0:9901",
+		StatsAddress:  "0.0.0.0:9902",
 		AuthzAddress:  net.JoinHostPort(svc("specgate-authz"), "9001"),
 		RateLimitAddr: net.JoinHostPort(svc("specgate-ratelimit"), "9003"),
 	}, xdsAddr, false)

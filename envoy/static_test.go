@@ -31,7 +31,7 @@ type staticGateway struct {
 // startStatic compiles specs (refusing on any error), writes the static bootstrap with
 // listeners on free loopback ports and starts Envoy until the test ends. Rate limits fail
 // open: no ratelimit service listens.
-func startStatic(t *testing.T, specs, authzAddr string, configure func(*config.Gateway)) staticGateway {
+func startStatic(t *testing.T, specs, authzAddr string, configure func(*config.Gateway), bootOpts ...func(*translate.BootstrapOptions)) staticGateway {
 	t.Helper()
 	pub, internal, admin := testenvoy.FreePort(t), testenvoy.FreePort(t), testenvoy.FreePort(t)
 	cfg := config.Default()
@@ -48,11 +48,15 @@ func startStatic(t *testing.T, specs, authzAddr string, configure func(*config.G
 		t.Fatal(err)
 	}
 	adminAddr := "127.0.0.1:" + strconv.Itoa(admin)
-	boot, err := translate.Bootstrap(res, translate.BootstrapOptions{
+	bo := translate.BootstrapOptions{
 		AdminAddress:  adminAddr,
 		AuthzAddress:  authzAddr,
 		RateLimitAddr: "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t)), // nobody: limits fail open
-	})
+	}
+	for _, f := range bootOpts {
+		f(&bo)
+	}
+	boot, err := translate.Bootstrap(res, bo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,8 +22,11 @@ import (
 
 // BootstrapOptions place a static Envoy next to specgate's services.
 type BootstrapOptions struct {
-	NodeID        string // default "specgate"
-	AdminAddress  string // default 127.0.0.1:9901
+	NodeID       string // default "specgate"
+	AdminAddress string // default 127.0.0.1:9901; loopback only
+	// StatsAddress, when set, is a listener serving only GET /ready and /stats/prometheus
+	// from the admin, for the kubelet's probes and Prometheus (stats.go).
+	StatsAddress  string
 	AuthzAddress  string // default 127.0.0.1:9001; host:port[,host:port...] for replicas
 	RateLimitAddr string // default 127.0.0.1:9003; likewise
 }
@@ -50,23 +53,26 @@ func (o BootstrapOptions) withDefaults() BootstrapOptions {
 func Bootstrap(r *Resources, o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 	o = o.withDefaults()
 	t := &translator{}
-	admin, err := hostPort(o.AdminAddress)
+	admin, err := adminAddress(o.AdminAddress)
 	if err != nil {
-		return nil, fmt.Errorf("bootstrap: admin address: %w", err)
+		return nil, err
 	}
 	grpc, err := t.grpcClusters(map[string]string{ClusterAuthz: o.AuthzAddress, ClusterRateLimit: o.RateLimitAddr})
 	if err != nil {
 		return nil, err
 	}
-	clusters := append(append([]*clusterv3.Cluster{}, r.Clusters...), grpc...)
+	static := &bootstrapv3.Bootstrap_StaticResources{
+		Listeners: append([]*listenerv3.Listener{}, r.Listeners...),
+		Clusters:  append(append([]*clusterv3.Cluster{}, r.Clusters...), grpc...),
+	}
+	if err := t.addStats(static, o.StatsAddress, admin); err != nil {
+		return nil, err
+	}
 	b := &bootstrapv3.Bootstrap{
 		Node:            &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
 		Admin:           &bootstrapv3.Admin{Address: admin},
 		OverloadManager: t.overloadManager(),
-		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-			Listeners: append([]*listenerv3.Listener{}, r.Listeners...),
-			Clusters:  clusters,
-		},
+		StaticResources: static,
 	}
 	if err := errors.Join(t.err, b.ValidateAll()); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
@@ -124,9 +130,9 @@ func hostPort(s string) (*corev3.Address, error) {
 func ADSBootstrap(o BootstrapOptions, xdsAddr string, delta bool) (*bootstrapv3.Bootstrap, error) {
 	o = o.withDefaults()
 	t := &translator{}
-	admin, err := hostPort(o.AdminAddress)
+	admin, err := adminAddress(o.AdminAddress)
 	if err != nil {
-		return nil, fmt.Errorf("bootstrap: admin address: %w", err)
+		return nil, err
 	}
 	clusters, err := t.grpcClusters(map[string]string{ClusterXDS: xdsAddr, ClusterAuthz: o.AuthzAddress, ClusterRateLimit: o.RateLimitAddr})
 	if err != nil {
@@ -158,10 +164,27 @@ func ADSBootstrap(o BootstrapOptions, xdsAddr string, delta bool) (*bootstrapv3.
 		},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: clusters},
 	}
+	if err := t.addStats(b.StaticResources, o.StatsAddress, admin); err != nil {
+		return nil, err
+	}
 	if err := errors.Join(t.err, b.ValidateAll()); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	return b, nil
+}
+
+// addStats adds the stats listener and its admin cluster when addr is set.
+func (t *translator) addStats(static *bootstrapv3.Bootstrap_StaticResources, addr string, admin *corev3.Address) error {
+	if addr == "" {
+		return nil
+	}
+	l, c, err := t.statsResources(addr, admin)
+	if err != nil {
+		return err
+	}
+	static.Listeners = append(static.Listeners, l)
+	static.Clusters = append(static.Clusters, c)
+	return nil
 }
 
 // grpcClusters builds the HTTP/2 clusters of specgate's gRPC peers, by name. An address may

@@ -1,0 +1,100 @@
+package envoy_test
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/specgate/specgate/compiler"
+	"github.com/specgate/specgate/compiler/translate"
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/e2e"
+	"github.com/specgate/specgate/internal/testenvoy"
+)
+
+// Envoy's admin takes mutations from anyone who reaches it, so it binds loopback only, and the
+// kubelet and Prometheus get what they need through the stats listener: GET /ready and
+// /stats/prometheus, and nothing else of the admin, against the real Envoy.
+func TestStatsListenerServesOnlyProbesAndMetrics(t *testing.T) {
+	backend := e2e.NewBackend(t, "alpha")
+	specs := t.TempDir()
+	e2e.WriteSpec(t, specs, "alpha.yaml", `openapi: 3.1.0
+info: {title: Alpha, version: 1.0.0}
+x-specgate: {backend: "http://127.0.0.1:{{PORT}}", basePath: /alpha}
+security: []
+paths:
+  /things: {get: {operationId: list, responses: {"200": {description: ok}}}}
+`, map[string]string{"PORT": backend.Port()})
+	stats := "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t))
+	gw := startStatic(t, specs, e2e.StartAllowAll(t).Addr, nil, func(o *translate.BootstrapOptions) { o.StatsAddress = stats })
+	get := func(method, path string) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+stats+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("GET", "/ready"); code != 200 || strings.TrimSpace(body) != "LIVE" {
+		t.Errorf("GET /ready: %d %q", code, body)
+	}
+	if code, body := get("GET", "/stats/prometheus"); code != 200 || !strings.Contains(body, "envoy_server_live") {
+		t.Errorf("GET /stats/prometheus: %d", code)
+	}
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/quitquitquit"}, {"POST", "/drain_listeners"}, {"POST", "/logging?level=trace"},
+		{"GET", "/config_dump"}, {"GET", "/stats"}, {"GET", "/server_info"}, {"POST", "/ready"},
+	} {
+		if code, _ := get(c.method, c.path); code != 404 {
+			t.Errorf("%s %s through the stats listener: %d, want 404", c.method, c.path, code)
+		}
+	}
+	if code, _ := get("GET", "/ready"); code != 200 {
+		t.Fatalf("Envoy stopped after the refused mutations: /ready %d", code)
+	}
+	if resp, err := http.Get(gw.pub + "/alpha/things"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the gateway itself: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+}
+
+// A bootstrap whose admin would listen beyond loopback is refused, static or ADS.
+func TestAdminBindsLoopbackOnly(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(`openapi: 3.1.0
+info: {title: A, version: 1.0.0}
+x-specgate: {backend: "http://a.shop.svc.cluster.local:8080"}
+security: []
+paths: {/a: {get: {operationId: a, responses: {"200": {description: ok}}}}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gw, diags := compiler.Compile(dir)
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := translate.Translate(gw, translate.Options{Gateway: config.Default(), InlineRoutes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{"0.0.0.0:9901", "10.0.0.5:9901", "[::]:9901"} {
+		if _, err := translate.Bootstrap(res, translate.BootstrapOptions{AdminAddress: addr}); err == nil || !strings.Contains(err.Error(), "loopback") {
+			t.Errorf("static bootstrap, admin %s: %v", addr, err)
+		}
+		if _, err := translate.ADSBootstrap(translate.BootstrapOptions{AdminAddress: addr}, "127.0.0.1:18000", false); err == nil {
+			t.Errorf("ADS bootstrap, admin %s accepted", addr)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:9901", "[::1]:9901"} {
+		if _, err := translate.Bootstrap(res, translate.BootstrapOptions{AdminAddress: addr}); err != nil {
+			t.Errorf("admin %s: %v", addr, err)
+		}
+	}
+}
