@@ -54,6 +54,10 @@ type Issuer struct {
 	JWKSURI    string   `json:"jwksUri"` // empty: OIDC discovery from Issuer
 	Audiences  []string `json:"audiences"`
 	Algorithms []string `json:"algorithms"`
+	// RequireType, when set, is the JWT header typ every token of this issuer must carry:
+	// at+jwt (RFC 9068) tells an access token from an ID token of the same issuer and
+	// audience (RFC 8725 §3.11). "application/" in front is accepted.
+	RequireType string `json:"requireType"`
 }
 
 type Claims struct {
@@ -86,7 +90,14 @@ type Authz struct {
 	// the same route (and policy) for this long, without asking authz: revocations and a
 	// stopped authz then take effect within this time. 0 (default) asks authz every time.
 	DecisionCacheTTL Duration `json:"decisionCacheTTL"`
+	// MaxTokenBytes caps a bearer token (default 16 KiB: an IdP that puts a hundred roles in
+	// a token reaches 8 KiB); a larger one is refused with a message that says so. At most
+	// MaxTokenLimit, within Envoy's 60 KiB of request headers.
+	MaxTokenBytes int `json:"maxTokenBytes"`
 }
+
+// MaxTokenLimit bounds Authz.MaxTokenBytes.
+const MaxTokenLimit = 48 << 10
 
 // MaxDecisionCacheTTL bounds how late a revocation may take effect at the edge.
 const MaxDecisionCacheTTL = 10 * time.Second
@@ -122,7 +133,7 @@ func Default() Gateway {
 			MaxTokenLifetime:  Duration{24 * time.Hour},
 		},
 		RateLimit: RateLimit{Store: "memory"},
-		Authz:     Authz{Timeout: Duration{200 * time.Millisecond}},
+		Authz:     Authz{Timeout: Duration{200 * time.Millisecond}, MaxTokenBytes: 16 << 10},
 	}
 }
 
@@ -164,6 +175,9 @@ func (g Gateway) Validate() error {
 		add("listeners: public and internal ports must be set and differ")
 	}
 	errs = append(errs, g.Backends.validate()...)
+	if n := g.Authz.MaxTokenBytes; n < 1<<10 || n > MaxTokenLimit {
+		add("authz: maxTokenBytes %d is outside 1024..%d", n, MaxTokenLimit)
+	}
 	for i, p := range g.SharedPrefixes {
 		if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "{}") {
 			add("sharedPrefixes[%d]: %q must be a literal path starting, and not ending, with /", i, p)

@@ -123,3 +123,37 @@ func TestOIDCDiscovery(t *testing.T) {
 		return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) == 200
 	})
 }
+
+// A token with a kid authz has not seen makes it refresh the issuer's JWKS; when the IdP is
+// slow, the Check answers (401 unknown_key) within half of Envoy's timeout for authz instead
+// of outliving it, and the refresh goes on: once the keys arrive the token passes.
+func TestUnknownKeyAnswersBeforeEnvoysTimeout(t *testing.T) {
+	t.Parallel()
+	old := rsaKey(t)
+	p := newIdP(t, old)
+	cfg := testConfig(p)
+	cfg.Authz.Timeout = config.Duration{Duration: 200 * time.Millisecond}
+	_, c := startServer(t, deps{cfg: cfg, refreshCooldown: time.Millisecond})
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, mint(t, old, "alice", []string{"orders:read"}, nil)))); got != 200 {
+		t.Fatalf("before the rotation: %d", got)
+	}
+	rotated, err := devissuer.Generate("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := devissuer.JWKS(old, rotated)
+	var delayed http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(600 * time.Millisecond)
+		slow.ServeHTTP(w, r)
+	})
+	p.jwks.Store(&delayed)
+	tok := mint(t, rotated, "alice", []string{"orders:read"}, nil)
+	start := time.Now()
+	got := httpStatus(check(t, c, bearerReq(t, protectedRoute, tok)))
+	if took := time.Since(start); got != 401 || took > 150*time.Millisecond {
+		t.Errorf("unknown kid while the JWKS is slow: %d after %s, want 401 within 150ms", got, took.Round(time.Millisecond))
+	}
+	eventually(t, 5*time.Second, "the rotated key learnt", func() bool {
+		return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) == 200
+	})
+}

@@ -45,12 +45,14 @@ type issuerKeys struct {
 	configured string        // jwksUri from gateway.yaml; empty: OIDC discovery
 }
 
-func newKeySource(ctx context.Context, client *http.Client, cooldown time.Duration, m *metrics, log *slog.Logger) (*keySource, error) {
+// newKeySource: a Check waits for a forced refresh at most wait; the refresh itself goes on in
+// the background.
+func newKeySource(ctx context.Context, client *http.Client, cooldown, wait time.Duration, m *metrics, log *slog.Logger) (*keySource, error) {
 	cache, err := jwk.NewCache(ctx, httprc.NewClient())
 	if err != nil {
 		return nil, fmt.Errorf("jwks cache: %w", err)
 	}
-	return &keySource{cache: cache, client: client, cooldown: cooldown, wait: time.Second,
+	return &keySource{cache: cache, client: client, cooldown: cooldown, wait: wait,
 		log: log, m: m, urls: map[string]*httprc.ResourceBase[jwk.Set]{}}, nil
 }
 

@@ -38,6 +38,10 @@ type server struct {
 	now      func() time.Time
 	xffHops  int           // gateway.yaml xffTrustedHops
 	edgeTTL  time.Duration // gateway.yaml authz.decisionCacheTTL
+	maxToken int           // gateway.yaml authz.maxTokenBytes
+	// deniedTooLarge says the size, not only "invalid": a token grown by roles is a
+	// configuration matter, not an attack.
+	deniedTooLarge *authv3.CheckResponse
 
 	policies    sync.Map // raw ExtPolicy string -> *routePolicy
 	policyCount atomic.Int64
@@ -77,12 +81,19 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 		d.revoked.Replace(nil, d.now())
 	}
 	m := newMetrics()
-	keys, err := newKeySource(ctx, d.httpClient, d.refreshCooldown, m, d.log)
+	// A Check that met an unknown kid waits for the JWKS at most half of Envoy's timeout for
+	// authz, so that it still answers (401 unknown_key) before Envoy gives up on it; the
+	// refresh goes on in the background for the next request.
+	wait := min(time.Second, d.cfg.Authz.Timeout.Duration/2)
+	keys, err := newKeySource(ctx, d.httpClient, d.refreshCooldown, wait, m, d.log)
 	if err != nil {
 		return nil, err
 	}
 	s := &server{keys: keys, cache: newTokenCache(d.cacheSize), revoked: d.revoked, m: m, log: d.log, now: d.now,
 		xffHops: int(d.cfg.XFFTrustedHops), edgeTTL: d.cfg.Authz.DecisionCacheTTL.Duration}
+	s.maxToken = d.cfg.Authz.MaxTokenBytes
+	s.deniedTooLarge = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token",
+		fmt.Sprintf("the access token is larger than %d bytes (gateway.yaml authz.maxTokenBytes)", s.maxToken))
 	v := &verifier{issuers: map[string]*trustedIssuer{}, claims: d.cfg.Claims,
 		maxLifetime: d.cfg.Revocation.MaxTokenLifetime.Duration, now: d.now}
 	for h, c := range d.cfg.ClaimHeaders {
@@ -98,7 +109,8 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 		if len(algs) == 0 {
 			algs = defaultAlgorithms
 		}
-		ti := &trustedIssuer{name: is.Issuer, audiences: is.Audiences, algs: map[string]bool{}}
+		ti := &trustedIssuer{name: is.Issuer, audiences: is.Audiences, algs: map[string]bool{},
+			typ: strings.TrimPrefix(strings.ToLower(is.RequireType), "application/")}
 		for _, a := range algs {
 			ti.algs[a] = true
 		}
@@ -198,7 +210,7 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		sum [32]byte
 		id  *identity
 	)
-	raw, why := splitBearer(auth)
+	raw, why := splitBearer(auth, s.maxToken)
 	if why == "" {
 		sum = revocation.TokenHash(raw)
 		id = s.cache.get(&sum, now)
@@ -208,6 +220,9 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 	} else {
 		if why == "" {
 			why = tokenSyntax(raw)
+		}
+		if why == reasonTooLarge {
+			return s.deniedTooLarge, why
 		}
 		if why != "" {
 			return deniedInvalid, why

@@ -18,11 +18,8 @@ import (
 	"github.com/specgate/specgate/config"
 )
 
-// Limits of the token path.
-const (
-	maxTokenBytes = 8 << 10
-	leeway        = 30 * time.Second
-)
+// leeway is the clock skew allowed on exp, nbf and iat.
+const leeway = 30 * time.Second
 
 // Deny reasons: the `reason` label of specgate_authz_checks_total. A small fixed set.
 const (
@@ -35,6 +32,7 @@ const (
 	reasonInvalid        = "invalid_token" // signature, encoding, claims types
 	reasonUnknownIssuer  = "unknown_issuer"
 	reasonAlgorithm      = "algorithm"
+	reasonTokenType      = "token_type"
 	reasonUnknownKey     = "unknown_key"
 	reasonExpired        = "expired"
 	reasonNotYetValid    = "not_yet_valid"
@@ -49,14 +47,15 @@ const (
 	reasonRevocationUnavailable = "revocations_unavailable"
 )
 
-// splitBearer extracts the token from an Authorization value. Only `Bearer <token>` with one
-// space is accepted; Envoy joins repeated headers with ",", which fails tokenSyntax.
-func splitBearer(v string) (string, string) {
+// splitBearer extracts the token from an Authorization value, of at most max bytes. Only
+// `Bearer <token>` with one space is accepted; Envoy joins repeated headers with ",", which
+// fails tokenSyntax.
+func splitBearer(v string, max int) (string, string) {
 	tok, ok := strings.CutPrefix(v, "Bearer ")
 	if !ok || tok == "" {
 		return "", reasonBadHeader
 	}
-	if len(tok) > maxTokenBytes {
+	if len(tok) > max {
 		return "", reasonTooLarge
 	}
 	return tok, ""
@@ -150,6 +149,7 @@ type trustedIssuer struct {
 	name      string
 	audiences []string
 	algs      map[string]bool
+	typ       string // required header typ, lower case without "application/"; "" any
 	keys      *issuerKeys
 }
 
@@ -269,6 +269,12 @@ func (v *verifier) selectKey(ctx context.Context, sink jws.KeySink, sig *jws.Sig
 	// JWKS public key must never serve as an HMAC secret, whatever reached iss.algs.
 	if !ok || !iss.algs[alg.String()] || alg == jwa.NoSignature() || strings.HasPrefix(alg.String(), "HS") {
 		return nil, errAlgorithm
+	}
+	if iss.typ != "" {
+		typ, _ := hdrs.Type()
+		if strings.TrimPrefix(strings.ToLower(typ), "application/") != iss.typ {
+			return nil, fail(reasonTokenType, fmt.Errorf("typ %q, want %s", typ, iss.typ))
+		}
 	}
 	kid, _ := hdrs.KeyID()
 	set := iss.keys.keys()

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/policy"
 )
@@ -68,7 +70,7 @@ func TestRefusedTokens(t *testing.T) {
 	now := time.Now()
 	evilPayload := b64(`{"iss":"` + testIss + `","aud":"api","sub":"root","scope":"orders:read admin","exp":` + itoa(now.Add(time.Hour).Unix()) + `}`)
 	noneHdr := b64(`{"alg":"none","typ":"JWT","kid":"` + k.KeyID() + `"}`)
-	big := mint(t, k, "alice", []string{"orders:read"}, map[string]any{"pad": strings.Repeat("x", 9000)})
+	big := mint(t, k, "alice", []string{"orders:read"}, map[string]any{"pad": strings.Repeat("x", 17000)})
 
 	cases := []struct {
 		name, header, reason string
@@ -98,7 +100,7 @@ func TestRefusedTokens(t *testing.T) {
 		{"padding", "Bearer " + good + "==", reasonMalformed},
 		{"bad base64 length", "Bearer " + parts[0] + ".a." + parts[2], reasonMalformed},
 		{"payload not JSON", "Bearer " + parts[0] + "." + b64("not json") + "." + parts[2], reasonInvalid},
-		{"over 8 KB", "Bearer " + big, reasonTooLarge},
+		{"over 16 KiB", "Bearer " + big, reasonTooLarge},
 		{"no scheme", good, reasonBadHeader},
 		{"lowercase bearer", "bearer " + good, reasonBadHeader},
 		{"two spaces", "Bearer  " + good, reasonMalformed},
@@ -108,7 +110,7 @@ func TestRefusedTokens(t *testing.T) {
 		{"two Authorization headers joined by Envoy", "Bearer " + good + ",Bearer " + good, reasonMalformed},
 		{"empty header", "", reasonBadHeader},
 	}
-	if len(big) <= maxTokenBytes {
+	if len(big) <= config.Default().Authz.MaxTokenBytes {
 		t.Fatalf("big token is only %d bytes", len(big))
 	}
 	for _, tc := range cases {
@@ -221,6 +223,76 @@ func TestCanonicalBase64URL(t *testing.T) {
 	} {
 		if got := canonicalBase64URL(seg); got != want {
 			t.Errorf("canonicalBase64URL(%q) = %v, want %v", seg, got, want)
+		}
+	}
+}
+
+// A token with many roles (9 KB) verifies with the defaults; one over authz.maxTokenBytes is
+// refused with a message that gives the size, and a larger cap lets it through.
+func TestTokenSizeCap(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	roles := func(n int) map[string]any {
+		r := make([]string, n)
+		for i := range r {
+			r[i] = fmt.Sprintf("realm-role-%04d-with-a-long-name", i)
+		}
+		return map[string]any{"roles": r}
+	}
+	nineKB := mint(t, p.key, "alice", []string{"orders:read"}, roles(250))
+	seventeenKB := mint(t, p.key, "alice", []string{"orders:read"}, roles(480))
+	if len(nineKB) < 9000 || len(seventeenKB) <= 16<<10 {
+		t.Fatalf("token sizes %d and %d", len(nineKB), len(seventeenKB))
+	}
+	_, c := startServer(t, deps{cfg: testConfig(p)})
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, nineKB))); got != 200 {
+		t.Errorf("a 9 KB token: %d, want 200", got)
+	}
+	r := check(t, c, bearerReq(t, protectedRoute, seventeenKB))
+	if httpStatus(r) != 401 || !strings.Contains(r.GetDeniedResponse().GetBody(), "larger than 16384 bytes (gateway.yaml authz.maxTokenBytes)") {
+		t.Errorf("a 17 KB token: %d %s", httpStatus(r), r.GetDeniedResponse().GetBody())
+	}
+	cfg := testConfig(p)
+	cfg.Authz.MaxTokenBytes = 32 << 10
+	_, c = startServer(t, deps{cfg: cfg})
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, seventeenKB))); got != 200 {
+		t.Errorf("a 17 KB token under a 32 KiB cap: %d, want 200", got)
+	}
+}
+
+// An issuer with requireType: at+jwt accepts access tokens (typ at+jwt or application/at+jwt)
+// and refuses an ID token of the same issuer and audience (typ JWT) or a token without typ.
+func TestRequireType(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	cfg := testConfig(p)
+	cfg.Issuers[0].RequireType = "at+jwt"
+	s, c := startServer(t, deps{cfg: cfg})
+	typed := func(typ string) string {
+		plain := mint(t, p.key, "alice", []string{"orders:read"}, nil)
+		tok, err := jwt.ParseInsecure([]byte(plain))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := jws.NewHeaders()
+		if typ != "" {
+			if err := h.Set(jws.TypeKey, typ); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := jwt.Sign(tok, jwt.WithKey(p.key.Algorithm(), p.key.Private(), jws.WithProtectedHeaders(h)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for typ, want := range map[string]int{"at+jwt": 200, "application/at+jwt": 200, "AT+JWT": 200, "JWT": 401, "": 401} {
+		before := reasons(t, s)["deny/"+reasonTokenType]
+		if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, typed(typ)))); got != want {
+			t.Errorf("typ %q: %d, want %d", typ, got, want)
+		}
+		if want == 401 && reasons(t, s)["deny/"+reasonTokenType] != before+1 {
+			t.Errorf("typ %q: not counted as %s", typ, reasonTokenType)
 		}
 	}
 }
