@@ -82,6 +82,7 @@ func Start(t testing.TB, o Options) *Stack {
 	t.Cleanup(jwks.Close)
 
 	cfg := config.Default()
+	cfg.Backends.Allow = []string{"127.0.0.0/8"} // the test backends
 	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(testenvoy.FreePort(t)), uint32(testenvoy.FreePort(t))
 	cfg.Issuers = []config.Issuer{{Issuer: Issuer, JWKSURI: jwks.URL, Audiences: []string{Audience}, Algorithms: []string{"RS256"}}}
 	if o.NoRedis {
