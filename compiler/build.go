@@ -37,6 +37,7 @@ func Build(specs []Spec) (ir.Gateway, Diagnostics) {
 		diags    Diagnostics
 		byName   = map[string]string{} // service name → file
 		byRoute  = map[string]routeOwner{}
+		byShape  = map[string]*shapeOwner{}
 		services []ir.Service
 	)
 	for _, spec := range specs {
@@ -54,6 +55,12 @@ func Build(specs []Spec) (ir.Gateway, Diagnostics) {
 			t, _ := ir.ParseTemplate(op.Path) // parsed without error in buildService
 			key := op.Method + " " + t.Shape()
 			src := sources[op.ID]
+			so, seen := byShape[t.Shape()]
+			if !seen {
+				so = &shapeOwner{tmpl: t, file: spec.File, src: src, svc: svc.Name}
+				byShape[t.Shape()] = so
+			}
+			so.ops = append(so.ops, op)
 			other, dup := byRoute[key]
 			if !dup {
 				byRoute[key] = routeOwner{svc: svc.Name, op: op, file: spec.File, src: src}
@@ -73,6 +80,7 @@ func Build(specs []Spec) (ir.Gateway, Diagnostics) {
 		svc.Operations = kept
 		services = append(services, svc)
 	}
+	ambiguousPaths(byShape, &diags)
 	slices.SortFunc(services, func(a, b ir.Service) int { return cmp.Compare(a.Name, b.Name) })
 	gw.Services = services
 	if !diags.HasErrors() {
@@ -81,6 +89,75 @@ func Build(specs []Spec) (ir.Gateway, Diagnostics) {
 		}
 	}
 	return gw, diags
+}
+
+// shapeOwner is a path shape: where it was first declared, and its operations.
+type shapeOwner struct {
+	tmpl ir.Template
+	file string
+	src  opSource
+	svc  string
+	ops  []ir.Operation
+}
+
+// ambiguousPaths refuses two path shapes that a request can match both of when neither is
+// more specific (/a/{x}/c and /a/b/{y} both match /a/b/c) and their services or gateway
+// policies differ. Routes try the more literal segment first, leftmost first (OpenAPI leaves
+// such cases to the tooling), so /a/b/{y} serves it; with one policy on both that changes
+// nothing (real APIs are full of /user/codespaces/{name}/stop beside
+// /user/codespaces/secrets/{name}), but with two the order alone would decide which
+// applies, and the gateway does not guess. Shapes are compared within a segment count and a
+// first segment, and against those whose first segment has a variable.
+func ambiguousPaths(shapes map[string]*shapeOwner, diags *Diagnostics) {
+	type bucketKey struct {
+		n     int
+		first string // the first segment's text, or "{}" for one with a variable
+	}
+	buckets := map[bucketKey][]*shapeOwner{}
+	for _, k := range slices.Sorted(maps.Keys(shapes)) {
+		o := shapes[k]
+		first := "{}"
+		if segs := o.tmpl.Segments; len(segs) > 0 && !slices.ContainsFunc(segs[0].Parts, func(p ir.Part) bool { return p.Var != "" }) {
+			first, _, _ = strings.Cut(o.tmpl.Shape()[1:], "/")
+		}
+		bk := bucketKey{len(o.tmpl.Segments), first}
+		buckets[bk] = append(buckets[bk], o)
+	}
+	report := func(a, b *shapeOwner) {
+		witness, ambiguous := ir.Overlap(a.tmpl, b.tmpl)
+		if !ambiguous || a.svc == b.svc && onePolicy(append(slices.Clone(a.ops), b.ops...)) {
+			return
+		}
+		diags.add(Error, b.file, b.src.line, b.src.where, "a request such as %s matches both this path and %s:%d: %s, neither is more specific, and their gateway policies differ: route order alone would decide which applies; make one path more specific or the policies equal",
+			witness, a.file, a.src.line, a.src.where)
+	}
+	for _, bk := range slices.SortedFunc(maps.Keys(buckets), func(x, y bucketKey) int { return cmp.Or(cmp.Compare(x.n, y.n), cmp.Compare(x.first, y.first)) }) {
+		list := buckets[bk]
+		for i := range list {
+			for j := i + 1; j < len(list); j++ {
+				report(list[i], list[j])
+			}
+		}
+		if bk.first == "{}" {
+			continue
+		}
+		for _, v := range buckets[bucketKey{bk.n, "{}"}] {
+			for _, o := range list {
+				report(o, v)
+			}
+		}
+	}
+}
+
+// onePolicy reports whether every operation has the same gateway policy, methods aside.
+func onePolicy(ops []ir.Operation) bool {
+	for _, op := range ops[1:] {
+		op.Method = ops[0].Method
+		if !samePolicy(op, ops[0]) {
+			return false
+		}
+	}
+	return true
 }
 
 // samePolicy reports whether two operations would be served alike: everything but their

@@ -182,3 +182,95 @@ func (t Template) literalCount() int {
 	}
 	return n
 }
+
+// Overlap tells whether two templates can match the same path while neither matches every
+// path of the other — /a/{x}/c and /a/b/{y} both match /a/b/c — and gives such a path.
+// Route order alone then decides which serves it.
+func Overlap(a, b Template) (witness string, ambiguous bool) {
+	if len(a.Segments) != len(b.Segments) || len(a.Segments) == 0 {
+		return "", false
+	}
+	aIn, bIn := true, true // every path of a matches b; every path of b matches a
+	for i := range a.Segments {
+		ka, kb := a.kind(i), b.kind(i)
+		switch {
+		case ka == segLiteral && kb == segLiteral:
+			if a.literal(i) != b.literal(i) {
+				return "", false
+			}
+		case ka == segVariable && kb == segVariable:
+		case ka == segLiteral:
+			if kb == segMixed && !b.segmentRegex(i).MatchString(a.literal(i)) {
+				return "", false
+			}
+			bIn = false
+		case kb == segLiteral:
+			if ka == segMixed && !a.segmentRegex(i).MatchString(b.literal(i)) {
+				return "", false
+			}
+			aIn = false
+		case ka == segVariable: // b is text with variables: the more specific here
+			aIn = false
+		case kb == segVariable:
+			bIn = false
+		default: // text with variables on both sides: the one with more text is tried first
+			switch ta, tb := a.textLen(i), b.textLen(i); {
+			case ta > tb:
+				bIn = false
+			case ta < tb:
+				aIn = false
+			case a.segmentRegex(i).String() != b.segmentRegex(i).String():
+				aIn, bIn = false, false
+			}
+		}
+	}
+	if aIn || bIn {
+		return "", false
+	}
+	// A path both match: at each segment the more literal side's text.
+	var w strings.Builder
+	for i := range a.Segments {
+		w.WriteByte('/')
+		if a.kind(i) <= b.kind(i) {
+			w.WriteString(a.sample(i))
+		} else {
+			w.WriteString(b.sample(i))
+		}
+	}
+	return w.String(), true
+}
+
+func (t Template) literal(i int) string {
+	if len(t.Segments[i].Parts) == 0 {
+		return ""
+	}
+	return t.Segments[i].Parts[0].Literal
+}
+
+// segmentRegex matches what segment i matches.
+func (t Template) segmentRegex(i int) *regexp.Regexp {
+	var b strings.Builder
+	b.WriteByte('^')
+	for _, p := range t.Segments[i].Parts {
+		if p.Var != "" {
+			b.WriteString("[^/]+")
+		} else {
+			b.WriteString(regexp.QuoteMeta(p.Literal))
+		}
+	}
+	b.WriteByte('$')
+	return regexp.MustCompile(b.String())
+}
+
+// sample is a value of segment i: its text, with x for each variable.
+func (t Template) sample(i int) string {
+	var b strings.Builder
+	for _, p := range t.Segments[i].Parts {
+		if p.Var != "" {
+			b.WriteByte('x')
+		} else {
+			b.WriteString(p.Literal)
+		}
+	}
+	return b.String()
+}

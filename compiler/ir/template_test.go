@@ -47,3 +47,28 @@ func TestParseTemplate(t *testing.T) {
 		t.Errorf("shape %q", got)
 	}
 }
+
+func TestOverlap(t *testing.T) {
+	for _, c := range []struct {
+		a, b, witness string // "" when not ambiguous
+	}{
+		{"/a/{x}/c", "/a/b/{y}", "/a/b/c"},
+		{"/a/{x}/c/d", "/a/b/{y}/e", ""}, // the last segments never meet
+		{"/a/{x}", "/a/b", ""},           // /a/b is inside /a/{x}
+		{"/a/{x}", "/a/{y}", ""},         // the same shape
+		{"/a/b", "/a/c", ""},
+		{"/a/{x}", "/a/{x}/c", ""},
+		{"/f/{n}.json", "/f/{id}", ""}, // text with a variable is inside a lone variable
+		{"/f/{n}.json/{x}", "/f/{id}/raw", "/f/x.json/raw"},
+		{"/f/{n}.json", "/f/report.pdf", ""},     // the literal does not match {n}.json
+		{"/f/{n}.json/{x}", "/f/a.json/raw", ""}, // a.json/raw is inside
+	} {
+		a, _ := ParseTemplate(c.a)
+		b, _ := ParseTemplate(c.b)
+		w, amb := Overlap(a, b)
+		w2, amb2 := Overlap(b, a)
+		if amb != (c.witness != "") || w != c.witness || amb2 != amb {
+			t.Errorf("Overlap(%s, %s) = %q %t (reversed %q %t), want %q", c.a, c.b, w, amb, w2, amb2, c.witness)
+		}
+	}
+}
