@@ -379,6 +379,21 @@ func testDecisionCache(t *testing.T, s *stack) {
 	if code := s.do("POST", "/shop/orders", erin, nil).StatusCode; code != 403 {
 		t.Errorf("POST with a token cached for GET: %d, want 403", code)
 	}
+	// A token over 8 KiB is never cached (a worker's tables are bounded in bytes too): every
+	// repeat goes to authz, and is still allowed.
+	big, err := devissuer.Mint(s.key, s.issuer, "api", "frank", []string{"orders:read"}, time.Hour, map[string]any{"pad": strings.Repeat("p", 9000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := s.stat("http.public.ext_authz.disabled")
+	for i := range 3 {
+		if code := s.get("/shop/orders", big, map[string]string{"X-Tenant": "t1"}).StatusCode; code != 200 {
+			t.Errorf("a 9 KB token, request %d: %d", i+1, code)
+		}
+	}
+	if n := s.stat("http.public.ext_authz.disabled") - before; n != 0 {
+		t.Errorf("a 9 KB token was answered from the decision cache %d times", n)
+	}
 	if n := s.stat("http.public.lua.specgate_authz_cache.errors"); n != 0 {
 		t.Errorf("decision cache script errors: %d\n%s", n, s.envoy.Log())
 	}

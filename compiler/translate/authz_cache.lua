@@ -10,14 +10,18 @@
 
 local NS = "specgate.authz_cache"             -- policy.CacheFilter
 local AUTHZ_NS = "envoy.filters.http.ext_authz" -- policy.MetadataNamespace
-local MAX_ENTRIES = 4096                      -- per worker; when full, start over
+local MAX_ENTRIES = 4096                      -- per worker and table; when full, start over
+local MAX_BYTES = 4 * 1024 * 1024              -- of keys per worker and table; likewise
+-- A key is the route key and the Authorization value. Larger tokens are never cached: each
+-- goes to authz, and a flood of them cannot make a worker hold MAX_ENTRIES × 60 KiB.
+local MAX_KEY_BYTES = 8192
 
-local entries, entry_count = {}, 0
+local entries, entry_count, entry_bytes = {}, 0, 0
 local allow_sets, allow_count = {}, 0 -- route key -> set of allowed header names
 -- Misses waiting for authz's answer, by a per-worker number kept in dynamic metadata: the
 -- token itself never goes into metadata (an access log could print it). A request that never
 -- reaches envoy_on_response leaves its entry behind; the table is wiped when it grows.
-local pending, pending_count, next_id = {}, 0, 0
+local pending, pending_count, pending_bytes, next_id = {}, 0, 0, 0
 
 local function allow_set(handle, route_key)
   local set = allow_sets[route_key]
@@ -45,14 +49,17 @@ function envoy_on_request(handle)
     return
   end
   local key = route_key .. " " .. auth
+  if #key > MAX_KEY_BYTES then
+    return
+  end
   local now = handle:timestamp()
   local e = entries[key]
   -- A clock stepped back (now < asked_at) must not stretch an entry: treat it as a miss.
   if e == nil or e.expires <= now or now < e.asked_at then
-    if pending_count >= MAX_ENTRIES then
-      pending, pending_count = {}, 0
+    if pending_count >= MAX_ENTRIES or pending_bytes + #key > MAX_BYTES then
+      pending, pending_count, pending_bytes = {}, 0, 0
     end
-    next_id, pending_count = next_id + 1, pending_count + 1
+    next_id, pending_count, pending_bytes = next_id + 1, pending_count + 1, pending_bytes + #key
     -- The TTL counts from here, before authz checks: never past what authz allowed.
     pending[next_id] = {key = key, asked_at = now}
     handle:streamInfo():dynamicMetadata():set(NS, "pending", next_id)
@@ -89,7 +96,7 @@ function envoy_on_response(handle)
   if p == nil then
     return
   end
-  pending[mine.pending], pending_count = nil, pending_count - 1
+  pending[mine.pending], pending_count, pending_bytes = nil, pending_count - 1, pending_bytes - #p.key
   local authz = md:get(AUTHZ_NS)
   local offer = authz and authz.cache
   if offer == nil or type(offer.ttl_ms) ~= "number" or type(authz.client) ~= "string" then
@@ -100,10 +107,10 @@ function envoy_on_response(handle)
     del[name] = true
   end
   if entries[p.key] == nil then
-    if entry_count >= MAX_ENTRIES then
-      entries, entry_count = {}, 0
+    if entry_count >= MAX_ENTRIES or entry_bytes + #p.key > MAX_BYTES then
+      entries, entry_count, entry_bytes = {}, 0, 0
     end
-    entry_count = entry_count + 1
+    entry_count, entry_bytes = entry_count + 1, entry_bytes + #p.key
   end
   entries[p.key] = {
     asked_at = p.asked_at,
