@@ -508,13 +508,15 @@ func resolveOverrides(file string, line int, where string, e operationExt, r *re
 			}
 			if name, ok := strings.CutPrefix(l.Key, "header:"); ok {
 				rl.Key, rl.Header = ir.KeyHeader, name
+			} else if name, ok := strings.CutPrefix(l.Key, "header+client:"); ok {
+				rl.Key, rl.Header = ir.KeyHeaderClient, name
 			}
 			if l.Requests <= 0 {
 				errorf("x-specgate.rateLimits[%d]: requests must be > 0, got %d", i, l.Requests)
 				continue
 			}
 			if err := rl.Validate(); err != nil {
-				errorf("x-specgate.rateLimits[%d]: %v (per: second|minute|hour|day; key: route|client|ip|header:<Name>)", i, err)
+				errorf("x-specgate.rateLimits[%d]: %v (per: second|minute|hour|day; key: route|client|ip|header:<Name>|header+client:<Name>)", i, err)
 				continue
 			}
 			r.limits = append(r.limits, rl)

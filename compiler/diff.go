@@ -181,8 +181,8 @@ func loosened(old, new []ir.RateLimit) []string {
 }
 
 func limitKey(r ir.RateLimit) string {
-	if r.Key == ir.KeyHeader {
-		return "header:" + r.Header
+	if r.Key == ir.KeyHeader || r.Key == ir.KeyHeaderClient {
+		return string(r.Key) + ":" + r.Header
 	}
 	return string(r.Key)
 }

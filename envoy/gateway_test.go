@@ -51,6 +51,8 @@ paths:
     get: {operationId: byIP, security: [], x-specgate: {rateLimits: [{requests: 3, per: minute, key: ip}]}, responses: {"200": {description: ok}}}
   /by-route:
     get: {operationId: byRoute, security: [], x-specgate: {rateLimits: [{requests: 2, per: minute, key: route}]}, responses: {"200": {description: ok}}}
+  /by-tenant:
+    get: {operationId: byTenant, x-specgate: {rateLimits: [{requests: 2, per: minute, key: "header+client:X-Tenant"}], allowedHeaders: [X-Tenant]}, responses: {"200": {description: ok}}}
 `
 
 // stack is the whole gateway on loopback: real Envoy, control plane, two authz replicas, two
@@ -338,6 +340,18 @@ func testGateway(t *testing.T, s *stack) {
 			if code := s.get("/shop/by-route", s.token("u"+strconv.Itoa(i)), nil).StatusCode; code != want {
 				t.Errorf("by-route request %d: %d, want %d", i+1, code, want)
 			}
+		}
+		// header+client: one bucket per client and tenant, so another client naming tenant t1
+		// does not drain it.
+		mallory, grace := s.token("mallory", "orders:read"), s.token("grace", "orders:read")
+		t1 := map[string]string{"X-Tenant": "t1"}
+		for i, want := range []int{200, 200, 429} {
+			if code := s.get("/shop/by-tenant", mallory, t1).StatusCode; code != want {
+				t.Errorf("by-tenant, mallory as t1, request %d: %d, want %d", i+1, code, want)
+			}
+		}
+		if code := s.get("/shop/by-tenant", grace, t1).StatusCode; code != 200 {
+			t.Errorf("by-tenant: grace as t1 after mallory used up her t1 bucket: %d, want 200", code)
 		}
 	})
 }

@@ -92,6 +92,9 @@ const (
 	KeyClient KeyKind = "client"
 	KeyIP     KeyKind = "ip"
 	KeyHeader KeyKind = "header"
+	// KeyHeaderClient counts by a header's value and the client together: a tenant header
+	// the client chooses cannot buy it a fresh bucket.
+	KeyHeaderClient KeyKind = "header+client"
 )
 
 // RateLimit is one quota; all of an operation's quotas apply.
@@ -99,7 +102,7 @@ type RateLimit struct {
 	Requests uint32  `json:"requests"`
 	Per      Unit    `json:"per"`
 	Key      KeyKind `json:"key"`
-	Header   string  `json:"header,omitempty"` // for KeyHeader
+	Header   string  `json:"header,omitempty"` // for KeyHeader and KeyHeaderClient
 }
 
 // CORS is a service's cross-origin policy.
@@ -229,7 +232,7 @@ func (r RateLimit) Validate() error {
 		if r.Header != "" {
 			errs = append(errs, fmt.Errorf("rate limit: key %s takes no header", r.Key))
 		}
-	case KeyHeader:
+	case KeyHeader, KeyHeaderClient:
 		if !headerName.MatchString(r.Header) {
 			errs = append(errs, fmt.Errorf("rate limit: invalid header name %q", r.Header))
 		}

@@ -77,7 +77,7 @@ func (t *translator) authzPerRoute(op *ir.Operation) (*anypb.Any, *corev3.Metada
 		pol.AnyOf = append(pol.AnyOf, policy.Requirement{Scopes: r.Scopes, Issuers: r.Issuers})
 	}
 	for _, rl := range op.RateLimits {
-		if rl.Key == ir.KeyHeader {
+		if rl.Key == ir.KeyHeader || rl.Key == ir.KeyHeaderClient {
 			pol.RateLimitHeaders = appendUnique(pol.RateLimitHeaders, strings.ToLower(rl.Header))
 		}
 	}

@@ -36,7 +36,7 @@ func (t *translator) rateLimitFilter() *ratelimitv3.RateLimit {
 }
 
 // rateLimitActions gives each quota of op one descriptor: route=<id>, limit=<i> and, for
-// client/ip/header keys, the value counted. The client and header values come from the
+// client/ip/header keys, the value counted (header+client: the client, then the header). The client and header values come from the
 // authz service's dynamic metadata, which already holds the ip fall-backs (policy.MetaClient).
 func rateLimitActions(op *ir.Operation) []*routev3.RateLimit {
 	var out []*routev3.RateLimit
@@ -50,6 +50,9 @@ func rateLimitActions(op *ir.Operation) []*routev3.RateLimit {
 			actions = append(actions, authzMetadata(policy.DescClient, policy.MetaClient))
 		case ir.KeyHeader:
 			actions = append(actions, authzMetadata(policy.DescHeader, policy.MetaHeader(rl.Header)))
+		case ir.KeyHeaderClient:
+			actions = append(actions, authzMetadata(policy.DescClient, policy.MetaClient),
+				authzMetadata(policy.DescHeader, policy.MetaHeader(rl.Header)))
 		case ir.KeyIP:
 			actions = append(actions, &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_RemoteAddress_{
 				RemoteAddress: &routev3.RateLimit_Action_RemoteAddress{},
@@ -101,6 +104,9 @@ func rateLimitConfig(gw ir.Gateway) *rlconfv3.RateLimitConfig {
 					ld.Descriptors = []*rlconfv3.RateLimitDescriptor{{Key: policy.DescIP, RateLimit: limit}}
 				case ir.KeyHeader:
 					ld.Descriptors = []*rlconfv3.RateLimitDescriptor{{Key: policy.DescHeader, RateLimit: limit}}
+				case ir.KeyHeaderClient:
+					ld.Descriptors = []*rlconfv3.RateLimitDescriptor{{Key: policy.DescClient,
+						Descriptors: []*rlconfv3.RateLimitDescriptor{{Key: policy.DescHeader, RateLimit: limit}}}}
 				}
 				d.Descriptors = append(d.Descriptors, ld)
 			}

@@ -32,7 +32,7 @@ const maxRawValue = 64
 type Rule struct {
 	ID     int    // index in Table.Rules, for per-rule state of the caller
 	Route  string // value of the first descriptor level (the route id)
-	Kind   string // key kind, a metric label: "route", "client", "ip" or "header"
+	Kind   string // key kind, a metric label: "route", "client", "ip", "header" or "header+client"
 	Limit  uint32
 	Unit   rlsconf.RateLimitUnit
 	Window time.Duration
@@ -88,6 +88,9 @@ func (t *Table) Lookup(entries []*rlcommon.RateLimitDescriptor_Entry) (*Rule, st
 			continue
 		}
 		if nx := cur.wild[k]; nx != nil {
+			if bucket != "" { // several per-value levels (header+client): one bucket per pair
+				v = bucket + "\x00" + v
+			}
 			cur, bucket = nx, v
 			continue
 		}
@@ -152,10 +155,6 @@ func (b *builder) level(n *node, ds []*rlsconf.RateLimitDescriptor, path []entry
 		}
 		child := &node{}
 		if d.GetValue() == "" {
-			if len(d.GetDescriptors()) > 0 {
-				b.fail(p, "a descriptor without a value (one bucket per value) must be a leaf")
-				continue
-			}
 			if n.wild == nil {
 				n.wild = map[string]*node{}
 			}
@@ -204,6 +203,15 @@ func (b *builder) rule(n *node, rl *rlsconf.RateLimitPolicy, path []entry) {
 	case policy.DescIP:
 		kind = "ip" // Envoy fixes the descriptor key (remote_address); the label says what it is
 	}
+	perValue := false
+	for i, e := range path {
+		if e.value == "" {
+			if perValue && i == len(path)-1 { // client, then header: header+client
+				kind = path[i].key + "+" + path[i-1].key
+			}
+			perValue = true
+		}
+	}
 	// The unit is part of the identity: a new window length starts fresh counters, while
 	// a new count for the same unit keeps them.
 	h := sha256.New()
@@ -224,7 +232,7 @@ func (b *builder) rule(n *node, rl *rlsconf.RateLimitPolicy, path []entry) {
 		Limit:    rl.GetRequestsPerUnit(),
 		Unit:     rl.GetUnit(),
 		Window:   w,
-		PerValue: leaf.value == "",
+		PerValue: perValue,
 		prefix:   KeyPrefix + sum + ":" + readable(path) + ":",
 	}
 	b.t.Rules = append(b.t.Rules, n.rule)

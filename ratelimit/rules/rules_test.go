@@ -128,6 +128,34 @@ func TestKeys(t *testing.T) {
 	}
 }
 
+// header+client: a per-value level under another, one bucket per pair of values.
+func TestNestedPerValueLevels(t *testing.T) {
+	t.Parallel()
+	tab, err := Build([]*rlsconf.RateLimitConfig{load(t, `
+domain: specgate
+descriptors:
+- key: route
+  value: r
+  descriptors:
+  - key: limit
+    value: "0"
+    descriptors: [{key: client, descriptors: [{key: header, rate_limit: {unit: MINUTE, requests_per_unit: 2}}]}]
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := func(client, tenant string) string {
+		r, b, err := tab.Lookup(desc("route", "r", "limit", "0", "client", client, "header", tenant))
+		if err != nil || !r.PerValue || r.Kind != "header+client" {
+			t.Fatalf("lookup %s %s: %v %+v", client, tenant, err, r)
+		}
+		return r.Key(b)
+	}
+	if bucket("sub:a", "t1") == bucket("sub:b", "t1") || bucket("sub:a", "t1") == bucket("sub:a", "t2") || bucket("sub:a", "t1") != bucket("sub:a", "t1") {
+		t.Error("want one bucket per client and header value")
+	}
+}
+
 func TestBuildErrors(t *testing.T) {
 	t.Parallel()
 	bad := load(t, `
@@ -152,7 +180,7 @@ descriptors:
 		t.Fatal("bad config accepted")
 	}
 	for _, want := range []string{"unit UNKNOWN", "requests_per_unit must be positive", "duplicate",
-		"must be a leaf", "neither rate_limit nor descriptors", "unlimited", "shadow_mode", "empty key", "a second config"} {
+		"neither rate_limit nor descriptors", "unlimited", "shadow_mode", "empty key", "a second config"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)
 		}
