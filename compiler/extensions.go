@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// serviceExt is the service-level x-specgate object (DESIGN.md §2).
+// serviceExt is the service-level x-specgate object (docs/vocabulary.md).
 type serviceExt struct {
 	Service       string `json:"service"`
 	Backend       string `json:"backend"`

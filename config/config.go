@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Gateway is gateway.yaml (DESIGN.md §3).
+// Gateway is gateway.yaml; docs/gateway-yaml.md is its reference.
 type Gateway struct {
 	Listeners    Listeners         `json:"listeners"`
 	Issuers      []Issuer          `json:"issuers"`

@@ -76,7 +76,7 @@ func startStatic(t *testing.T, specs, authzAddr string, configure func(*config.G
 }
 
 // TestStaticBootstrapEndToEnd runs the real Envoy on a compiled static bootstrap and checks the
-// routing contract of DESIGN.md §2 request by request.
+// routing contract of docs/vocabulary.md (Matching) request by request.
 func TestStaticBootstrapEndToEnd(t *testing.T) {
 	alpha, beta := e2e.NewBackend(t, "alpha"), e2e.NewBackend(t, "beta")
 	specs := t.TempDir()

@@ -1,6 +1,6 @@
 // Package extauthz is the authorization service: Envoy's ext_authz Check over gRPC (JWT
 // verification against each trusted issuer's JWKS, the route's scope policy, revocation),
-// plus an admin HTTP server for metrics, probes and the revocation API (DESIGN.md §5).
+// plus an admin HTTP server for metrics, probes and the revocation API (docs/architecture.md).
 package extauthz
 
 import (

@@ -1,5 +1,5 @@
 // Package ratelimit is specgate's rate-limit service: Envoy's RateLimitService over gRPC,
-// limits from the control plane (xDS) or a file, counters in memory or Redis (DESIGN.md §6).
+// limits from the control plane (xDS) or a file, counters in memory or Redis (docs/architecture.md).
 package ratelimit
 
 import (

@@ -1,4 +1,4 @@
-// Command specgate is the one binary of the gateway: a subcommand per role (DESIGN.md §4).
+// Command specgate is the one binary of the gateway: a subcommand per role (README.md, Commands).
 package main
 
 import (

@@ -38,7 +38,7 @@ func BenchmarkRevokedNegative(b *testing.B) {
 	})
 }
 
-// BenchmarkBloomTestNegative is one filter probe, as DESIGN.md §5 measured it.
+// BenchmarkBloomTestNegative is one filter probe: the negative lookup of the hot path.
 func BenchmarkBloomTestNegative(b *testing.B) {
 	s := filled(10_000)
 	key := []byte("jti:7f3c9a0b5e2d4c1a8b6e0f9d2c3a4b5e")

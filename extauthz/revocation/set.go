@@ -15,7 +15,7 @@ import (
 	"github.com/bits-and-blooms/bloom/v3"
 )
 
-// Key prefixes (DESIGN.md §5).
+// Key prefixes of the entries: a token id, a subject, a token by value (docs/operations.md).
 const (
 	PrefixJTI     = "jti:"
 	PrefixSubject = "sub:"
