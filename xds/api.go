@@ -14,6 +14,7 @@ import (
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/internal/adminhttp"
+	"github.com/specgate/specgate/internal/atomicfile"
 )
 
 // PushResult is the answer to a push or delete.
@@ -76,7 +77,7 @@ func (s *Server) Push(service string, spec []byte, o PushOptions) (PushResult, e
 	if !slices.ContainsFunc(bs.gw.Services, func(svc ir.Service) bool { return svc.File == name && svc.Name == service }) {
 		return PushResult{}, refusal(diags, fmt.Errorf("the pushed spec does not declare service %q (set x-specgate.service or info.title)", service))
 	}
-	return s.commit(bs, diags, o, func() error { return writeAtomic(s.opts.SpecDir, name, spec) })
+	return s.commit(bs, diags, o, func() error { return atomicfile.WriteFile(filepath.Join(s.opts.SpecDir, name), spec, 0o644) })
 }
 
 // Delete removes one service's spec, under the same rules as Push.
@@ -142,31 +143,6 @@ func (s *Server) fileOf(service string) (file, owner string) {
 		}
 	}
 	return file, ""
-}
-
-// writeAtomic replaces dir/name in one rename; the temp file is a dot file, which the loader
-// and a concurrent rebuild ignore.
-func writeAtomic(dir, name string, b []byte) error {
-	f, err := os.CreateTemp(dir, "."+name+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), filepath.Join(dir, name))
 }
 
 func (s *Server) handler() http.Handler {

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -12,6 +11,7 @@ import (
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/atomicfile"
 )
 
 // compileSpecs runs the compiler on dir and prints every diagnostic, one line each; strict
@@ -147,16 +147,7 @@ func writeOutput(cmd *cobra.Command, out string, b []byte) error {
 		_, err := cmd.OutOrStdout().Write(b)
 		return err
 	}
-	return writeFileAtomic(out, b)
-}
-
-// writeFileAtomic replaces path in one rename, so readers never see half a file.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(out, b, 0o644)
 }
 
 func newBootstrapCmd() *cobra.Command {

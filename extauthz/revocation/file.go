@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/specgate/specgate/internal/atomicfile"
 )
 
 // FileStore keeps revocations in a JSON-lines file for a single replica without Redis.
@@ -65,36 +68,22 @@ func readFile(path string) ([]Entry, error) {
 
 // compact rewrites the file with the live entries (temp file, fsync, rename).
 func compact(path string, entries []Entry, now time.Time) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".revocations-*")
+	err := atomicfile.Write(path, 0o600, func(f io.Writer) error {
+		w := bufio.NewWriter(f)
+		enc := json.NewEncoder(w)
+		for _, e := range entries {
+			if e.Expires.After(now) {
+				if err := enc.Encode(e); err != nil {
+					return err
+				}
+			}
+		}
+		return w.Flush()
+	})
 	if err != nil {
 		return fmt.Errorf("revocation file: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	w := bufio.NewWriter(tmp)
-	enc := json.NewEncoder(w)
-	for _, e := range entries {
-		if e.Expires.After(now) {
-			if err := enc.Encode(e); err != nil {
-				tmp.Close()
-				return err
-			}
-		}
-	}
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return nil
 }
 
 func (s *FileStore) Add(_ context.Context, e Entry) error {
