@@ -15,6 +15,7 @@ import (
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/e2e"
 	"github.com/specgate/specgate/internal/stack"
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 const shop = `openapi: 3.1.0
@@ -95,7 +96,7 @@ func TestKillAuthz(t *testing.T) {
 	if code, body := revoke(t, s.Authz[0].HTTP, mallory); code != 200 {
 		t.Fatalf("revoke: %d %s", code, body)
 	}
-	eventually(t, 2*time.Second, "revocation applied", func() bool { return get(t, s.Public+"/shop/orders", mallory) == 401 })
+	testutil.Eventually(t, 2*time.Second, "revocation applied", func() bool { return get(t, s.Public+"/shop/orders", mallory) == 401 })
 
 	l := startLoad(t, loadRPS,
 		target{name: "valid", url: s.Public + "/shop/orders", token: alice},
@@ -109,7 +110,7 @@ func TestKillAuthz(t *testing.T) {
 	l.setPhase("restarting")
 	s.Authz[0].Start()
 	s.Authz[0].WaitReady("/readyz")
-	took := eventually(t, 10*time.Second, "200 again after the restart", func() bool { return get(t, s.Public+"/shop/orders", alice) == 200 })
+	took := testutil.Eventually(t, 10*time.Second, "200 again after the restart", func() bool { return get(t, s.Public+"/shop/orders", alice) == 200 })
 	t.Logf("first 200 %s after /readyz of the restarted authz", took)
 	l.setPhase("restarted")
 	l.hold(phaseTime)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/internal/stack"
+	"github.com/specgate/specgate/internal/testutil"
 	"github.com/specgate/specgate/policy"
 )
 
@@ -447,7 +448,7 @@ func TestNonCanonicalTokenRevoked(t *testing.T) {
 	if code, body := revoke(t, s.Authz[0].HTTP, tok); code != 200 {
 		t.Fatalf("revoke: %d %s", code, body)
 	}
-	eventually(t, 2*time.Second, "revoked token refused", func() bool { return get(t, s.Public+"/shop/orders", tok) == 401 })
+	testutil.Eventually(t, 2*time.Second, "revoked token refused", func() bool { return get(t, s.Public+"/shop/orders", tok) == 401 })
 	alice := s.Token("alice", "orders:read")
 	for i, seg := range []string{"header", "payload", "signature"} {
 		if len(segs(tok)[i])%4 != 0 {

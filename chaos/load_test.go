@@ -270,19 +270,6 @@ func (l *load) report() {
 	l.t.Log(b.String())
 }
 
-// eventually polls cond every 20ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // metrics scrapes a Prometheus text endpoint: series (name{labels}) → value.
 func metrics(t *testing.T, url string) map[string]float64 {
 	t.Helper()

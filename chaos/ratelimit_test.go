@@ -3,6 +3,8 @@ package chaos
 import (
 	"testing"
 	"time"
+
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // Scenario 2. kill -9 the rate-limit service under load: Envoy fails open (every request of a
@@ -27,7 +29,7 @@ func TestKillRateLimit(t *testing.T) {
 	down := envoyStats(t, s.Envoy.AdminAddr, `\.ratelimit\.(ok|over_limit|error|failure_mode_allowed)$`)
 	s.RateLimit[0].Start()
 	s.RateLimit[0].WaitReady("/readyz")
-	took := eventually(t, 10*time.Second, "429 again after the restart", func() bool { return l.statuses("restarting", "limited")[429] > 0 })
+	took := testutil.Eventually(t, 10*time.Second, "429 again after the restart", func() bool { return l.statuses("restarting", "limited")[429] > 0 })
 	t.Logf("first 429 %s after /readyz of the restarted ratelimit", took)
 	l.setPhase("restarted")
 	l.hold(phaseTime)

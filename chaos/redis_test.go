@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // Scenario 4. Redis down and back under load. Authz keeps checking from its local set (valid
@@ -16,7 +18,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	if code, body := revoke(t, s.Authz[0].HTTP, mallory); code != 200 {
 		t.Fatalf("revoke: %d %s", code, body)
 	}
-	eventually(t, 2*time.Second, "revocation applied", func() bool { return get(t, s.Public+"/shop/orders", mallory) == 401 })
+	testutil.Eventually(t, 2*time.Second, "revocation applied", func() bool { return get(t, s.Public+"/shop/orders", mallory) == 401 })
 	rlMetrics := "http://" + s.RateLimit[0].HTTP + "/metrics"
 
 	l := startLoad(t, loadRPS,
@@ -45,14 +47,14 @@ func TestRedisDownAndBack(t *testing.T) {
 
 	l.inject("restarting", s.Redis.Restart)
 	var tries int
-	took := eventually(t, 20*time.Second, "revocation API works after the Redis restart", func() bool {
+	took := testutil.Eventually(t, 20*time.Second, "revocation API works after the Redis restart", func() bool {
 		tries++
 		code, _ := revoke(t, s.Authz[0].HTTP, eve)
 		return code == 200
 	})
 	t.Logf("revoke answered 200 %s after Redis came back (%d tries)", took, tries)
-	eventually(t, 2*time.Second, "the new revocation refused through the gateway", func() bool { return get(t, s.Public+"/shop/orders", eve) == 401 })
-	eventually(t, 10*time.Second, "429 again after the Redis restart", func() bool { return l.statuses("restarting", "limited")[429] > 0 })
+	testutil.Eventually(t, 2*time.Second, "the new revocation refused through the gateway", func() bool { return get(t, s.Public+"/shop/orders", eve) == 401 })
+	testutil.Eventually(t, 10*time.Second, "429 again after the Redis restart", func() bool { return l.statuses("restarting", "limited")[429] > 0 })
 	l.setPhase("redis-back")
 	l.hold(phaseTime)
 	l.halt()

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // readyVersion is the snapshot version the control plane reports on /readyz.
@@ -47,7 +49,7 @@ func TestKillControlPlane(t *testing.T) {
 	var m map[string]float64
 	// Envoy (node "stack") and the rate-limit replica (its RateLimitConfig stream) reconnect
 	// with their own backoff.
-	took := eventually(t, 45*time.Second, "ACKs from Envoy (node stack) and the ratelimit replica after the restart", func() bool {
+	took := testutil.Eventually(t, 45*time.Second, "ACKs from Envoy (node stack) and the ratelimit replica after the restart", func() bool {
 		m = metrics(t, metricsURL)
 		envoy, _ := sum(m, "specgate_xds_acks_total", `node="stack"`, "RouteConfiguration")
 		rl, _ := sum(m, "specgate_xds_acks_total", "RateLimitConfig")

@@ -9,19 +9,8 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/internal/testutil"
 )
-
-// eventually polls f until it is true or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func TestJWKSDownAtStart(t *testing.T) {
 	t.Parallel()
@@ -34,7 +23,7 @@ func TestJWKSDownAtStart(t *testing.T) {
 		t.Fatalf("status %d, want 401 while the JWKS is down", got)
 	}
 	p.down.Store(false)
-	eventually(t, 5*time.Second, "token accepted once the JWKS is back", func() bool {
+	testutil.Eventually(t, 5*time.Second, "token accepted once the JWKS is back", func() bool {
 		return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) == 200
 	})
 	if reasons(t, s)["deny/"+reasonUnknownKey] < 1 {
@@ -71,7 +60,7 @@ func TestKeyRotationAndRefreshCooldown(t *testing.T) {
 	t.Parallel()
 	p := newIdP(t)
 	_, c := startServer(t, deps{cfg: testConfig(p), refreshCooldown: time.Hour})
-	eventually(t, 5*time.Second, "first fetch", func() bool { return p.fetches.Load() >= 1 })
+	testutil.Eventually(t, 5*time.Second, "first fetch", func() bool { return p.fetches.Load() >= 1 })
 	next, err := devissuer.Generate("ES256")
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +108,7 @@ func TestOIDCDiscovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "token accepted through discovery", func() bool {
+	testutil.Eventually(t, 5*time.Second, "token accepted through discovery", func() bool {
 		return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) == 200
 	})
 }
@@ -153,7 +142,7 @@ func TestUnknownKeyAnswersBeforeEnvoysTimeout(t *testing.T) {
 	if took := time.Since(start); got != 401 || took > 150*time.Millisecond {
 		t.Errorf("unknown kid while the JWKS is slow: %d after %s, want 401 within 150ms", got, took.Round(time.Millisecond))
 	}
-	eventually(t, 5*time.Second, "the rotated key learnt", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the rotated key learnt", func() bool {
 		return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) == 200
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/internal/testredis"
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 const adminToken = "test-admin-token"
@@ -54,7 +55,7 @@ func startReplica(t *testing.T, cfg config.Gateway, devKey string) *replica {
 	}
 	r.c = authv3.NewAuthorizationClient(r.conn)
 	t.Cleanup(r.stop)
-	eventually(t, 10*time.Second, "replica ready", func() bool { return r.get(t, "/readyz") == 200 })
+	testutil.Eventually(t, 10*time.Second, "replica ready", func() bool { return r.get(t, "/readyz") == 200 })
 	return r
 }
 
@@ -218,7 +219,7 @@ func TestDevIssuerFlow(t *testing.T) {
 	}
 	defer conn.Close()
 	c := authv3.NewAuthorizationClient(conn)
-	eventually(t, 10*time.Second, "dev JWKS served", func() bool {
+	testutil.Eventually(t, 10*time.Second, "dev JWKS served", func() bool {
 		resp, err := http.Get(base + devissuer.JWKSPath)
 		if err != nil {
 			return false
@@ -234,7 +235,7 @@ func TestDevIssuerFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "dev token accepted", func() bool {
+	testutil.Eventually(t, 15*time.Second, "dev token accepted", func() bool {
 		return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) == 200
 	})
 }
@@ -276,7 +277,7 @@ func TestRedisReplicas(t *testing.T) {
 	if a.status(t, tok1) != 401 {
 		t.Fatal("A accepts what it revoked")
 	}
-	eventually(t, time.Second, "B refuses the token revoked on A", func() bool { return b.status(t, tok1) == 401 })
+	testutil.Eventually(t, time.Second, "B refuses the token revoked on A", func() bool { return b.status(t, tok1) == 401 })
 
 	// Restart both replicas: the set comes back from Redis.
 	a.stop()
@@ -301,11 +302,11 @@ func TestRedisReplicas(t *testing.T) {
 
 	// Redis back: the API works again and the replicas reload.
 	rs.Restart()
-	eventually(t, 10*time.Second, "revoke works again", func() bool {
+	testutil.Eventually(t, 10*time.Second, "revoke works again", func() bool {
 		got, _ := a.revoke(t, adminToken, map[string]string{"jti": jtiOf(t, tok2)})
 		return got == 200
 	})
-	eventually(t, 10*time.Second, "B learns of it", func() bool { return b.status(t, tok2) == 401 })
+	testutil.Eventually(t, 10*time.Second, "B learns of it", func() bool { return b.status(t, tok2) == 401 })
 
 	// An entry written straight into Redis (no publish) reaches the replicas only through
 	// the full reload after a reconnect.
@@ -315,7 +316,7 @@ func TestRedisReplicas(t *testing.T) {
 		t.Fatal("unpublished entry seen without a reload")
 	}
 	rs.Restart()
-	eventually(t, 10*time.Second, "replicas reload after reconnect", func() bool {
+	testutil.Eventually(t, 10*time.Second, "replicas reload after reconnect", func() bool {
 		return a.status(t, tok3) == 401 && b.status(t, tok3) == 401
 	})
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/testredis"
+	"github.com/specgate/specgate/internal/testutil"
 	"github.com/specgate/specgate/policy"
 )
 
@@ -63,7 +64,7 @@ func TestRedisDown(t *testing.T) {
 	srv.Restart()
 	// Both replicas count again: the one hit before the crash survived in the AOF, so the
 	// first answer after recovery is the second and last allowed one, then refusals.
-	eventually(t, "the store to recover", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the store to recover", func() bool {
 		r := ask(t, cClosed, list)
 		return r.Statuses[0].CurrentLimit != nil && r.OverallCode == ok
 	})

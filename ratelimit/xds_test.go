@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/testutil"
 	"github.com/specgate/specgate/policy"
 )
 
@@ -85,7 +87,7 @@ func TestXDSSubscription(t *testing.T) {
 	clock := &fakeClock{}
 	clock.Set(t0)
 	s, c := start(t, Options{Config: config.Default(), XDSAddr: cp.addr, NodeID: "rl-test", Clock: clock})
-	eventually(t, "first config", s.Service().Ready)
+	testutil.Eventually(t, 10*time.Second, "first config", s.Service().Ready)
 	list := d("route", "orders.list", "limit", "0")
 	if r := ask(t, c, list); r.OverallCode != ok {
 		t.Fatalf("first request: %v", r)
@@ -98,11 +100,11 @@ func TestXDSSubscription(t *testing.T) {
 		return func() bool { return ask(t, c, list).Statuses[0].CurrentLimit.GetRequestsPerUnit() == n }
 	}
 	cp.set(t, "2", routeLimit(50, rlsconf.RateLimitUnit_MINUTE))
-	eventually(t, "the swap to 50/minute", limitIs(50))
+	testutil.Eventually(t, 10*time.Second, "the swap to 50/minute", limitIs(50))
 
 	// A config the service cannot build is NACKed and the live one stays.
 	cp.set(t, "3", routeLimit(7, rlsconf.RateLimitUnit_UNKNOWN))
-	eventually(t, "a NACK", func() bool { return cp.nacks.Load() > 0 })
+	testutil.Eventually(t, 10*time.Second, "a NACK", func() bool { return cp.nacks.Load() > 0 })
 	if !limitIs(50)() {
 		t.Fatal("the live config changed after a NACK")
 	}
@@ -113,7 +115,7 @@ func TestXDSSubscription(t *testing.T) {
 	snaps2 := cache.NewSnapshotCache(false, cache.IDHash{}, nil)
 	cp2 := startControlPlane(t, addr, snaps2)
 	cp2.set(t, "4", routeLimit(60, rlsconf.RateLimitUnit_MINUTE))
-	eventually(t, "the config of the restarted control plane", limitIs(60))
+	testutil.Eventually(t, 10*time.Second, "the config of the restarted control plane", limitIs(60))
 	if n := metric(t, s.Service(), "specgate_ratelimit_config_updates_total", "result", "accepted"); n != 3 {
 		t.Errorf("accepted updates = %v, want 3", n)
 	}
