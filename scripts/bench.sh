@@ -2,7 +2,7 @@
 # make bench: every figure of docs/benchmarks.md, measured side by side in one run, printed
 # as one table (progress on stderr). Bounded: about 7 minutes on 2 cores; loads only 127.0.0.1.
 #
-#   make bench                       # needs bin/specgate (make build), Envoy (make envoy), redis-server
+#   make bench                       # needs bin/specgate (make build), Envoy (make envoy), $REDIS_SERVER (make redis)
 #   ROUNDS=5 D=8s make bench         # more and longer alternating rounds
 #   PROFILE=/tmp/prof make bench     # also CPU profiles of authz and ratelimit under Envoy load
 set -euo pipefail
@@ -12,7 +12,9 @@ ROUNDS=${ROUNDS:-3} D=${D:-5s}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 say() { echo "bench: $*" >&2; }
-command -v redis-server >/dev/null || { echo "bench: redis-server not on PATH (apt-get install redis-server)" >&2; exit 1; }
+REDIS_SERVER=${REDIS_SERVER:-redis-server}
+command -v "$REDIS_SERVER" >/dev/null || { echo "bench: no Redis server: run make redis, or set REDIS_SERVER" >&2; exit 1; }
+export REDIS_SERVER
 [[ -x bin/specgate ]] || { echo "bench: bin/specgate missing: run make build" >&2; exit 1; }
 
 go build -o "$tmp/bench" ./bench/gateway
@@ -24,7 +26,7 @@ say "compiler and control plane (go test)"
   go test -count=1 -run 'TestPushGoesLiveAndMoves|TestNoFailedRequestsDuringPushes' -v ./xds/
 } >"$tmp/go.txt" 2>&1 || { cat "$tmp/go.txt" >&2; exit 1; }
 
-say "specgate ratelimit vs envoyproxy/ratelimit on one redis-server (ratelimit/bench/compare.sh)"
+say "specgate ratelimit vs envoyproxy/ratelimit on one Redis server (ratelimit/bench/compare.sh)"
 N=100000 D=$D C=64 ROUNDS=$ROUNDS ratelimit/bench/compare.sh >"$tmp/ratelimit.txt" 2>&1 || { cat "$tmp/ratelimit.txt" >&2; exit 1; }
 
 say "spec intake: lint and compile beside envoy --mode validate (bench/intake)"

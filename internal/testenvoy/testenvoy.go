@@ -10,34 +10,19 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/specgate/specgate/internal/testutil"
 )
 
-// Binary returns the Envoy binary. A missing Envoy fails the test under CI (CI=true) and
-// skips it elsewhere.
+// Binary returns the Envoy binary: $ENVOY_BIN, .tools/envoy/envoy (make envoy) or envoy on
+// PATH. A missing Envoy fails the test.
 func Binary(t testing.TB) string {
 	t.Helper()
-	if b := os.Getenv("ENVOY_BIN"); b != "" {
-		return b
-	}
-	if root, err := moduleRoot(); err == nil {
-		if b := filepath.Join(root, ".tools", "envoy", "envoy"); isExecutable(b) {
-			return b
-		}
-	}
-	if b, err := exec.LookPath("envoy"); err == nil {
-		return b
-	}
-	msg := "envoy not found: run `make envoy`, set ENVOY_BIN or put envoy on PATH"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testutil.Tool(t, "ENVOY_BIN", "envoy/envoy", "envoy", "envoy")
 }
 
 // Validate runs `envoy --mode validate` on a config file.
@@ -147,28 +132,6 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
-func isExecutable(p string) bool {
-	info, err := os.Stat(p)
-	return err == nil && !info.IsDir() && info.Mode()&0o111 != 0
 }
 
 // LogBuffer collects a child process's output; safe to read while it is written.

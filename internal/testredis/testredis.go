@@ -1,19 +1,23 @@
-// Package testredis starts a real redis-server for a test on a free loopback port.
+// Package testredis starts a real Redis-protocol server for a test on a free loopback port:
+// $REDIS_SERVER, or Valkey from .tools/valkey (make redis, which make test runs), or
+// redis-server on PATH.
 package testredis
 
 import (
 	"context"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // Server is a running redis-server owned by one test.
 type Server struct {
 	Addr string // 127.0.0.1:port
+	bin  string
 	dir  string
 	cmd  *exec.Cmd
 	t    testing.TB
@@ -22,35 +26,30 @@ type Server struct {
 // URL is the redis:// URL of database 0.
 func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
 
-// Start runs redis-server (from $REDIS_SERVER or PATH) until the test ends. A missing binary
-// fails the test under CI and skips it elsewhere, so `go test` works on a bare laptop while CI
-// proves the Redis paths.
+// Start runs the server until the test ends. A missing binary fails the test.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := os.Getenv("REDIS_SERVER")
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("redis-server not found (install it; .ci/run does): %v", err)
-			}
-			t.Skipf("redis-server not found: %v", err)
-		}
-	}
-	s := &Server{dir: t.TempDir(), t: t}
-	s.start(bin, freePort(t))
+	s := &Server{bin: Binary(t), dir: t.TempDir(), t: t}
+	s.start(freePort(t))
 	t.Cleanup(s.Stop)
 	return s
 }
 
-func (s *Server) start(bin string, port int) {
+// Binary is the server binary: $REDIS_SERVER, .tools/valkey/valkey-server (make redis) or
+// redis-server on PATH.
+func Binary(t testing.TB) string {
+	t.Helper()
+	return testutil.Tool(t, "REDIS_SERVER", "valkey/valkey-server", "redis-server", "redis")
+}
+
+func (s *Server) start(port int) {
 	s.t.Helper()
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+	s.cmd = exec.Command(s.bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--dir", s.dir, "--save", "", "--appendonly", "yes", "--daemonize", "no")
 	s.cmd.Stdout, s.cmd.Stderr = nil, nil
 	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
+		s.t.Fatalf("start %s: %v", s.bin, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -60,7 +59,7 @@ func (s *Server) start(bin string, port int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	s.t.Fatalf("redis-server on %s did not accept connections within 10s", s.Addr)
+	s.t.Fatalf("%s on %s did not accept connections within 10s", s.bin, s.Addr)
 }
 
 // Stop kills the server (SIGKILL: a crash, not a clean shutdown). Idempotent.
@@ -79,11 +78,7 @@ func (s *Server) Restart() {
 	s.Stop()
 	_, port, _ := net.SplitHostPort(s.Addr)
 	p, _ := strconv.Atoi(port)
-	bin := os.Getenv("REDIS_SERVER")
-	if bin == "" {
-		bin, _ = exec.LookPath("redis-server")
-	}
-	s.start(bin, p)
+	s.start(p)
 }
 
 func freePort(t testing.TB) int {

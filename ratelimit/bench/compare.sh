@@ -3,7 +3,7 @@
 # and with its recommended REDIS_PIPELINE_WINDOW and a local cache), driven by the same Go
 # gRPC load generator, ROUNDS alternating rounds each. Everything listens on 127.0.0.1.
 #
-#   ratelimit/bench/compare.sh            # needs redis-server; installs the peer into .tools/bin
+#   ratelimit/bench/compare.sh            # needs $REDIS_SERVER or redis-server; installs the peer into .tools/bin
 #   N=100000 D=10s C=64 ROUNDS=3 ratelimit/bench/compare.sh
 set -euo pipefail
 root=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
@@ -23,7 +23,7 @@ fi
 (cd "$root" && go build -o "$tmp/specgate" ./cmd/specgate && go build -o "$tmp/loadgen" ./ratelimit/bench/loadgen)
 
 rp=$(port)
-redis-server --port "$rp" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$tmp/redis.log" 2>&1 &
+"${REDIS_SERVER:-redis-server}" --port "$rp" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$tmp/redis.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$rp" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
