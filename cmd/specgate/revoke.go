@@ -97,6 +97,13 @@ func postRevocation(ctx context.Context, server, token string, body map[string]s
 		if json.Unmarshal(out, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			if token == "" {
+				msg += ": no admin token was sent; set SPECGATE_ADMIN_TOKEN or --token"
+			} else {
+				msg += ": the admin token was refused; check SPECGATE_ADMIN_TOKEN against the server's"
+			}
+		}
 		return "", fmt.Errorf("revoke: %s: %s", resp.Status, msg)
 	}
 	return msg, nil

@@ -187,6 +187,11 @@ func pushOne(stdout, stderr io.Writer, server, token, file string, dryRun, allow
 			return errRisky
 		}
 		return fmt.Errorf("refused: %s", ref.Reason)
+	case http.StatusUnauthorized:
+		if token == "" {
+			return fmt.Errorf("%s: no admin token was sent; set SPECGATE_ADMIN_TOKEN or --token", resp.Status)
+		}
+		return fmt.Errorf("%s: the admin token was refused; check SPECGATE_ADMIN_TOKEN against the server's", resp.Status)
 	default:
 		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
