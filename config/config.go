@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/specgate/specgate/internal/redisurl"
 )
 
 // Gateway is gateway.yaml; docs/gateway-yaml.md is its reference.
@@ -67,7 +69,8 @@ type Claims struct {
 }
 
 type Revocation struct {
-	// Store is redis://host:port/db, or file:///path for one replica without Redis; authz
+	// Store is a Redis URL (internal/redisurl: one server, a cluster or Sentinel), or
+	// file:///path for one replica without Redis; authz
 	// refuses to start without one ("memory", for tests, loses revocations on restart).
 	Store             string   `json:"store"`
 	ExpectedEntries   uint     `json:"expectedEntries"`
@@ -76,7 +79,7 @@ type Revocation struct {
 }
 
 type RateLimit struct {
-	Store    string `json:"store"` // "memory" or redis://...
+	Store    string `json:"store"` // "memory" or a Redis URL (internal/redisurl)
 	FailOpen *bool  `json:"failOpen"`
 }
 
@@ -225,11 +228,21 @@ func (g Gateway) Validate() error {
 	if r.ExpectedEntries == 0 || r.FalsePositiveRate <= 0 || r.FalsePositiveRate >= 1 || r.MaxTokenLifetime.Duration <= 0 {
 		add("revocation: expectedEntries, falsePositiveRate (0..1) and maxTokenLifetime must be positive")
 	}
-	if r.Store != "" && r.Store != "memory" && !strings.HasPrefix(r.Store, "redis://") && !strings.HasPrefix(r.Store, "rediss://") && !strings.HasPrefix(r.Store, "file://") {
-		add("revocation: store %q must be redis://, rediss://, file:// or memory", r.Store)
+	switch s := r.Store; {
+	case redisurl.IsRedis(s):
+		if _, _, err := redisurl.Parse(s); err != nil {
+			add("revocation: %v", err)
+		}
+	case s != "" && s != "memory" && !strings.HasPrefix(s, "file://"):
+		add("revocation: store must be a Redis URL (redis://, rediss://, redis+cluster://, redis+sentinel://), file:// or memory")
 	}
-	if s := g.RateLimit.Store; s != "memory" && !strings.HasPrefix(s, "redis://") && !strings.HasPrefix(s, "rediss://") {
-		add("rateLimit: store %q must be memory or redis://", s)
+	switch s := g.RateLimit.Store; {
+	case redisurl.IsRedis(s):
+		if _, _, err := redisurl.Parse(s); err != nil {
+			add("rateLimit: %v", err)
+		}
+	case s != "memory":
+		add("rateLimit: store must be memory or a Redis URL (redis://, rediss://, redis+cluster://, redis+sentinel://)")
 	}
 	if g.Authz.FailOpen && len(g.ClaimHeaders) > 0 {
 		// When authz cannot be asked, Envoy lets the request through untouched: client-sent

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/specgate/specgate/internal/redisurl"
 )
 
 // Redis names. The sorted set scores each entry by its expiry (unix seconds), so expired
@@ -20,15 +22,18 @@ const (
 	redisChannel = "specgate:revocations"
 )
 
-// RedisStore is the durable store shared by every replica.
+// RedisStore is the durable store shared by every replica, on one server, a cluster or
+// behind Sentinel (internal/redisurl). The set is one key and the channel has the same name,
+// so both hash to one slot: the add, trim and publish of an entry stay one MULTI on a
+// cluster too.
 type RedisStore struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	log *slog.Logger
 }
 
 // NewRedis connects lazily: a Redis that is down at start is retried by Sync.
 func NewRedis(rawURL string, log *slog.Logger) (*RedisStore, error) {
-	opt, err := redis.ParseURL(rawURL)
+	opt, _, err := redisurl.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("revocation store: %w", err)
 	}
@@ -37,7 +42,7 @@ func NewRedis(rawURL string, log *slog.Logger) (*RedisStore, error) {
 	opt.ReadTimeout = 2 * time.Second
 	opt.WriteTimeout = 2 * time.Second
 	opt.MaxRetries = 1
-	return &RedisStore{rdb: redis.NewClient(opt), log: log}, nil
+	return &RedisStore{rdb: redis.NewUniversalClient(opt), log: log}, nil
 }
 
 func (s *RedisStore) Durable() bool { return true }

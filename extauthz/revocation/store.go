@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/specgate/specgate/internal/redisurl"
 )
 
 // ErrUnavailable wraps a store failure: the revocation was not recorded.
@@ -25,7 +27,8 @@ type Store interface {
 	Close() error
 }
 
-// Open picks the store named by gateway.yaml's revocation.store: redis://, rediss://,
+// Open picks the store named by gateway.yaml's revocation.store: a Redis URL (one server, a
+// cluster or Sentinel),
 // file:///path (or file://relative/path), or memory (tests only). Unset is an error: a
 // revocation the API accepted must not come undone when the process restarts.
 func Open(store string, log *slog.Logger) (Store, error) {
@@ -36,7 +39,7 @@ func Open(store string, log *slog.Logger) (Store, error) {
 	case store == "memory":
 		log.Warn("revocation.store is memory: revocations are lost on restart and not shared between replicas")
 		return memoryStore{}, nil
-	case strings.HasPrefix(store, "redis://"), strings.HasPrefix(store, "rediss://"):
+	case redisurl.IsRedis(store):
 		return NewRedis(store, log)
 	case strings.HasPrefix(store, "file://"):
 		u, err := url.Parse(store)
@@ -49,7 +52,7 @@ func Open(store string, log *slog.Logger) (Store, error) {
 		}
 		return OpenFile(path)
 	}
-	return nil, fmt.Errorf("revocation store %q: must be redis://, rediss://, file:// or memory", store)
+	return nil, errors.New("revocation store: must be a Redis URL (redis://, rediss://, redis+cluster://, redis+sentinel://), file:// or memory")
 }
 
 type memoryStore struct{}

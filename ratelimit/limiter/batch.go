@@ -33,7 +33,7 @@ type call struct {
 // add no latency; when every worker is busy the queue grows and so do the batches, which is
 // when a round trip per request would cost the most.
 type batcher struct {
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	calls   chan *call
 	quit    chan struct{}
 	wg      sync.WaitGroup
@@ -41,7 +41,7 @@ type batcher struct {
 	timeout time.Duration
 }
 
-func newBatcher(rdb *redis.Client, workers, maxOps int, timeout time.Duration) *batcher {
+func newBatcher(rdb redis.UniversalClient, workers, maxOps int, timeout time.Duration) *batcher {
 	b := &batcher{
 		rdb:     rdb,
 		calls:   make(chan *call, 4096),

@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/specgate/specgate/internal/redisurl"
 )
 
 // Redis is the store that replicas share: one counter per key and window, INCRBY and
 // PEXPIREAT in a pipeline batched across concurrent calls, and a local cache of keys that
 // are already over their limit.
 type Redis struct {
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	clock TimeSource
 	batch *batcher
 	over  *overCache
@@ -32,9 +34,11 @@ type RedisOptions struct {
 	Workers, MaxBatch int
 }
 
-// NewRedis connects lazily to the redis:// URL.
+// NewRedis connects lazily to the store URL: one server, a cluster or Sentinel
+// (internal/redisurl). On a cluster each pipeline is split by node, and a counter's key
+// lives on the node of its slot.
 func NewRedis(url string, o RedisOptions) (*Redis, error) {
-	opt, err := redis.ParseURL(url)
+	opt, _, err := redisurl.Parse(url)
 	if err != nil {
 		return nil, fmt.Errorf("rate-limit store: %w", err)
 	}
@@ -62,7 +66,7 @@ func NewRedis(url string, o RedisOptions) (*Redis, error) {
 	opt.ReadTimeout = o.Timeout
 	opt.WriteTimeout = o.Timeout
 	opt.PoolSize = max(opt.PoolSize, o.Workers)
-	rdb := redis.NewClient(opt)
+	rdb := redis.NewUniversalClient(opt)
 	return &Redis{
 		rdb:   rdb,
 		clock: o.Clock,

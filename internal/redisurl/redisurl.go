@@ -1,0 +1,135 @@
+// Package redisurl reads the store URL both roles share (gateway.yaml revocation.store and
+// rateLimit.store) into go-redis options, for every Redis topology users run:
+//
+//	redis://[user:pass@]host:port[/db]                 one server (Memorystore for Redis)
+//	rediss://...                                       the same over TLS
+//	redis+cluster://[user:pass@]h1:p1,h2:p2            Redis Cluster, Memorystore for Redis
+//	                                                   Cluster, a Valkey cluster (seed nodes)
+//	redis+sentinel://[user:pass@]master@h1:p1,h2:p2[/db]   Sentinel: the master's name, then
+//	                                                   the sentinels
+//
+// rediss+cluster and rediss+sentinel use TLS. Query options: sentinelPassword and
+// sentinelUsername (sentinel), and tlsServerName. The client itself is go-redis's
+// (NewUniversalClient picks a plain, cluster or failover client): no routing here.
+package redisurl
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Topology is what kind of deployment a URL names.
+type Topology string
+
+const (
+	Single   Topology = "single"
+	Cluster  Topology = "cluster"
+	Sentinel Topology = "sentinel"
+)
+
+// IsRedis reports whether store names a Redis store (any topology), not a file or memory.
+func IsRedis(store string) bool {
+	scheme, _, ok := strings.Cut(store, "://")
+	base, _, _ := strings.Cut(scheme, "+")
+	return ok && (base == "redis" || base == "rediss")
+}
+
+// Parse reads a store URL. Its errors never repeat the password.
+func Parse(raw string) (*redis.UniversalOptions, Topology, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, "", fmt.Errorf("store URL: %v", redact(err))
+	}
+	scheme, kind, _ := strings.Cut(u.Scheme, "+")
+	if scheme != "redis" && scheme != "rediss" {
+		return nil, "", fmt.Errorf("store URL %s: scheme must be redis, rediss, redis+cluster or redis+sentinel", u.Redacted())
+	}
+	o := &redis.UniversalOptions{}
+	if u.User != nil {
+		o.Username = u.User.Username()
+		o.Password, _ = u.User.Password()
+	}
+	if scheme == "rediss" {
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Query().Get("tlsServerName")}
+	}
+	hosts := u.Host
+	top := Single
+	switch kind {
+	case "":
+	case "cluster":
+		top, o.IsClusterMode = Cluster, true
+	case "sentinel":
+		top = Sentinel
+		// redis+sentinel://[user:pass@]master@h1,h2: url.Parse takes everything before the
+		// last @ as userinfo, so the master's name is the end of it.
+		var user string
+		if u.User != nil {
+			user = u.User.String()
+		}
+		user, _ = url.PathUnescape(user)
+		creds, master, found := cutLast(user, "@")
+		if !found {
+			creds, master = "", user
+		}
+		if master == "" {
+			return nil, "", fmt.Errorf("store URL %s: redis+sentinel needs the master's name: redis+sentinel://master@host:port,...", u.Redacted())
+		}
+		o.Username, o.Password = "", ""
+		if creds != "" {
+			o.Username, o.Password, _ = strings.Cut(creds, ":")
+		}
+		o.MasterName = master
+		o.SentinelUsername = u.Query().Get("sentinelUsername")
+		o.SentinelPassword = u.Query().Get("sentinelPassword")
+	default:
+		return nil, "", fmt.Errorf("store URL %s: unknown topology %q (cluster or sentinel)", u.Redacted(), kind)
+	}
+	for _, h := range strings.Split(hosts, ",") {
+		if _, port, err := net.SplitHostPort(h); err != nil || port == "" {
+			return nil, "", fmt.Errorf("store URL %s: %q is not host:port", u.Redacted(), h)
+		}
+		o.Addrs = append(o.Addrs, h)
+	}
+	if top == Single && len(o.Addrs) > 1 {
+		return nil, "", fmt.Errorf("store URL %s: several hosts: write redis+cluster:// or redis+sentinel://master@", u.Redacted())
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		n, err := strconv.Atoi(db)
+		if err != nil || n < 0 {
+			return nil, "", fmt.Errorf("store URL %s: database %q is not a number", u.Redacted(), db)
+		}
+		if top == Cluster && n != 0 {
+			return nil, "", fmt.Errorf("store URL %s: a cluster has database 0 only", u.Redacted())
+		}
+		o.DB = n
+	}
+	for k := range u.Query() {
+		switch k {
+		case "sentinelPassword", "sentinelUsername", "tlsServerName":
+		default:
+			return nil, "", fmt.Errorf("store URL %s: unknown option %q", u.Redacted(), k)
+		}
+	}
+	return o, top, nil
+}
+
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
+}
+
+// redact drops the URL net/url quotes in its errors, which may hold a password.
+func redact(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}

@@ -1,0 +1,47 @@
+package redisurl
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	for _, c := range []struct {
+		url   string
+		top   Topology
+		addrs string
+		check func(t *testing.T, u string)
+	}{
+		{url: "redis://redis:6379/1", top: Single, addrs: "redis:6379"},
+		{url: "rediss://user:secret@redis.example:6380/0", top: Single, addrs: "redis.example:6380"},
+		{url: "redis+cluster://a:7000,b:7001,c:7002", top: Cluster, addrs: "a:7000,b:7001,c:7002"},
+		{url: "rediss+cluster://:secret@a:7000", top: Cluster, addrs: "a:7000"},
+		{url: "redis+sentinel://mymaster@s1:26379,s2:26379,s3:26379/2?sentinelPassword=x", top: Sentinel, addrs: "s1:26379,s2:26379,s3:26379"},
+		{url: "redis+sentinel://user:secret@mymaster@s1:26379", top: Sentinel, addrs: "s1:26379"},
+	} {
+		o, top, err := Parse(c.url)
+		if err != nil {
+			t.Errorf("%s: %v", c.url, err)
+			continue
+		}
+		if top != c.top || strings.Join(o.Addrs, ",") != c.addrs {
+			t.Errorf("%s: %s %v", c.url, top, o.Addrs)
+		}
+	}
+	o, _, _ := Parse("redis+sentinel://user:secret@mymaster@s1:26379/2?sentinelPassword=x")
+	if o.MasterName != "mymaster" || o.Username != "user" || o.Password != "secret" || o.DB != 2 || o.SentinelPassword != "x" {
+		t.Errorf("sentinel options: %+v", o)
+	}
+	if o, _, _ := Parse("rediss+cluster://:secret@a:7000"); o.TLSConfig == nil || o.Password != "secret" || !o.IsClusterMode {
+		t.Errorf("TLS cluster options: %+v", o)
+	}
+	for _, bad := range []string{"http://a:1", "redis://a:1,b:2", "redis+cluster://a:1/3", "redis+sentinel://s1:26379",
+		"redis+mesh://a:1", "redis://a", "redis://a:1/x", "redis://a:1?timeout=3", "redis://u:hunter2@a:1,b:2"} {
+		_, _, err := Parse(bad)
+		if err == nil {
+			t.Errorf("%s accepted", bad)
+		} else if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: the error shows the password: %v", bad, err)
+		}
+	}
+}
