@@ -1,0 +1,102 @@
+package testredis
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Cluster is a Redis Cluster of real servers on loopback: masters with the 16,384 slots
+// split evenly, each with replicas, formed with CLUSTER ADDSLOTSRANGE, MEET and REPLICATE.
+type Cluster struct {
+	Masters, Replicas []*Server
+}
+
+// StartCluster runs masters servers in cluster mode, each with replicasEach replicas,
+// until the test ends, and waits until every node sees the cluster as ok.
+func StartCluster(t testing.TB, masters, replicasEach int) *Cluster {
+	t.Helper()
+	c := &Cluster{}
+	bin := Binary(t)
+	node := func() *Server {
+		s := &Server{bin: bin, dir: t.TempDir(), t: t,
+			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000"}}
+		s.start(freePort(t))
+		t.Cleanup(s.Stop)
+		return s
+	}
+	for range masters {
+		c.Masters = append(c.Masters, node())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	do := func(s *Server, args ...any) *redis.Cmd {
+		rdb := redis.NewClient(&redis.Options{Addr: s.Addr})
+		defer rdb.Close()
+		return rdb.Do(ctx, args...)
+	}
+	const slots = 16384
+	for i, m := range c.Masters {
+		if err := do(m, "cluster", "addslotsrange", i*slots/masters, (i+1)*slots/masters-1).Err(); err != nil {
+			t.Fatalf("cluster addslotsrange on %s: %v", m.Addr, err)
+		}
+	}
+	for range masters * replicasEach {
+		c.Replicas = append(c.Replicas, node())
+	}
+	first := c.Masters[0]
+	for _, s := range append(append([]*Server{}, c.Masters[1:]...), c.Replicas...) {
+		host, port, _ := strings.Cut(s.Addr, ":")
+		if err := do(first, "cluster", "meet", host, port).Err(); err != nil {
+			t.Fatalf("cluster meet %s: %v", s.Addr, err)
+		}
+	}
+	for i, r := range c.Replicas {
+		master := c.Masters[i/max(replicasEach, 1)]
+		id := do(master, "cluster", "myid").Val()
+		if err := pollDo(ctx, func() error { return do(r, "cluster", "replicate", id).Err() }); err != nil {
+			t.Fatalf("cluster replicate %s of %s: %v", r.Addr, master.Addr, err)
+		}
+	}
+	for _, s := range c.all() {
+		err := pollDo(ctx, func() error {
+			if info := do(s, "cluster", "info").String(); !strings.Contains(info, "cluster_state:ok") {
+				return context.DeadlineExceeded
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("cluster not ok on %s within 30s", s.Addr)
+		}
+	}
+	return c
+}
+
+func (c *Cluster) all() []*Server { return append(append([]*Server{}, c.Masters...), c.Replicas...) }
+
+// URL is the redis+cluster:// URL with every master as a seed.
+func (c *Cluster) URL() string {
+	var addrs []string
+	for _, m := range c.Masters {
+		addrs = append(addrs, m.Addr)
+	}
+	return "redis+cluster://" + strings.Join(addrs, ",")
+}
+
+// pollDo retries f every 50ms until it succeeds or ctx ends.
+func pollDo(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
