@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/specgate/specgate/internal/testredis"
 	"github.com/specgate/specgate/internal/testutil"
 )
@@ -45,5 +47,58 @@ func TestRedisStoreOnCluster(t *testing.T) {
 	_, setC := replica()
 	if _, ok := setC.Lookup([]byte(JTIKey("on-cluster"))); !ok {
 		t.Error("a replica started later did not load the revocation")
+	}
+}
+
+// Behind Sentinel, the primary killed: the sentinels promote the replica, revocations can
+// be added again once they have, nothing revoked before is lost, and a running replica's set
+// follows (it resubscribes and reloads).
+func TestRedisStoreSentinelFailover(t *testing.T) {
+	t.Parallel()
+	st := testredis.StartSentinels(t, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store, err := NewRedis(st.URL(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	set := NewSet(1000, 1e-7)
+	go func() { _ = store.Sync(ctx, set) }()
+	testutil.Eventually(t, 10*time.Second, "the set loaded through Sentinel", set.Loaded)
+	now := time.Now()
+	if err := store.Add(ctx, Entry{Key: JTIKey("before"), At: now, Expires: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	replica := redis.NewClient(&redis.Options{Addr: st.Replicas[0].Addr})
+	defer replica.Close()
+	testutil.Eventually(t, 10*time.Second, "the replica has the revocation", func() bool {
+		return replica.ZCard(ctx, redisKey).Val() == 1
+	})
+
+	old := st.Primary.Addr
+	st.Primary.Stop()
+	took := testutil.Eventually(t, 30*time.Second, "a new primary", func() bool {
+		a, err := st.PrimaryAddr(ctx)
+		return err == nil && a != old
+	})
+	testutil.Eventually(t, 15*time.Second, "a revocation accepted after the failover", func() bool {
+		return store.Add(ctx, Entry{Key: JTIKey("after"), At: now, Expires: now.Add(time.Hour)}) == nil
+	})
+	t.Logf("failover in %s", took)
+	testutil.Eventually(t, 15*time.Second, "the running replica's set has both", func() bool {
+		_, a := set.Lookup([]byte(JTIKey("before")))
+		_, b := set.Lookup([]byte(JTIKey("after")))
+		return a && b
+	})
+	fresh, err := NewRedis(st.URL(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	entries, err := fresh.load(ctx)
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("after the failover the store holds %d entries (%v), want 2", len(entries), err)
 	}
 }

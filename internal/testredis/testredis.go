@@ -18,10 +18,12 @@ import (
 type Server struct {
 	Addr string // 127.0.0.1:port
 	bin  string
-	args []string // beyond port, bind, dir and persistence (cluster mode)
-	dir  string
-	cmd  *exec.Cmd
-	t    testing.TB
+	args []string // beyond port, bind, dir and persistence (cluster mode, replicaof)
+	// sentinelConf, when set, runs a sentinel from that (writable) config file instead.
+	sentinelConf string
+	dir          string
+	cmd          *exec.Cmd
+	t            testing.TB
 }
 
 // URL is the redis:// URL of database 0.
@@ -46,8 +48,12 @@ func Binary(t testing.TB) string {
 func (s *Server) start(port int) {
 	s.t.Helper()
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s.cmd = exec.Command(s.bin, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--dir", s.dir, "--save", "", "--appendonly", "yes", "--daemonize", "no"}, s.args...)...)
+	if s.sentinelConf != "" {
+		s.cmd = exec.Command(s.bin, s.sentinelConf, "--sentinel")
+	} else {
+		s.cmd = exec.Command(s.bin, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--dir", s.dir, "--save", "", "--appendonly", "yes", "--daemonize", "no"}, s.args...)...)
+	}
 	s.cmd.Stdout, s.cmd.Stderr = nil, nil
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start %s: %v", s.bin, err)

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/specgate/specgate/internal/testredis"
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // On a Redis Cluster (3 masters, 1 replica each), two limiter replicas count exactly, keys
@@ -74,4 +75,28 @@ func TestRedisClusterCountsExactly(t *testing.T) {
 func clusterKey(k int) string {
 	sum := sha256.Sum256([]byte{byte(k)})
 	return fmt.Sprintf("sgrl:%x:route/0:sub:user-%d", sum[:8], k)
+}
+
+// Behind Sentinel, the primary killed: counting stops with errors (the service fails open)
+// and is back once the sentinels have promoted the replica.
+func TestRedisSentinelFailover(t *testing.T) {
+	t.Parallel()
+	st := testredis.StartSentinels(t, 1)
+	clock := &fakeClock{}
+	clock.Set(time.Now().Truncate(time.Minute).Add(10 * time.Second))
+	r, err := NewRedis(st.URL(), RedisOptions{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	hit := func() error {
+		return r.DoLimit(context.Background(), []Hit{{Key: "sgrl:sentinel", Limit: 1000, Window: time.Minute, Hits: 1}}, make([]Result, 1))
+	}
+	if err := hit(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	st.Primary.Stop()
+	testutil.Eventually(t, 30*time.Second, "counting again after the failover", func() bool { return hit() == nil })
+	t.Logf("counting again %s after the primary died", time.Since(start).Round(time.Millisecond))
 }
