@@ -102,3 +102,75 @@ func TestRedisStoreSentinelFailover(t *testing.T) {
 		t.Fatalf("after the failover the store holds %d entries (%v), want 2", len(entries), err)
 	}
 }
+
+// Fan-out: one revocation reaches eight replicas' sets, each subscribed on its own, within a
+// second; the figure is logged (docs/benchmarks.md).
+func TestRevocationFanOutToEightReplicas(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var sets []*Set
+	var stores []*RedisStore
+	for range 8 {
+		st, err := NewRedis(srv.URL(), log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		set := NewSet(1000, 1e-7)
+		go func() { _ = st.Sync(ctx, set) }()
+		testutil.Eventually(t, 10*time.Second, "loaded", set.Loaded)
+		sets, stores = append(sets, set), append(stores, st)
+	}
+	now := time.Now()
+	start := time.Now()
+	if err := stores[0].Add(ctx, Entry{Key: JTIKey("fan-out"), At: now, Expires: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	took := testutil.Eventually(t, time.Second, "every replica has the revocation", func() bool {
+		for _, s := range sets {
+			if _, ok := s.Lookup([]byte(JTIKey("fan-out"))); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("revocation on 8 replicas %s after the add was sent (add included: %s)", took, time.Since(start))
+}
+
+// A cluster with a shard down (its master and replica gone) refuses revocations with an
+// error — the API answers 503, nothing half-done — instead of hanging.
+func TestRedisStoreClusterShardDown(t *testing.T) {
+	t.Parallel()
+	c := testredis.StartCluster(t, 3, 1)
+	st, err := NewRedis(c.URL(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	now := time.Now()
+	if err := st.Add(ctx, Entry{Key: JTIKey("up"), At: now, Expires: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	slot := redis.NewClient(&redis.Options{Addr: c.Masters[0].Addr})
+	owner := 0
+	if s := slot.ClusterKeySlot(ctx, redisKey).Val(); s >= 16384/3 {
+		owner = int(s) * 3 / 16384
+	}
+	slot.Close()
+	c.Masters[owner].Stop()
+	c.Replicas[owner].Stop()
+	start := time.Now()
+	err = st.Add(ctx, Entry{Key: JTIKey("down"), At: now, Expires: now.Add(time.Hour)})
+	if err == nil {
+		t.Fatal("a revocation was accepted while its shard is down")
+	}
+	took := time.Since(start)
+	if took > 15*time.Second {
+		t.Errorf("the refusal took %s", took)
+	}
+	t.Logf("refused after %s: %v", took.Round(time.Millisecond), err)
+}

@@ -100,3 +100,35 @@ func TestRedisSentinelFailover(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, "counting again after the failover", func() bool { return hit() == nil })
 	t.Logf("counting again %s after the primary died", time.Since(start).Round(time.Millisecond))
 }
+
+// Eight limiter replicas on one Redis hitting one key at once count exactly: the sum is the
+// hits sent, never more (no retried pipeline) and never less.
+func TestEightReplicasCountExactly(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	clock := &fakeClock{}
+	clock.Set(time.Now().Truncate(time.Minute).Add(10 * time.Second))
+	const replicas, hits = 8, 200
+	var wg sync.WaitGroup
+	var rs []*Redis
+	for range replicas {
+		r, err := NewRedis(srv.URL(), RedisOptions{Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		rs = append(rs, r)
+	}
+	for _, r := range rs {
+		wg.Go(func() {
+			for range hits {
+				_ = r.DoLimit(context.Background(), []Hit{{Key: "sgrl:fan", Limit: 1 << 30, Window: time.Minute, Hits: 1}}, make([]Result, 1))
+			}
+		})
+	}
+	wg.Wait()
+	key := fmt.Sprintf("sgrl:fan:%d", clock.Now().Truncate(time.Minute).Unix())
+	if n, err := rs[0].rdb.Get(context.Background(), key).Int(); err != nil || n != replicas*hits {
+		t.Fatalf("%s = %d (%v), want %d", key, n, err, replicas*hits)
+	}
+}
