@@ -52,13 +52,12 @@ func Build(specs []Spec) (ir.Gateway, Diagnostics) {
 		byName[svc.Name] = spec.File
 		kept := make([]ir.Operation, 0, len(svc.Operations))
 		for _, op := range svc.Operations {
-			t, _ := ir.ParseTemplate(op.Path) // parsed without error in buildService
-			key := op.Method + " " + t.Shape()
 			src := sources[op.ID]
-			so, seen := byShape[t.Shape()]
+			key := op.Method + " " + src.shape
+			so, seen := byShape[src.shape]
 			if !seen {
-				so = &shapeOwner{tmpl: t, file: spec.File, src: src, svc: svc.Name}
-				byShape[t.Shape()] = so
+				so = &shapeOwner{tmpl: src.tmpl, file: spec.File, src: src, svc: svc.Name}
+				byShape[src.shape] = so
 			}
 			so.ops = append(so.ops, op)
 			other, dup := byRoute[key]
@@ -191,10 +190,13 @@ func (spec Spec) service(diags *Diagnostics) (ir.Service, map[string]opSource, b
 	return svc, b.sources, b.ok
 }
 
-// opSource locates an operation in its file, for diagnostics that come after the build.
+// opSource locates an operation in its file, for diagnostics that come after the build, and
+// keeps its parsed path (built once per file, reused by every rebuild).
 type opSource struct {
 	where string // METHOD path, as written
 	line  int
+	tmpl  ir.Template
+	shape string
 }
 
 var slugRe = regexp.MustCompile(`[^a-z0-9]+`)
@@ -299,10 +301,12 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 				routed = path[:i]
 			}
 			gwPath := joinBase(svc.BasePath, routed)
-			if _, err := ir.ParseTemplate(gwPath); err != nil {
+			tmpl, err := ir.ParseTemplate(gwPath)
+			if err != nil {
 				errAt(spec.line(pathPtr), path, "%v", err)
 				continue
 			}
+			shape := tmpl.Shape()
 			ops := item.Operations()
 			for _, method := range slices.Sorted(maps.Keys(ops)) {
 				op := ops[method]
@@ -352,7 +356,7 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 					errAt(line, where, "no security requirement: declare one, or security: [] to make the operation anonymous")
 				}
 				o.Security = buildSecurity(file, line, where, doc, reqs, schemes, diags)
-				sources[o.ID] = opSource{where: where, line: line}
+				sources[o.ID] = opSource{where: where, line: line, tmpl: tmpl, shape: shape}
 				svc.Operations = append(svc.Operations, o)
 			}
 		}

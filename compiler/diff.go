@@ -3,6 +3,7 @@ package compiler
 import (
 	"cmp"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -45,7 +46,9 @@ func Diff(old, new ir.Gateway) []Change {
 			}
 			continue
 		}
-		out = append(out, diffService(os, ns)...)
+		if !reflect.DeepEqual(os, ns) { // most services of a push are unchanged
+			out = append(out, diffService(os, ns)...)
+		}
 	}
 	for name, os := range olds {
 		if _, ok := news[name]; !ok {

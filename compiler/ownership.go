@@ -13,6 +13,28 @@ import (
 // GET /orders/mine would win over orders' /orders/{id} and, with Authorization allowed,
 // receive orders' bearer tokens. compile, lint and every push apply it.
 func CheckOwnership(gw ir.Gateway, shared []string) Diagnostics {
+	type located struct {
+		svc  *ir.Service
+		op   ir.Operation
+		tmpl ir.Template
+	}
+	// Operations by their first segment's text ("" when it has a variable): an operation can
+	// only lie under /orders if its first segment is orders or a variable.
+	byFirst := map[string][]located{}
+	for i := range gw.Services {
+		s := &gw.Services[i]
+		for _, op := range s.Operations {
+			t, err := ir.ParseTemplate(op.Path)
+			if err != nil || len(t.Segments) == 0 {
+				continue
+			}
+			first := ""
+			if !slices.ContainsFunc(t.Segments[0].Parts, func(p ir.Part) bool { return p.Var != "" }) {
+				first = t.Segments[0].Parts[0].Literal
+			}
+			byFirst[first] = append(byFirst[first], located{s, op, t})
+		}
+	}
 	var diags Diagnostics
 	for _, owner := range gw.Services {
 		base := owner.BasePath
@@ -20,24 +42,29 @@ func CheckOwnership(gw ir.Gateway, shared []string) Diagnostics {
 			continue
 		}
 		prefix, _ := ir.ParseTemplate(base)
+		nested := map[string]bool{} // services reported for a nested basePath
 		for _, other := range gw.Services {
-			if other.Name == owner.Name || other.BasePath != "" && strings.HasPrefix(base, other.BasePath+"/") {
-				continue // other holds owner's prefix: nesting is judged on owner's basePath
-			}
-			if other.BasePath == base || strings.HasPrefix(other.BasePath, base+"/") {
+			if other.Name != owner.Name && (other.BasePath == base || strings.HasPrefix(other.BasePath, base+"/")) {
+				nested[other.Name] = true
 				diags.errorf(other.File, "", "x-specgate.basePath %s lies under %s, the basePath of service %s (%s): list %s in gateway.yaml sharedPrefixes to let services share it",
 					other.BasePath, base, owner.Name, owner.File, base)
+			}
+		}
+		first := prefix.Segments[0].Parts[0].Literal
+		for _, l := range append(slices.Clone(byFirst[first]), byFirst[""]...) {
+			other := l.svc
+			// other holding owner's prefix (nesting is judged on owner's basePath), and the
+			// services already reported for nesting, are not reported per operation.
+			if other.Name == owner.Name || nested[other.Name] || other.BasePath != "" && strings.HasPrefix(base, other.BasePath+"/") {
 				continue
 			}
-			for _, op := range other.Operations {
-				t, err := ir.ParseTemplate(op.Path)
-				if err == nil && under(t, prefix) {
-					diags.errorf(other.File, op.Method+" "+op.Path, "can match paths under %s, the basePath of service %s (%s): a service serves only its own paths; list %s in gateway.yaml sharedPrefixes to share it",
-						base, owner.Name, owner.File, base)
-				}
+			if under(l.tmpl, prefix) {
+				diags.errorf(other.File, l.op.Method+" "+l.op.Path, "can match paths under %s, the basePath of service %s (%s): a service serves only its own paths; list %s in gateway.yaml sharedPrefixes to share it",
+					base, owner.Name, owner.File, base)
 			}
 		}
 	}
+	diags.Sort()
 	return diags
 }
 

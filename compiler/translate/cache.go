@@ -18,12 +18,12 @@ import (
 // did not use are dropped. Routes in the cache are shared by the snapshots that hold them and
 // never modified. Output is the same, byte for byte, with or without a cache.
 type Cache struct {
-	mu     sync.Mutex
-	opts   [32]byte
-	groups map[[32]byte]groupEntry
-	next   map[[32]byte]groupEntry
-	// templates are the parsed paths of the last translation (ir.Template is never modified).
-	templates map[string]ir.Template
+	mu   sync.Mutex
+	opts [32]byte
+	// What the last translation used, one map per translator (listener): kept as they are,
+	// not merged, so that a push copies nothing.
+	groups    []map[[32]byte]groupEntry
+	templates []map[string]ir.Template // parsed paths (ir.Template is never modified)
 }
 
 // groupEntry is one path group's routes, validated, with the digest of each.
@@ -33,7 +33,25 @@ type groupEntry struct {
 }
 
 // NewCache returns an empty Cache.
-func NewCache() *Cache { return &Cache{groups: map[[32]byte]groupEntry{}} }
+func NewCache() *Cache { return &Cache{} }
+
+func (c *Cache) group(key [32]byte) (groupEntry, bool) {
+	for _, m := range c.groups {
+		if e, ok := m[key]; ok {
+			return e, true
+		}
+	}
+	return groupEntry{}, false
+}
+
+func (c *Cache) template(path string) (ir.Template, bool) {
+	for _, m := range c.templates {
+		if t, ok := m[path]; ok {
+			return t, true
+		}
+	}
+	return ir.Template{}, false
+}
 
 // begin starts a translation with opts; a change of options empties the cache. Until end,
 // translators only read groups and templates, so that the listeners can be built at once.
@@ -41,14 +59,17 @@ func (c *Cache) begin(opts Options) {
 	c.mu.Lock()
 	o, _ := json.Marshal(opts)
 	if key := sha256.Sum256(o); key != c.opts {
-		c.opts, c.groups = key, map[[32]byte]groupEntry{}
+		c.opts, c.groups = key, nil
 	}
-	c.next = map[[32]byte]groupEntry{}
 }
 
-// end keeps what this translation used.
-func (c *Cache) end(templates map[string]ir.Template) {
-	c.groups, c.next, c.templates = c.next, nil, templates
+// end keeps what this translation's translators used.
+func (c *Cache) end(used []*translator) {
+	c.groups, c.templates = nil, nil
+	for _, t := range used {
+		c.groups = append(c.groups, t.used)
+		c.templates = append(c.templates, t.templates)
+	}
 	c.mu.Unlock()
 }
 
@@ -94,7 +115,7 @@ func (t *translator) groupRoutes(g pathGroup, build func() []*routev3.Route) []*
 		return build()
 	}
 	key := t.prints.group(g)
-	e, ok := t.cache.groups[key]
+	e, ok := t.cache.group(key)
 	if !ok {
 		e.routes = build()
 		for _, r := range e.routes {
@@ -113,6 +134,18 @@ func (t *translator) groupRoutes(g pathGroup, build func() []*routev3.Route) []*
 		t.digests[r] = e.digests[i]
 	}
 	return e.routes
+}
+
+// routeDigests are the digests of the routes known valid, one map per translator.
+type routeDigests []map[*routev3.Route][32]byte
+
+func (d routeDigests) get(r *routev3.Route) ([32]byte, bool) {
+	for _, m := range d {
+		if v, ok := m[r]; ok {
+			return v, true
+		}
+	}
+	return [32]byte{}, false
 }
 
 // digest is the content hash of one route, for Resources.Version.

@@ -72,7 +72,7 @@ func (t *translator) template(path string) (ir.Template, error) {
 	}
 	tmpl, ok := ir.Template{}, false
 	if t.cache != nil {
-		tmpl, ok = t.cache.templates[path]
+		tmpl, ok = t.cache.template(path)
 	}
 	if !ok {
 		var err error

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"sync"
 	"time"
 
@@ -67,8 +66,8 @@ type Resources struct {
 	Clusters  []*clusterv3.Cluster
 	RateLimit *rlconfv3.RateLimitConfig
 
-	digests map[*routev3.Route][32]byte // routes already validated, with their content hash
-	inline  bool                        // the route configurations were validated inside the listeners
+	digests routeDigests // routes already validated, with their content hash
+	inline  bool         // the route configurations were validated inside the listeners
 }
 
 // Translate builds the Envoy resources of gw. Every inner message is validated before it is
@@ -82,11 +81,12 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 	}
 	opts = opts.withDefaults()
 	t := newTranslator(opts)
+	var subs []*translator
 	if t.cache != nil {
 		t.cache.begin(opts)
-		defer func() { t.cache.end(t.templates) }()
+		defer func() { t.cache.end(subs) }()
 	}
-	res := &Resources{RateLimit: rateLimitConfig(gw), digests: t.digests, inline: opts.InlineRoutes}
+	res := &Resources{RateLimit: rateLimitConfig(gw), inline: opts.InlineRoutes}
 	listeners := []struct {
 		name     string
 		port     uint32
@@ -96,7 +96,7 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 		{ListenerInternal, opts.Gateway.Listeners.Internal, true},
 	}
 	// The listeners are independent and hold nearly all the work: one core each.
-	subs := make([]*translator, len(listeners))
+	subs = make([]*translator, len(listeners))
 	rcs := make([]*routev3.RouteConfiguration, len(listeners))
 	ls := make([]*listenerv3.Listener, len(listeners))
 	var wg sync.WaitGroup
@@ -109,7 +109,8 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 	}
 	wg.Wait()
 	for _, sub := range subs {
-		t.join(sub)
+		t.err = errors.Join(t.err, sub.err)
+		res.digests = append(res.digests, sub.digests)
 	}
 	res.Routes, res.Listeners = rcs, ls
 	for _, s := range gw.Services {
@@ -143,19 +144,9 @@ func newTranslator(opts Options) *translator {
 		templates: map[string]ir.Template{}, used: map[[32]byte]groupEntry{}}
 }
 
-// fork is a translator for one goroutine: the same options and cache (read only until
-// join), its own maps and errors.
+// fork is a translator for one goroutine: the same options and cache (read only until the
+// translation ends), its own maps and errors.
 func (t *translator) fork() *translator { return newTranslator(t.opts) }
-
-// join takes in what a fork found and made.
-func (t *translator) join(sub *translator) {
-	t.err = errors.Join(t.err, sub.err)
-	maps.Copy(t.digests, sub.digests)
-	maps.Copy(t.templates, sub.templates)
-	if t.cache != nil {
-		maps.Copy(t.cache.next, sub.used)
-	}
-}
 
 // pack validates m and wraps it in an Any.
 func (t *translator) pack(m proto.Message) *anypb.Any {
@@ -203,7 +194,7 @@ func (r *Resources) validate() error {
 			shell, routes := splitRoutes(rc)
 			check(shell)
 			for _, rt := range routes {
-				if _, known := r.digests[rt]; !known {
+				if _, known := r.digests.get(rt); !known {
 					check(rt)
 				}
 			}
@@ -284,7 +275,7 @@ func (r *Resources) Version() (string, error) {
 			return "", err
 		}
 		for _, rt := range routes {
-			d, known := r.digests[rt]
+			d, known := r.digests.get(rt)
 			if !known {
 				var err error
 				if d, err = digest(rt); err != nil {
