@@ -105,23 +105,8 @@ type shapeOwner struct {
 // such cases to the tooling), so /a/b/{y} serves it; with one policy on both that changes
 // nothing (real APIs are full of /user/codespaces/{name}/stop beside
 // /user/codespaces/secrets/{name}), but with two the order alone would decide which
-// applies, and the gateway does not guess. Shapes are compared within a segment count and a
-// first segment, and against those whose first segment has a variable.
+// applies, and the gateway does not guess.
 func ambiguousPaths(shapes map[string]*shapeOwner, diags *Diagnostics) {
-	type bucketKey struct {
-		n     int
-		first string // the first segment's text, or "{}" for one with a variable
-	}
-	buckets := map[bucketKey][]*shapeOwner{}
-	for _, k := range slices.Sorted(maps.Keys(shapes)) {
-		o := shapes[k]
-		first := "{}"
-		if segs := o.tmpl.Segments; len(segs) > 0 && !slices.ContainsFunc(segs[0].Parts, func(p ir.Part) bool { return p.Var != "" }) {
-			first, _, _ = strings.Cut(o.tmpl.Shape()[1:], "/")
-		}
-		bk := bucketKey{len(o.tmpl.Segments), first}
-		buckets[bk] = append(buckets[bk], o)
-	}
 	report := func(a, b *shapeOwner) {
 		witness, ambiguous := ir.Overlap(a.tmpl, b.tmpl)
 		if !ambiguous || a.svc == b.svc && onePolicy(append(slices.Clone(a.ops), b.ops...)) {
@@ -130,22 +115,54 @@ func ambiguousPaths(shapes map[string]*shapeOwner, diags *Diagnostics) {
 		diags.add(Error, b.file, b.src.line, b.src.where, "a request such as %s matches both this path and %s:%d: %s, neither is more specific, and their gateway policies differ: route order alone would decide which applies; make one path more specific or the policies equal",
 			witness, a.file, a.src.line, a.src.where)
 	}
-	for _, bk := range slices.SortedFunc(maps.Keys(buckets), func(x, y bucketKey) int { return cmp.Or(cmp.Compare(x.n, y.n), cmp.Compare(x.first, y.first)) }) {
-		list := buckets[bk]
-		for i := range list {
-			for j := i + 1; j < len(list); j++ {
-				report(list[i], list[j])
+	bySegments := map[int][]*shapeOwner{}
+	for _, k := range slices.Sorted(maps.Keys(shapes)) {
+		o := shapes[k]
+		bySegments[len(o.tmpl.Segments)] = append(bySegments[len(o.tmpl.Segments)], o)
+	}
+	for _, n := range slices.Sorted(maps.Keys(bySegments)) {
+		overlapCandidates(bySegments[n], 0, report)
+	}
+}
+
+// overlapCandidates calls f for each pair of items (templates of one segment count, alike in
+// their first i segments) that may overlap, without comparing every pair: at segment i, items
+// with different text never overlap, so each text is a group of its own; items with a
+// variable there are paired with all the others.
+func overlapCandidates(items []*shapeOwner, i int, f func(a, b *shapeOwner)) {
+	if len(items) < 2 {
+		return
+	}
+	if i == len(items[0].tmpl.Segments) {
+		for a := range items {
+			for b := a + 1; b < len(items); b++ {
+				f(items[a], items[b])
 			}
 		}
-		if bk.first == "{}" {
-			continue
+		return
+	}
+	groups := map[string][]*shapeOwner{}
+	var vars []*shapeOwner
+	for _, it := range items {
+		seg := it.tmpl.Segments[i]
+		if slices.ContainsFunc(seg.Parts, func(p ir.Part) bool { return p.Var != "" }) {
+			vars = append(vars, it)
+		} else if len(seg.Parts) == 0 {
+			groups[""] = append(groups[""], it)
+		} else {
+			groups[seg.Parts[0].Literal] = append(groups[seg.Parts[0].Literal], it)
 		}
-		for _, v := range buckets[bucketKey{bk.n, "{}"}] {
-			for _, o := range list {
-				report(o, v)
+	}
+	for _, text := range slices.Sorted(maps.Keys(groups)) {
+		g := groups[text]
+		overlapCandidates(g, i+1, f)
+		for _, v := range vars {
+			for _, x := range g {
+				f(x, v)
 			}
 		}
 	}
+	overlapCandidates(vars, i+1, f)
 }
 
 // onePolicy reports whether every operation has the same gateway policy, methods aside.

@@ -68,7 +68,8 @@ func main() {
 	}
 	defer os.RemoveAll(tmp)
 
-	const backend = "http://127.0.0.1:8081"
+	// A name, not 127.0.0.1: compile applies the default backend policy, which refuses loopback.
+	const backend = "http://backend.bench.internal:8080"
 	sets := []set{
 		{"github", "GitHub REST (3.0.3, 1,223 operations, 13 MB JSON)", func(d string) error { return realspecs.Write(d, backend, realspecs.GitHub) }},
 		{"real", "GitHub + OpenAI + Anthropic + Cohere (1,631 routes)", func(d string) error { return realspecs.Write(d, backend, realspecs.All...) }},
