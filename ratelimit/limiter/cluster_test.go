@@ -24,15 +24,7 @@ func TestRedisClusterCountsExactly(t *testing.T) {
 	c := testredis.StartCluster(t, 3, 1)
 	clock := &fakeClock{}
 	clock.Set(time.Now().Truncate(time.Minute).Add(10 * time.Second))
-	var replicas []*Redis
-	for range 2 {
-		r, err := NewRedis(c.URL(), RedisOptions{Clock: clock})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		replicas = append(replicas, r)
-	}
+	replicas := limiters(t, c.URL(), clock, 2)
 	const keys, hitsEach = 60, 10
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*keys*hitsEach)
@@ -71,6 +63,21 @@ func TestRedisClusterCountsExactly(t *testing.T) {
 			t.Errorf("master %s holds %d keys (%v): counters are not spread over the shards", m.Addr, n, err)
 		}
 	}
+}
+
+// limiters are n limiter replicas on the store url, closed when the test ends.
+func limiters(t *testing.T, url string, clock TimeSource, n int) []*Redis {
+	t.Helper()
+	var out []*Redis
+	for range n {
+		r, err := NewRedis(url, RedisOptions{Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		out = append(out, r)
+	}
+	return out
 }
 
 // clusterKey is a counter key as rules makes them: a per-rule hash, then the value counted.
@@ -112,15 +119,7 @@ func TestEightReplicasCountExactly(t *testing.T) {
 	clock.Set(time.Now().Truncate(time.Minute).Add(10 * time.Second))
 	const replicas, hits = 8, 200
 	var wg sync.WaitGroup
-	var rs []*Redis
-	for range replicas {
-		r, err := NewRedis(srv.URL(), RedisOptions{Clock: clock})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		rs = append(rs, r)
-	}
+	rs := limiters(t, srv.URL(), clock, replicas)
 	for _, r := range rs {
 		wg.Go(func() {
 			for range hits {
@@ -156,15 +155,7 @@ func TestRedisClusterSlotMigrationUnderLoad(t *testing.T) {
 	from := int(slot) * 3 / 16384
 	to := (from + 1) % 3
 
-	var replicas []*Redis
-	for range 2 {
-		r, err := NewRedis(c.URL(), RedisOptions{Clock: clock})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		replicas = append(replicas, r)
-	}
+	replicas := limiters(t, c.URL(), clock, 2)
 	var wg sync.WaitGroup
 	var sent, failed atomic.Int64
 	stop := make(chan struct{})
