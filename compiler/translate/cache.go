@@ -117,6 +117,7 @@ func (t *translator) groupRoutes(g pathGroup, build func() []*routev3.Route) []*
 	key := t.prints.group(g)
 	e, ok := t.cache.group(key)
 	if !ok {
+		before := t.err
 		e.routes = build()
 		for _, r := range e.routes {
 			if err := r.ValidateAll(); err != nil {
@@ -127,6 +128,9 @@ func (t *translator) groupRoutes(g pathGroup, build func() []*routev3.Route) []*
 				t.fail("route %s: %w", r.Name, err)
 			}
 			e.digests = append(e.digests, d)
+		}
+		if t.err != before {
+			return e.routes // refused: never cached, so the next translation finds it again
 		}
 	}
 	t.used[key] = e
