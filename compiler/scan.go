@@ -99,8 +99,8 @@ func operationRule(p []string) keepRule {
 type scanned struct {
 	docs  int            // YAML documents in the file (JSON: 1)
 	root  map[string]any // the pruned document; nil when the top level is not an object
-	top   string         // what the top level is when it is not an object ("list", "text")
-	lines map[string]int // JSON pointer of every kept key → its line (1-based)
+	top   string         // what the top level is when it is not an object
+	lines map[string]int // JSON pointer of every kept key (what the gateway reads) → its line
 	dups  []dupKey
 }
 
@@ -160,12 +160,10 @@ func scanJSON(data []byte) (*scanned, error) {
 	dec := newJSONDecoder(data, false)
 	lc := &lineCounter{data: data}
 	var path []string
+	// readValue reads the value at path, whose rule is not skip.
 	var readValue func(ptr string) (any, error)
 	readValue = func(ptr string) (any, error) {
-		switch rule := ruleAt(path); {
-		case rule == skip:
-			return nil, dec.SkipValue()
-		case rule == whole || dec.PeekKind() != '{':
+		if ruleAt(path) == whole || dec.PeekKind() != '{' {
 			raw, err := dec.ReadValue()
 			if err != nil {
 				return nil, err
@@ -183,16 +181,17 @@ func scanJSON(data []byte) (*scanned, error) {
 				return nil, err
 			}
 			key := tok.String()
-			kp := pointerAppend(ptr, key)
-			s.lines[kp] = lc.at(dec.InputOffset() - 1)
 			path = append(path, key)
-			v, err := readValue(kp)
+			if ruleAt(path) == skip {
+				err = dec.SkipValue()
+			} else {
+				kp := pointerAppend(ptr, key)
+				s.lines[kp] = lc.at(dec.InputOffset() - 1)
+				obj[key], err = readValue(kp)
+			}
 			path = path[:len(path)-1]
 			if err != nil {
 				return nil, err
-			}
-			if v != nil || ruleAt(append(path, key)) != skip {
-				obj[key] = v
 			}
 		}
 		_, err := dec.ReadToken() // }
@@ -311,14 +310,11 @@ func scanYAML(data []byte) (*scanned, error) {
 		return s, nil
 	}
 	var path []string
+	// readNode reads the node at path, whose rule is not skip.
 	var readNode func(n *yaml.Node, ptr string) (any, error)
 	readNode = func(n *yaml.Node, ptr string) (any, error) {
 		n = resolveAlias(n)
-		rule := ruleAt(path)
-		if rule == skip {
-			return nil, nil
-		}
-		if rule == whole || n.Kind != yaml.MappingNode || hasMergeKey(n) {
+		if ruleAt(path) == whole || n.Kind != yaml.MappingNode || hasMergeKey(n) {
 			var v any
 			if err := n.Decode(&v); err != nil {
 				return nil, &lineError{line: n.Line, msg: "YAML: " + err.Error()}
@@ -328,16 +324,16 @@ func scanYAML(data []byte) (*scanned, error) {
 		obj := map[string]any{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
-			kp := pointerAppend(ptr, key)
-			s.lines[kp] = n.Content[i].Line
 			path = append(path, key)
-			v, err := readNode(n.Content[i+1], kp)
+			var err error
+			if ruleAt(path) != skip {
+				kp := pointerAppend(ptr, key)
+				s.lines[kp] = n.Content[i].Line
+				obj[key], err = readNode(n.Content[i+1], kp)
+			}
 			path = path[:len(path)-1]
 			if err != nil {
 				return nil, err
-			}
-			if v != nil || ruleAt(append(path, key)) != skip {
-				obj[key] = v
 			}
 		}
 		return obj, nil
