@@ -106,7 +106,8 @@ type fileResult struct {
 	kind  fileKind
 	spec  Spec
 	diags Diagnostics
-	refs  []string // files its $refs read, relative to the spec directory
+	// readsFiles: its $refs read other files, which may change without it: not cached.
+	readsFiles bool
 }
 
 // LoadFiles parses in-memory files (name → content), resolving relative $refs among the
@@ -147,7 +148,7 @@ func (l *Loader) LoadFiles(dir string, files map[string][]byte) ([]Spec, Diagnos
 	l.mu.Lock()
 	l.cache = map[[32]byte]*fileResult{} // keep only this set: a changed file's old result goes
 	for i, r := range results {
-		if r.refs == nil && r.kind != kindBroken {
+		if !r.readsFiles && r.kind != kindBroken {
 			l.cache[keys[i]] = r
 		}
 	}
@@ -235,13 +236,9 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 	if err != nil {
 		return fail(0, "load: %v", err)
 	}
-	loader := newRefLoader(absDir, files, func(rel string) { r.refs = append(r.refs, rel) })
+	loader := newRefLoader(absDir, files, func() { r.readsFiles = true })
 	if err := loader.ResolveRefsIn(doc, &url.URL{Path: filepath.Join(absDir, name)}); err != nil {
-		return fail(0, "$ref: %s", strings.ReplaceAll(err.Error(), absDir+string(filepath.Separator), ""))
-	}
-	if r.refs != nil {
-		slices.Sort(r.refs)
-		r.refs = slices.Compact(r.refs)
+		return fail(0, "$ref: %s", cleanErr(err, absDir))
 	}
 	r.kind = kindService
 	r.spec = Spec{File: name, Doc: doc, lines: s.lines, built: &builtService{}}
@@ -250,8 +247,9 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 
 // newRefLoader is a kin-openapi loader whose $refs may point at other files of the spec
 // directory (or below it), never outside it, never a URL. A file of the candidate set is read
-// from files (a push has not written it yet), any other from the disk. read learns each file.
-func newRefLoader(absDir string, files map[string][]byte, read func(rel string)) *openapi3.Loader {
+// from files (a push has not written it yet), any other from the disk. read is called for
+// each file read.
+func newRefLoader(absDir string, files map[string][]byte, read func()) *openapi3.Loader {
 	loader := openapi3.NewLoader()
 	loader.IsExternalRefsAllowed = true
 	loader.ReadFromURIFunc = func(_ *openapi3.Loader, u *url.URL) ([]byte, error) {
@@ -266,7 +264,7 @@ func newRefLoader(absDir string, files map[string][]byte, read func(rel string))
 		if err != nil || strings.HasPrefix(rel, "..") {
 			return nil, fmt.Errorf("$ref %s: outside the spec directory", u)
 		}
-		read(rel)
+		read()
 		if b, ok := files[rel]; ok {
 			return b, nil
 		}
@@ -295,19 +293,23 @@ func Strict(dir string, files map[string][]byte, specs []Spec) Diagnostics {
 		return Diagnostics{{Severity: Error, File: dir, Message: err.Error()}}
 	}
 	for _, spec := range specs {
-		loader := newRefLoader(absDir, files, func(string) {})
+		loader := newRefLoader(absDir, files, func() {})
 		doc, err := loader.LoadFromDataWithPath(files[spec.File], &url.URL{Path: filepath.Join(absDir, spec.File)})
 		if err == nil {
 			err = doc.Validate(context.Background(), openapi3.EnableMultiError(), openapi3.EnableExamplesValidation(),
 				openapi3.EnableSchemaDefaultsValidation(), openapi3.EnableSchemaPatternValidation(), openapi3.EnableSchemaFormatValidation())
 		}
 		for _, e := range flatten(err) {
-			msg := strings.ReplaceAll(e.Error(), absDir+string(filepath.Separator), "")
-			msg, _, _ = strings.Cut(msg, "\n") // the first line: kin-openapi follows it with dumps of schema and value
+			msg, _, _ := strings.Cut(cleanErr(e, absDir), "\n") // the first line: kin-openapi follows it with dumps of schema and value
 			diags.add(Warning, spec.File, 0, "", "strict: %s", strings.TrimSpace(msg))
 		}
 	}
 	return diags
+}
+
+// cleanErr drops the absolute directory from loader messages so they name the file as given.
+func cleanErr(err error, absDir string) string {
+	return strings.ReplaceAll(err.Error(), absDir+string(filepath.Separator), "")
 }
 
 // flatten lists the errors inside kin-openapi's MultiErrors.
