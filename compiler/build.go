@@ -656,14 +656,23 @@ func Compile(dir string) (ir.Gateway, Diagnostics) {
 	return gw, diags
 }
 
-// CheckBackends applies the gateway's backend policy (gateway.yaml backends, which the specs
-// do not carry) to every service: compile, lint --config and every push of the control plane.
-func CheckBackends(gw ir.Gateway, check func(host string) error) Diagnostics {
+// Policy is what gateway.yaml says about specs, which the specs themselves do not carry:
+// where backends may point, and which basePaths services may share. compile, lint and every
+// push and reload of the control plane check it.
+type Policy struct {
+	Backend        func(host string) error // gateway.yaml backends; nil allows any host
+	SharedPrefixes []string
+}
+
+// Check applies the policy to a built gateway.
+func (p Policy) Check(gw ir.Gateway) Diagnostics {
 	var diags Diagnostics
-	for _, s := range gw.Services {
-		if err := check(s.Backend.Host); err != nil {
-			diags.errorf(s.File, "", "x-specgate.backend: %v", err)
+	if p.Backend != nil {
+		for _, s := range gw.Services {
+			if err := p.Backend(s.Backend.Host); err != nil {
+				diags.errorf(s.File, "", "x-specgate.backend: %v", err)
+			}
 		}
 	}
-	return diags
+	return append(diags, checkOwnership(gw, p.SharedPrefixes)...)
 }

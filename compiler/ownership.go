@@ -7,12 +7,12 @@ import (
 	"github.com/specgate/specgate/compiler/ir"
 )
 
-// CheckOwnership keeps each service to its own prefix: no operation of one service may match
+// checkOwnership keeps each service to its own prefix: no operation of one service may match
 // a path under another service's basePath, and no basePath may lie under another's, unless
 // that basePath is one of shared (gateway.yaml sharedPrefixes). Without it a new service's
 // GET /orders/mine would win over orders' /orders/{id} and, with Authorization allowed,
-// receive orders' bearer tokens. compile, lint and every push apply it.
-func CheckOwnership(gw ir.Gateway, shared []string) Diagnostics {
+// receive orders' bearer tokens.
+func checkOwnership(gw ir.Gateway, shared []string) Diagnostics {
 	type located struct {
 		svc  *ir.Service
 		op   ir.Operation
@@ -51,16 +51,18 @@ func CheckOwnership(gw ir.Gateway, shared []string) Diagnostics {
 			}
 		}
 		first := prefix.Segments[0].Parts[0].Literal
-		for _, l := range append(slices.Clone(byFirst[first]), byFirst[""]...) {
-			other := l.svc
-			// other holding owner's prefix (nesting is judged on owner's basePath), and the
-			// services already reported for nesting, are not reported per operation.
-			if other.Name == owner.Name || nested[other.Name] || other.BasePath != "" && strings.HasPrefix(base, other.BasePath+"/") {
-				continue
-			}
-			if under(l.tmpl, prefix) {
-				diags.errorf(other.File, l.op.Method+" "+l.op.Path, "can match paths under %s, the basePath of service %s (%s): a service serves only its own paths; list %s in gateway.yaml sharedPrefixes to share it",
-					base, owner.Name, owner.File, base)
+		for _, candidates := range [][]located{byFirst[first], byFirst[""]} {
+			for _, l := range candidates {
+				other := l.svc
+				// other holding owner's prefix (nesting is judged on owner's basePath), and the
+				// services already reported for nesting, are not reported per operation.
+				if other.Name == owner.Name || nested[other.Name] || other.BasePath != "" && strings.HasPrefix(base, other.BasePath+"/") {
+					continue
+				}
+				if under(l.tmpl, prefix) {
+					diags.errorf(other.File, l.op.Method+" "+l.op.Path, "can match paths under %s, the basePath of service %s (%s): a service serves only its own paths; list %s in gateway.yaml sharedPrefixes to share it",
+						base, owner.Name, owner.File, base)
+				}
 			}
 		}
 	}

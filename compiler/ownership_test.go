@@ -22,7 +22,7 @@ func TestCheckOwnership(t *testing.T) {
 		svc("carts", "/carts", "/{id}"),
 	}}
 	var got []string
-	for _, d := range CheckOwnership(gw, nil) {
+	for _, d := range checkOwnership(gw, nil) {
 		got = append(got, d.String())
 	}
 	want := []string{
@@ -42,7 +42,7 @@ func TestCheckOwnership(t *testing.T) {
 	if len(got) != len(want) || strings.Contains(all, "/ordersx") {
 		t.Errorf("%d problems, want %d:\n%s", len(got), len(want), all)
 	}
-	if d := CheckOwnership(gw, []string{"/orders", "/carts"}); len(d) != 0 {
+	if d := checkOwnership(gw, []string{"/orders", "/carts"}); len(d) != 0 {
 		t.Errorf("shared prefixes still refused: %v", d)
 	}
 }

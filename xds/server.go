@@ -239,8 +239,7 @@ func (s *Server) build(files map[string][]byte) (*builtState, compiler.Diagnosti
 	specs, diags := s.loader.LoadFiles(s.opts.SpecDir, files)
 	gw, more := compiler.Build(specs)
 	diags = append(diags, more...)
-	diags = append(diags, compiler.CheckBackends(gw, s.opts.Gateway.Backends.Check)...)
-	diags = append(diags, compiler.CheckOwnership(gw, s.opts.Gateway.SharedPrefixes)...)
+	diags = append(diags, compiler.Policy{Backend: s.opts.Gateway.Backends.Check, SharedPrefixes: s.opts.Gateway.SharedPrefixes}.Check(gw)...)
 	diags.Sort()
 	if diags.HasErrors() {
 		return nil, diags, errors.New("specs refused")

@@ -28,12 +28,11 @@ func compileSpecs(w io.Writer, dir string, strict bool, cfg *config.Gateway) (ir
 	if strict {
 		diags = append(diags, compiler.Strict(dir, files, specs)...)
 	}
-	var shared []string
+	var policy compiler.Policy // without a gateway.yaml: path ownership, no shared prefixes
 	if cfg != nil {
-		diags = append(diags, compiler.CheckBackends(gw, cfg.Backends.Check)...)
-		shared = cfg.SharedPrefixes
+		policy = compiler.Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes}
 	}
-	diags = append(diags, compiler.CheckOwnership(gw, shared)...)
+	diags = append(diags, policy.Check(gw)...)
 	diags.Sort()
 	for _, d := range diags {
 		fmt.Fprintln(w, d.String())
