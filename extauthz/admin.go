@@ -113,13 +113,10 @@ func (a *admin) entryKey(req revocationRequest) (string, time.Time, error) {
 		if req.Issuer != "" && v.issuers[req.Issuer] == nil {
 			return "", now, fmt.Errorf("issuer %q is not one of gateway.yaml's issuers", req.Issuer)
 		}
-		if v.multiIssuer {
-			if req.Issuer == "" {
-				return "", now, errors.New(`several issuers are trusted: "sub" needs "issuer" (two issuers' subjects with one name are two people)`)
-			}
-			return revocation.SubjectKey(QualifiedSubject(req.Issuer, req.Sub)), at, nil
+		if v.multiIssuer && req.Issuer == "" {
+			return "", now, errors.New(`several issuers are trusted: "sub" needs "issuer" (two issuers' subjects with one name are two people)`)
 		}
-		return revocation.SubjectKey(req.Sub), at, nil
+		return revocation.SubjectKey(v.qualified(req.Issuer, req.Sub)), at, nil
 	}
 	// The caller is an authenticated admin naming a token to kill: reading it without
 	// verification only extracts its jti; anything that does not parse is refused.

@@ -110,7 +110,7 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 			algs = defaultAlgorithms
 		}
 		ti := &trustedIssuer{name: is.Issuer, audiences: is.Audiences, algs: map[string]bool{},
-			typ: strings.TrimPrefix(strings.ToLower(is.RequireType), "application/")}
+			typ: mediaType(is.RequireType)}
 		for _, a := range algs {
 			ti.algs[a] = true
 		}

@@ -272,7 +272,7 @@ func (v *verifier) selectKey(ctx context.Context, sink jws.KeySink, sig *jws.Sig
 	}
 	if iss.typ != "" {
 		typ, _ := hdrs.Type()
-		if strings.TrimPrefix(strings.ToLower(typ), "application/") != iss.typ {
+		if mediaType(typ) != iss.typ {
 			return nil, fail(reasonTokenType, fmt.Errorf("typ %q, want %s", typ, iss.typ))
 		}
 	}
@@ -371,17 +371,17 @@ func (v *verifier) identity(tok jwt.Token, issuer string, exp time.Time) (*ident
 	return id, nil
 }
 
-// qualified names a subject or client id so that it is unique across the trusted issuers.
+// qualified names a subject or client id in rate-limit keys and subject revocations: as it
+// is with one trusted issuer, as <issuer>|<name> with several, so that it is unique.
 func (v *verifier) qualified(issuer, name string) string {
 	if !v.multiIssuer {
 		return name
 	}
-	return QualifiedSubject(issuer, name)
+	return issuer + "|" + name
 }
 
-// QualifiedSubject is how an issuer's subject (or client id) is named in rate-limit keys and
-// revocations when several issuers are trusted.
-func QualifiedSubject(issuer, subject string) string { return issuer + "|" + subject }
+// mediaType is a typ value as RFC 7515 compares it: case-insensitive, "application/" optional.
+func mediaType(typ string) string { return strings.TrimPrefix(strings.ToLower(typ), "application/") }
 
 func stringClaim(tok jwt.Token, name string) (string, error) {
 	if !tok.Has(name) {
