@@ -2,11 +2,8 @@ package envoy_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -28,7 +25,7 @@ func TestRealWorldSpecsServedByEnvoy(t *testing.T) {
 	for name, spec := range map[string]string{
 		"docs.yaml": `openapi: 3.2.0
 info: {title: Docs, version: 1.0.0}
-x-specgate: {backend: "%s", basePath: /docs}
+x-specgate: {backend: "{{ADDR}}", basePath: /docs}
 security: []
 paths:
   /search:
@@ -41,22 +38,20 @@ paths:
 `,
 		"billing.yaml": `openapi: 3.1.0
 info: {title: Billing, version: 1.0.0}
-x-specgate: {backend: "%s/internal/billing", basePath: /billing, stripBasePath: true}
+x-specgate: {backend: "{{ADDR}}/internal/billing", basePath: /billing, stripBasePath: true}
 security: []
 paths:
   /invoices/{id}: {get: {operationId: getInvoice, responses: {"200": {description: ok}}}}
 `,
 		"ledger.yaml": `openapi: 3.1.0
 info: {title: Ledger, version: 1.0.0}
-x-specgate: {backend: "%s/api", basePath: /ledger}
+x-specgate: {backend: "{{ADDR}}/api", basePath: /ledger}
 security: []
 paths:
   /entries: {get: {operationId: listEntries, responses: {"200": {description: ok}}}}
 `,
 	} {
-		if err := os.WriteFile(filepath.Join(specs, name), fmt.Appendf(nil, spec, addr), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		e2e.WriteSpec(t, specs, name, spec, map[string]string{"ADDR": addr})
 	}
 	gw := startStatic(t, specs, e2e.StartAllowAll(t).Addr, nil)
 
