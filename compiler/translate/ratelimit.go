@@ -36,8 +36,9 @@ func (t *translator) rateLimitFilter() *ratelimitv3.RateLimit {
 }
 
 // rateLimitActions gives each quota of op one descriptor: route=<id>, limit=<i> and, for
-// client/ip/header keys, the value counted (header+client: the client, then the header). The client and header values come from the
-// authz service's dynamic metadata, which already holds the ip fall-backs (policy.MetaClient).
+// client/ip/header keys, the value counted (header+client: the client, then the header).
+// The client and header values come from the authz service's dynamic metadata, which
+// already holds the ip fall-backs (policy.MetaClient).
 func rateLimitActions(op *ir.Operation) []*routev3.RateLimit {
 	var out []*routev3.RateLimit
 	for i, rl := range op.RateLimits {
