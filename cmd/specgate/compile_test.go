@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,5 +98,24 @@ func TestLintTenBrokenFiles(t *testing.T) {
 	}
 	if len(lines) < 15 || len(lines) > 25 {
 		t.Errorf("%d lines; every problem once expected:\n%s", len(lines), stderr)
+	}
+}
+
+// --log-level, on every command, sets the level of the roles' logger; a bad value is refused
+// with the values it takes.
+func TestLogLevelFlag(t *testing.T) {
+	defer logLevel.Set(slog.LevelInfo)
+	if _, _, err := run(t, "--log-level", "debug", "lint", "--specs", "../../examples/specs"); err != nil {
+		t.Fatal(err)
+	}
+	if !logger().Enabled(context.Background(), slog.LevelDebug) {
+		t.Error("--log-level debug: the logger does not log at debug")
+	}
+	if _, _, err := run(t, "--log-level", "warn", "lint", "--specs", "../../examples/specs"); err != nil || logger().Enabled(context.Background(), slog.LevelInfo) {
+		t.Errorf("--log-level warn: %v, info enabled %v", err, logger().Enabled(context.Background(), slog.LevelInfo))
+	}
+	_, _, err := run(t, "--log-level", "verbose", "lint", "--specs", "../../examples/specs")
+	if err == nil || !strings.Contains(err.Error(), `--log-level "verbose": want debug, info, warn or error`) {
+		t.Errorf("bad level: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 )
 
@@ -32,7 +33,14 @@ func newRootCmd() *cobra.Command {
 		Short:         "An API edge gateway on Envoy, configured from OpenAPI files",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if err := logLevel.UnmarshalText([]byte(levelFlag)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", levelFlag)
+			}
+			return nil
+		},
 	}
+	root.PersistentFlags().StringVar(&levelFlag, "log-level", "info", "log level of the roles: debug, info, warn or error")
 	root.AddCommand(commands()...)
 	return root
 }
@@ -59,7 +67,24 @@ type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
-// logger is the structured logger every role uses: JSON to stderr.
+var (
+	levelFlag string
+	logLevel  slog.LevelVar
+)
+
+// logger is the structured logger every role uses: JSON to stderr, at --log-level.
+// go-redis's own messages (a failed dial, each time) go to it at debug: the roles log a
+// store's failures and recoveries themselves, once each.
 func logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	l := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: &logLevel}))
+	redis.SetLogger(redisLog{l})
+	return l
+}
+
+type redisLog struct{ l *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	if r.l.Enabled(ctx, slog.LevelDebug) {
+		r.l.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
+	}
 }

@@ -25,15 +25,18 @@ const (
 // RedisStore is the durable store shared by every replica, on one server, a cluster or
 // behind Sentinel (internal/redisurl). The set is one key and the channel has the same name,
 // so both hash to one slot: the add, trim and publish of an entry stay one MULTI on a
-// cluster too.
+// cluster too. On a cluster the channel is a shard channel (SPUBLISH/SSUBSCRIBE, Redis 7 and
+// Valkey): a message travels only within the shard that owns the slot instead of being
+// broadcast over the cluster bus to every node.
 type RedisStore struct {
-	rdb redis.UniversalClient
-	log *slog.Logger
+	rdb     redis.UniversalClient
+	sharded bool
+	log     *slog.Logger
 }
 
 // NewRedis connects lazily: a Redis that is down at start is retried by Sync.
 func NewRedis(rawURL string, log *slog.Logger) (*RedisStore, error) {
-	opt, _, err := redisurl.Parse(rawURL)
+	opt, topo, err := redisurl.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("revocation store: %w", err)
 	}
@@ -42,7 +45,7 @@ func NewRedis(rawURL string, log *slog.Logger) (*RedisStore, error) {
 	opt.ReadTimeout = 2 * time.Second
 	opt.WriteTimeout = 2 * time.Second
 	opt.MaxRetries = 1
-	return &RedisStore{rdb: redis.NewUniversalClient(opt), log: log}, nil
+	return &RedisStore{rdb: redis.NewUniversalClient(opt), sharded: topo == redisurl.Cluster, log: log}, nil
 }
 
 func (s *RedisStore) Durable() bool { return true }
@@ -59,9 +62,16 @@ func (s *RedisStore) Add(ctx context.Context, e Entry) error {
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAdd(ctx, redisKey, redis.Z{Score: float64(e.Expires.Unix()), Member: string(b)})
 		p.ZRemRangeByScore(ctx, redisKey, "-inf", "("+strconv.FormatInt(time.Now().Unix(), 10))
-		p.Publish(ctx, redisChannel, string(b))
+		if s.sharded {
+			p.SPublish(ctx, redisChannel, string(b))
+		} else {
+			p.Publish(ctx, redisChannel, string(b))
+		}
 		return nil
 	})
+	if err != nil {
+		redisurl.Reroute(ctx, s.rdb)
+	}
 	return err
 }
 
@@ -90,25 +100,44 @@ func (s *RedisStore) load(ctx context.Context) ([]Entry, error) {
 
 // Sync subscribes first and loads after every (re)subscription, so no entry published
 // between the two is lost. go-redis resubscribes by itself after a reconnect and hands
-// back a *redis.Subscription, which is the signal to reload the whole set.
+// back a *redis.Subscription, which is the signal to reload the whole set. A shard channel
+// whose slot moved to another node (a failover, a migration) is unsubscribed by the server:
+// then Sync subscribes anew, on the node that owns the slot now.
 func (s *RedisStore) Sync(ctx context.Context, set *Set) error {
-	ps := s.rdb.Subscribe(ctx, redisChannel)
+	st := syncState{needReload: true, healthy: true}
+	for ctx.Err() == nil {
+		s.follow(ctx, set, &st)
+	}
+	return nil
+}
+
+type syncState struct {
+	needReload, healthy bool
+}
+
+// follow runs one subscription until ctx ends or the server drops it.
+func (s *RedisStore) follow(ctx context.Context, set *Set, st *syncState) {
+	var ps *redis.PubSub
+	if s.sharded {
+		ps = s.rdb.SSubscribe(ctx, redisChannel)
+	} else {
+		ps = s.rdb.Subscribe(ctx, redisChannel)
+	}
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 	defer stop()
 	defer ps.Close()
 
-	needReload, healthy := true, true
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		if needReload {
+		if st.needReload {
 			entries, err := s.load(ctx)
 			if err == nil {
 				set.Replace(entries, time.Now())
-				needReload = false
-				if !healthy {
+				st.needReload = false
+				if !st.healthy {
 					s.log.Info("revocation store reachable again: set reloaded", "entries", set.Len())
 				}
-				healthy = true
+				st.healthy = true
 			}
 		}
 		msg, err := ps.ReceiveTimeout(ctx, 5*time.Second)
@@ -119,13 +148,14 @@ func (s *RedisStore) Sync(ctx context.Context, set *Set) error {
 				continue
 			}
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
-			if healthy {
+			redisurl.Reroute(ctx, s.rdb)
+			if st.healthy {
 				s.log.Warn("revocation store unreachable: checks go on with the last known set", "err", err)
-				healthy = false
+				st.healthy = false
 			}
-			needReload = true
+			st.needReload = true
 			select {
 			case <-ctx.Done():
 			case <-time.After(backoff):
@@ -136,7 +166,10 @@ func (s *RedisStore) Sync(ctx context.Context, set *Set) error {
 		backoff = 50 * time.Millisecond
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			needReload = true
+			st.needReload = true
+			if m.Kind == "sunsubscribe" {
+				return
+			}
 		case *redis.Message:
 			var e Entry
 			if err := json.Unmarshal([]byte(m.Payload), &e); err == nil && e.Key != "" {
@@ -144,5 +177,4 @@ func (s *RedisStore) Sync(ctx context.Context, set *Set) error {
 			}
 		}
 	}
-	return nil
 }

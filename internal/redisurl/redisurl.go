@@ -14,6 +14,7 @@
 package redisurl
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -132,4 +133,14 @@ func redact(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// Reroute makes a cluster client reload its slot map after a failed call (a no-op for the
+// other topologies). go-redis reloads it by itself on MOVED, but not when a master is
+// unreachable: after a failover it would keep dialing the dead master until its periodic
+// reload, a minute later. The reload runs in the background and is coalesced.
+func Reroute(ctx context.Context, rdb redis.UniversalClient) {
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		c.ReloadState(ctx)
+	}
 }

@@ -16,14 +16,15 @@ type Cluster struct {
 }
 
 // StartCluster runs masters servers in cluster mode, each with replicasEach replicas,
-// until the test ends, and waits until every node sees the cluster as ok.
-func StartCluster(t testing.TB, masters, replicasEach int) *Cluster {
+// until the test ends, and waits until every node sees the cluster as ok. args are extra
+// server options (for example "--cluster-require-full-coverage", "no").
+func StartCluster(t testing.TB, masters, replicasEach int, args ...string) *Cluster {
 	t.Helper()
 	c := &Cluster{}
 	bin := Binary(t)
 	node := func() *Server {
 		s := &Server{bin: bin, dir: t.TempDir(), t: t,
-			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000"}}
+			args: append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000"}, args...)}
 		s.start(freePort(t))
 		t.Cleanup(s.Stop)
 		return s
@@ -73,6 +74,23 @@ func StartCluster(t testing.TB, masters, replicasEach int) *Cluster {
 		}
 	}
 	return c
+}
+
+// Owner is the index in Masters of the master serving key's slot as the cluster was formed
+// (slots split evenly, in order).
+func (c *Cluster) Owner(t testing.TB, key string) int {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: c.Masters[0].Addr})
+	defer rdb.Close()
+	slot, err := rdb.ClusterKeySlot(context.Background(), key).Result()
+	if err != nil {
+		t.Fatalf("cluster keyslot %q: %v", key, err)
+	}
+	i := len(c.Masters) - 1
+	for int(slot) < i*16384/len(c.Masters) {
+		i--
+	}
+	return i
 }
 
 func (c *Cluster) all() []*Server { return append(append([]*Server{}, c.Masters...), c.Replicas...) }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/specgate/specgate/internal/redisurl"
 )
 
 // errClosed is returned for calls made after Close.
@@ -115,7 +117,9 @@ func (b *batcher) exec(batch []*call, n int) {
 			expires = append(expires, pipe.PExpireAt(ctx, o.key, o.expireAt))
 		}
 	}
-	_, _ = pipe.Exec(ctx) // errors are read per command below
+	if _, err := pipe.Exec(ctx); err != nil { // errors are read per command below
+		redisurl.Reroute(ctx, b.rdb)
+	}
 	i := 0
 	for _, c := range batch {
 		c.counts = make([]int64, len(c.ops))

@@ -110,6 +110,47 @@ func TestRedisSentinelFailover(t *testing.T) {
 	t.Logf("counting again %s after the primary died", time.Since(start).Round(time.Millisecond))
 }
 
+// On a cluster, the master of a counter's slot killed under load: counting fails (the service
+// fails open) until the replica is promoted, then goes on from the replicated count. Without
+// a slot-map reload on errors, go-redis would dial the dead master for a minute.
+func TestRedisClusterFailoverUnderLoad(t *testing.T) {
+	t.Parallel()
+	c := testredis.StartCluster(t, 3, 1)
+	clock := &fakeClock{}
+	clock.Set(time.Now().Truncate(time.Minute).Add(10 * time.Second))
+	r := limiters(t, c.URL(), clock, 1)[0]
+	const key = "sgrl:{failover}:k"
+	hit := func() error {
+		return r.DoLimit(context.Background(), []Hit{{Key: key, Limit: 1 << 30, Window: time.Minute, Hits: 1}}, make([]Result, 1))
+	}
+	for range 100 {
+		if err := hit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := c.Owner(t, key)
+	replica := redis.NewClient(&redis.Options{Addr: c.Replicas[owner].Addr,
+		OnConnect: func(ctx context.Context, cn *redis.Conn) error { return cn.ReadOnly(ctx).Err() }})
+	defer replica.Close()
+	counter := fmt.Sprintf("%s:%d", key, clock.Now().Truncate(time.Minute).Unix())
+	testutil.Eventually(t, 10*time.Second, "the replica has the count", func() bool {
+		return replica.Get(context.Background(), counter).Val() == "100"
+	})
+	c.Masters[owner].Stop()
+	var failed int
+	took := testutil.Eventually(t, 30*time.Second, "counting again after the failover", func() bool {
+		if hit() != nil {
+			failed++
+			return false
+		}
+		return true
+	})
+	if n, err := r.rdb.Get(context.Background(), counter).Int(); err != nil || n != 101 {
+		t.Fatalf("after the failover %s = %d (%v), want 101: the 100 replicated hits and the first one after", counter, n, err)
+	}
+	t.Logf("counting again %s after the master died (%d hits failed meanwhile)", took.Round(time.Millisecond), failed)
+}
+
 // Eight limiter replicas on one Redis hitting one key at once count exactly: the sum is the
 // hits sent, never more (no retried pipeline) and never less.
 func TestEightReplicasCountExactly(t *testing.T) {

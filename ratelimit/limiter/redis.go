@@ -56,6 +56,10 @@ func NewRedis(url string, o RedisOptions) (*Redis, error) {
 	}
 	// A retried pipeline would count its increments twice.
 	opt.MaxRetries = -1
+	// On a cluster, MOVED and ASK are followed at once, and a shard that is down is given up
+	// without sleeping between attempts: a batch holds other shards' counts too, and Envoy
+	// waits 20ms by default.
+	opt.MinRetryBackoff, opt.MaxRetryBackoff = -1, -1
 	// A dial may take longer than a command on a busy host; callers still give up at their
 	// own deadline. Redis down must not cost several dial attempts each.
 	opt.DialTimeout = max(time.Second, o.Timeout)

@@ -43,8 +43,12 @@ type Rule struct {
 
 // Key is the store key of the bucket for a request value ("" unless PerValue).
 //
-// The prefix starts with a fixed-length hash of the rule's path, so two rules never share
-// a key, whatever their values; the route id follows only to make keys readable.
+// The prefix starts with a Redis Cluster hash tag, a hash of the route (the first level), so
+// every counter of one route, and so every counter one request touches, lives in one slot:
+// a request is counted on one shard, in one round trip, and a shard outage takes whole routes
+// (which fail open or closed as a whole), never half of a request. Then comes a fixed-length
+// hash of the rule's path, so two rules never share a key, whatever their values; the route id
+// follows only to make keys readable.
 func (r *Rule) Key(value string) string {
 	if len(value) > maxRawValue {
 		sum := sha256.Sum256([]byte(value))
@@ -233,9 +237,16 @@ func (b *builder) rule(n *node, rl *rlsconf.RateLimitPolicy, path []entry) {
 		Unit:     rl.GetUnit(),
 		Window:   w,
 		PerValue: perValue,
-		prefix:   KeyPrefix + sum + ":" + readable(path) + ":",
+		prefix:   KeyPrefix + hashTag(path[0]) + ":" + sum + ":" + readable(path) + ":",
 	}
 	b.t.Rules = append(b.t.Rules, n.rule)
+}
+
+// hashTag is the Redis Cluster hash tag of the rules under one route entry: a hash, so that
+// braces in a route id cannot end the tag early.
+func hashTag(route entry) string {
+	h := sha256.Sum256([]byte(route.key + "\x00" + route.value))
+	return "{" + hex.EncodeToString(h[:4]) + "}"
 }
 
 // readable is the human part of a key: the path's values, bounded.

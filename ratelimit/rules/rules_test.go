@@ -117,7 +117,7 @@ func TestKeys(t *testing.T) {
 				t.Errorf("key %q twice", k)
 			}
 			seen[k] = true
-			if len(k) > 5+16+1+64+1+64 {
+			if len(k) > 5+10+1+16+1+64+1+64 {
 				t.Errorf("key of %d bytes for a %d-byte value", len(k), len(v))
 			}
 		}
@@ -125,6 +125,36 @@ func TestKeys(t *testing.T) {
 	r, _, _ := tab.Lookup(desc("route", "orders.list", "limit", "1", "client", "sub:alice"))
 	if k := r.Key("sub:alice"); !strings.HasSuffix(k, ":orders.list/1:sub:alice") || !strings.HasPrefix(k, KeyPrefix) {
 		t.Errorf("key %q is not readable", k)
+	}
+}
+
+// Every counter of one route carries the same Redis Cluster hash tag, so the keys one request
+// counts share a slot; another route's tag differs, so routes spread over the shards.
+func TestKeysOfARouteShareAHashTag(t *testing.T) {
+	t.Parallel()
+	tab, err := Build([]*rlsconf.RateLimitConfig{load(t, limitsYAML)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := map[string]map[string]bool{} // route → tags of its keys
+	for _, r := range tab.Rules {
+		k := r.Key("sub:alice")
+		open, end := strings.IndexByte(k, '{'), strings.IndexByte(k, '}')
+		if open != len(KeyPrefix) || end < open+2 {
+			t.Fatalf("key %q has no hash tag right after the prefix", k)
+		}
+		if tags[r.Route] == nil {
+			tags[r.Route] = map[string]bool{}
+		}
+		tags[r.Route][k[open:end+1]] = true
+	}
+	if len(tags["orders.list"]) != 1 || len(tags["orders.get"]) != 1 {
+		t.Fatalf("want one tag per route, got %v", tags)
+	}
+	for tag := range tags["orders.list"] {
+		if tags["orders.get"][tag] {
+			t.Error("two routes share a hash tag")
+		}
 	}
 }
 
