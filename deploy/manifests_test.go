@@ -23,7 +23,7 @@ import (
 
 // kustomizations are every kustomization of deploy/ outside testdata (TestEveryKustomizationChecked
 // keeps this list complete).
-var kustomizations = []string{"base", "overlays/gke"}
+var kustomizations = []string{"base", "overlays/gke", "overlays/gke-cluster"}
 
 const namespace = "specgate"
 

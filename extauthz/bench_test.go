@@ -2,8 +2,15 @@ package extauthz
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/specgate/specgate/internal/testredis"
 )
 
 func benchServer(b *testing.B) (*server, *testIdP) {
@@ -78,5 +85,68 @@ func BenchmarkCheckInvalidSignature(b *testing.B) {
 		if r, _ := s.Check(ctx, req); httpStatus(r) != 401 {
 			b.Fatal("accepted")
 		}
+	}
+}
+
+// BenchmarkRevocationFanOut: N authz replicas, each a whole Run with its own subscription to
+// one Redis store. Each iteration mints a token that every replica has allowed (and cached),
+// revokes its jti through one replica's admin API, and measures from the API's 200 to the
+// last replica refusing the token over gRPC (one goroutine per replica, calling Check back
+// to back). Reported: p50 and p99 of that time over the iterations (make bench: -benchtime 60x).
+func BenchmarkRevocationFanOut(b *testing.B) {
+	for _, c := range []struct {
+		replicas int
+		cluster  bool
+	}{{1, false}, {4, false}, {8, false}, {8, true}} {
+		name := fmt.Sprintf("replicas=%d", c.replicas)
+		if c.cluster {
+			name += "/cluster"
+		}
+		b.Run(name, func(b *testing.B) {
+			p := newIdP(b)
+			cfg := testConfig(p)
+			if c.cluster {
+				cfg.Revocation.Store = testredis.StartCluster(b, 3, 0).URL()
+			} else {
+				cfg.Revocation.Store = testredis.Start(b).URL()
+			}
+			var rs []*replica
+			for range c.replicas {
+				rs = append(rs, startReplica(b, cfg, ""))
+			}
+			req := func(tok string) *authv3.CheckRequest { return bearerReq(b, protectedRoute, tok) }
+			var took []time.Duration
+			i := 0
+			for b.Loop() {
+				tok := mint(b, p.key, "alice", []string{"orders:read"}, nil)
+				for _, r := range rs {
+					if r.status(b, tok) != 200 {
+						b.Fatal("a fresh token refused")
+					}
+				}
+				if got, body := rs[i%len(rs)].revoke(b, adminToken, map[string]string{"jti": jtiOf(b, tok)}); got != 200 {
+					b.Fatalf("revoke: %d %s", got, body)
+				}
+				start := time.Now()
+				var wg sync.WaitGroup
+				for _, r := range rs {
+					wg.Go(func() {
+						deadline := start.Add(5 * time.Second)
+						for time.Now().Before(deadline) {
+							if resp, err := r.c.Check(context.Background(), req(tok)); err == nil && httpStatus(resp) == 401 {
+								return
+							}
+						}
+						b.Error("a replica still allows the token 5s after its revocation")
+					})
+				}
+				wg.Wait()
+				took = append(took, time.Since(start))
+				i++
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2])/1e6, "p50-ms")
+			b.ReportMetric(float64(took[(len(took)*99)/100])/1e6, "p99-ms")
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -35,7 +36,7 @@ type replica struct {
 	done   chan error
 }
 
-func startReplica(t *testing.T, cfg config.Gateway, devKey string) *replica {
+func startReplica(t testing.TB, cfg config.Gateway, devKey string) *replica {
 	t.Helper()
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,7 +49,8 @@ func startReplica(t *testing.T, cfg config.Gateway, devKey string) *replica {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replica{http: "http://" + hl.Addr().String(), cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		r.done <- Run(ctx, Options{Config: cfg, GRPCListener: gl, HTTPListener: hl, AdminToken: adminToken, DevKeyFile: devKey})
+		r.done <- Run(ctx, Options{Config: cfg, GRPCListener: gl, HTTPListener: hl, AdminToken: adminToken, DevKeyFile: devKey,
+			Logger: slog.New(slog.DiscardHandler)})
 	}()
 	if r.conn, err = grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 		t.Fatal(err)
@@ -69,7 +71,7 @@ func (r *replica) stop() {
 	r.cancel = nil
 }
 
-func (r *replica) get(t *testing.T, path string) int {
+func (r *replica) get(t testing.TB, path string) int {
 	resp, err := http.Get(r.http + path)
 	if err != nil {
 		return 0
@@ -79,7 +81,7 @@ func (r *replica) get(t *testing.T, path string) int {
 }
 
 // revoke calls POST /v1/revocations and returns the status and body.
-func (r *replica) revoke(t *testing.T, token string, body any) (int, string) {
+func (r *replica) revoke(t testing.TB, token string, body any) (int, string) {
 	t.Helper()
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest(http.MethodPost, r.http+"/v1/revocations", bytes.NewReader(b))
@@ -95,12 +97,12 @@ func (r *replica) revoke(t *testing.T, token string, body any) (int, string) {
 	return resp.StatusCode, string(out)
 }
 
-func (r *replica) status(t *testing.T, tok string) int {
+func (r *replica) status(t testing.TB, tok string) int {
 	t.Helper()
 	return httpStatus(check(t, r.c, bearerReq(t, protectedRoute, tok)))
 }
 
-func jtiOf(t *testing.T, tok string) string {
+func jtiOf(t testing.TB, tok string) string {
 	parsed, err := jwt.ParseInsecure([]byte(tok))
 	if err != nil {
 		t.Fatal(err)

@@ -238,6 +238,13 @@ func rateLimitRows(t *table, path string) error {
 			}
 			t.row("specgate ratelimit (Redis)", cell(sg), p.label, cell(x), ratio(sg.rps, x.rps), g)
 		}
+		if c, ok := got[s]["specgate-cluster"]; ok {
+			const label = "specgate ratelimit (Redis Cluster, 3 shards)"
+			if x, ok := got[s]["envoyproxy-cluster"]; ok {
+				t.row(label, cell(c), "envoyproxy/ratelimit on the same cluster", cell(x), ratio(c.rps, x.rps), "")
+			}
+			t.row(label, cell(c), "specgate ratelimit (one Redis server)", cell(sg), ratio(c.rps, sg.rps), "")
+		}
 	}
 	return nil
 }
@@ -255,6 +262,8 @@ func goTestRows(t *table, path string) error {
 	fails := regexp.MustCompile(`(\d+) requests during (\d+) pushes: (\d+) failed`)
 	nsop := map[string]float64{}
 	heap := map[string]string{}
+	extra := map[string]map[string]float64{} // benchmark → unit → value (b.ReportMetric)
+	unit := regexp.MustCompile(`(\d+(?:\.\d+)?) (\S+)`)
 	var pushRow, failRow []string
 	for _, l := range strings.Split(string(b), "\n") {
 		l = strings.TrimSpace(l)
@@ -262,6 +271,10 @@ func goTestRows(t *table, path string) error {
 			nsop[m[1]], _ = strconv.ParseFloat(m[2], 64)
 			if p := peak.FindStringSubmatch(m[3]); p != nil {
 				heap[m[1]] = p[1]
+			}
+			extra[m[1]] = map[string]float64{}
+			for _, u := range unit.FindAllStringSubmatch(m[3], -1) {
+				extra[m[1]][u[2]], _ = strconv.ParseFloat(u[1], 64)
 			}
 		}
 		if m := push.FindStringSubmatch(l); m != nil {
@@ -309,6 +322,43 @@ func goTestRows(t *table, path string) error {
 	}
 	t.row(pushRow...)
 	t.row(failRow...)
+	return fanOutRows(t, path, extra)
+}
+
+// fanOutRows are the replica fan-out figures: revocation propagation to N authz replicas and
+// one key counted by N ratelimit replicas (BenchmarkRevocationFanOut, BenchmarkReplicasOneKey).
+func fanOutRows(t *table, path string, extra map[string]map[string]float64) error {
+	t.section("Replicas sharing Redis (go test, see the commands below the table)")
+	one, ok := extra["BenchmarkRevocationFanOut/replicas=1"]
+	if !ok {
+		return fmt.Errorf("%s: no BenchmarkRevocationFanOut result", path)
+	}
+	msCell := func(m map[string]float64) string {
+		return fmt.Sprintf("%.2f / %.2f ms", m["p50-ms"], m["p99-ms"])
+	}
+	for _, n := range []string{"1", "4", "8", "8/cluster"} {
+		m, ok := extra["BenchmarkRevocationFanOut/replicas="+n]
+		if !ok {
+			return fmt.Errorf("%s: no BenchmarkRevocationFanOut/replicas=%s result", path, n)
+		}
+		label := "revocation: the API's 200 → the last of " + n + " authz replicas refusing, p50 / p99"
+		if strings.HasSuffix(n, "/cluster") {
+			label = "revocation: the API's 200 → the last of 8 authz replicas refusing, 3-shard cluster, p50 / p99"
+		}
+		t.row(label, msCell(m), "1 replica", msCell(one), ratio(m["p50-ms"], one["p50-ms"])+" / "+ratio(m["p99-ms"], one["p99-ms"]))
+	}
+	for _, n := range []string{"1", "3", "6", "6/cluster"} {
+		m, ok := extra["BenchmarkReplicasOneKey/replicas="+n]
+		if !ok {
+			return fmt.Errorf("%s: no BenchmarkReplicasOneKey/replicas=%s result", path, n)
+		}
+		label := "rate limit, one key, " + n + " ratelimit replicas: most admitted in a window (5× demand)"
+		if strings.HasSuffix(n, "/cluster") {
+			label = "rate limit, one key, 6 ratelimit replicas, 3-shard cluster: most admitted in a window (5× demand)"
+		}
+		t.row(label, fmt.Sprintf("%.0f (%s calls/s)", m["admitted"], commas(int64(m["calls/s"]))), "limit", fmt.Sprintf("%.0f", m["limit"]),
+			ratio(m["admitted"], m["limit"]), goal("≤ limit", m["admitted"] <= m["limit"]))
+	}
 	return nil
 }
 

@@ -9,16 +9,19 @@
 //	                                                   the sentinels
 //
 // rediss+cluster and rediss+sentinel use TLS. Query options: sentinelPassword and
-// sentinelUsername (sentinel), and tlsServerName. The client itself is go-redis's
+// sentinelUsername (sentinel), tlsServerName and tlsCA (a PEM file of the CAs to trust
+// instead of the system's, such as Memorystore's server CA). The client itself is go-redis's
 // (NewUniversalClient picks a plain, cluster or failover client): no routing here.
 package redisurl
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -58,6 +61,18 @@ func Parse(raw string) (*redis.UniversalOptions, Topology, error) {
 	}
 	if scheme == "rediss" {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Query().Get("tlsServerName")}
+		if ca := u.Query().Get("tlsCA"); ca != "" {
+			pem, err := os.ReadFile(ca)
+			if err != nil {
+				return nil, "", fmt.Errorf("store URL %s: tlsCA: %w", u.Redacted(), err)
+			}
+			o.TLSConfig.RootCAs = x509.NewCertPool()
+			if !o.TLSConfig.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, "", fmt.Errorf("store URL %s: tlsCA %s holds no PEM certificate", u.Redacted(), ca)
+			}
+		}
+	} else if u.Query().Has("tlsCA") || u.Query().Has("tlsServerName") {
+		return nil, "", fmt.Errorf("store URL %s: TLS options need rediss://", u.Redacted())
 	}
 	hosts := u.Host
 	top := Single
@@ -112,7 +127,7 @@ func Parse(raw string) (*redis.UniversalOptions, Topology, error) {
 	}
 	for k := range u.Query() {
 		switch k {
-		case "sentinelPassword", "sentinelUsername", "tlsServerName":
+		case "sentinelPassword", "sentinelUsername", "tlsServerName", "tlsCA":
 		default:
 			return nil, "", fmt.Errorf("store URL %s: unknown option %q", u.Redacted(), k)
 		}

@@ -1,9 +1,34 @@
 package redisurl
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
+
+// testCA is a self-signed CA certificate, PEM-encoded.
+func testCA(t *testing.T) []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
 
 func TestParse(t *testing.T) {
 	for _, c := range []struct {
@@ -34,6 +59,21 @@ func TestParse(t *testing.T) {
 	}
 	if o, _, _ := Parse("rediss+cluster://:secret@a:7000"); o.TLSConfig == nil || o.Password != "secret" || !o.IsClusterMode {
 		t.Errorf("TLS cluster options: %+v", o)
+	}
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, testCA(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if o, _, err := Parse("rediss://10.0.0.3:6378/0?tlsCA=" + ca); err != nil || o.TLSConfig.RootCAs == nil {
+		t.Errorf("tlsCA: %v %+v", err, o)
+	}
+	notPEM := filepath.Join(t.TempDir(), "ca.txt")
+	_ = os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
+	for _, bad := range []string{"rediss://a:1?tlsCA=" + notPEM, "rediss://a:1?tlsCA=/nonexistent/ca.pem", "redis://a:1?tlsCA=" + ca,
+		"redis://a:1?tlsServerName=x"} {
+		if _, _, err := Parse(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
 	}
 	for _, bad := range []string{"http://a:1", "redis://a:1,b:2", "redis+cluster://a:1/3", "redis+sentinel://s1:26379",
 		"redis+mesh://a:1", "redis://a", "redis://a:1/x", "redis://a:1?timeout=3", "redis://u:hunter2@a:1,b:2"} {

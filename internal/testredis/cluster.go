@@ -3,10 +3,11 @@ package testredis
 import (
 	"context"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // Cluster is a Redis Cluster of real servers on loopback: masters with the 16,384 slots
@@ -18,7 +19,7 @@ type Cluster struct {
 // StartCluster runs masters servers in cluster mode, each with replicasEach replicas,
 // until the test ends, and waits until every node sees the cluster as ok. args are extra
 // server options (for example "--cluster-require-full-coverage", "no").
-func StartCluster(t testing.TB, masters, replicasEach int, args ...string) *Cluster {
+func StartCluster(t testutil.TB, masters, replicasEach int, args ...string) *Cluster {
 	t.Helper()
 	c := &Cluster{}
 	bin := Binary(t)
@@ -78,7 +79,7 @@ func StartCluster(t testing.TB, masters, replicasEach int, args ...string) *Clus
 
 // Owner is the index in Masters of the master serving key's slot as the cluster was formed
 // (slots split evenly, in order).
-func (c *Cluster) Owner(t testing.TB, key string) int {
+func (c *Cluster) Owner(t testutil.TB, key string) int {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: c.Masters[0].Addr})
 	defer rdb.Close()

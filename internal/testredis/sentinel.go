@@ -6,10 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // SentinelMaster is the master name the Sentinel fixture monitors.
@@ -25,7 +26,7 @@ type Sentinels struct {
 
 // StartSentinels runs them until the test ends and waits until every sentinel knows the
 // primary and its replicas.
-func StartSentinels(t testing.TB, replicas int) *Sentinels {
+func StartSentinels(t testutil.TB, replicas int) *Sentinels {
 	t.Helper()
 	bin := Binary(t)
 	st := &Sentinels{Primary: &Server{bin: bin, dir: t.TempDir(), t: t}}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
-	"testing"
 	"time"
 
 	"github.com/specgate/specgate/internal/testutil"
@@ -23,14 +22,14 @@ type Server struct {
 	sentinelConf string
 	dir          string
 	cmd          *exec.Cmd
-	t            testing.TB
+	t            testutil.TB
 }
 
 // URL is the redis:// URL of database 0.
 func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
 
 // Start runs the server until the test ends. A missing binary fails the test.
-func Start(t testing.TB) *Server {
+func Start(t testutil.TB) *Server {
 	t.Helper()
 	s := &Server{bin: Binary(t), dir: t.TempDir(), t: t}
 	s.start(freePort(t))
@@ -40,7 +39,7 @@ func Start(t testing.TB) *Server {
 
 // Binary is the server binary: $REDIS_SERVER, .tools/valkey/valkey-server (make redis) or
 // redis-server on PATH.
-func Binary(t testing.TB) string {
+func Binary(t testutil.TB) string {
 	t.Helper()
 	return testutil.Tool(t, "REDIS_SERVER", "valkey/valkey-server", "redis-server", "redis")
 }
@@ -88,7 +87,7 @@ func (s *Server) Restart() {
 	s.start(p)
 }
 
-func freePort(t testing.TB) int {
+func freePort(t testutil.TB) int {
 	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("free port: %v", err)

@@ -11,6 +11,17 @@ import (
 	"time"
 )
 
+// TB is the part of testing.TB the helpers need. Besides tests and benchmarks, a
+// benchmark's helper program (ratelimit/bench/rediscluster) implements it to run the same
+// servers outside go test.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
+
 // Eventually polls cond every 10ms until it holds, and fails the test when within passes
 // first. It returns how long cond took to hold.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) time.Duration {
@@ -28,7 +39,7 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 // Tool finds a binary the tests need: $env, else the copy the Makefile fetched into .tools
 // (tools, relative to the module root), else name on PATH. A missing tool fails the test —
 // never skips it: a test that skips can silently stop running. `make test` fetches them all.
-func Tool(t testing.TB, env, tools, name, makeTarget string) string {
+func Tool(t TB, env, tools, name, makeTarget string) string {
 	t.Helper()
 	if b := os.Getenv(env); b != "" {
 		return b

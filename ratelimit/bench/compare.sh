@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side by side on one redis-server: specgate ratelimit vs envoyproxy/ratelimit (defaults,
-# and with its recommended REDIS_PIPELINE_WINDOW and a local cache), driven by the same Go
-# gRPC load generator, ROUNDS alternating rounds each. Everything listens on 127.0.0.1.
+# and with its recommended REDIS_PIPELINE_WINDOW and a local cache); then both on one 3-shard
+# Redis Cluster (ratelimit/bench/rediscluster). Driven by the same Go gRPC load generator,
+# ROUNDS alternating rounds each. Everything listens on 127.0.0.1.
 #
 #   ratelimit/bench/compare.sh            # needs $REDIS_SERVER or redis-server; installs the peer into .tools/bin
 #   N=100000 D=10s C=64 ROUNDS=3 ratelimit/bench/compare.sh
@@ -15,30 +16,42 @@ trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 100); do curl -fs "$1" >/dev/null && return; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
+wait_tcp() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "not up: port $1" >&2; exit 1; }
 
 peer=$root/.tools/bin/service_cmd
 if [[ ! -x $peer ]]; then
   GOBIN=$root/.tools/bin go install github.com/envoyproxy/ratelimit/src/service_cmd@latest
 fi
-(cd "$root" && go build -o "$tmp/specgate" ./cmd/specgate && go build -o "$tmp/loadgen" ./ratelimit/bench/loadgen)
+(cd "$root" && go build -o "$tmp/specgate" ./cmd/specgate && go build -o "$tmp/loadgen" ./ratelimit/bench/loadgen &&
+  go build -o "$tmp/rediscluster" ./ratelimit/bench/rediscluster)
 
 rp=$(port)
 "${REDIS_SERVER:-redis-server}" --port "$rp" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$tmp/redis.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$rp" ping >/dev/null 2>&1 && break; sleep 0.1; done
-
-printf 'rateLimit: {store: "redis://127.0.0.1:%s/0"}\n' "$rp" >"$tmp/gateway.yaml"
-sg_grpc=$(port) sg_http=$(port)
-"$tmp/specgate" ratelimit --config "$tmp/gateway.yaml" --limits "$root/ratelimit/bench/limits.yaml" \
-  --grpc "127.0.0.1:$sg_grpc" --http "127.0.0.1:$sg_http" 2>"$tmp/specgate.log" &
+wait_tcp "$rp"
+"$tmp/rediscluster" -masters 3 >"$tmp/cluster.url" 2>"$tmp/cluster.log" &
 pids+=($!)
-wait_http "http://127.0.0.1:$sg_http/readyz"
+for _ in $(seq 300); do [[ -s $tmp/cluster.url ]] && break; sleep 0.1; done
+cluster=$(cat "$tmp/cluster.url")
+[[ $cluster == redis+cluster://* ]] || { echo "no cluster: $(cat "$tmp/cluster.log")" >&2; exit 1; }
+
+start_specgate() { # grpc_port store_url
+  local h; h=$(port)
+  printf 'rateLimit: {store: "%s"}\n' "$2" >"$tmp/gateway-$1.yaml"
+  "$tmp/specgate" ratelimit --config "$tmp/gateway-$1.yaml" --limits "$root/ratelimit/bench/limits.yaml" \
+    --grpc "127.0.0.1:$1" --http "127.0.0.1:$h" 2>"$tmp/specgate-$1.log" &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$h/readyz"
+}
+sg_grpc=$(port) sgc_grpc=$(port)
+start_specgate "$sg_grpc" "redis://127.0.0.1:$rp/0"
+start_specgate "$sgc_grpc" "$cluster"
 
 mkdir -p "$tmp/runtime/ratelimit/config"
 cp "$root/ratelimit/bench/limits.yaml" "$tmp/runtime/ratelimit/config/config.yaml"
 start_peer() { # name grpc_port http_port debug_port [extra env...]
   local g=$2 h=$3 dbg=$4; shift 4
-  env USE_STATSD=false LOG_LEVEL=error REDIS_SOCKET_TYPE=tcp REDIS_URL="127.0.0.1:$rp" \
+  env USE_STATSD=false LOG_LEVEL=error REDIS_SOCKET_TYPE=tcp REDIS_URL="127.0.0.1:$rp" REDIS_TYPE=single \
     RUNTIME_ROOT="$tmp/runtime" RUNTIME_SUBDIRECTORY=ratelimit RUNTIME_WATCH_ROOT=false \
     HOST=127.0.0.1 PORT="$h" GRPC_HOST=127.0.0.1 GRPC_PORT="$g" DEBUG_HOST=127.0.0.1 DEBUG_PORT="$dbg" \
     "$@" "$peer" >"$tmp/peer-$g.log" 2>&1 &
@@ -49,8 +62,10 @@ p1=$(port) p1h=$(port) p1d=$(port)
 start_peer default "$p1" "$p1h" "$p1d"
 p2=$(port) p2h=$(port) p2d=$(port)
 start_peer tuned "$p2" "$p2h" "$p2d" REDIS_PIPELINE_WINDOW=150us LOCAL_CACHE_SIZE_IN_BYTES=10000000
+p3=$(port) p3h=$(port) p3d=$(port)
+start_peer cluster "$p3" "$p3h" "$p3d" REDIS_TYPE=cluster REDIS_URL="${cluster#redis+cluster://}"
 
-targets=("specgate:$sg_grpc" "envoyproxy:$p1" "envoyproxy-tuned:$p2")
+targets=("specgate:$sg_grpc" "envoyproxy:$p1" "envoyproxy-tuned:$p2" "specgate-cluster:$sgc_grpc" "envoyproxy-cluster:$p3")
 for scenario in "client 1000 distinct clients, limit never reached" "route one hot key, 1000/s, demand far above"; do
   set -- $scenario
   key=$1 route=orders.list
