@@ -22,7 +22,7 @@ type Gateway struct {
 	Listeners    Listeners         `json:"listeners"`
 	Issuers      []Issuer          `json:"issuers"`
 	Claims       Claims            `json:"claims"`
-	ClaimHeaders map[string]string `json:"claimHeaders"`
+	ClaimHeaders map[string]ClaimNames `json:"claimHeaders"`
 	// IssuerHeader carries the token's iss to the backend on every allow, like claimHeaders
 	// (removed from the client's request first): with several issuers, the subject alone does
 	// not say who the caller is. "" turns it off.
@@ -62,11 +62,33 @@ type Issuer struct {
 	RequireType string `json:"requireType"`
 }
 
+// Claims name the claims that say who the user is, which OAuth client asked and which
+// scopes were granted; each is an ordered list, the first claim a token carries wins.
 type Claims struct {
-	Subject string `json:"subject"`
-	Client  string `json:"client"`
-	Scope   string `json:"scope"`
+	Subject ClaimNames `json:"subject"`
+	Client  ClaimNames `json:"client"`
+	Scope   ClaimNames `json:"scope"`
 }
+
+// ClaimNames is an ordered list of claim names: the first one a token carries (non-empty)
+// is used. In gateway.yaml one name or a list.
+type ClaimNames []string
+
+func (c *ClaimNames) UnmarshalJSON(b []byte) error {
+	var one string
+	if json.Unmarshal(b, &one) == nil {
+		*c = ClaimNames{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("want a claim name or a list of claim names, got %s", b)
+	}
+	*c = many
+	return nil
+}
+
+func (c ClaimNames) String() string { return strings.Join(c, ", ") }
 
 type Revocation struct {
 	// Store is a Redis URL (internal/redisurl: one server, a cluster or Sentinel), or
@@ -127,8 +149,10 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()
 func Default() Gateway {
 	return Gateway{
 		Listeners:    Listeners{Public: 8080, Internal: 8081, MaxRequestBodyBytes: 1 << 20},
-		Claims:       Claims{Subject: "sub", Client: "client_id", Scope: "scope"},
-		ClaimHeaders: map[string]string{"X-User-Id": "sub", "X-Client-Id": "client_id"},
+		// azp: the client of a user token where client_id is absent (Keycloak, Auth0, Entra
+		// ID v2); scp: Entra ID's and Okta's scopes.
+		Claims:       Claims{Subject: ClaimNames{"sub"}, Client: ClaimNames{"client_id", "azp"}, Scope: ClaimNames{"scope", "scp"}},
+		ClaimHeaders: map[string]ClaimNames{"X-User-Id": {"sub"}, "X-Client-Id": {"client_id", "azp"}},
 		IssuerHeader: "X-Token-Issuer",
 		Revocation: Revocation{
 			ExpectedEntries:   10_000_000,
@@ -213,12 +237,17 @@ func (g Gateway) Validate() error {
 			}
 		}
 	}
-	if g.Claims.Subject == "" || g.Claims.Scope == "" {
+	if len(g.Claims.Subject) == 0 || len(g.Claims.Scope) == 0 {
 		add("claims: subject and scope must be set")
 	}
+	for name, list := range map[string]ClaimNames{"subject": g.Claims.Subject, "client": g.Claims.Client, "scope": g.Claims.Scope} {
+		if slices.Contains(list, "") {
+			add("claims.%s: an empty claim name", name)
+		}
+	}
 	for h, c := range g.ClaimHeaders {
-		if h == "" || c == "" || strings.ContainsAny(h, " :\t") {
-			add("claimHeaders: invalid entry %q: %q", h, c)
+		if h == "" || len(c) == 0 || slices.Contains(c, "") || strings.ContainsAny(h, " :\t") {
+			add("claimHeaders: invalid entry %q: %q", h, c.String())
 		}
 		if g.IssuerHeader != "" && strings.EqualFold(h, g.IssuerHeader) {
 			add("claimHeaders: %q is issuerHeader already", h)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,11 +63,32 @@ func TestClaimHeadersReplaceDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.ClaimHeaders) != 1 || g.ClaimHeaders["X-Subject"] != "sub" {
+	if len(g.ClaimHeaders) != 1 || !slices.Equal(g.ClaimHeaders["X-Subject"], ClaimNames{"sub"}) {
 		t.Fatalf("claimHeaders %v, want only X-Subject", g.ClaimHeaders)
 	}
 	if g, _ := Parse([]byte("listeners: {public: 1, internal: 2}")); len(g.ClaimHeaders) != 2 {
 		t.Fatalf("defaults lost: %v", g.ClaimHeaders)
+	}
+}
+
+// A claim is one name or an ordered list of them; the defaults fit the common IdPs.
+func TestClaimNames(t *testing.T) {
+	g, err := Parse([]byte("claims: {subject: oid, client: [cid, appid]}\nclaimHeaders: {X-Client-Id: [cid, appid]}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(g.Claims.Subject, ClaimNames{"oid"}) || !slices.Equal(g.Claims.Client, ClaimNames{"cid", "appid"}) ||
+		!slices.Equal(g.Claims.Scope, ClaimNames{"scope", "scp"}) || !slices.Equal(g.ClaimHeaders["X-Client-Id"], ClaimNames{"cid", "appid"}) {
+		t.Errorf("claims %+v, headers %v", g.Claims, g.ClaimHeaders)
+	}
+	d := Default()
+	if !slices.Equal(d.Claims.Client, ClaimNames{"client_id", "azp"}) || !slices.Equal(d.ClaimHeaders["X-Client-Id"], ClaimNames{"client_id", "azp"}) {
+		t.Errorf("default client claims %v / %v, want client_id then azp", d.Claims.Client, d.ClaimHeaders["X-Client-Id"])
+	}
+	for _, bad := range []string{"claims: {client: 3}", "claims: {subject: []}", "claims: {scope: [scope, \"\"]}", "claimHeaders: {X-A: []}"} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
@@ -90,9 +91,6 @@ func testConfig(p *testIdP) config.Gateway {
 func startServer(t testing.TB, d deps) (*server, authv3.AuthorizationClient) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	if d.refreshCooldown == 0 {
-		d.refreshCooldown = 10 * time.Second
-	}
 	s, err := newServer(ctx, d)
 	if err != nil {
 		t.Fatal(err)
@@ -195,24 +193,35 @@ func exportPublic(k *devissuer.Key, dst *any) error { return jwk.Export(k.Public
 // reasons returns the checks counter as "decision/reason" -> count.
 func reasons(t testing.TB, s *server) map[string]float64 {
 	t.Helper()
+	out := map[string]float64{}
+	for _, m := range gather(t, s, "specgate_authz_checks_total") {
+		out[lbl(m, "decision")+"/"+lbl(m, "reason")] += m.GetCounter().GetValue()
+	}
+	return out
+}
+
+// gather returns the samples of one of the server's metrics.
+func gather(t testing.TB, s *server, name string) []*dto.Metric {
+	t.Helper()
 	mfs, err := s.m.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
 	for _, mf := range mfs {
-		if mf.GetName() != "specgate_authz_checks_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			out[l["decision"]+"/"+l["reason"]] += m.GetCounter().GetValue()
+		if mf.GetName() == name {
+			return mf.GetMetric()
 		}
 	}
-	return out
+	return nil
+}
+
+func lbl(m *dto.Metric, name string) string {
+	for _, lp := range m.GetLabel() {
+		if lp.GetName() == name {
+			return lp.GetValue()
+		}
+	}
+	return ""
 }
 
 func headerMap(h map[string]string) *corev3.HeaderMap {

@@ -146,3 +146,107 @@ func TestUnknownKeyAnswersBeforeEnvoysTimeout(t *testing.T) {
 		return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) == 200
 	})
 }
+
+// An attacker sending a token with a made-up kid every 100ms cannot keep a real new key out:
+// once the IdP publishes it, tokens signed with it pass within the forced-refresh cooldown
+// (1s, the default) plus one fetch, and the IdP sees at most one forced fetch per cooldown.
+func TestRotationNotStalledByForgedKids(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	_, c := startServer(t, deps{cfg: testConfig(p)}) // the default cooldown
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, mint(t, p.key, "a", []string{"orders:read"}, nil)))); got != 200 {
+		t.Fatalf("before the rotation: %d", got)
+	}
+	stop := make(chan struct{})
+	flooded := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				flooded <- n
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			forged, err := devissuer.Generate("ES256") // a new kid each time
+			if err != nil {
+				t.Error(err)
+				continue
+			}
+			if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, mint(t, forged, "x", []string{"orders:read"}, nil)))); got != 401 {
+				t.Errorf("forged kid: %d", got)
+			}
+			n++
+		}
+	}()
+	start, before := time.Now(), p.fetches.Load()
+	time.Sleep(1500 * time.Millisecond) // the flood is on: every cooldown is spent on forged kids
+	next, err := devissuer.Generate("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := mint(t, next, "a", []string{"orders:read"}, nil)
+	p.setKeys(p.key, next)
+	rotated := time.Now()
+	took := testutil.Eventually(t, 3*time.Second, "the new key accepted", func() bool {
+		return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) == 200
+	})
+	time.Sleep(time.Second)
+	close(stop)
+	forged := <-flooded
+	window, fetches := time.Since(start), p.fetches.Load()-before
+	t.Logf("new key accepted %s after it appeared; %d forged kids and %d JWKS fetches in %s", took.Round(time.Millisecond),
+		forged, fetches, window.Round(time.Millisecond))
+	if took > 1300*time.Millisecond {
+		t.Errorf("the new key took %s to be accepted (since %s), want within the 1s cooldown plus a fetch", took, rotated.Format(time.StampMilli))
+	}
+	if limit := int64(window/time.Second) + 1; fetches > limit {
+		t.Errorf("%d JWKS fetches in %s under the flood, want at most %d (one per second)", fetches, window, limit)
+	}
+}
+
+// A key removed from the JWKS stops verifying at the next periodic refresh, cached tokens
+// included: with Cache-Control: no-cache (Keycloak's), after the floor of the refresh
+// interval.
+func TestRemovedKeyStopsVerifying(t *testing.T) {
+	t.Parallel()
+	old, next := rsaKey(t), mustKey(t, "ES256")
+	p := newIdP(t, old, next)
+	both := noCacheJWKS(old, next)
+	p.jwks.Store(&both)
+	_, c := startServer(t, deps{cfg: testConfig(p), jwksMinInterval: 300 * time.Millisecond})
+	tok := mint(t, old, "a", []string{"orders:read"}, nil)
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))); got != 200 {
+		t.Fatalf("before the removal: %d", got)
+	}
+	onlyNext := noCacheJWKS(next)
+	p.jwks.Store(&onlyNext)
+	took := testutil.Eventually(t, 3*time.Second, "the cached token of a removed key refused", func() bool {
+		return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) == 401
+	})
+	t.Logf("refused %s after the key left the JWKS (refresh floor 300ms)", took.Round(time.Millisecond))
+	if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, mint(t, next, "b", []string{"orders:read"}, nil)))); got != 200 {
+		t.Errorf("the remaining key: %d", got)
+	}
+}
+
+// noCacheJWKS serves the keys' JWKS as Keycloak does, with Cache-Control: no-cache.
+func noCacheJWKS(keys ...*devissuer.Key) http.Handler {
+	rec := httptest.NewRecorder()
+	devissuer.JWKS(keys...).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/jwks.json", nil))
+	body := rec.Body.Bytes()
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(body)
+	})
+}
+
+func mustKey(t *testing.T, alg string) *devissuer.Key {
+	t.Helper()
+	k, err := devissuer.Generate(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

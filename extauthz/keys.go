@@ -3,7 +3,6 @@ package extauthz
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,15 +18,19 @@ import (
 )
 
 // keySource serves the signing keys of each trusted issuer from jwx's cache, which
-// refreshes them in the background. A kid the cache does not know triggers one forced
-// refresh per issuer per cooldown, so a flood of forged kids cannot hammer the IdP.
+// refreshes them in the background: as often as the JWKS response's Cache-Control max-age
+// says, between minInterval and an hour (minInterval when it says no-cache or nothing). A kid
+// the cache does not know triggers a forced refresh, at most one per issuer per cooldown, so
+// a flood of forged kids cannot hammer the IdP nor keep a real new key out for longer.
 type keySource struct {
-	cache    *jwk.Cache
-	client   *http.Client
-	cooldown time.Duration
-	wait     time.Duration // longest a Check waits for a forced refresh
-	log      *slog.Logger
-	m        *metrics
+	cache       *jwk.Cache
+	client      *http.Client
+	cooldown    time.Duration
+	minInterval time.Duration
+	wait        time.Duration // longest a Check waits for a forced refresh
+	log         *slog.Logger
+	m           *metrics
+	done        chan struct{} // closed by close: scheduled refreshes give up
 
 	mu   sync.Mutex
 	urls map[string]*httprc.ResourceBase[jwk.Set] // one resource per JWKS URL
@@ -41,22 +44,23 @@ type issuerKeys struct {
 
 	mu         sync.Mutex
 	lastForced time.Time
-	inflight   chan struct{} // closed when the running forced refresh ends
+	inflight   chan struct{} // closed when the scheduled or running forced refresh ends
 	configured string        // jwksUri from gateway.yaml; empty: OIDC discovery
 }
 
 // newKeySource: a Check waits for a forced refresh at most wait; the refresh itself goes on in
 // the background.
-func newKeySource(ctx context.Context, client *http.Client, cooldown, wait time.Duration, m *metrics, log *slog.Logger) (*keySource, error) {
+func newKeySource(ctx context.Context, client *http.Client, cooldown, minInterval, wait time.Duration, m *metrics, log *slog.Logger) (*keySource, error) {
 	cache, err := jwk.NewCache(ctx, httprc.NewClient())
 	if err != nil {
 		return nil, fmt.Errorf("jwks cache: %w", err)
 	}
-	return &keySource{cache: cache, client: client, cooldown: cooldown, wait: wait,
-		log: log, m: m, urls: map[string]*httprc.ResourceBase[jwk.Set]{}}, nil
+	return &keySource{cache: cache, client: client, cooldown: cooldown, minInterval: minInterval, wait: wait,
+		log: log, m: m, done: make(chan struct{}), urls: map[string]*httprc.ResourceBase[jwk.Set]{}}, nil
 }
 
 func (s *keySource) close() {
+	close(s.done)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = s.cache.Shutdown(ctx)
@@ -73,9 +77,7 @@ func (s *keySource) add(ctx context.Context, issuer, jwksURI string) *issuerKeys
 	} else {
 		go func() {
 			// First discovery in the background; later attempts ride on forced refreshes.
-			if _, err := ik.forceRefresh(ctx); err != nil {
-				s.log.Warn("oidc discovery", "issuer", issuer, "err", err)
-			}
+			ik.forceRefresh(ctx)
 		}()
 	}
 	return ik
@@ -91,7 +93,7 @@ func (ik *issuerKeys) register(ctx context.Context, u string) error {
 	}
 	cl := &countingClient{c: s.client, issuer: ik.issuer, m: s.m}
 	err := s.cache.Register(ctx, u, jwk.WithWaitReady(false), jwk.WithHTTPClient(cl),
-		jwk.WithMinInterval(time.Minute), jwk.WithMaxInterval(time.Hour))
+		jwk.WithMinInterval(s.minInterval), jwk.WithMaxInterval(time.Hour))
 	if err != nil {
 		return err
 	}
@@ -113,35 +115,20 @@ func (ik *issuerKeys) keys() jwk.Set {
 	return nil
 }
 
-var errRefreshCooldown = errors.New("jwks refresh rate-limited")
-
-// forceRefresh fetches the issuer's keys now, unless a forced refresh started less than
-// cooldown ago. Concurrent callers share one fetch; each waits at most ctx and s.wait.
-// The fetch itself runs detached from the caller, so it completes for later requests even
-// when this one gives up.
-func (ik *issuerKeys) forceRefresh(ctx context.Context) (jwk.Set, error) {
+// forceRefresh fetches the issuer's keys as soon as the cooldown since the last forced fetch
+// allows: at once, or when the cooldown ends. Every caller meanwhile shares that one fetch and
+// waits for it at most ctx and s.wait, then gets the keys held. The fetch runs detached from
+// the callers, so it completes for later requests even when this one gives up. So a kid seen
+// at time t is looked up in a JWKS fetched no later than t + cooldown, however many forged
+// kids arrive, and the IdP sees at most one forced fetch per cooldown.
+func (ik *issuerKeys) forceRefresh(ctx context.Context) jwk.Set {
 	s := ik.src
 	ik.mu.Lock()
 	ch := ik.inflight
 	if ch == nil {
-		if time.Since(ik.lastForced) < s.cooldown {
-			ik.mu.Unlock()
-			return ik.keys(), errRefreshCooldown
-		}
-		ik.lastForced = time.Now()
 		ch = make(chan struct{})
 		ik.inflight = ch
-		go func() {
-			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := ik.refresh(fctx); err != nil {
-				s.log.Warn("jwks forced refresh failed", "issuer", ik.issuer, "err", err)
-			}
-			ik.mu.Lock()
-			ik.inflight = nil
-			ik.mu.Unlock()
-			close(ch)
-		}()
+		go ik.forcedFetch(max(0, s.cooldown-time.Since(ik.lastForced)), ch)
 	}
 	ik.mu.Unlock()
 	t := time.NewTimer(s.wait)
@@ -151,7 +138,33 @@ func (ik *issuerKeys) forceRefresh(ctx context.Context) (jwk.Set, error) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-	return ik.keys(), nil
+	return ik.keys()
+}
+
+// forcedFetch waits delay, fetches, and closes ch.
+func (ik *issuerKeys) forcedFetch(delay time.Duration, ch chan struct{}) {
+	s := ik.src
+	defer close(ch)
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.done:
+			return
+		}
+	}
+	ik.mu.Lock()
+	ik.lastForced = time.Now()
+	ik.mu.Unlock()
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ik.refresh(fctx); err != nil {
+		s.log.Warn("jwks forced refresh failed", "issuer", ik.issuer, "err", err)
+	}
+	ik.mu.Lock()
+	ik.inflight = nil
+	ik.mu.Unlock()
 }
 
 func (ik *issuerKeys) refresh(ctx context.Context) error {
@@ -194,8 +207,12 @@ func (ik *issuerKeys) discover(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("oidc discovery %s: %w", u, err)
 	}
 	// OpenID Connect Discovery §4.3: the document must name the issuer it was fetched for.
-	if doc.Issuer != ik.issuer || doc.JWKSURI == "" {
-		return "", fmt.Errorf("oidc discovery %s: issuer %q / jwks_uri %q do not match", u, doc.Issuer, doc.JWKSURI)
+	if doc.Issuer != ik.issuer {
+		return "", fmt.Errorf("oidc discovery %s: the document names issuer %q, gateway.yaml trusts %q: they must be equal, trailing slash included",
+			u, doc.Issuer, ik.issuer)
+	}
+	if doc.JWKSURI == "" {
+		return "", fmt.Errorf("oidc discovery %s: no jwks_uri", u)
 	}
 	return doc.JWKSURI, nil
 }

@@ -184,6 +184,29 @@ func TestHeadersAndMetadata(t *testing.T) {
 		}
 	})
 
+	// Keycloak's shapes, with the default claims: a user token names its client only in azp
+	// and its scopes may come as scp; a client-credentials token carries the service
+	// account's UUID as sub, so its bucket is that account's, one per client.
+	t.Run("keycloak tokens", func(t *testing.T) {
+		const user, account = "6f1c2a2e-0000-4000-8000-000000000001", "6f1c2a2e-0000-4000-8000-000000000002"
+		tok := mint(t, p.key, user, nil, map[string]any{"azp": "web", "scope": nil, "scp": []string{"orders:read"}})
+		r := check(t, c, bearerReq(t, route, tok))
+		if got := okHeaders(r); httpStatus(r) != 200 || got["X-Client-Id"] != "web" || got["X-User-Id"] != user {
+			t.Errorf("user token: %d, headers %v", httpStatus(r), got)
+		}
+		if md := r.GetDynamicMetadata().AsMap(); md["client"] != "sub:"+user {
+			t.Errorf("user token: client %v", md["client"])
+		}
+		tok = mint(t, p.key, account, []string{"orders:read"}, map[string]any{"azp": "billing", "client_id": "billing"})
+		r = check(t, c, bearerReq(t, route, tok))
+		if got := okHeaders(r); got["X-Client-Id"] != "billing" {
+			t.Errorf("client-credentials token: headers %v", got)
+		}
+		if md := r.GetDynamicMetadata().AsMap(); md["client"] != "sub:"+account {
+			t.Errorf("client-credentials token: client %v", md["client"])
+		}
+	})
+
 	t.Run("anonymous", func(t *testing.T) {
 		anon := route
 		anon.Anonymous, anon.AnyOf = true, nil

@@ -35,6 +35,7 @@ type server struct {
 	revoked  *revocation.Set
 	m        *metrics
 	log      *slog.Logger
+	refusals *refusals
 	now      func() time.Time
 	xffHops  int           // gateway.yaml xffTrustedHops
 	edgeTTL  time.Duration // gateway.yaml authz.decisionCacheTTL
@@ -57,6 +58,7 @@ type deps struct {
 	now             func() time.Time
 	httpClient      *http.Client  // JWKS and discovery fetches
 	refreshCooldown time.Duration // between forced JWKS refreshes of one issuer
+	jwksMinInterval time.Duration // floor of the periodic JWKS refresh
 	cacheSize       int
 }
 
@@ -71,7 +73,10 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 		d.httpClient = &http.Client{Timeout: 5 * time.Second}
 	}
 	if d.refreshCooldown == 0 {
-		d.refreshCooldown = 10 * time.Second
+		d.refreshCooldown = time.Second
+	}
+	if d.jwksMinInterval == 0 {
+		d.jwksMinInterval = 30 * time.Second
 	}
 	if d.cacheSize == 0 {
 		d.cacheSize = 100_000
@@ -85,22 +90,23 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 	// authz, so that it still answers (401 unknown_key) before Envoy gives up on it; the
 	// refresh goes on in the background for the next request.
 	wait := min(time.Second, d.cfg.Authz.Timeout.Duration/2)
-	keys, err := newKeySource(ctx, d.httpClient, d.refreshCooldown, wait, m, d.log)
+	keys, err := newKeySource(ctx, d.httpClient, d.refreshCooldown, d.jwksMinInterval, wait, m, d.log)
 	if err != nil {
 		return nil, err
 	}
 	s := &server{keys: keys, cache: newTokenCache(d.cacheSize), revoked: d.revoked, m: m, log: d.log, now: d.now,
-		xffHops: int(d.cfg.XFFTrustedHops), edgeTTL: d.cfg.Authz.DecisionCacheTTL.Duration}
+		refusals: newRefusals(d.log, m.reg, d.now),
+		xffHops:  int(d.cfg.XFFTrustedHops), edgeTTL: d.cfg.Authz.DecisionCacheTTL.Duration}
 	s.maxToken = d.cfg.Authz.MaxTokenBytes
 	s.deniedTooLarge = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token",
 		fmt.Sprintf("the access token is larger than %d bytes (gateway.yaml authz.maxTokenBytes)", s.maxToken))
 	v := &verifier{issuers: map[string]*trustedIssuer{}, claims: d.cfg.Claims,
 		maxLifetime: d.cfg.Revocation.MaxTokenLifetime.Duration, now: d.now}
 	for h, c := range d.cfg.ClaimHeaders {
-		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claim: c})
+		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claims: c})
 	}
 	if h := d.cfg.IssuerHeader; h != "" {
-		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claim: "iss"})
+		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claims: config.ClaimNames{"iss"}})
 	}
 	v.multiIssuer = len(d.cfg.Issuers) > 1
 	slices.SortFunc(v.claimHeaders, func(a, b claimHeader) int { return strings.Compare(a.lower, b.lower) })
@@ -213,7 +219,9 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 	raw, why := splitBearer(auth, s.maxToken)
 	if why == "" {
 		sum = revocation.TokenHash(raw)
-		id = s.cache.get(&sum, now)
+		if id = s.cache.get(&sum, now); id != nil && !id.keyHeld() {
+			id = nil // its key left the JWKS: verify again, which now fails
+		}
 	}
 	if id != nil {
 		s.m.cacheHit.Inc()
@@ -222,20 +230,19 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 			why = tokenSyntax(raw)
 		}
 		if why == reasonTooLarge {
+			s.refusals.note("", why, nil)
 			return s.deniedTooLarge, why
 		}
 		if why != "" {
-			return deniedInvalid, why
+			s.refusals.note("", why, nil)
+			return deniedFor(why), why
 		}
 		s.m.cacheMiss.Inc()
 		var err error
 		if id, err = s.verifier.verify(ctx, raw); err != nil {
 			reason := reasonOf(err)
-			s.log.Debug("token refused", "reason", reason, "err", err)
-			if reason == reasonExpired {
-				return deniedExpired, reason
-			}
-			return deniedInvalid, reason
+			s.refusals.note(raw, reason, err)
+			return deniedFor(reason), reason
 		}
 		id.content = revocation.ContentHash(raw)
 		s.cache.put(&sum, id, now)
@@ -405,8 +412,7 @@ func isClaimHeader(hs []claimHeader, name string) bool {
 var (
 	deniedMissing = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token", "an access token is required")
 	deniedInvalid = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token", "the access token is invalid")
-	deniedExpired = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token", "the access token has expired")
-	deniedRevoked = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token", "the access token has been revoked")
+	deniedRevoked = deniedByReason[reasonRevoked]
 	policyError   = denied(http.StatusForbidden, "", "access_denied", "this route is not available")
 	// deniedUnavailable is a 503: the client may retry; nothing is wrong with its token.
 	deniedUnavailable = denied(http.StatusServiceUnavailable, "", "temporarily_unavailable", "authorization is starting; retry shortly")

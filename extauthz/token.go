@@ -134,6 +134,16 @@ type identity struct {
 	exp       time.Time
 	scopes    []string // sorted
 	headers   []string // value per verifier.claimHeaders entry; "" when the claim is absent
+	// keys and kid: the issuer's keys and the kid that verified the token. A cached token
+	// stays valid only while its key is in the issuer's JWKS.
+	keys *issuerKeys
+	kid  string
+}
+
+// keyHeld reports whether the key that verified the token is still in its issuer's JWKS.
+func (id *identity) keyHeld() bool {
+	_, ok := lookupKey(id.keys.keys(), id.kid)
+	return ok
 }
 
 func (id *identity) hasScopes(need []string) bool {
@@ -154,9 +164,9 @@ type trustedIssuer struct {
 }
 
 type claimHeader struct {
-	name  string // canonical, as configured
-	lower string
-	claim string
+	name   string // canonical, as configured
+	lower  string
+	claims config.ClaimNames // the first the token carries gives the value
 }
 
 // verifier checks signature and claims with jwx; it never accepts alg none or HMAC.
@@ -212,10 +222,13 @@ func reasonOf(err error) string {
 
 // verify checks a token's signature, issuer, audience, lifetime and builds its identity.
 func (v *verifier) verify(ctx context.Context, raw string) (*identity, error) {
-	var iss *trustedIssuer
+	var (
+		iss *trustedIssuer
+		kid string
+	)
 	provider := jws.KeyProviderFunc(func(ctx context.Context, sink jws.KeySink, sig *jws.Signature, msg *jws.Message) error {
 		var err error
-		iss, err = v.selectKey(ctx, sink, sig, msg)
+		iss, kid, err = v.selectKey(ctx, sink, sig, msg)
 		return err
 	})
 	tok, err := jwt.ParseString(raw,
@@ -247,33 +260,38 @@ func (v *verifier) verify(ctx context.Context, raw string) (*identity, error) {
 	if exp.Sub(iat) > v.maxLifetime {
 		return nil, fail(reasonLifetime, fmt.Errorf("exp - iat = %s beyond maxTokenLifetime", exp.Sub(iat)))
 	}
-	return v.identity(tok, iss.name, exp)
+	id, err := v.identity(tok, iss.name, exp)
+	if err != nil {
+		return nil, err
+	}
+	id.keys, id.kid = iss.keys, kid
+	return id, nil
 }
 
 // selectKey is the jws key provider: it trusts only configured issuers, only their allowed
 // algorithms, and only keys whose type and declared alg fit the token's alg.
-func (v *verifier) selectKey(ctx context.Context, sink jws.KeySink, sig *jws.Signature, msg *jws.Message) (*trustedIssuer, error) {
+func (v *verifier) selectKey(ctx context.Context, sink jws.KeySink, sig *jws.Signature, msg *jws.Message) (*trustedIssuer, string, error) {
 	var claims struct {
 		Iss string `json:"iss"`
 	}
 	if err := json.Unmarshal(msg.Payload(), &claims); err != nil {
-		return nil, fail(reasonInvalid, err)
+		return nil, "", fail(reasonInvalid, err)
 	}
 	iss := v.issuers[claims.Iss]
 	if iss == nil {
-		return nil, errUnknownIssuer
+		return nil, "", errUnknownIssuer
 	}
 	hdrs := sig.ProtectedHeaders()
 	alg, ok := hdrs.Algorithm()
 	// The one guard in code against none and HMAC (config.Validate refuses them too): a
 	// JWKS public key must never serve as an HMAC secret, whatever reached iss.algs.
 	if !ok || !iss.algs[alg.String()] || alg == jwa.NoSignature() || strings.HasPrefix(alg.String(), "HS") {
-		return nil, errAlgorithm
+		return nil, "", errAlgorithm
 	}
 	if iss.typ != "" {
 		typ, _ := hdrs.Type()
 		if mediaType(typ) != iss.typ {
-			return nil, fail(reasonTokenType, fmt.Errorf("typ %q, want %s", typ, iss.typ))
+			return nil, "", fail(reasonTokenType, fmt.Errorf("typ %q, want %s", typ, iss.typ))
 		}
 	}
 	kid, _ := hdrs.KeyID()
@@ -281,16 +299,15 @@ func (v *verifier) selectKey(ctx context.Context, sink jws.KeySink, sig *jws.Sig
 	key, ok := lookupKey(set, kid)
 	if !ok {
 		// A kid we do not know: maybe the IdP rotated. One rate-limited refresh, then give up.
-		set, _ = iss.keys.forceRefresh(ctx)
-		if key, ok = lookupKey(set, kid); !ok {
-			return nil, errUnknownKey
+		if key, ok = lookupKey(iss.keys.forceRefresh(ctx), kid); !ok {
+			return nil, "", errUnknownKey
 		}
 	}
 	if !keyFits(key, alg) {
-		return nil, errAlgorithm
+		return nil, "", errAlgorithm
 	}
 	sink.Key(alg, key)
-	return iss, nil
+	return iss, kid, nil
 }
 
 // lookupKey finds kid in set; a token without kid may use the set's only key.
@@ -336,11 +353,9 @@ func (v *verifier) identity(tok jwt.Token, issuer string, exp time.Time) (*ident
 	if id.subject, err = stringClaim(tok, v.claims.Subject); err != nil {
 		return nil, err
 	}
-	var cid string
-	if v.claims.Client != "" {
-		if cid, err = stringClaim(tok, v.claims.Client); err != nil {
-			return nil, err
-		}
+	cid, err := stringClaim(tok, v.claims.Client)
+	if err != nil {
+		return nil, err
 	}
 	// Client rule: a client-credentials token (client claim present, and no subject or
 	// the subject is the client itself) is keyed by client id; any other token by subject.
@@ -357,16 +372,11 @@ func (v *verifier) identity(tok jwt.Token, issuer string, exp time.Time) (*ident
 	if err != nil {
 		return nil, err
 	}
-	if v.claims.Scope != "scp" && len(scopes) == 0 {
-		if scopes, err = scopeClaim(tok, "scp"); err != nil {
-			return nil, err
-		}
-	}
 	slices.Sort(scopes)
 	id.scopes = slices.Compact(scopes)
 	id.headers = make([]string, len(v.claimHeaders))
 	for i, h := range v.claimHeaders {
-		id.headers[i] = headerValue(tok, h.claim)
+		id.headers[i] = headerValue(tok, h.claims)
 	}
 	return id, nil
 }
@@ -383,13 +393,25 @@ func (v *verifier) qualified(issuer, name string) string {
 // mediaType is a typ value as RFC 7515 compares it: case-insensitive, "application/" optional.
 func mediaType(typ string) string { return strings.TrimPrefix(strings.ToLower(typ), "application/") }
 
-func stringClaim(tok jwt.Token, name string) (string, error) {
-	if !tok.Has(name) {
-		return "", nil
+// first is the first of names that tok carries, with its value.
+func first(tok jwt.Token, names config.ClaimNames) (string, any, bool) {
+	for _, n := range names {
+		if !tok.Has(n) {
+			continue
+		}
+		var v any
+		if tok.Get(n, &v) == nil && v != nil && v != "" {
+			return n, v, true
+		}
 	}
-	var v any
-	if err := tok.Get(name, &v); err != nil {
-		return "", fail(reasonInvalid, err)
+	return "", nil, false
+}
+
+// stringClaim reads the first of names that the token carries; it must be a string.
+func stringClaim(tok jwt.Token, names config.ClaimNames) (string, error) {
+	name, v, ok := first(tok, names)
+	if !ok {
+		return "", nil
 	}
 	s, ok := v.(string)
 	if !ok {
@@ -398,14 +420,12 @@ func stringClaim(tok jwt.Token, name string) (string, error) {
 	return s, nil
 }
 
-// scopeClaim reads a space-separated string or an array of strings.
-func scopeClaim(tok jwt.Token, name string) ([]string, error) {
-	if !tok.Has(name) {
+// scopeClaim reads the first of names that the token carries: a space-separated string or an
+// array of strings.
+func scopeClaim(tok jwt.Token, names config.ClaimNames) ([]string, error) {
+	name, v, ok := first(tok, names)
+	if !ok {
 		return nil, nil
-	}
-	var v any
-	if err := tok.Get(name, &v); err != nil {
-		return nil, fail(reasonInvalid, err)
 	}
 	switch v := v.(type) {
 	case string:
@@ -428,12 +448,9 @@ func scopeClaim(tok jwt.Token, name string) ([]string, error) {
 
 // headerValue renders a claim for an identity header; values that could split or smuggle
 // a header are dropped.
-func headerValue(tok jwt.Token, name string) string {
-	if !tok.Has(name) {
-		return ""
-	}
-	var v any
-	if err := tok.Get(name, &v); err != nil {
+func headerValue(tok jwt.Token, names config.ClaimNames) string {
+	_, v, ok := first(tok, names)
+	if !ok {
 		return ""
 	}
 	var s string

@@ -1,0 +1,102 @@
+package extauthz
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/specgate/specgate/extauthz/devissuer"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A refused token's 401 says which check failed; the log says it at Info with the token's
+// iss, aud and kid (never the token), once a second per reason; the refused issuers and
+// audiences are counted, a bounded number of values each.
+func TestRefusalsSayWhy(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	var logs syncBuffer
+	s, c := startServer(t, deps{cfg: testConfig(p), log: slog.New(slog.NewJSONHandler(&logs, nil))})
+	now := time.Now()
+	mintAs := func(iss, aud string, extra map[string]any) string {
+		tok, err := devissuer.Mint(p.key, iss, aud, "alice", []string{"orders:read"}, time.Hour, extra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	stranger := mustKey(t, "ES256")
+	cases := []struct {
+		name, tok, reason, says string
+	}{
+		{"untrusted issuer", mintAs("http://127.0.0.1:8080/realms/shop", testAud, nil), reasonUnknownIssuer, "issuer (iss) is not trusted"},
+		{"other audience", mintAs(testIss, "account", nil), reasonAudience, "audience (aud) is not accepted"},
+		{"unknown key", mint(t, stranger, "alice", []string{"orders:read"}, nil), reasonUnknownKey, "signing key (kid) is not in its issuer's JWKS"},
+		{"expired", mintAs(testIss, testAud, map[string]any{"exp": now.Add(-time.Hour).Unix(), "iat": now.Add(-2 * time.Hour).Unix()}), reasonExpired, "has expired"},
+		{"not yet valid", mintAs(testIss, testAud, map[string]any{"nbf": now.Add(time.Hour).Unix()}), reasonNotYetValid, "not valid yet"},
+		{"malformed", "abc.def", reasonMalformed, "not a compact JWS"},
+	}
+	for _, tc := range cases {
+		r := check(t, c, bearerReq(t, protectedRoute, tc.tok))
+		var body struct {
+			ErrorDescription string `json:"error_description"`
+		}
+		_ = json.Unmarshal([]byte(r.GetDeniedResponse().GetBody()), &body)
+		if httpStatus(r) != 401 || !strings.Contains(body.ErrorDescription, tc.says) {
+			t.Errorf("%s: %d %q, want 401 saying %q", tc.name, httpStatus(r), body.ErrorDescription, tc.says)
+		}
+	}
+	out := logs.String()
+	for _, tc := range cases {
+		if !strings.Contains(out, `"reason":"`+tc.reason+`"`) {
+			t.Errorf("no Info log of a %s refusal", tc.reason)
+		}
+		if strings.Contains(out, tc.tok) {
+			t.Errorf("the log shows the %s token", tc.name)
+		}
+	}
+	for _, want := range []string{`"level":"INFO","msg":"token refused"`, `"iss":"http://127.0.0.1:8080/realms/shop"`, `"aud":["account"]`,
+		fmt.Sprintf(`"kid":%q`, stranger.KeyID())} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %s:\n%s", want, out)
+		}
+	}
+	// Fifty more of one reason: no more log lines this second, all counted.
+	before := s.refusals.logged.Load()
+	for i := range 50 {
+		check(t, c, bearerReq(t, protectedRoute, mintAs(fmt.Sprintf("https://evil-%d.example/", i), testAud, nil)))
+	}
+	if n := s.refusals.logged.Load() - before; n > 1 {
+		t.Errorf("%d log lines for 50 refusals of one reason within a second", n)
+	}
+	iss := map[string]float64{}
+	for _, m := range gather(t, s, "specgate_authz_refused_claims_total") {
+		if lbl(m, "claim") == "iss" {
+			iss[lbl(m, "value")] += m.GetCounter().GetValue()
+		}
+	}
+	if len(iss) != maxClaimValues+1 || iss["other"] < 30 || iss["http://127.0.0.1:8080/realms/shop"] != 1 {
+		t.Errorf("refused issuers: %d values (want %d and other), other %v", len(iss), maxClaimValues+1, iss["other"])
+	}
+}
