@@ -19,9 +19,9 @@ import (
 
 // Gateway is gateway.yaml; docs/gateway-yaml.md is its reference.
 type Gateway struct {
-	Listeners    Listeners         `json:"listeners"`
-	Issuers      []Issuer          `json:"issuers"`
-	Claims       Claims            `json:"claims"`
+	Listeners    Listeners             `json:"listeners"`
+	Issuers      []Issuer              `json:"issuers"`
+	Claims       Claims                `json:"claims"`
 	ClaimHeaders map[string]ClaimNames `json:"claimHeaders"`
 	// IssuerHeader carries the token's iss to the backend on every allow, like claimHeaders
 	// (removed from the client's request first): with several issuers, the subject alone does
@@ -148,7 +148,7 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()
 // Default is the configuration used when no gateway.yaml is given.
 func Default() Gateway {
 	return Gateway{
-		Listeners:    Listeners{Public: 8080, Internal: 8081, MaxRequestBodyBytes: 1 << 20},
+		Listeners: Listeners{Public: 8080, Internal: 8081, MaxRequestBodyBytes: 1 << 20},
 		// azp: the client of a user token where client_id is absent (Keycloak, Auth0, Entra
 		// ID v2); scp: Entra ID's and Okta's scopes.
 		Claims:       Claims{Subject: ClaimNames{"sub"}, Client: ClaimNames{"client_id", "azp"}, Scope: ClaimNames{"scope", "scp"}},

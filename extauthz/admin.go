@@ -55,6 +55,9 @@ type revocationRequest struct {
 	Issuer string     `json:"issuer,omitempty"` // with sub; required when several issuers are trusted
 	Before *time.Time `json:"before,omitempty"` // with sub; default now
 	Token  string     `json:"token,omitempty"`
+	// BySubject, with token: revoke every token of the token's subject at its issuer issued
+	// until now, without having to know how the IdP spells the subject (a UUID at Keycloak).
+	BySubject bool `json:"bySubject,omitempty"`
 }
 
 func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
@@ -101,6 +104,9 @@ func (a *admin) entryKey(req revocationRequest) (string, time.Time, error) {
 	if (req.Before != nil || req.Issuer != "") && req.Sub == "" {
 		return "", now, errors.New(`"before" and "issuer" go with "sub"`)
 	}
+	if req.BySubject && req.Token == "" {
+		return "", now, errors.New(`"bySubject" goes with "token"`)
+	}
 	switch {
 	case req.JTI != "":
 		return revocation.JTIKey(req.JTI), now, nil
@@ -124,6 +130,18 @@ func (a *admin) entryKey(req revocationRequest) (string, time.Time, error) {
 	tok, err := jwt.ParseInsecure([]byte(raw))
 	if err != nil {
 		return "", now, errors.New(`"token" is not a JWT`)
+	}
+	if req.BySubject {
+		v := a.srv.verifier
+		iss, _ := tok.Issuer()
+		if v.issuers[iss] == nil {
+			return "", now, fmt.Errorf("the token's issuer %q is not one of gateway.yaml's issuers", iss)
+		}
+		sub, err := stringClaim(tok, v.claims.Subject)
+		if err != nil || sub == "" {
+			return "", now, fmt.Errorf("the token has no subject (claims.subject: %s)", v.claims.Subject)
+		}
+		return revocation.SubjectKey(v.qualified(iss, sub)), now, nil
 	}
 	if jti, ok := tok.JwtID(); ok && jti != "" {
 		return revocation.JTIKey(jti), now, nil

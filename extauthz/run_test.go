@@ -164,6 +164,26 @@ func TestAdminAPI(t *testing.T) {
 	if r.status(t, old) != 401 || r.status(t, mint(t, p.key, "carol", []string{"orders:read"}, nil)) != 200 {
 		t.Fatal("subject revocation with before: wrong cut-off")
 	}
+	// Every token of a token's subject, without spelling the subject (a UUID at Keycloak).
+	const uuid = "8d1e7a52-0000-4000-8000-00000000000d"
+	held := mint(t, p.key, uuid, []string{"orders:read"}, map[string]any{"iat": time.Now().Add(-time.Hour).Unix()})
+	other := mint(t, p.key, uuid, []string{"orders:read"}, map[string]any{"iat": time.Now().Add(-time.Minute).Unix()})
+	if got, body := r.revoke(t, adminToken, map[string]any{"token": held, "bySubject": true}); got != 200 || !strings.Contains(body, `"key":"sub:`+uuid) {
+		t.Fatalf("revoke by the token's subject: %d %s", got, body)
+	}
+	if r.status(t, other) != 401 {
+		t.Fatal("another token of the subject still accepted")
+	}
+	foreign, err := devissuer.Mint(p.key, "https://elsewhere.example/", testAud, uuid, nil, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]any{"bySubject without token": map[string]any{"bySubject": true},
+		"untrusted issuer": map[string]any{"token": foreign, "bySubject": true}} {
+		if got, out := r.revoke(t, adminToken, body); got != 400 {
+			t.Errorf("%s: %d %s, want 400", name, got, out)
+		}
+	}
 	resp, err := http.Get(r.http + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +191,7 @@ func TestAdminAPI(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, name := range []string{"specgate_authz_checks_total", "specgate_authz_check_duration_seconds_bucket",
-		"specgate_authz_token_cache_total", "specgate_authz_revocations_total 3", "specgate_authz_revocation_entries 3",
+		"specgate_authz_token_cache_total", "specgate_authz_revocations_total 4", "specgate_authz_revocation_entries 4",
 		"specgate_authz_bloom_fill_ratio", "specgate_authz_bloom_estimated_fp_rate", "specgate_authz_jwks_refresh_total",
 		"specgate_authz_jwks_keys"} {
 		if !strings.Contains(string(b), name) {

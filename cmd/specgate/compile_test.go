@@ -119,3 +119,11 @@ func TestLogLevelFlag(t *testing.T) {
 		t.Errorf("bad level: %v", err)
 	}
 }
+
+// revoke --subject names every token of a token's subject, so it needs --jwt.
+func TestRevokeSubjectNeedsJWT(t *testing.T) {
+	_, _, err := run(t, "revoke", "--sub", "alice", "--subject")
+	if err == nil || !strings.Contains(err.Error(), "--subject goes with --jwt") {
+		t.Errorf("revoke --sub alice --subject: %v", err)
+	}
+}

@@ -17,12 +17,13 @@ import (
 
 func newRevokeCmd() *cobra.Command {
 	var server, jti, sub, issuer, jwt, token, before string
+	var bySubject bool
 	cmd := &cobra.Command{
 		Use:   "revoke",
-		Short: "Revoke a token (--jti, --jwt) or every token of a subject issued before now (--sub)",
+		Short: "Revoke a token (--jti, --jwt) or every token of a subject issued before now (--sub, --jwt T --subject)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			body := map[string]string{}
+			body := map[string]any{}
 			for k, v := range map[string]string{"jti": jti, "sub": sub, "token": jwt} {
 				if v != "" {
 					body[k] = v
@@ -30,6 +31,12 @@ func newRevokeCmd() *cobra.Command {
 			}
 			if len(body) != 1 {
 				return errors.New("revoke: give exactly one of --jti, --sub and --jwt")
+			}
+			if bySubject {
+				if jwt == "" {
+					return errors.New("revoke: --subject goes with --jwt")
+				}
+				body["bySubject"] = true
 			}
 			if issuer != "" {
 				if sub == "" {
@@ -64,11 +71,12 @@ func newRevokeCmd() *cobra.Command {
 	f.StringVar(&before, "before", "", "with --sub: revoke tokens issued at or before this RFC 3339 time")
 	f.StringVar(&issuer, "issuer", "", "with --sub: the subject's issuer (required when gateway.yaml trusts several)")
 	f.StringVar(&jwt, "jwt", "", "the token itself (its jti, or the hash of what it signs when it has none)")
+	f.BoolVar(&bySubject, "subject", false, "with --jwt: every token of that token's subject at its issuer, issued until now")
 	f.StringVar(&token, "token", "", "admin token (default $SPECGATE_ADMIN_TOKEN)")
 	return cmd
 }
 
-func postRevocation(ctx context.Context, server, token string, body map[string]string) (string, error) {
+func postRevocation(ctx context.Context, server, token string, body map[string]any) (string, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return "", err

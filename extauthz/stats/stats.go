@@ -100,6 +100,30 @@ func Summarize(r io.Reader, w io.Writer, now time.Time) error {
 		fmt.Fprintln(tw, "  none")
 	}
 
+	// What the refused tokens said they were (unverified): a wrong issuer or audience is the
+	// usual misconfiguration, e.g. localhost vs 127.0.0.1 in a Keycloak issuer.
+	refused := map[string]map[string]float64{"iss": {}, "aud": {}}
+	for _, m := range metrics(mfs, "specgate_authz_refused_claims_total") {
+		l := labels(m)
+		if byValue := refused[l["claim"]]; byValue != nil {
+			byValue[l["value"]] += m.GetCounter().GetValue()
+		}
+	}
+	for _, c := range []struct{ claim, title string }{{"iss", "TOP REFUSED ISSUERS (iss of refused tokens)"}, {"aud", "TOP REFUSED AUDIENCES (aud of refused tokens)"}} {
+		fmt.Fprintln(tw, "\n"+c.title)
+		rs := sorted(refused[c.claim])
+		for _, r := range rs[:min(5, len(rs))] {
+			name := r.key
+			if name == "" {
+				name = "(none)"
+			}
+			fmt.Fprintf(tw, "  %s\t%.0f\n", name, r.n)
+		}
+		if len(rs) == 0 {
+			fmt.Fprintln(tw, "  none")
+		}
+	}
+
 	var hit, miss float64
 	for _, m := range metrics(mfs, "specgate_authz_token_cache_total") {
 		if labels(m)["result"] == "hit" {

@@ -20,6 +20,10 @@ specgate_authz_check_duration_seconds_bucket{le="0.0001"} 100
 specgate_authz_check_duration_seconds_bucket{le="+Inf"} 100
 specgate_authz_check_duration_seconds_sum 0.0015
 specgate_authz_check_duration_seconds_count 100
+# TYPE specgate_authz_refused_claims_total counter
+specgate_authz_refused_claims_total{claim="iss",value="http://localhost:8080/realms/shop"} 7
+specgate_authz_refused_claims_total{claim="iss",value="https://evil.example/"} 2
+specgate_authz_refused_claims_total{claim="aud",value="account"} 9
 # TYPE specgate_authz_token_cache_total counter
 specgate_authz_token_cache_total{result="hit"} 80
 specgate_authz_token_cache_total{result="miss"} 20
@@ -45,6 +49,7 @@ func TestSummarize(t *testing.T) {
 		"100 checks", "allow 90 (90.0%)", "deny 10 (10.0%)",
 		"10µs", "18.3µs", "expired", "60.0% of denials", "orders.delete",
 		"hit ratio 80.0%", "live entries", "NO KEYS: tokens refused",
+		"TOP REFUSED ISSUERS", "http://localhost:8080/realms/shop  7", "TOP REFUSED AUDIENCES", "account",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
