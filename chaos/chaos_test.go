@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,24 +18,6 @@ import (
 	"github.com/specgate/specgate/internal/stack"
 	"github.com/specgate/specgate/internal/testutil"
 )
-
-const shop = `openapi: 3.1.0
-info: {title: Shop, version: 1.0.0}
-x-specgate: {service: shop, backend: "http://127.0.0.1:{{PORT}}", basePath: /shop}
-security: [{oauth: [orders:read]}]
-components:
-  securitySchemes:
-    oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://a.test/token", scopes: {orders:read: r}}}}
-paths:
-  /orders:
-    get: {operationId: listOrders, responses: {"200": {description: ok}}}
-  /public:
-    get: {operationId: public, security: [], x-specgate: {rateLimits: [{requests: 5, per: minute, key: ip}]}, responses: {"200": {description: ok}}}
-  /open:
-    get: {operationId: open, security: [], responses: {"200": {description: ok}}}
-  /limited:
-    get: {operationId: limited, security: [], x-specgate: {rateLimits: [{requests: {{LIMIT}}, per: second, key: ip}]}, responses: {"200": {description: ok}}}
-`
 
 // perSecond is the limit of /shop/limited: below the load's share of that route, so a
 // working rate limiter answers some 429s every second and a failed-open one none.
@@ -79,7 +62,7 @@ func tolerant(cfg *config.Gateway) { cfg.Authz.Timeout.Duration = time.Second }
 func shopStack(t *testing.T) (*stack.Stack, *e2e.Backend) {
 	t.Helper()
 	b := e2e.NewBackend(t, "shop")
-	s := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": shop},
+	s := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": stack.ShopSpec},
 		Vars: map[string]string{"PORT": b.Port(), "LIMIT": perSecond}, Configure: tolerant})
 	return s, b
 }
@@ -105,6 +88,25 @@ func TestKillAuthz(t *testing.T) {
 
 	l.inject("killing", s.Authz[0].Kill)
 	l.setPhase("authz-down")
+	// The 503 of an authz that cannot be reached is the gateway's JSON error, with a Retry-After.
+	var down *http.Response
+	testutil.Eventually(t, 5*time.Second, "503 while authz is down", func() bool {
+		req, _ := http.NewRequest("GET", s.Public+"/shop/orders", nil)
+		req.Header.Set("Authorization", "Bearer "+alice)
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			return false
+		}
+		down = resp
+		return resp.StatusCode == 503
+	})
+	body, _ := io.ReadAll(down.Body)
+	down.Body.Close()
+	if down.Header.Get("Content-Type") != "application/json" || down.Header.Get("Retry-After") != "1" ||
+		!strings.Contains(string(body), `"error":"ext_authz_error"`) {
+		t.Errorf("503 while authz is down: Content-Type %q, Retry-After %q, body %s", down.Header.Get("Content-Type"),
+			down.Header.Get("Retry-After"), body)
+	}
 	l.hold(phaseTime)
 
 	l.setPhase("restarting")

@@ -29,11 +29,11 @@ func push(t *testing.T, s *stack.Stack, service, spec string) (int, string) {
 // backends: not one request fails, and both backends answer.
 func TestPushesUnderLoad(t *testing.T) {
 	a, b := e2e.NewBackend(t, "a"), e2e.NewBackend(t, "b")
-	s := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": shop},
+	s := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": stack.ShopSpec},
 		Vars: map[string]string{"PORT": a.Port(), "LIMIT": perSecond}, Configure: tolerant})
 	alice := s.Token("alice", "orders:read")
 	specFor := func(be *e2e.Backend) string {
-		return strings.NewReplacer("{{PORT}}", be.Port(), "{{LIMIT}}", perSecond).Replace(shop)
+		return strings.NewReplacer("{{PORT}}", be.Port(), "{{LIMIT}}", perSecond).Replace(stack.ShopSpec)
 	}
 	l := startLoad(t, loadRPS,
 		target{name: "protected", url: s.Public + "/shop/orders", token: alice},

@@ -1,34 +1,16 @@
 package extauthz
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/internal/testenvoy"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A refused token's 401 says which check failed; the log says it at Info with the token's
 // iss, aud and kid (never the token), once a second per reason; the refused issuers and
@@ -36,7 +18,7 @@ func (s *syncBuffer) String() string {
 func TestRefusalsSayWhy(t *testing.T) {
 	t.Parallel()
 	p := newIdP(t)
-	var logs syncBuffer
+	var logs testenvoy.LogBuffer
 	s, c := startServer(t, deps{cfg: testConfig(p), log: slog.New(slog.NewJSONHandler(&logs, nil))})
 	now := time.Now()
 	mintAs := func(iss, aud string, extra map[string]any) string {

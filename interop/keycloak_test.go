@@ -22,18 +22,6 @@ import (
 	"github.com/specgate/specgate/internal/testutil"
 )
 
-const shop = `openapi: 3.1.0
-info: {title: Shop, version: 1.0.0}
-x-specgate: {service: shop, backend: "http://127.0.0.1:{{PORT}}", basePath: /shop}
-security: [{oauth: [orders:read]}]
-components:
-  securitySchemes:
-    oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://a.test/token", scopes: {orders:read: r}}}}
-paths:
-  /orders:
-    get: {operationId: listOrders, x-specgate: {rateLimits: [{requests: 1000, per: minute, key: client}]}, responses: {"200": {description: ok}}}
-`
-
 // The whole gateway (control plane, authz, ratelimit, real Envoy, Redis) with a real Keycloak
 // 26 as the issuer, with gateway.yaml's defaults for claims and headers: client-credentials
 // and password-grant tokens, scopes, identity headers, a key rotation, revocation by jti and by
@@ -42,7 +30,8 @@ func TestKeycloak(t *testing.T) {
 	kc := startKeycloak(t)
 	r := kc.setUpRealm()
 	backend := e2e.NewBackend(t, "shop")
-	s := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": shop}, Vars: map[string]string{"PORT": backend.Port()},
+	s := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": stack.ShopSpec},
+		Vars: map[string]string{"PORT": backend.Port(), "LIMIT": "10"},
 		Configure: func(c *config.Gateway) {
 			// Discovery: no jwksUri. The defaults for claims and claimHeaders stay.
 			c.Issuers = []config.Issuer{{Issuer: r.issuer, Audiences: []string{r.audience}, Algorithms: []string{"RS256"}}}

@@ -329,37 +329,31 @@ func goTestRows(t *table, path string) error {
 // one key counted by N ratelimit replicas (BenchmarkRevocationFanOut, BenchmarkReplicasOneKey).
 func fanOutRows(t *table, path string, extra map[string]map[string]float64) error {
 	t.section("Replicas sharing Redis (go test, see the commands below the table)")
-	one, ok := extra["BenchmarkRevocationFanOut/replicas=1"]
-	if !ok {
-		return fmt.Errorf("%s: no BenchmarkRevocationFanOut result", path)
+	// each runs row for every sub-benchmark name/replicas=N of a benchmark.
+	each := func(name string, replicas []string, row func(n string, m map[string]float64)) error {
+		for _, n := range replicas {
+			m, ok := extra[name+"/replicas="+n]
+			if !ok {
+				return fmt.Errorf("%s: no %s/replicas=%s result", path, name, n)
+			}
+			row(strings.Replace(n, "/cluster", " (3-shard cluster)", 1), m)
+		}
+		return nil
 	}
-	msCell := func(m map[string]float64) string {
-		return fmt.Sprintf("%.2f / %.2f ms", m["p50-ms"], m["p99-ms"])
+	one := extra["BenchmarkRevocationFanOut/replicas=1"]
+	msCell := func(m map[string]float64) string { return fmt.Sprintf("%.2f / %.2f ms", m["p50-ms"], m["p99-ms"]) }
+	err := each("BenchmarkRevocationFanOut", []string{"1", "4", "8", "8/cluster"}, func(n string, m map[string]float64) {
+		t.row("revocation: the API's 200 → the last of "+n+" authz replicas refusing, p50 / p99", msCell(m),
+			"1 replica", msCell(one), ratio(m["p50-ms"], one["p50-ms"])+" / "+ratio(m["p99-ms"], one["p99-ms"]))
+	})
+	if err != nil {
+		return err
 	}
-	for _, n := range []string{"1", "4", "8", "8/cluster"} {
-		m, ok := extra["BenchmarkRevocationFanOut/replicas="+n]
-		if !ok {
-			return fmt.Errorf("%s: no BenchmarkRevocationFanOut/replicas=%s result", path, n)
-		}
-		label := "revocation: the API's 200 → the last of " + n + " authz replicas refusing, p50 / p99"
-		if strings.HasSuffix(n, "/cluster") {
-			label = "revocation: the API's 200 → the last of 8 authz replicas refusing, 3-shard cluster, p50 / p99"
-		}
-		t.row(label, msCell(m), "1 replica", msCell(one), ratio(m["p50-ms"], one["p50-ms"])+" / "+ratio(m["p99-ms"], one["p99-ms"]))
-	}
-	for _, n := range []string{"1", "3", "6", "6/cluster"} {
-		m, ok := extra["BenchmarkReplicasOneKey/replicas="+n]
-		if !ok {
-			return fmt.Errorf("%s: no BenchmarkReplicasOneKey/replicas=%s result", path, n)
-		}
-		label := "rate limit, one key, " + n + " ratelimit replicas: most admitted in a window (5× demand)"
-		if strings.HasSuffix(n, "/cluster") {
-			label = "rate limit, one key, 6 ratelimit replicas, 3-shard cluster: most admitted in a window (5× demand)"
-		}
-		t.row(label, fmt.Sprintf("%.0f (%s calls/s)", m["admitted"], commas(int64(m["calls/s"]))), "limit", fmt.Sprintf("%.0f", m["limit"]),
+	return each("BenchmarkReplicasOneKey", []string{"1", "3", "6", "6/cluster"}, func(n string, m map[string]float64) {
+		t.row("rate limit, one key, "+n+" ratelimit replicas: most admitted in a window (5× demand)",
+			fmt.Sprintf("%.0f (%s calls/s)", m["admitted"], commas(int64(m["calls/s"]))), "limit", fmt.Sprintf("%.0f", m["limit"]),
 			ratio(m["admitted"], m["limit"]), goal("≤ limit", m["admitted"] <= m["limit"]))
-	}
-	return nil
+	})
 }
 
 func cpuRows(t *table, o options, vs []*variant, cpu map[string][]cpuSample) {

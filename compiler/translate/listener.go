@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	celfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	bufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -113,14 +114,31 @@ const requestTimeout = time.Minute
 const filterBuffer = "envoy.filters.http.buffer"
 
 // localReplies turn Envoy's own answers to upstream failures (no healthy host, connection
-// failure, timeout) and to a body over the limit (413) into small JSON bodies like every other
-// answer of the gateway.
+// failure, timeout), to a body over the limit (413) and to authz that cannot be reached or
+// answer in time (503, ext_authz_error) into small JSON bodies like every other answer of the
+// gateway. The last also says when to retry: authz comes back within seconds (a restart, a
+// new pod), and clients that honour Retry-After do not hammer it meanwhile.
 func (t *translator) localReplies() *hcmv3.LocalReplyConfig {
 	body, _ := structpb.NewStruct(map[string]any{
 		"error":  "%RESPONSE_CODE_DETAILS%",
 		"status": "%RESPONSE_CODE%",
 	})
+	format := &corev3.SubstitutionFormatString{
+		Format:      &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: body},
+		ContentType: "application/json",
+	}
+	authzError := t.pack(&celfilterv3.ExpressionFilter{Expression: `response.code_details == "ext_authz_error"`})
 	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
+		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{
+			ExtensionFilter: &accesslogv3.ExtensionFilter{Name: "envoy.access_loggers.extension_filters.cel",
+				ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: authzError}},
+		}},
+		HeadersToAdd: []*corev3.HeaderValueOption{{
+			Header:       &corev3.HeaderValue{Key: "retry-after", Value: "1"},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}},
+		BodyFormatOverride: format,
+	}, {
 		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{
 			Filters: []*accesslogv3.AccessLogFilter{
 				{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{
@@ -134,9 +152,6 @@ func (t *translator) localReplies() *hcmv3.LocalReplyConfig {
 				}}},
 			},
 		}}},
-		BodyFormatOverride: &corev3.SubstitutionFormatString{
-			Format:      &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: body},
-			ContentType: "application/json",
-		},
+		BodyFormatOverride: format,
 	}}}
 }

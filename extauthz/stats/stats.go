@@ -87,18 +87,22 @@ func Summarize(r io.Reader, w io.Writer, now time.Time) error {
 	if len(denials) == 0 {
 		fmt.Fprintln(tw, "  none")
 	}
-	fmt.Fprintln(tw, "\nTOP DENIED ROUTES")
-	routes := sorted(byDeniedRoute)
-	for _, r := range routes[:min(5, len(routes))] {
-		name := r.key
-		if name == "" {
-			name = "(no route id)"
+	// top prints the five largest counts under a title; unnamed is the name of the "" key.
+	top := func(title, unnamed string, counts map[string]float64) {
+		fmt.Fprintln(tw, "\n"+title)
+		rs := sorted(counts)
+		for _, r := range rs[:min(5, len(rs))] {
+			name := r.key
+			if name == "" {
+				name = unnamed
+			}
+			fmt.Fprintf(tw, "  %s\t%.0f\n", name, r.n)
 		}
-		fmt.Fprintf(tw, "  %s\t%.0f\n", name, r.n)
+		if len(rs) == 0 {
+			fmt.Fprintln(tw, "  none")
+		}
 	}
-	if len(routes) == 0 {
-		fmt.Fprintln(tw, "  none")
-	}
+	top("TOP DENIED ROUTES", "(no route id)", byDeniedRoute)
 
 	// What the refused tokens said they were (unverified): a wrong issuer or audience is the
 	// usual misconfiguration, e.g. localhost vs 127.0.0.1 in a Keycloak issuer.
@@ -109,20 +113,8 @@ func Summarize(r io.Reader, w io.Writer, now time.Time) error {
 			byValue[l["value"]] += m.GetCounter().GetValue()
 		}
 	}
-	for _, c := range []struct{ claim, title string }{{"iss", "TOP REFUSED ISSUERS (iss of refused tokens)"}, {"aud", "TOP REFUSED AUDIENCES (aud of refused tokens)"}} {
-		fmt.Fprintln(tw, "\n"+c.title)
-		rs := sorted(refused[c.claim])
-		for _, r := range rs[:min(5, len(rs))] {
-			name := r.key
-			if name == "" {
-				name = "(none)"
-			}
-			fmt.Fprintf(tw, "  %s\t%.0f\n", name, r.n)
-		}
-		if len(rs) == 0 {
-			fmt.Fprintln(tw, "  none")
-		}
-	}
+	top("TOP REFUSED ISSUERS (iss of refused tokens)", "(none)", refused["iss"])
+	top("TOP REFUSED AUDIENCES (aud of refused tokens)", "(none)", refused["aud"])
 
 	var hit, miss float64
 	for _, m := range metrics(mfs, "specgate_authz_token_cache_total") {

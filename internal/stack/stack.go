@@ -36,6 +36,27 @@ const (
 	Audience = "api"
 )
 
+// ShopSpec is the spec most stacks serve, for {{PORT}} (its backend) and {{LIMIT}}: /shop/orders
+// needs a token with orders:read, /shop/public is anonymous and limited to 5 a minute per
+// IP, /shop/open is anonymous, /shop/limited is limited to {{LIMIT}} a second per IP.
+const ShopSpec = `openapi: 3.1.0
+info: {title: Shop, version: 1.0.0}
+x-specgate: {service: shop, backend: "http://127.0.0.1:{{PORT}}", basePath: /shop}
+security: [{oauth: [orders:read]}]
+components:
+  securitySchemes:
+    oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://a.test/token", scopes: {orders:read: r}}}}
+paths:
+  /orders:
+    get: {operationId: listOrders, responses: {"200": {description: ok}}}
+  /public:
+    get: {operationId: public, security: [], x-specgate: {rateLimits: [{requests: 5, per: minute, key: ip}]}, responses: {"200": {description: ok}}}
+  /open:
+    get: {operationId: open, security: [], responses: {"200": {description: ok}}}
+  /limited:
+    get: {operationId: limited, security: [], x-specgate: {rateLimits: [{requests: {{LIMIT}}, per: second, key: ip}]}, responses: {"200": {description: ok}}}
+`
+
 // Options shape a stack.
 type Options struct {
 	// Specs are OpenAPI files (name → content); {{KEY}} is replaced by Vars[KEY].
