@@ -71,13 +71,20 @@ type Claims struct {
 }
 
 // ClaimNames is an ordered list of claim names: the first one a token carries (non-empty)
-// is used. In gateway.yaml one name or a list.
+// is used. In gateway.yaml one name or a list; "" or [] is none (only claims.client may be
+// none: then no token is keyed by client id); null keeps the default.
 type ClaimNames []string
 
 func (c *ClaimNames) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	var one string
 	if json.Unmarshal(b, &one) == nil {
-		*c = ClaimNames{one}
+		*c = ClaimNames{}
+		if one != "" {
+			*c = ClaimNames{one}
+		}
 		return nil
 	}
 	var many []string

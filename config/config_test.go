@@ -85,7 +85,10 @@ func TestClaimNames(t *testing.T) {
 	if !slices.Equal(d.Claims.Client, ClaimNames{"client_id", "azp"}) || !slices.Equal(d.ClaimHeaders["X-Client-Id"], ClaimNames{"client_id", "azp"}) {
 		t.Errorf("default client claims %v / %v, want client_id then azp", d.Claims.Client, d.ClaimHeaders["X-Client-Id"])
 	}
-	for _, bad := range []string{"claims: {client: 3}", "claims: {subject: []}", "claims: {scope: [scope, \"\"]}", "claimHeaders: {X-A: []}"} {
+	if g, err := Parse([]byte(`claims: {client: "", subject: null}`)); err != nil || len(g.Claims.Client) != 0 || !slices.Equal(g.Claims.Subject, ClaimNames{"sub"}) {
+		t.Errorf(`client "" (none) and subject null (the default): %v %+v`, err, g.Claims)
+	}
+	for _, bad := range []string{"claims: {client: 3}", "claims: {subject: []}", `claims: {subject: ""}`, "claims: {scope: [scope, \"\"]}", "claimHeaders: {X-A: []}"} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("%s accepted", bad)
 		}

@@ -30,7 +30,9 @@ type keySource struct {
 	wait        time.Duration // longest a Check waits for a forced refresh
 	log         *slog.Logger
 	m           *metrics
-	done        chan struct{} // closed by close: scheduled refreshes give up
+	// ctx ends with close: scheduled and running forced fetches give up.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu   sync.Mutex
 	urls map[string]*httprc.ResourceBase[jwk.Set] // one resource per JWKS URL
@@ -46,6 +48,9 @@ type issuerKeys struct {
 	lastForced time.Time
 	inflight   chan struct{} // closed when the scheduled or running forced refresh ends
 	configured string        // jwksUri from gateway.yaml; empty: OIDC discovery
+	// waiting counts the Checks waiting for a forced fetch; beyond maxWaiting the others
+	// answer at once, so a flood of made-up kids cannot hold Envoy's requests to authz open.
+	waiting atomic.Int32
 }
 
 // newKeySource: a Check waits for a forced refresh at most wait; the refresh itself goes on in
@@ -55,12 +60,13 @@ func newKeySource(ctx context.Context, client *http.Client, cooldown, minInterva
 	if err != nil {
 		return nil, fmt.Errorf("jwks cache: %w", err)
 	}
+	fctx, cancel := context.WithCancel(context.Background())
 	return &keySource{cache: cache, client: client, cooldown: cooldown, minInterval: minInterval, wait: wait,
-		log: log, m: m, done: make(chan struct{}), urls: map[string]*httprc.ResourceBase[jwk.Set]{}}, nil
+		log: log, m: m, ctx: fctx, cancel: cancel, urls: map[string]*httprc.ResourceBase[jwk.Set]{}}, nil
 }
 
 func (s *keySource) close() {
-	close(s.done)
+	s.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = s.cache.Shutdown(ctx)
@@ -115,12 +121,15 @@ func (ik *issuerKeys) keys() jwk.Set {
 	return nil
 }
 
+// maxWaiting bounds the Checks of one issuer that wait for a forced fetch.
+const maxWaiting = 32
+
 // forceRefresh fetches the issuer's keys as soon as the cooldown since the last forced fetch
-// allows: at once, or when the cooldown ends. Every caller meanwhile shares that one fetch and
-// waits for it at most ctx and s.wait, then gets the keys held. The fetch runs detached from
-// the callers, so it completes for later requests even when this one gives up. So a kid seen
-// at time t is looked up in a JWKS fetched no later than t + cooldown, however many forged
-// kids arrive, and the IdP sees at most one forced fetch per cooldown.
+// allows: at once, or when the cooldown ends. Callers meanwhile share that one fetch; up to
+// maxWaiting of them wait for it, at most ctx and s.wait, the others answer with the keys held.
+// The fetch runs detached from the callers, so it completes for later requests even when
+// they give up. So a kid first seen at time t is in the keys by t + cooldown + the fetch time,
+// however many made-up kids arrive, and the IdP sees at most one forced fetch per cooldown.
 func (ik *issuerKeys) forceRefresh(ctx context.Context) jwk.Set {
 	s := ik.src
 	ik.mu.Lock()
@@ -131,6 +140,11 @@ func (ik *issuerKeys) forceRefresh(ctx context.Context) jwk.Set {
 		go ik.forcedFetch(max(0, s.cooldown-time.Since(ik.lastForced)), ch)
 	}
 	ik.mu.Unlock()
+	if ik.waiting.Add(1) > maxWaiting {
+		ik.waiting.Add(-1)
+		return ik.keys()
+	}
+	defer ik.waiting.Add(-1)
 	t := time.NewTimer(s.wait)
 	defer t.Stop()
 	select {
@@ -150,16 +164,16 @@ func (ik *issuerKeys) forcedFetch(delay time.Duration, ch chan struct{}) {
 		defer t.Stop()
 		select {
 		case <-t.C:
-		case <-s.done:
+		case <-s.ctx.Done():
 			return
 		}
 	}
 	ik.mu.Lock()
 	ik.lastForced = time.Now()
 	ik.mu.Unlock()
-	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	fctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	if err := ik.refresh(fctx); err != nil {
+	if err := ik.refresh(fctx); err != nil && s.ctx.Err() == nil {
 		s.log.Warn("jwks forced refresh failed", "issuer", ik.issuer, "err", err)
 	}
 	ik.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -72,7 +73,7 @@ func newRefusals(log *slog.Logger, reg *prometheus.Registry, now func() time.Tim
 		values: map[string]int{}, known: map[[2]string]bool{},
 		counted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "specgate_authz_refused_claims_total",
-			Help: "Refused tokens by claim (iss, aud) and its value as the token states it, unverified; at most 20 values each, then \"other\".",
+			Help: "Refused tokens by claim (iss, aud) and its value as the token states it, unverified; at most 20 values each, then \"(other)\".",
 		}, []string{"claim", "value"})}
 	reg.MustRegister(r.counted)
 	return r
@@ -81,7 +82,19 @@ func newRefusals(log *slog.Logger, reg *prometheus.Registry, now func() time.Tim
 // note records a refused token.
 func (r *refusals) note(raw, reason string, err error) {
 	c := describe(raw)
+	if r.throttled(reason, c) {
+		return
+	}
+	r.logged.Add(1)
+	r.log.Info("token refused", "reason", reason, "iss", c.Iss, "aud", c.aud(), "kid", c.Kid, "alg", c.Alg,
+		"err", errText(err), "not_logged_since", r.missedOf(reason))
+}
+
+// throttled counts the refused token's iss and aud, and reports whether its reason was logged
+// less than a second ago.
+func (r *refusals) throttled(reason string, c claims) bool {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.count("iss", c.Iss)
 	for _, a := range c.aud() {
 		r.count("aud", a)
@@ -89,33 +102,54 @@ func (r *refusals) note(raw, reason string, err error) {
 	now := r.now()
 	if now.Sub(r.last[reason]) < time.Second {
 		r.missed[reason]++
-		r.mu.Unlock()
-		return
+		return true
 	}
-	missed := r.missed[reason]
-	r.last[reason], r.missed[reason] = now, 0
-	r.mu.Unlock()
-	r.logged.Add(1)
-	r.log.Info("token refused", "reason", reason, "iss", c.Iss, "aud", c.aud(), "kid", c.Kid, "alg", c.Alg,
-		"err", errText(err), "not_logged_since", missed)
+	r.last[reason] = now
+	return false
 }
 
-// count adds one to claim=value, under r.mu.
+// missedOf returns and resets the refusals of reason not logged.
+func (r *refusals) missedOf(reason string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.missed[reason]
+	r.missed[reason] = 0
+	return n
+}
+
+// count adds one to claim=value, under r.mu. An absent claim is not counted.
 func (r *refusals) count(claim, value string) {
-	value = strings.ToValidUTF8(value, "?")
-	if len(value) > 128 {
-		value = value[:128]
+	if value == "" {
+		return
 	}
 	k := [2]string{claim, value}
 	if !r.known[k] {
 		if r.values[claim] >= maxClaimValues {
-			value = "other"
+			k[1] = otherValue
 		} else {
 			r.known[k] = true
 			r.values[claim]++
 		}
 	}
-	r.counted.WithLabelValues(claim, value).Inc()
+	r.counted.WithLabelValues(k[0], k[1]).Inc()
+}
+
+// otherValue counts the values beyond maxClaimValues; no URL or audience is spelled so.
+const otherValue = "(other)"
+
+// printable bounds a client-chosen value for a label or a log line: at most 128 bytes, cut
+// before a character that would straddle the limit, valid UTF-8 (Prometheus panics on
+// anything else).
+func printable(v string) string {
+	v = strings.ToValidUTF8(v, "\uFFFD")
+	if len(v) <= 128 {
+		return v
+	}
+	cut := 128
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut]
 }
 
 // claims are what a refusal says of the token, unverified.
@@ -128,12 +162,12 @@ type claims struct {
 func (c claims) aud() []string {
 	switch a := c.Aud.(type) {
 	case string:
-		return []string{a}
+		return []string{printable(a)}
 	case []any:
 		var out []string
 		for _, v := range a[:min(len(a), 8)] {
 			if s, ok := v.(string); ok {
-				out = append(out, s)
+				out = append(out, printable(s))
 			}
 		}
 		return out
@@ -157,7 +191,7 @@ func describe(raw string) claims {
 		Aud any    `json:"aud"`
 	}
 	_ = json.Unmarshal(msg.Payload(), &p)
-	c.Iss, c.Aud = p.Iss, p.Aud
+	c.Iss, c.Aud, c.Kid, c.Alg = printable(p.Iss), p.Aud, printable(c.Kid), printable(c.Alg)
 	return c
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/internal/testenvoy"
@@ -78,7 +79,30 @@ func TestRefusalsSayWhy(t *testing.T) {
 			iss[lbl(m, "value")] += m.GetCounter().GetValue()
 		}
 	}
-	if len(iss) != maxClaimValues+1 || iss["other"] < 30 || iss["http://127.0.0.1:8080/realms/shop"] != 1 {
-		t.Errorf("refused issuers: %d values (want %d and other), other %v", len(iss), maxClaimValues+1, iss["other"])
+	if len(iss) != maxClaimValues+1 || iss[otherValue] < 30 || iss["http://127.0.0.1:8080/realms/shop"] != 1 {
+		t.Errorf("refused issuers: %d values (want %d and other), other %v", len(iss), maxClaimValues+1, iss[otherValue])
+	}
+}
+
+// A refused token's iss is counted as a metric label: a value of any bytes and length, cut
+// where a character spans the limit, must never reach Prometheus as invalid UTF-8 (which
+// panics, and would take authz down for any client).
+func TestRefusedClaimValuesAreSafeLabels(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	s, c := startServer(t, deps{cfg: testConfig(p)})
+	for _, iss := range []string{strings.Repeat("a", 127) + "é", "\xff\xfe", strings.Repeat("é", 200)} {
+		tok, err := devissuer.Mint(p.key, iss, testAud, "alice", nil, time.Hour, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))); got != 401 {
+			t.Errorf("iss %q: %d", iss, got)
+		}
+	}
+	for _, m := range gather(t, s, "specgate_authz_refused_claims_total") {
+		if v := lbl(m, "value"); !utf8.ValidString(v) || len(v) > 128 {
+			t.Errorf("label value %q", v)
+		}
 	}
 }

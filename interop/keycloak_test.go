@@ -22,15 +22,28 @@ import (
 	"github.com/specgate/specgate/internal/testutil"
 )
 
+// quota allows each client (the rate-limit key client) two calls a minute.
+const quota = `openapi: 3.1.0
+info: {title: Quota, version: 1.0.0}
+x-specgate: {service: quota, backend: "http://127.0.0.1:{{PORT}}", basePath: /quota}
+security: [{oauth: [orders:read]}]
+components:
+  securitySchemes:
+    oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://a.test/token", scopes: {orders:read: r}}}}
+paths:
+  /items:
+    get: {operationId: items, x-specgate: {rateLimits: [{requests: 2, per: minute, key: client}]}, responses: {"200": {description: ok}}}
+`
+
 // The whole gateway (control plane, authz, ratelimit, real Envoy, Redis) with a real Keycloak
 // 26 as the issuer, with gateway.yaml's defaults for claims and headers: client-credentials
-// and password-grant tokens, scopes, identity headers, a key rotation, revocation by jti and by
-// subject, and an expired token.
+// and password-grant tokens, scopes, identity headers, a rate-limit bucket per caller, a key
+// rotation, revocation by jti and by subject, and an expired token.
 func TestKeycloak(t *testing.T) {
 	kc := startKeycloak(t)
 	r := kc.setUpRealm()
 	backend := e2e.NewBackend(t, "shop")
-	s := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": stack.ShopSpec},
+	s := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": stack.ShopSpec, "quota.yaml": quota},
 		Vars: map[string]string{"PORT": backend.Port(), "LIMIT": "10"},
 		Configure: func(c *config.Gateway) {
 			// Discovery: no jwksUri. The defaults for claims and claimHeaders stay.
@@ -68,6 +81,24 @@ func TestKeycloak(t *testing.T) {
 		if h.Get("X-Client-Id") != r.webClient || h.Get("X-User-Id") != c["sub"] || c["sub"] == r.user {
 			t.Errorf("X-Client-Id %q (want %s, from azp), X-User-Id %q (sub %v, a UUID)", h.Get("X-Client-Id"), r.webClient,
 				h.Get("X-User-Id"), c["sub"])
+		}
+	})
+
+	t.Run("a bucket per caller", func(t *testing.T) {
+		items := s.Public + "/quota/items"
+		user := kc.userToken(r, "orders:read")
+		for i, want := range []int{200, 200, 429} {
+			if got := get(t, items, user); got.status != want {
+				t.Fatalf("user token, call %d: %d, want %d", i+1, got.status, want)
+			}
+		}
+		// Another login of the same user shares the bucket (sub:<user UUID>); the
+		// client-credentials client has its own (sub:<service account UUID>).
+		if got := get(t, items, kc.userToken(r, "orders:read")); got.status != 429 {
+			t.Errorf("the same user's new token: %d, want 429", got.status)
+		}
+		if got := get(t, items, kc.clientToken(r, "orders:read")); got.status != 200 {
+			t.Errorf("the client-credentials client: %d, want 200 (its own bucket)", got.status)
 		}
 	})
 

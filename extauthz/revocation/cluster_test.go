@@ -111,6 +111,50 @@ func TestRedisStoreClusterFailover(t *testing.T) {
 	}
 }
 
+// The slot of the set and its shard channel migrated to another master: the server
+// unsubscribes the followers from the old node, they subscribe again where the slot now is,
+// and a revocation added after the move reaches them.
+func TestRedisStoreFollowsSlotMigration(t *testing.T) {
+	t.Parallel()
+	c := testredis.StartCluster(t, 3, 0)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	writer, err := NewRedis(c.URL(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	follower, err := NewRedis(c.URL(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer follower.Close()
+	set := NewSet(1000, 1e-7)
+	go func() { _ = follower.Sync(ctx, set) }()
+	testutil.Eventually(t, 10*time.Second, "the set loaded from the cluster", set.Loaded)
+	now := time.Now()
+	if err := writer.Add(ctx, Entry{Key: JTIKey("before"), At: now, Expires: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	to := (c.Owner(t, redisKey) + 1) % len(c.Masters)
+	c.MigrateSlot(t, redisKey, to, 50*time.Millisecond)
+	testutil.Eventually(t, 10*time.Second, "a revocation accepted after the migration", func() bool {
+		return writer.Add(ctx, Entry{Key: JTIKey("after"), At: now, Expires: now.Add(time.Hour)}) == nil
+	})
+	// Only the shard channel carries "after" to the follower: its set is not reloaded by
+	// itself when nothing fails.
+	testutil.Eventually(t, 10*time.Second, "the follower has the revocation added after the move", func() bool {
+		_, ok := set.Lookup([]byte(JTIKey("after")))
+		return ok
+	})
+	node := redis.NewClient(&redis.Options{Addr: c.Masters[to].Addr})
+	defer node.Close()
+	testutil.Eventually(t, 10*time.Second, "the follower subscribed on the new owner", func() bool {
+		return node.PubSubShardNumSub(ctx, redisChannel).Val()[redisChannel] == 1
+	})
+}
+
 // Behind Sentinel, the primary killed: the sentinels promote the replica, revocations can
 // be added again once they have, nothing revoked before is lost, and a running replica's set
 // follows (it resubscribes and reloads).

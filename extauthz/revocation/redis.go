@@ -100,22 +100,26 @@ func (s *RedisStore) load(ctx context.Context) ([]Entry, error) {
 
 // Sync subscribes first and loads after every (re)subscription, so no entry published
 // between the two is lost. go-redis resubscribes by itself after a reconnect and hands
-// back a *redis.Subscription, which is the signal to reload the whole set. A shard channel
-// whose slot moved to another node (a failover, a migration) is unsubscribed by the server:
-// then Sync subscribes anew, on the node that owns the slot now.
+// back a *redis.Subscription, which is the signal to reload the whole set. A subscription
+// that fails otherwise (a shard channel whose slot moved: the server unsubscribes it, or
+// answers MOVED) is given up: Sync reloads the cluster's slot map and subscribes anew, on
+// the node that owns the slot now.
 func (s *RedisStore) Sync(ctx context.Context, set *Set) error {
-	st := syncState{needReload: true, healthy: true}
+	st := syncState{needReload: true, healthy: true, backoff: minBackoff}
 	for ctx.Err() == nil {
 		s.follow(ctx, set, &st)
 	}
 	return nil
 }
 
+const minBackoff = 50 * time.Millisecond
+
 type syncState struct {
 	needReload, healthy bool
+	backoff             time.Duration // before the next attempt after a failure
 }
 
-// follow runs one subscription until ctx ends or the server drops it.
+// follow runs one subscription until ctx ends or it fails.
 func (s *RedisStore) follow(ctx context.Context, set *Set, st *syncState) {
 	var ps *redis.PubSub
 	if s.sharded {
@@ -127,7 +131,6 @@ func (s *RedisStore) follow(ctx context.Context, set *Set, st *syncState) {
 	defer stop()
 	defer ps.Close()
 
-	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		if st.needReload {
 			entries, err := s.load(ctx)
@@ -150,24 +153,19 @@ func (s *RedisStore) follow(ctx context.Context, set *Set, st *syncState) {
 			if ctx.Err() != nil {
 				return
 			}
-			redisurl.Reroute(ctx, s.rdb)
 			if st.healthy {
 				s.log.Warn("revocation store unreachable: checks go on with the last known set", "err", err)
 				st.healthy = false
 			}
-			st.needReload = true
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, time.Second)
-			continue
+			s.retry(ctx, st)
+			return
 		}
-		backoff = 50 * time.Millisecond
+		st.backoff = minBackoff
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			st.needReload = true
-			if m.Kind == "sunsubscribe" {
+			if m.Kind == "sunsubscribe" { // the slot moved
+				s.retry(ctx, st)
 				return
 			}
 		case *redis.Message:
@@ -177,4 +175,15 @@ func (s *RedisStore) follow(ctx context.Context, set *Set, st *syncState) {
 			}
 		}
 	}
+}
+
+// retry prepares the next subscription: a full reload, the slot map reloaded, a pause.
+func (s *RedisStore) retry(ctx context.Context, st *syncState) {
+	st.needReload = true
+	redisurl.Reroute(ctx, s.rdb)
+	select {
+	case <-ctx.Done():
+	case <-time.After(st.backoff):
+	}
+	st.backoff = min(st.backoff*2, time.Second)
 }

@@ -94,6 +94,37 @@ func (c *Cluster) Owner(t testutil.TB, key string) int {
 	return i
 }
 
+// MigrateSlot moves the slot of key, with key, from its master to Masters[to] the way
+// redis-cli --cluster reshard does (IMPORTING, MIGRATING, MIGRATE, then NODE on both), pausing
+// between the steps so that clients meet each stage. It returns the slot.
+func (c *Cluster) MigrateSlot(t testutil.TB, key string, to int, pause time.Duration) int64 {
+	t.Helper()
+	ctx := context.Background()
+	from := c.Owner(t, key)
+	nodes := make([]*redis.Client, len(c.Masters))
+	ids := make([]string, len(c.Masters))
+	for i, m := range c.Masters {
+		nodes[i] = redis.NewClient(&redis.Options{Addr: m.Addr})
+		defer nodes[i].Close()
+		ids[i], _ = nodes[i].Do(ctx, "cluster", "myid").Text()
+	}
+	slot := nodes[from].ClusterKeySlot(ctx, key).Val()
+	host, port, _ := strings.Cut(c.Masters[to].Addr, ":")
+	for _, s := range [][]any{
+		{to, "cluster", "setslot", slot, "importing", ids[from]},
+		{from, "cluster", "setslot", slot, "migrating", ids[to]},
+		{from, "migrate", host, port, "", 0, 5000, "keys", key},
+		{to, "cluster", "setslot", slot, "node", ids[to]},
+		{from, "cluster", "setslot", slot, "node", ids[to]},
+	} {
+		if err := nodes[s[0].(int)].Do(ctx, s[1:]...).Err(); err != nil && err.Error() != "NOKEY" {
+			t.Fatalf("%v: %v", s[1:], err)
+		}
+		time.Sleep(pause)
+	}
+	return slot
+}
+
 func (c *Cluster) all() []*Server { return append(append([]*Server{}, c.Masters...), c.Replicas...) }
 
 // URL is the redis+cluster:// URL with every master as a seed.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/specgate/specgate/internal/testredis"
@@ -18,20 +19,42 @@ func main() {
 	flag.Parse()
 	p := &proc{}
 	defer p.cleanup()
-	c := testredis.StartCluster(p, *masters, 0)
-	fmt.Println(c.URL())
+	// Before the servers start: a signal while the cluster forms must stop them too.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	<-sig
+	formed := make(chan string)
+	go func() { formed <- testredis.StartCluster(p, *masters, 0).URL() }()
+	select {
+	case url := <-formed:
+		fmt.Println(url)
+		<-sig
+	case <-sig:
+	}
 }
 
-// proc is a testutil.TB for a program: a fatal error stops the servers and exits.
-type proc struct{ cleanups []func() }
+// proc is a testutil.TB for a program: a fatal error stops the servers and exits. Once it
+// has cleaned up, a server registered later (the cluster was still forming) is stopped at once.
+type proc struct {
+	mu       sync.Mutex
+	cleanups []func()
+	done     bool
+}
 
 func (p *proc) Helper()                   {}
-func (p *proc) Cleanup(f func())          { p.cleanups = append(p.cleanups, f) }
 func (p *proc) Fatal(a ...any)            { p.fail(fmt.Sprint(a...)) }
 func (p *proc) Fatalf(f string, a ...any) { p.fail(fmt.Sprintf(f, a...)) }
+
+func (p *proc) Cleanup(f func()) {
+	p.mu.Lock()
+	done := p.done
+	if !done {
+		p.cleanups = append(p.cleanups, f)
+	}
+	p.mu.Unlock()
+	if done {
+		f()
+	}
+}
 
 func (p *proc) TempDir() string {
 	d, err := os.MkdirTemp("", "rediscluster-")
@@ -49,8 +72,11 @@ func (p *proc) fail(msg string) {
 }
 
 func (p *proc) cleanup() {
-	for i := len(p.cleanups) - 1; i >= 0; i-- {
-		p.cleanups[i]()
+	p.mu.Lock()
+	fs := p.cleanups
+	p.cleanups, p.done = nil, true
+	p.mu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
 	}
-	p.cleanups = nil
 }
