@@ -36,7 +36,23 @@ type Gateway struct {
 	SharedPrefixes []string `json:"sharedPrefixes"`
 	// XFFTrustedHops is how many X-Forwarded-For hops in front of Envoy are trusted (a cloud
 	// load balancer adds one); the ip rate-limit key and the client fallback use the result.
-	XFFTrustedHops uint32 `json:"xffTrustedHops"`
+	XFFTrustedHops uint32    `json:"xffTrustedHops"`
+	AccessLog      AccessLog `json:"accessLog"`
+}
+
+// AccessLog is Envoy's access log: one JSON line per request on its stdout, in the shape
+// Google Cloud Logging reads (docs/metrics.md, Access logs).
+type AccessLog struct {
+	// Format is json, or "" for none (the default).
+	Format string `json:"format"`
+	// Sample is the share of requests logged, in (0, 1]; 0 means 1.
+	Sample float64 `json:"sample"`
+	// Subject is how the token's subject appears: plain (default), hash (SHA-256, hex, of
+	// the subject as authz qualifies it) or omit.
+	Subject string `json:"subject"`
+	// Query keeps the query string in the logged URL (off by default: queries carry
+	// personal data and secrets more often than paths).
+	Query bool `json:"query"`
 }
 
 type Listeners struct {
@@ -279,6 +295,14 @@ func (g Gateway) Validate() error {
 		}
 	case s != "memory":
 		add("rateLimit: store must be memory or a Redis URL (redis://, rediss://, redis+cluster://, redis+sentinel://)")
+	}
+	switch a := g.AccessLog; {
+	case a.Format != "" && a.Format != "json":
+		add("accessLog.format %q: json, or empty for no access log", a.Format)
+	case a.Sample < 0 || a.Sample > 1:
+		add("accessLog.sample %g: a share of requests in (0, 1]", a.Sample)
+	case a.Subject != "" && a.Subject != "plain" && a.Subject != "hash" && a.Subject != "omit":
+		add("accessLog.subject %q: plain, hash or omit", a.Subject)
 	}
 	if g.Authz.FailOpen && len(g.ClaimHeaders) > 0 {
 		// When authz cannot be asked, Envoy lets the request through untouched: client-sent

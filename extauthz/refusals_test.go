@@ -1,6 +1,8 @@
 package extauthz
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -9,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/internal/testenvoy"
 )
@@ -104,5 +107,29 @@ func TestRefusedClaimValuesAreSafeLabels(t *testing.T) {
 		if v := lbl(m, "value"); !utf8.ValidString(v) || len(v) > 128 {
 			t.Errorf("label value %q", v)
 		}
+	}
+}
+
+// With an access log, every answer carries its decision and reason in the dynamic metadata
+// (denials too, which Envoy keeps), and with accessLog.subject: hash the subject's SHA-256.
+func TestDecisionMetadataForTheAccessLog(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	cfg := testConfig(p)
+	cfg.AccessLog = config.AccessLog{Format: "json", Subject: "hash"}
+	_, c := startServer(t, deps{cfg: cfg})
+	md := check(t, c, bearerReq(t, protectedRoute, mint(t, p.key, "alice", []string{"orders:read"}, nil))).GetDynamicMetadata().AsMap()
+	sum := sha256.Sum256([]byte("alice"))
+	if md["decision"] != "allow" || md["reason"] != "ok" || md["subject_hash"] != hex.EncodeToString(sum[:]) {
+		t.Errorf("allow metadata %v", md)
+	}
+	md = check(t, c, bearerReq(t, protectedRoute, mint(t, p.key, "alice", nil, nil))).GetDynamicMetadata().AsMap()
+	if md["decision"] != "deny" || md["reason"] != "insufficient_scope" {
+		t.Errorf("deny metadata %v", md)
+	}
+	// Without an access log, nothing is added.
+	_, plain := startServer(t, deps{cfg: testConfig(p)})
+	if md := check(t, plain, bearerReq(t, protectedRoute, mint(t, p.key, "alice", nil, nil))).GetDynamicMetadata(); md != nil {
+		t.Errorf("metadata on a denial without an access log: %v", md)
 	}
 }

@@ -2,6 +2,8 @@ package extauthz
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -36,10 +38,13 @@ type server struct {
 	m        *metrics
 	log      *slog.Logger
 	refusals *refusals
-	now      func() time.Time
-	xffHops  int           // gateway.yaml xffTrustedHops
-	edgeTTL  time.Duration // gateway.yaml authz.decisionCacheTTL
-	maxToken int           // gateway.yaml authz.maxTokenBytes
+	// logDecisions adds the decision and reason to the dynamic metadata for Envoy's access
+	// log; hashSubject adds the subject's hash (gateway.yaml accessLog).
+	logDecisions, hashSubject bool
+	now                       func() time.Time
+	xffHops                   int           // gateway.yaml xffTrustedHops
+	edgeTTL                   time.Duration // gateway.yaml authz.decisionCacheTTL
+	maxToken                  int           // gateway.yaml authz.maxTokenBytes
 	// deniedTooLarge says the size, not only "invalid": a token grown by roles is a
 	// configuration matter, not an attack.
 	deniedTooLarge *authv3.CheckResponse
@@ -95,8 +100,9 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 		return nil, err
 	}
 	s := &server{keys: keys, cache: newTokenCache(d.cacheSize), revoked: d.revoked, m: m, log: d.log, now: d.now,
-		refusals: newRefusals(d.log, m.reg, d.now),
-		xffHops:  int(d.cfg.XFFTrustedHops), edgeTTL: d.cfg.Authz.DecisionCacheTTL.Duration}
+		refusals:     newRefusals(d.log, m.reg, d.now),
+		logDecisions: d.cfg.AccessLog.Format != "", hashSubject: d.cfg.AccessLog.Subject == "hash",
+		xffHops: int(d.cfg.XFFTrustedHops), edgeTTL: d.cfg.Authz.DecisionCacheTTL.Duration}
 	s.maxToken = d.cfg.Authz.MaxTokenBytes
 	s.deniedTooLarge = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token",
 		fmt.Sprintf("the access token is larger than %d bytes (gateway.yaml authz.maxTokenBytes)", s.maxToken))
@@ -189,9 +195,33 @@ func (s *server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if resp.GetStatus().GetCode() == int32(codes.OK) {
 		decision = "allow"
 	}
+	if s.logDecisions {
+		resp = s.withDecision(resp, decision, reason)
+	}
 	s.m.checks.WithLabelValues(decision, reason, route).Inc()
 	s.m.duration.Observe(time.Since(start).Seconds())
 	return resp, nil
+}
+
+// withDecision adds the decision and its reason to the dynamic metadata, for Envoy's access
+// log (gateway.yaml accessLog), and the subject's hash when the log shows no more. An allow is
+// built for this request; a denial is shared, so it is copied around new metadata.
+func (s *server) withDecision(resp *authv3.CheckResponse, decision, reason string) *authv3.CheckResponse {
+	if decision == "allow" {
+		f := resp.GetDynamicMetadata().GetFields()
+		f[policy.MetaDecision] = structpb.NewStringValue(decision)
+		f[policy.MetaReason] = structpb.NewStringValue(reason)
+		if sub := f[policy.MetaSubject].GetStringValue(); s.hashSubject && sub != "" {
+			h := sha256.Sum256([]byte(sub))
+			f[policy.MetaSubjectHash] = structpb.NewStringValue(hex.EncodeToString(h[:]))
+		}
+		return resp
+	}
+	return &authv3.CheckResponse{Status: resp.Status, HttpResponse: resp.HttpResponse,
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			policy.MetaDecision: structpb.NewStringValue(decision),
+			policy.MetaReason:   structpb.NewStringValue(reason),
+		}}}
 }
 
 func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*authv3.CheckResponse, string) {

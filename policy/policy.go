@@ -40,6 +40,13 @@ const (
 	// MetaClient is the rate-limit client key: "sub:<subject>", "cid:<client id>" for a
 	// client-credentials token, or "ip:<address>" for an anonymous request.
 	MetaClient = "client"
+	// For the access log (gateway.yaml accessLog), on allows and denials alike: MetaDecision
+	// is allow or deny, MetaReason the reason (specgate_authz_checks_total's), and
+	// MetaSubjectHash the hex SHA-256 of the subject (MetaSubject) when accessLog.subject is
+	// hash.
+	MetaDecision    = "decision"
+	MetaReason      = "reason"
+	MetaSubjectHash = "subject_hash"
 )
 
 // The edge decision cache (gateway.yaml authz.decisionCacheTTL): a Lua filter named

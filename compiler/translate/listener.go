@@ -73,6 +73,7 @@ func (t *translator) listener(name string, port uint32, rc *routev3.RouteConfigu
 		ServerName:            "specgate",
 		StripMatchingHostPort: true,
 		LocalReplyConfig:      t.localReplies(),
+		AccessLog:             t.accessLogs(),
 	}
 	if t.opts.InlineRoutes {
 		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}

@@ -1,0 +1,79 @@
+package translate
+
+import (
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/specgate/specgate/policy"
+)
+
+// accessLogs is gateway.yaml's accessLog: one JSON line per request on Envoy's stdout, where
+// GKE's logging agent picks it up. httpRequest is Cloud Logging's HttpRequest (it shows as
+// the request's line); authz says what authz decided and why, from its dynamic metadata, so
+// that "why did this request get 403?" has an answer per request. The Authorization header,
+// cookies and the query string (unless accessLog.query) are never logged.
+func (t *translator) accessLogs() []*accesslogv3.AccessLog {
+	a := t.opts.Gateway.AccessLog
+	if a.Format == "" {
+		return nil
+	}
+	meta := func(key string) string { return "%DYNAMIC_METADATA(" + policy.MetadataNamespace + ":" + key + ")%" }
+	url := "%PATH(NQ:ORIG_OR_PATH)%" // the path the client sent, before any rewrite
+	if a.Query {
+		url = "%PATH(WQ:ORIG_OR_PATH)%"
+	}
+	authz := map[string]any{"decision": meta(policy.MetaDecision), "reason": meta(policy.MetaReason)}
+	switch a.Subject {
+	case "", "plain":
+		authz["subject"] = meta(policy.MetaSubject)
+	case "hash":
+		authz["subjectHash"] = meta(policy.MetaSubjectHash)
+	}
+	format, _ := structpb.NewStruct(map[string]any{
+		"time": "%START_TIME%",
+		"httpRequest": map[string]any{
+			"requestMethod": "%REQ(:METHOD)%",
+			"requestUrl":    url,
+			"status":        "%RESPONSE_CODE%",
+			"requestSize":   "%BYTES_RECEIVED%",
+			"responseSize":  "%BYTES_SENT%",
+			// Cloud Logging wants a duration such as "0.123s"; no operator writes seconds.
+			"latency":   "%CEL(double(request.duration.getSeconds()) + double(request.duration.getMilliseconds()) / 1000.0)%s",
+			"remoteIp":  "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+			"userAgent": "%REQ(USER-AGENT)%",
+			"protocol":  "%PROTOCOL%",
+		},
+		"route":         "%ROUTE_NAME%",
+		"responseFlags": "%RESPONSE_FLAGS%",
+		"details":       "%RESPONSE_CODE_DETAILS%",
+		"durationMs":    "%DURATION%",
+		"upstreamMs":    "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+		"requestId":     "%REQ(X-REQUEST-ID)%",
+		"traceparent":   "%REQ(TRACEPARENT)%",
+		"authz":         authz,
+	})
+	log := &accesslogv3.AccessLog{
+		Name: "envoy.access_loggers.stdout",
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: t.pack(&streamv3.StdoutAccessLog{
+			AccessLogFormat: &streamv3.StdoutAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
+				Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: format},
+			}},
+		})},
+	}
+	if a.Sample > 0 && a.Sample < 1 {
+		log.Filter = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_RuntimeFilter{
+			RuntimeFilter: &accesslogv3.RuntimeFilter{
+				RuntimeKey: "specgate.access_log.sample",
+				PercentSampled: &typev3.FractionalPercent{
+					Numerator:   uint32(a.Sample * 1e6),
+					Denominator: typev3.FractionalPercent_MILLION,
+				},
+				UseIndependentRandomness: true,
+			},
+		}}
+	}
+	return []*accesslogv3.AccessLog{log}
+}
