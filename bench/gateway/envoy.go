@@ -23,11 +23,13 @@ import (
 	"github.com/specgate/specgate/policy"
 )
 
-// The Check servers other than specgate authz: the no-op server, and specgate authz with
-// authz.decisionCacheTTL = benchCacheTTL, whose Envoys have the decision cache too.
+// The Check servers other than specgate authz: the no-op server, specgate authz with
+// authz.decisionCacheTTL = benchCacheTTL, whose Envoys have the decision cache too, and
+// specgate authz with the access log on (it then returns the decision for the log).
 const (
 	authzNoop  = "noop"
 	authzCache = "cache"
+	authzLog   = "log"
 )
 
 // benchCacheTTL is the decision cache's TTL in the cache variants, as docs/operations.md
@@ -50,6 +52,7 @@ type variant struct {
 	key, label string
 	keep       []string // compiled filters kept, in their order
 	jwtAuthn   bool     // insert Envoy's jwt_authn before the router
+	accessLog  bool     // gateway.yaml accessLog: {format: json}
 	authz      string   // the Check server ext_authz calls: "" (specgate authz), authzNoop, authzCache
 	wantNoAuth int      // status of a request without a token (proves the auth filter is on)
 
@@ -64,6 +67,7 @@ func variants() []*variant {
 		{key: "authz+rl", label: "Envoy + specgate authz + ratelimit", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRateLimit, filterRouter}, wantNoAuth: 401},
 		{key: "authz+cache", label: "Envoy + specgate authz, decision cache", keep: []string{filterCORS, filterBuffer, policy.CacheFilter, filterExtAuthz, filterRouter}, authz: authzCache, wantNoAuth: 401},
 		{key: "authz+cache+rl", label: "Envoy + specgate authz, decision cache + ratelimit", keep: []string{filterCORS, filterBuffer, policy.CacheFilter, filterExtAuthz, filterRateLimit, filterRouter}, authz: authzCache, wantNoAuth: 401},
+		{key: "authz+log", label: "Envoy + specgate authz, JSON access log", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzLog, accessLog: true, wantNoAuth: 401},
 		{key: "noop-ext_authz", label: "Envoy + no-op ext_authz server", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzNoop, wantNoAuth: 200},
 		{key: "jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401},
 	}
@@ -86,6 +90,9 @@ func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.K
 	cfg.Listeners.Public, cfg.Listeners.Internal = port(pub), port(internal)
 	if v.authz == authzCache {
 		cfg.Authz.DecisionCacheTTL.Duration = benchCacheTTL
+	}
+	if v.accessLog {
+		cfg.AccessLog = config.AccessLog{Format: "json"}
 	}
 	res, err := translate.Translate(gw, translate.Options{Gateway: cfg, ListenAddress: "127.0.0.1", InlineRoutes: true})
 	if err != nil {

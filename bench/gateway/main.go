@@ -203,6 +203,17 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	// The same authz with the access log on, for the access-log variant.
+	logCfg := cfg
+	logCfg.AccessLog = config.AccessLog{Format: "json"}
+	logPath := filepath.Join(dir, "gateway-log.yaml")
+	if err := writeConfig(logPath, logCfg); err != nil {
+		return err
+	}
+	logAuthz, logAuthzAddr, err := startAuthz(o, "specgate-authz-log", logPath)
+	if err != nil {
+		return err
+	}
 	// The no-op Check server: the floor of an ext_authz hop, for Envoy and for the gRPC runs.
 	noop, noopAddr, err := startNoop(self)
 	if err != nil {
@@ -211,7 +222,8 @@ func run(o options) error {
 
 	t := &table{}
 	if !o.grpcOnly {
-		authzs := map[string]peer{"": {authz, authzAddr}, authzNoop: {noop, noopAddr}, authzCache: {cacheAuthz, cacheAuthzAddr}}
+		authzs := map[string]peer{"": {authz, authzAddr}, authzNoop: {noop, noopAddr}, authzCache: {cacheAuthz, cacheAuthzAddr},
+			authzLog: {logAuthz, logAuthzAddr}}
 		if err := httpBench(o, t, gw, cfg, key, token, dir, authzs, rlAddr, rl, backend); err != nil {
 			return err
 		}

@@ -130,7 +130,7 @@ func httpRows(t *table, o options, vs []*variant, closed, open map[string][]samp
 		c[v.key], op[v.key], label[v.key] = medians(closed[v.key]), medians(open[v.key]), v.label
 	}
 	pairs := [][2]string{{"authz", "none"}, {"authz+rl", "none"}, {"authz+cache", "none"}, {"authz+cache+rl", "none"}, {"jwt_authn", "none"},
-		{"authz", "noop-ext_authz"}, {"noop-ext_authz", "jwt_authn"}, {"authz+cache", "authz"},
+		{"authz", "noop-ext_authz"}, {"noop-ext_authz", "jwt_authn"}, {"authz+cache", "authz"}, {"authz+log", "authz"},
 		{"authz", "jwt_authn"}, {"authz+cache", "jwt_authn"}, {"authz+rl", "jwt_authn"}, {"authz+cache+rl", "jwt_authn"}}
 	// The goals (specgate authz against jwt_authn) are judged with and without the cache.
 	goalRow := func(p [2]string) bool { return p[1] == "jwt_authn" && (p[0] == "authz" || p[0] == "authz+cache") }
