@@ -192,25 +192,17 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	// The same authz offering its allows to the decision cache, for the cache variants.
-	cacheCfg := cfg
-	cacheCfg.Authz.DecisionCacheTTL.Duration = benchCacheTTL
-	cachePath := filepath.Join(dir, "gateway-cache.yaml")
-	if err := writeConfig(cachePath, cacheCfg); err != nil {
-		return err
-	}
-	cacheAuthz, cacheAuthzAddr, err := startAuthz(o, "specgate-authz-cache", cachePath)
+	// The same authz offering its allows to the decision cache, for the cache variants, and
+	// with the access log on (it then returns the decision), for the access-log variant.
+	cacheAuthz, cacheAuthzAddr, err := startAuthzWith(o, dir, "cache", cfg, func(c *config.Gateway) {
+		c.Authz.DecisionCacheTTL.Duration = benchCacheTTL
+	})
 	if err != nil {
 		return err
 	}
-	// The same authz with the access log on, for the access-log variant.
-	logCfg := cfg
-	logCfg.AccessLog = config.AccessLog{Format: "json"}
-	logPath := filepath.Join(dir, "gateway-log.yaml")
-	if err := writeConfig(logPath, logCfg); err != nil {
-		return err
-	}
-	logAuthz, logAuthzAddr, err := startAuthz(o, "specgate-authz-log", logPath)
+	logAuthz, logAuthzAddr, err := startAuthzWith(o, dir, "log", cfg, func(c *config.Gateway) {
+		c.AccessLog = config.AccessLog{Format: "json"}
+	})
 	if err != nil {
 		return err
 	}
@@ -328,6 +320,16 @@ func writeConfig(path string, cfg config.Gateway) error {
 
 // startAuthz runs `specgate authz` on the gateway.yaml at cfgPath until it is ready and
 // returns its gRPC address.
+// startAuthzWith runs another specgate authz on cfg changed by edit.
+func startAuthzWith(o options, dir, name string, cfg config.Gateway, edit func(*config.Gateway)) (*proc, string, error) {
+	edit(&cfg)
+	path := filepath.Join(dir, "gateway-"+name+".yaml")
+	if err := writeConfig(path, cfg); err != nil {
+		return nil, "", err
+	}
+	return startAuthz(o, "specgate-authz-"+name, path)
+}
+
 func startAuthz(o options, name, cfgPath string) (*proc, string, error) {
 	grpcAddr, err := freeAddr()
 	if err != nil {

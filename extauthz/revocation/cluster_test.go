@@ -13,28 +13,31 @@ import (
 	"github.com/specgate/specgate/internal/testutil"
 )
 
+// following is a store on url whose set follows it until the test ends, loaded once.
+func following(t *testing.T, url string) (*RedisStore, *Set) {
+	t.Helper()
+	st, err := NewRedis(url, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	set := NewSet(1000, 1e-7)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = st.Sync(ctx, set) }()
+	testutil.Eventually(t, 10*time.Second, "the set loaded from "+url, set.Loaded)
+	return st, set
+}
+
 // On a Redis Cluster, a revocation added through one replica reaches another replica's set
 // over pub/sub, and a replica that starts later loads it (the set and its channel hash to one
 // slot, so the add, trim and publish stay one transaction).
 func TestRedisStoreOnCluster(t *testing.T) {
 	t.Parallel()
 	c := testredis.StartCluster(t, 3, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	replica := func() (*RedisStore, *Set) {
-		st, err := NewRedis(c.URL(), log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		set := NewSet(1000, 1e-7)
-		go func() { _ = st.Sync(ctx, set) }()
-		testutil.Eventually(t, 10*time.Second, "the revocation set loaded from the cluster", set.Loaded)
-		return st, set
-	}
-	a, _ := replica()
-	_, setB := replica()
+	ctx := t.Context()
+	a, _ := following(t, c.URL())
+	_, setB := following(t, c.URL())
 	now := time.Now()
 	if err := a.Add(ctx, Entry{Key: JTIKey("on-cluster"), At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
@@ -44,7 +47,7 @@ func TestRedisStoreOnCluster(t *testing.T) {
 		return ok
 	})
 	t.Logf("propagated in %s", took)
-	_, setC := replica()
+	_, setC := following(t, c.URL())
 	if _, ok := setC.Lookup([]byte(JTIKey("on-cluster"))); !ok {
 		t.Error("a replica started later did not load the revocation")
 	}
@@ -56,29 +59,16 @@ func TestRedisStoreOnCluster(t *testing.T) {
 func TestRedisStoreClusterFailover(t *testing.T) {
 	t.Parallel()
 	c := testredis.StartCluster(t, 3, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	writer, err := NewRedis(c.URL(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer writer.Close()
-	follower, err := NewRedis(c.URL(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer follower.Close()
-	set := NewSet(1000, 1e-7)
-	go func() { _ = follower.Sync(ctx, set) }()
-	testutil.Eventually(t, 10*time.Second, "the set loaded from the cluster", set.Loaded)
+	ctx := t.Context()
+	writer, _ := following(t, c.URL())
+	_, set := following(t, c.URL())
 
 	owner := c.Owner(t, redisKey)
 	node := redis.NewClient(&redis.Options{Addr: c.Masters[owner].Addr})
 	subs, err := node.PubSubShardNumSub(ctx, redisChannel).Result()
 	node.Close()
-	if err != nil || subs[redisChannel] != 1 {
-		t.Fatalf("shard subscribers on the slot's master: %v (%v), want 1", subs, err)
+	if err != nil || subs[redisChannel] != 2 {
+		t.Fatalf("shard subscribers on the slot's master: %v (%v), want both stores", subs, err)
 	}
 	now := time.Now()
 	if err := writer.Add(ctx, Entry{Key: JTIKey("before"), At: now, Expires: now.Add(time.Hour)}); err != nil {
@@ -117,22 +107,9 @@ func TestRedisStoreClusterFailover(t *testing.T) {
 func TestRedisStoreFollowsSlotMigration(t *testing.T) {
 	t.Parallel()
 	c := testredis.StartCluster(t, 3, 0)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	writer, err := NewRedis(c.URL(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer writer.Close()
-	follower, err := NewRedis(c.URL(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer follower.Close()
-	set := NewSet(1000, 1e-7)
-	go func() { _ = follower.Sync(ctx, set) }()
-	testutil.Eventually(t, 10*time.Second, "the set loaded from the cluster", set.Loaded)
+	ctx := t.Context()
+	writer, _ := following(t, c.URL())
+	_, set := following(t, c.URL())
 	now := time.Now()
 	if err := writer.Add(ctx, Entry{Key: JTIKey("before"), At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
@@ -150,8 +127,8 @@ func TestRedisStoreFollowsSlotMigration(t *testing.T) {
 	})
 	node := redis.NewClient(&redis.Options{Addr: c.Masters[to].Addr})
 	defer node.Close()
-	testutil.Eventually(t, 10*time.Second, "the follower subscribed on the new owner", func() bool {
-		return node.PubSubShardNumSub(ctx, redisChannel).Val()[redisChannel] == 1
+	testutil.Eventually(t, 10*time.Second, "both stores subscribed on the new owner", func() bool {
+		return node.PubSubShardNumSub(ctx, redisChannel).Val()[redisChannel] == 2
 	})
 }
 
