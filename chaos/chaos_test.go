@@ -97,8 +97,12 @@ func TestKillAuthz(t *testing.T) {
 		if err != nil {
 			return false
 		}
+		if resp.StatusCode != 503 {
+			resp.Body.Close()
+			return false
+		}
 		down = resp
-		return resp.StatusCode == 503
+		return true
 	})
 	body, _ := io.ReadAll(down.Body)
 	down.Body.Close()

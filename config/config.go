@@ -297,6 +297,8 @@ func (g Gateway) Validate() error {
 		add("rateLimit: store must be memory or a Redis URL (redis://, rediss://, redis+cluster://, redis+sentinel://)")
 	}
 	switch a := g.AccessLog; {
+	case a.Format == "" && (a.Sample != 0 || a.Subject != "" || a.Query):
+		add("accessLog: sample, subject and query need format: json")
 	case a.Format != "" && a.Format != "json":
 		add("accessLog.format %q: json, or empty for no access log", a.Format)
 	case a.Sample < 0 || a.Sample > 1:

@@ -113,3 +113,16 @@ func TestDecisionCacheOffByDefault(t *testing.T) {
 		t.Fatalf("decisionCacheTTL 250ms: %v %v", g.Authz.DecisionCacheTTL, err)
 	}
 }
+
+// accessLog: its settings need format json, and each has its range.
+func TestAccessLogConfig(t *testing.T) {
+	if g, err := Parse([]byte("accessLog: {format: json, sample: 0.01, subject: hash}")); err != nil || g.AccessLog.Sample != 0.01 {
+		t.Errorf("valid access log: %v %+v", err, g.AccessLog)
+	}
+	for _, bad := range []string{"accessLog: {format: text}", "accessLog: {format: json, sample: 1.5}",
+		"accessLog: {format: json, subject: sha1}", "accessLog: {sample: 0.5}", "accessLog: {query: true}"} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

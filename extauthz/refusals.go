@@ -82,17 +82,18 @@ func newRefusals(log *slog.Logger, reg *prometheus.Registry, now func() time.Tim
 // note records a refused token.
 func (r *refusals) note(raw, reason string, err error) {
 	c := describe(raw)
-	if r.throttled(reason, c) {
+	missed, throttled := r.throttled(reason, c)
+	if throttled {
 		return
 	}
 	r.logged.Add(1)
 	r.log.Info("token refused", "reason", reason, "iss", c.Iss, "aud", c.aud(), "kid", c.Kid, "alg", c.Alg,
-		"err", errText(err), "not_logged_since", r.missedOf(reason))
+		"err", printable(errText(err)), "not_logged_since", missed)
 }
 
 // throttled counts the refused token's iss and aud, and reports whether its reason was logged
-// less than a second ago.
-func (r *refusals) throttled(reason string, c claims) bool {
+// less than a second ago; if not, it returns and resets the refusals of that reason not logged.
+func (r *refusals) throttled(reason string, c claims) (missed int, throttled bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.count("iss", c.Iss)
@@ -102,19 +103,11 @@ func (r *refusals) throttled(reason string, c claims) bool {
 	now := r.now()
 	if now.Sub(r.last[reason]) < time.Second {
 		r.missed[reason]++
-		return true
+		return 0, true
 	}
 	r.last[reason] = now
-	return false
-}
-
-// missedOf returns and resets the refusals of reason not logged.
-func (r *refusals) missedOf(reason string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := r.missed[reason]
-	r.missed[reason] = 0
-	return n
+	missed, r.missed[reason] = r.missed[reason], 0
+	return missed, false
 }
 
 // count adds one to claim=value, under r.mu. An absent claim is not counted.

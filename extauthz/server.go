@@ -208,7 +208,10 @@ func (s *server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 // built for this request; a denial is shared, so it is copied around new metadata.
 func (s *server) withDecision(resp *authv3.CheckResponse, decision, reason string) *authv3.CheckResponse {
 	if decision == "allow" {
-		f := resp.GetDynamicMetadata().GetFields()
+		if resp.DynamicMetadata == nil {
+			resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{}}
+		}
+		f := resp.DynamicMetadata.Fields
 		f[policy.MetaDecision] = structpb.NewStringValue(decision)
 		f[policy.MetaReason] = structpb.NewStringValue(reason)
 		if sub := f[policy.MetaSubject].GetStringValue(); s.hashSubject && sub != "" {

@@ -318,8 +318,6 @@ func writeConfig(path string, cfg config.Gateway) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-// startAuthz runs `specgate authz` on the gateway.yaml at cfgPath until it is ready and
-// returns its gRPC address.
 // startAuthzWith runs another specgate authz on cfg changed by edit.
 func startAuthzWith(o options, dir, name string, cfg config.Gateway, edit func(*config.Gateway)) (*proc, string, error) {
 	edit(&cfg)
@@ -330,6 +328,8 @@ func startAuthzWith(o options, dir, name string, cfg config.Gateway, edit func(*
 	return startAuthz(o, "specgate-authz-"+name, path)
 }
 
+// startAuthz runs `specgate authz` on the gateway.yaml at cfgPath until it is ready and
+// returns its gRPC address.
 func startAuthz(o options, name, cfgPath string) (*proc, string, error) {
 	grpcAddr, err := freeAddr()
 	if err != nil {

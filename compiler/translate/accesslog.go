@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"math"
+
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
@@ -21,9 +23,11 @@ func (t *translator) accessLogs() []*accesslogv3.AccessLog {
 		return nil
 	}
 	meta := func(key string) string { return "%DYNAMIC_METADATA(" + policy.MetadataNamespace + ":" + key + ")%" }
-	url := "%PATH(NQ:ORIG_OR_PATH)%" // the path the client sent, before any rewrite
+	// The path the client sent, before any rewrite. Client-chosen values are cut, so that
+	// one request cannot write a line of the whole 60 KiB of headers.
+	url := "%PATH(NQ:ORIG_OR_PATH):2048%"
 	if a.Query {
-		url = "%PATH(WQ:ORIG_OR_PATH)%"
+		url = "%PATH(WQ:ORIG_OR_PATH):2048%"
 	}
 	authz := map[string]any{"decision": meta(policy.MetaDecision), "reason": meta(policy.MetaReason)}
 	switch a.Subject {
@@ -43,7 +47,7 @@ func (t *translator) accessLogs() []*accesslogv3.AccessLog {
 			// Cloud Logging wants a duration such as "0.123s"; no operator writes seconds.
 			"latency":   "%CEL(double(request.duration.getSeconds()) + double(request.duration.getMilliseconds()) / 1000.0)%s",
 			"remoteIp":  "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
-			"userAgent": "%REQ(USER-AGENT)%",
+			"userAgent": "%REQ(USER-AGENT):256%",
 			"protocol":  "%PROTOCOL%",
 		},
 		"route":         "%ROUTE_NAME%",
@@ -51,8 +55,8 @@ func (t *translator) accessLogs() []*accesslogv3.AccessLog {
 		"details":       "%RESPONSE_CODE_DETAILS%",
 		"durationMs":    "%DURATION%",
 		"upstreamMs":    "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
-		"requestId":     "%REQ(X-REQUEST-ID)%",
-		"traceparent":   "%REQ(TRACEPARENT)%",
+		"requestId":     "%REQ(X-REQUEST-ID):64%",
+		"traceparent":   "%REQ(TRACEPARENT):64%",
 		"authz":         authz,
 	})
 	log := &accesslogv3.AccessLog{
@@ -68,7 +72,7 @@ func (t *translator) accessLogs() []*accesslogv3.AccessLog {
 			RuntimeFilter: &accesslogv3.RuntimeFilter{
 				RuntimeKey: "specgate.access_log.sample",
 				PercentSampled: &typev3.FractionalPercent{
-					Numerator:   uint32(a.Sample * 1e6),
+					Numerator:   max(1, uint32(math.Round(a.Sample*1e6))),
 					Denominator: typev3.FractionalPercent_MILLION,
 				},
 				UseIndependentRandomness: true,

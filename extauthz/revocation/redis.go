@@ -160,7 +160,6 @@ func (s *RedisStore) follow(ctx context.Context, set *Set, st *syncState) {
 			s.retry(ctx, st)
 			return
 		}
-		st.backoff = minBackoff
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			st.needReload = true
@@ -169,6 +168,7 @@ func (s *RedisStore) follow(ctx context.Context, set *Set, st *syncState) {
 				return
 			}
 		case *redis.Message:
+			st.backoff = minBackoff // a working subscription
 			var e Entry
 			if err := json.Unmarshal([]byte(m.Payload), &e); err == nil && e.Key != "" {
 				set.Add(e, time.Now())

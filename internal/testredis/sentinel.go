@@ -30,13 +30,13 @@ func StartSentinels(t testutil.TB, replicas int) *Sentinels {
 	t.Helper()
 	bin := Binary(t)
 	st := &Sentinels{Primary: &Server{bin: bin, dir: t.TempDir(), t: t}}
-	st.Primary.start(freePort(t))
 	t.Cleanup(st.Primary.Stop)
+	st.Primary.start(freePort(t))
 	host, port, _ := strings.Cut(st.Primary.Addr, ":")
 	for range replicas {
 		r := &Server{bin: bin, dir: t.TempDir(), t: t, args: []string{"--replicaof", host, port}}
-		r.start(freePort(t))
 		t.Cleanup(r.Stop)
+		r.start(freePort(t))
 		st.Replicas = append(st.Replicas, r)
 	}
 	for range 3 {
@@ -50,8 +50,8 @@ func StartSentinels(t testutil.TB, replicas int) *Sentinels {
 			t.Fatal(err)
 		}
 		s := &Server{bin: bin, dir: dir, t: t, sentinelConf: conf}
-		s.start(p)
 		t.Cleanup(s.Stop)
+		s.start(p)
 		st.Sentinels = append(st.Sentinels, s)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -32,8 +32,8 @@ func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
 func Start(t testutil.TB) *Server {
 	t.Helper()
 	s := &Server{bin: Binary(t), dir: t.TempDir(), t: t}
+	t.Cleanup(s.Stop) // before start: a start that fails half-way leaves nothing running
 	s.start(freePort(t))
-	t.Cleanup(s.Stop)
 	return s
 }
 

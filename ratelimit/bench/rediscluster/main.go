@@ -29,6 +29,7 @@ func main() {
 		fmt.Println(url)
 		<-sig
 	case <-sig:
+		<-formed // a server being started now would outlive an exit; StartCluster is bounded
 	}
 }
 
