@@ -142,6 +142,17 @@ type Authz struct {
 	// a token reaches 8 KiB); a larger one is refused with a message that says so. At most
 	// MaxTokenLimit, within Envoy's 60 KiB of request headers.
 	MaxTokenBytes int `json:"maxTokenBytes"`
+	// DecisionLog samples authz's decisions into its log (docs/metrics.md).
+	DecisionLog DecisionLog `json:"decisionLog"`
+}
+
+// DecisionLog is authz's sampled log of decisions: one JSON line per sampled Check with the
+// route, the decision and its reason, the token's issuer, kid and subject, and the latency.
+type DecisionLog struct {
+	// Sample is the share of Checks logged, in [0, 1]; 0 (the default) logs none.
+	Sample float64 `json:"sample"`
+	// Subject is plain (default), hash (SHA-256, hex) or omit, as for accessLog.subject.
+	Subject string `json:"subject"`
 }
 
 // MaxTokenLimit bounds Authz.MaxTokenBytes.
@@ -303,8 +314,11 @@ func (g Gateway) Validate() error {
 		add("accessLog.format %q: json, or empty for no access log", a.Format)
 	case a.Sample < 0 || a.Sample > 1:
 		add("accessLog.sample %g: a share of requests in (0, 1]", a.Sample)
-	case a.Subject != "" && a.Subject != "plain" && a.Subject != "hash" && a.Subject != "omit":
+	case !validSubject(a.Subject):
 		add("accessLog.subject %q: plain, hash or omit", a.Subject)
+	}
+	if d := g.Authz.DecisionLog; d.Sample < 0 || d.Sample > 1 || !validSubject(d.Subject) {
+		add("authz.decisionLog: sample %g must be in [0, 1], subject %q plain, hash or omit", d.Sample, d.Subject)
 	}
 	if g.Authz.FailOpen && len(g.ClaimHeaders) > 0 {
 		// When authz cannot be asked, Envoy lets the request through untouched: client-sent
@@ -319,3 +333,6 @@ func (g Gateway) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// validSubject is a setting of how a log shows subjects.
+func validSubject(s string) bool { return s == "" || s == "plain" || s == "hash" || s == "omit" }

@@ -120,7 +120,8 @@ func TestAccessLogConfig(t *testing.T) {
 		t.Errorf("valid access log: %v %+v", err, g.AccessLog)
 	}
 	for _, bad := range []string{"accessLog: {format: text}", "accessLog: {format: json, sample: 1.5}",
-		"accessLog: {format: json, subject: sha1}", "accessLog: {sample: 0.5}", "accessLog: {query: true}"} {
+		"accessLog: {format: json, subject: sha1}", "accessLog: {sample: 0.5}", "accessLog: {query: true}",
+		"authz: {decisionLog: {sample: 2}}", "authz: {decisionLog: {sample: 0.1, subject: md5}}"} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("%s accepted", bad)
 		}

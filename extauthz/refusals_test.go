@@ -133,3 +133,36 @@ func TestDecisionMetadataForTheAccessLog(t *testing.T) {
 		t.Errorf("metadata on a denial without an access log: %v", md)
 	}
 }
+
+// authz.decisionLog: sampled decisions in authz's log, as JSON, with the route, decision,
+// reason, issuer, kid, the subject as configured, and the latency; never the token.
+func TestDecisionLog(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	cfg := testConfig(p)
+	cfg.Authz.DecisionLog = config.DecisionLog{Sample: 1, Subject: "hash"}
+	var logs testenvoy.LogBuffer
+	_, c := startServer(t, deps{cfg: cfg, log: slog.New(slog.NewJSONHandler(&logs, nil))})
+	tok := mint(t, p.key, "alice", []string{"orders:read"}, nil)
+	check(t, c, bearerReq(t, protectedRoute, tok))
+	check(t, c, bearerReq(t, protectedRoute, mint(t, p.key, "alice", nil, nil)))
+	var lines []map[string]any
+	for _, l := range strings.Split(logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "decision" {
+			lines = append(lines, m)
+		}
+	}
+	sum := sha256.Sum256([]byte("alice"))
+	if len(lines) != 2 || lines[0]["decision"] != "allow" || lines[0]["reason"] != "ok" || lines[0]["route"] != protectedRoute.ID ||
+		lines[0]["iss"] != testIss || lines[0]["kid"] != p.key.KeyID() || lines[0]["subject_hash"] != hex.EncodeToString(sum[:]) ||
+		lines[0]["subject"] != nil || lines[0]["latency_us"] == nil {
+		t.Fatalf("decision lines %v", lines)
+	}
+	if lines[1]["decision"] != "deny" || lines[1]["reason"] != "insufficient_scope" || lines[1]["subject_hash"] != nil {
+		t.Errorf("denial line %v", lines[1])
+	}
+	if strings.Contains(logs.String(), tok) {
+		t.Error("the log shows the token")
+	}
+}

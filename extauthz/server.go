@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -41,10 +42,14 @@ type server struct {
 	// logDecisions adds the decision and reason to the dynamic metadata for Envoy's access
 	// log; hashSubject adds the subject's hash (gateway.yaml accessLog).
 	logDecisions, hashSubject bool
-	now                       func() time.Time
-	xffHops                   int           // gateway.yaml xffTrustedHops
-	edgeTTL                   time.Duration // gateway.yaml authz.decisionCacheTTL
-	maxToken                  int           // gateway.yaml authz.maxTokenBytes
+	// decisionSample of the Checks are logged, with the subject as decisionSubject says
+	// (gateway.yaml authz.decisionLog).
+	decisionSample  float64
+	decisionSubject string
+	now             func() time.Time
+	xffHops         int           // gateway.yaml xffTrustedHops
+	edgeTTL         time.Duration // gateway.yaml authz.decisionCacheTTL
+	maxToken        int           // gateway.yaml authz.maxTokenBytes
 	// deniedTooLarge says the size, not only "invalid": a token grown by roles is a
 	// configuration matter, not an attack.
 	deniedTooLarge *authv3.CheckResponse
@@ -102,6 +107,7 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 	s := &server{keys: keys, cache: newTokenCache(d.cacheSize), revoked: d.revoked, m: m, log: d.log, now: d.now,
 		refusals:     newRefusals(d.log, m.reg, d.now),
 		logDecisions: d.cfg.AccessLog.Format != "", hashSubject: d.cfg.AccessLog.Subject == "hash",
+		decisionSample: d.cfg.Authz.DecisionLog.Sample, decisionSubject: d.cfg.Authz.DecisionLog.Subject,
 		xffHops: int(d.cfg.XFFTrustedHops), edgeTTL: d.cfg.Authz.DecisionCacheTTL.Duration}
 	s.maxToken = d.cfg.Authz.MaxTokenBytes
 	s.deniedTooLarge = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token",
@@ -199,8 +205,34 @@ func (s *server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		resp = s.withDecision(resp, decision, reason)
 	}
 	s.m.checks.WithLabelValues(decision, reason, route).Inc()
-	s.m.duration.Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	s.m.duration.Observe(took.Seconds())
+	if s.decisionSample > 0 && rand.Float64() < s.decisionSample {
+		s.logDecision(attrs, resp, route, decision, reason, took)
+	}
 	return resp, nil
+}
+
+// logDecision writes one sampled decision (gateway.yaml authz.decisionLog). The issuer and kid
+// are read from the token, verified on an allow and not on a denial; the subject is an allow's.
+func (s *server) logDecision(attrs *authv3.AttributeContext, resp *authv3.CheckResponse, route, decision, reason string, took time.Duration) {
+	raw, _ := strings.CutPrefix(requestHeaders(attrs.GetRequest().GetHttp())["authorization"], "Bearer ")
+	var c claims
+	if raw != "" && len(raw) <= s.maxToken {
+		c = describe(raw)
+	}
+	attrsOut := []any{"route", route, "decision", decision, "reason", reason, "iss", c.Iss, "kid", c.Kid,
+		"latency_us", took.Microseconds()}
+	sub := resp.GetDynamicMetadata().GetFields()[policy.MetaSubject].GetStringValue()
+	switch {
+	case sub == "" || decision != "allow" || s.decisionSubject == "omit":
+	case s.decisionSubject == "hash":
+		h := sha256.Sum256([]byte(sub))
+		attrsOut = append(attrsOut, "subject_hash", hex.EncodeToString(h[:]))
+	default:
+		attrsOut = append(attrsOut, "subject", sub)
+	}
+	s.log.Info("decision", attrsOut...)
 }
 
 // withDecision adds the decision and its reason to the dynamic metadata, for Envoy's access
