@@ -41,7 +41,7 @@ type Gateway struct {
 }
 
 // AccessLog is Envoy's access log: one JSON line per request on its stdout, in the shape
-// Google Cloud Logging reads (docs/metrics.md, Access logs).
+// Google Cloud Logging reads (docs/observability.md, Access logs).
 type AccessLog struct {
 	// Format is json, or "" for none (the default).
 	Format string `json:"format"`
@@ -142,7 +142,7 @@ type Authz struct {
 	// a token reaches 8 KiB); a larger one is refused with a message that says so. At most
 	// MaxTokenLimit, within Envoy's 60 KiB of request headers.
 	MaxTokenBytes int `json:"maxTokenBytes"`
-	// DecisionLog samples authz's decisions into its log (docs/metrics.md).
+	// DecisionLog samples authz's decisions into its log (docs/observability.md).
 	DecisionLog DecisionLog `json:"decisionLog"`
 }
 

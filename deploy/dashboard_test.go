@@ -141,16 +141,16 @@ func TestDashboard(t *testing.T) {
 	}
 }
 
-// docs/metrics.md names every metric the roles export.
+// docs/observability.md names every metric the roles export.
 func TestMetricsReference(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile("../docs/metrics.md")
+	b, err := os.ReadFile("../docs/observability.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range codeMetrics(t) {
 		if !strings.Contains(string(b), "`"+m+"`") {
-			t.Errorf("docs/metrics.md does not document %s", m)
+			t.Errorf("docs/observability.md does not document %s", m)
 		}
 	}
 }
