@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,7 +22,10 @@ type logLine struct {
 	} `json:"httpRequest"`
 	Route, ResponseFlags string
 	DurationMs           *int
-	Authz                struct{ Decision, Reason, Subject string }
+	Authz                struct {
+		Decision, Reason, Subject string
+		EdgeCache                 *bool
+	}
 }
 
 // With gateway.yaml accessLog: {format: json}, every request through Envoy writes one JSON
@@ -35,11 +39,12 @@ func TestAccessLog(t *testing.T) {
 		Vars: map[string]string{"PORT": b.Port(), "LIMIT": "100"}, NoRedis: true,
 		Configure: func(c *config.Gateway) {
 			c.AccessLog = config.AccessLog{Format: "json"}
+			c.Authz.DecisionCacheTTL.Duration = 5 * time.Second
 			c.Authz.Timeout.Duration = time.Second
 		}})
 	alice, bob := s.Token("alice", "orders:read"), s.Token("bob")
 	for _, r := range []struct{ path, token string }{
-		{"/shop/orders?card=4111111111111111", alice}, {"/shop/orders", bob}, {"/shop/orders", ""},
+		{"/shop/orders?card=4111111111111111", alice}, {"/shop/orders?again", alice}, {"/shop/orders", bob}, {"/shop/orders", ""},
 		{"/shop/open", ""}, {"/nope", alice},
 	} {
 		req, _ := http.NewRequest("GET", s.Public+r.path, nil)
@@ -51,19 +56,32 @@ func TestAccessLog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Read to the end: the connection is reused, so alice's second request meets the
+		// same Envoy worker, whose edge cache holds her first allow.
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	var lines map[string]logLine // by method, URL and status
-	testutil.Eventually(t, 10*time.Second, "five access-log lines", func() bool {
-		lines = map[string]logLine{}
+	var lines map[string]logLine // by URL and status; the edge cache's hit apart
+	var hit *logLine
+	testutil.Eventually(t, 10*time.Second, "six access-log lines", func() bool {
+		lines, hit = map[string]logLine{}, nil
 		for _, l := range strings.Split(s.Envoy.Log(), "\n") {
 			var ll logLine
 			if strings.HasPrefix(l, "{") && json.Unmarshal([]byte(l), &ll) == nil && ll.HTTPRequest.UserAgent == "accesslog-test" {
+				if ll.Authz.EdgeCache != nil && *ll.Authz.EdgeCache {
+					hit = &ll
+					continue
+				}
 				lines[ll.HTTPRequest.RequestURL+" "+http.StatusText(ll.HTTPRequest.Status)] = ll
 			}
 		}
-		return len(lines) == 5
+		return len(lines) == 5 && hit != nil
 	})
+	// The second request of alice's token was answered by the edge decision cache: an
+	// allow authz gave before, replayed; the log says so instead of a decision.
+	if hit.HTTPRequest.Status != 200 || hit.Authz.Decision != "" || hit.Authz.Subject != "alice" {
+		t.Errorf("edge cache hit: %+v", hit)
+	}
 	want := map[string]struct{ route, decision, reason, subject string }{
 		"/shop/orders OK":           {"shop.listOrders", "allow", "ok", "alice"},
 		"/shop/orders Forbidden":    {"shop.listOrders", "deny", "insufficient_scope", ""},

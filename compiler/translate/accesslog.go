@@ -29,7 +29,10 @@ func (t *translator) accessLogs() []*accesslogv3.AccessLog {
 	if a.Query {
 		url = "%PATH(WQ:ORIG_OR_PATH):2048%"
 	}
-	authz := map[string]any{"decision": meta(policy.MetaDecision), "reason": meta(policy.MetaReason)}
+	// edgeCache is true when the edge decision cache replayed an earlier allow of authz:
+	// authz was not asked, so decision and reason are empty.
+	authz := map[string]any{"decision": meta(policy.MetaDecision), "reason": meta(policy.MetaReason),
+		"edgeCache": "%DYNAMIC_METADATA(" + policy.CacheFilter + ":hit)%"}
 	switch a.Subject {
 	case "", "plain":
 		authz["subject"] = meta(policy.MetaSubject)
