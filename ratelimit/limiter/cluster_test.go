@@ -21,8 +21,7 @@ import (
 func TestRedisClusterCountsExactly(t *testing.T) {
 	t.Parallel()
 	c := testredis.StartCluster(t, 3, 1)
-	clock := &fakeClock{}
-	clock.Set(time.Now().Truncate(time.Minute).Add(10 * time.Second))
+	clock := liveClock()
 	replicas := limiters(t, c.URL(), clock, 2)
 	const keys, hitsEach = 60, 10
 	var wg sync.WaitGroup
@@ -31,7 +30,7 @@ func TestRedisClusterCountsExactly(t *testing.T) {
 		wg.Go(func() {
 			for h := range hitsEach {
 				for k := range keys {
-					hits := []Hit{{Key: clusterKey(k), Limit: 1000, Window: time.Minute, Hits: 1}}
+					hits := []Hit{{Key: clusterKey(k), Limit: 1000, Window: longWindow, Hits: 1}}
 					res := make([]Result, 1)
 					if err := r.DoLimit(context.Background(), hits, res); err != nil {
 						errs <- fmt.Errorf("replica %d hit %d key %d: %w", i, h, k, err)
@@ -46,7 +45,7 @@ func TestRedisClusterCountsExactly(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	start := clock.Now().Truncate(time.Minute).Unix()
+	start := windowStart(clock)
 	ctx := context.Background()
 	for k := range keys {
 		key := fmt.Sprintf("%s:%d", clusterKey(k), start)
@@ -62,6 +61,23 @@ func TestRedisClusterCountsExactly(t *testing.T) {
 			t.Errorf("master %s holds %d keys (%v): counters are not spread over the shards", m.Addr, n, err)
 		}
 	}
+}
+
+// Counters expire in Redis by the real clock at the end of their window, so these tests,
+// which read counters back seconds later, count in a day-long window that holds the real
+// time (a minute-long one, started early in the test's minute, could end before they read).
+const longWindow = 24 * time.Hour
+
+func liveClock() *fakeClock {
+	c := &fakeClock{}
+	c.Set(time.Now())
+	return c
+}
+
+// windowStart is the start (Unix seconds) of clock's longWindow, as counter keys name it.
+func windowStart(clock TimeSource) int64 {
+	u := clock.Now().Unix()
+	return u - u%int64(longWindow/time.Second)
 }
 
 // limiters are n limiter replicas on the store url, closed when the test ends.
@@ -90,15 +106,14 @@ func clusterKey(k int) string {
 func TestRedisSentinelFailover(t *testing.T) {
 	t.Parallel()
 	st := testredis.StartSentinels(t, 1)
-	clock := &fakeClock{}
-	clock.Set(time.Now().Truncate(time.Minute).Add(10 * time.Second))
+	clock := liveClock()
 	r, err := NewRedis(st.URL(), RedisOptions{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	hit := func() error {
-		return r.DoLimit(context.Background(), []Hit{{Key: "sgrl:sentinel", Limit: 1000, Window: time.Minute, Hits: 1}}, make([]Result, 1))
+		return r.DoLimit(context.Background(), []Hit{{Key: "sgrl:sentinel", Limit: 1000, Window: longWindow, Hits: 1}}, make([]Result, 1))
 	}
 	if err := hit(); err != nil {
 		t.Fatal(err)
@@ -115,12 +130,11 @@ func TestRedisSentinelFailover(t *testing.T) {
 func TestRedisClusterFailoverUnderLoad(t *testing.T) {
 	t.Parallel()
 	c := testredis.StartCluster(t, 3, 1)
-	clock := &fakeClock{}
-	clock.Set(time.Now().Truncate(time.Minute).Add(10 * time.Second))
+	clock := liveClock()
 	r := limiters(t, c.URL(), clock, 1)[0]
 	const key = "sgrl:{failover}:k"
 	hit := func() error {
-		return r.DoLimit(context.Background(), []Hit{{Key: key, Limit: 1 << 30, Window: time.Minute, Hits: 1}}, make([]Result, 1))
+		return r.DoLimit(context.Background(), []Hit{{Key: key, Limit: 1 << 30, Window: longWindow, Hits: 1}}, make([]Result, 1))
 	}
 	for range 100 {
 		if err := hit(); err != nil {
@@ -131,7 +145,7 @@ func TestRedisClusterFailoverUnderLoad(t *testing.T) {
 	replica := redis.NewClient(&redis.Options{Addr: c.Replicas[owner].Addr,
 		OnConnect: func(ctx context.Context, cn *redis.Conn) error { return cn.ReadOnly(ctx).Err() }})
 	defer replica.Close()
-	counter := fmt.Sprintf("%s:%d", key, clock.Now().Truncate(time.Minute).Unix())
+	counter := fmt.Sprintf("%s:%d", key, windowStart(clock))
 	testutil.Eventually(t, 10*time.Second, "the replica has the count", func() bool {
 		return replica.Get(context.Background(), counter).Val() == "100"
 	})
@@ -155,20 +169,19 @@ func TestRedisClusterFailoverUnderLoad(t *testing.T) {
 func TestEightReplicasCountExactly(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
-	clock := &fakeClock{}
-	clock.Set(time.Now().Truncate(time.Minute).Add(10 * time.Second))
+	clock := liveClock()
 	const replicas, hits = 8, 200
 	var wg sync.WaitGroup
 	rs := limiters(t, srv.URL(), clock, replicas)
 	for _, r := range rs {
 		wg.Go(func() {
 			for range hits {
-				_ = r.DoLimit(context.Background(), []Hit{{Key: "sgrl:fan", Limit: 1 << 30, Window: time.Minute, Hits: 1}}, make([]Result, 1))
+				_ = r.DoLimit(context.Background(), []Hit{{Key: "sgrl:fan", Limit: 1 << 30, Window: longWindow, Hits: 1}}, make([]Result, 1))
 			}
 		})
 	}
 	wg.Wait()
-	key := fmt.Sprintf("sgrl:fan:%d", clock.Now().Truncate(time.Minute).Unix())
+	key := fmt.Sprintf("sgrl:fan:%d", windowStart(clock))
 	if n, err := rs[0].rdb.Get(context.Background(), key).Int(); err != nil || n != replicas*hits {
 		t.Fatalf("%s = %d (%v), want %d", key, n, err, replicas*hits)
 	}
@@ -180,10 +193,9 @@ func TestRedisClusterSlotMigrationUnderLoad(t *testing.T) {
 	t.Parallel()
 	c := testredis.StartCluster(t, 3, 0)
 	ctx := context.Background()
-	clock := &fakeClock{}
-	clock.Set(time.Now().Truncate(time.Minute).Add(10 * time.Second))
+	clock := liveClock()
 	key := clusterKey(7)
-	counter := fmt.Sprintf("%s:%d", key, clock.Now().Truncate(time.Minute).Unix())
+	counter := fmt.Sprintf("%s:%d", key, windowStart(clock))
 	to := (c.Owner(t, counter) + 1) % len(c.Masters)
 	replicas := limiters(t, c.URL(), clock, 2)
 	var wg sync.WaitGroup
@@ -197,7 +209,7 @@ func TestRedisClusterSlotMigrationUnderLoad(t *testing.T) {
 					return
 				default:
 				}
-				err := r.DoLimit(ctx, []Hit{{Key: key, Limit: 1 << 30, Window: time.Minute, Hits: 1}}, make([]Result, 1))
+				err := r.DoLimit(ctx, []Hit{{Key: key, Limit: 1 << 30, Window: longWindow, Hits: 1}}, make([]Result, 1))
 				if err != nil {
 					failed.Add(1)
 				} else {
