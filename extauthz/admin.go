@@ -29,8 +29,7 @@ type admin struct {
 func (a *admin) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.srv.m.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", a.ready)
+	adminhttp.Probes(mux, a.ready)
 	mux.HandleFunc("POST /v1/revocations", a.revoke)
 	if a.dev != nil {
 		mux.Handle("GET "+devissuer.JWKSPath, devissuer.JWKS(a.dev))
@@ -40,12 +39,11 @@ func (a *admin) routes() http.Handler {
 
 // ready waits for the first load of the revocation set: a replica that has not read it
 // would let revoked tokens through.
-func (a *admin) ready(w http.ResponseWriter, _ *http.Request) {
+func (a *admin) ready() (map[string]string, error) {
 	if !a.list.Set.Loaded() {
-		http.Error(w, "revocation set not loaded yet", http.StatusServiceUnavailable)
-		return
+		return nil, errors.New("revocation set not loaded yet")
 	}
-	_, _ = w.Write([]byte("ok\n"))
+	return nil, nil
 }
 
 // revocationRequest is the body of POST /v1/revocations: exactly one of jti, sub or token.

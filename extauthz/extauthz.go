@@ -13,15 +13,14 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/extauthz/revocation"
 	"github.com/specgate/specgate/internal/adminhttp"
+	"github.com/specgate/specgate/internal/grpcserver"
 )
 
 // Options configure Run.
@@ -97,13 +96,7 @@ func Run(ctx context.Context, o Options) error {
 		log.Warn("SPECGATE_ADMIN_TOKEN is not set: the revocation API refuses every call")
 	}
 
-	gs := grpc.NewServer(
-		// Envoy keeps a few long-lived HTTP/2 connections; keepalive pings detect a dead
-		// peer behind a load balancer, and the stream cap bounds one connection's share.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxConcurrentStreams(10_000),
-	)
+	gs := grpcserver.New(10_000)
 	authv3.RegisterAuthorizationServer(gs, srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

@@ -21,10 +21,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/adminhttp"
+	"github.com/specgate/specgate/internal/grpcserver"
 	"github.com/specgate/specgate/ratelimit/limiter"
 	"github.com/specgate/specgate/ratelimit/rules"
 )
@@ -115,13 +115,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("ratelimit: http listener: %w", err)
 	}
 
-	gs := grpc.NewServer(
-		// Envoy keeps long-lived HTTP/2 connections and multiplexes every worker's calls on
-		// them: allow many streams, and pings from idle connections.
-		grpc.MaxConcurrentStreams(10_000),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	gs := grpcserver.New(10_000)
 	rlsv3.RegisterRateLimitServiceServer(gs, svc)
 	healthpb.RegisterHealthServer(gs, hs)
 	hsrv := adminhttp.Server(svc.httpHandler())
@@ -207,15 +201,11 @@ func nodeID(id string) string {
 func (s *Service) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	adminhttp.Probes(mux, func() (map[string]string, error) {
 		if !s.Ready() {
-			http.Error(w, "no rate-limit config yet", http.StatusServiceUnavailable)
-			return
+			return nil, errors.New("no rate-limit config yet")
 		}
-		_, _ = w.Write([]byte("ok\n"))
+		return nil, nil
 	})
 	return mux
 }

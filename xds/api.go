@@ -148,13 +148,11 @@ func (s *Server) fileOf(service string) (file, owner string) {
 func (s *Server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	adminhttp.Probes(mux, func() (map[string]string, error) {
 		if s.current.Load() == nil {
-			writeJSON(w, 503, map[string]string{"status": "no good snapshot yet"})
-			return
+			return nil, errors.New("no good snapshot yet")
 		}
-		writeJSON(w, 200, map[string]string{"status": "ready", "version": s.Version()})
+		return map[string]string{"version": s.Version()}, nil
 	})
 	mux.Handle("GET /v1/specs", s.admin(s.listSpecs))
 	mux.Handle("GET /v1/specs/{service}", s.admin(s.getSpec))

@@ -32,13 +32,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/adminhttp"
+	"github.com/specgate/specgate/internal/grpcserver"
 )
 
 // Options configure the control plane.
@@ -159,12 +159,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	xdsSrv := server.NewServer(ctx, s.cache, s.callbacks())
-	gs := grpc.NewServer(
-		// Envoys hold one ADS stream each for hours; let them keep it alive cheaply.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.MaxConcurrentStreams(1000),
-	)
+	gs := grpcserver.New(1000) // Envoys hold one ADS stream each, for hours
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, xdsSrv)
 	listenerservice.RegisterListenerDiscoveryServiceServer(gs, xdsSrv)
 	routeservice.RegisterRouteDiscoveryServiceServer(gs, xdsSrv)

@@ -53,3 +53,24 @@ func Server(h http.Handler) *http.Server {
 		IdleTimeout:       2 * time.Minute,
 	}
 }
+
+// Probes serves the probes every role answers the same way, as JSON: GET /healthz, 200 while
+// the process serves; GET /readyz, 200 {"status":"ready", ...more} once ready says so (nil
+// error), else 503 {"status":"not ready","reason":...} (a pod is taken out of its Service).
+func Probes(mux *http.ServeMux, ready func() (more map[string]string, err error)) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		more, err := ready()
+		if err != nil {
+			WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+		out := map[string]string{"status": "ready"}
+		for k, v := range more {
+			out[k] = v
+		}
+		WriteJSON(w, http.StatusOK, out)
+	})
+}
