@@ -36,13 +36,13 @@ const (
 // suggests: a revocation takes effect at the edge within it.
 const benchCacheTTL = 500 * time.Millisecond
 
-// The HTTP filters of the compiled HCM (cors → buffer → ext_authz → ratelimit → router) by name.
+// The compiled HCM's filters (translate.Filter*), and Envoy's jwt_authn for its variant.
 const (
-	filterCORS      = "envoy.filters.http.cors"
-	filterBuffer    = "envoy.filters.http.buffer"
-	filterExtAuthz  = "envoy.filters.http.ext_authz"
-	filterRateLimit = "envoy.filters.http.ratelimit"
-	filterRouter    = "envoy.filters.http.router"
+	filterCORS      = translate.FilterCORS
+	filterBuffer    = translate.FilterBuffer
+	filterExtAuthz  = translate.FilterExtAuthz
+	filterRateLimit = translate.FilterRateLimit
+	filterRouter    = translate.FilterRouter
 	filterJWT       = "envoy.filters.http.jwt_authn"
 )
 

@@ -22,8 +22,6 @@ import (
 	"github.com/specgate/specgate/policy"
 )
 
-const filterExtAuthz = "envoy.filters.http.ext_authz"
-
 // authzCacheLua is the edge decision cache (authz.decisionCacheTTL), a Lua filter just before
 // ext_authz; it reads the route metadata of authzCacheMetadata and authz's policy.MetaCache.
 //

@@ -11,8 +11,6 @@ import (
 	"github.com/specgate/specgate/compiler/ir"
 )
 
-const filterCORS = "envoy.filters.http.cors"
-
 // corsPolicy is the per-route policy of a service. The CORS filter sits first in the chain, so
 // it answers preflights before authentication and rate limiting see them.
 func corsPolicy(c *ir.CORS, methods []string) *corsv3.CorsPolicy {

@@ -27,16 +27,16 @@ import (
 // decides before the rate limits count.
 func (t *translator) httpFilters() []*hcmv3.HttpFilter {
 	fs := []*hcmv3.HttpFilter{
-		t.httpFilter(filterCORS, &corsv3.Cors{}),
-		t.httpFilter(filterBuffer, &bufferv3.Buffer{MaxRequestBytes: wrapperspb.UInt32(t.opts.Gateway.Listeners.MaxRequestBodyBytes)}),
+		t.httpFilter(FilterCORS, &corsv3.Cors{}),
+		t.httpFilter(FilterBuffer, &bufferv3.Buffer{MaxRequestBytes: wrapperspb.UInt32(t.opts.Gateway.Listeners.MaxRequestBodyBytes)}),
 	}
 	if t.edgeCache() {
 		fs = append(fs, t.httpFilter(policy.CacheFilter, authzCacheFilter()))
 	}
 	return append(fs,
-		t.httpFilter(filterExtAuthz, t.authzFilter()),
-		t.httpFilter(filterRateLimit, t.rateLimitFilter()),
-		t.httpFilter("envoy.filters.http.router", &routerv3.Router{}),
+		t.httpFilter(FilterExtAuthz, t.authzFilter()),
+		t.httpFilter(FilterRateLimit, t.rateLimitFilter()),
+		t.httpFilter(FilterRouter, &routerv3.Router{}),
 	)
 }
 
@@ -109,10 +109,6 @@ func (t *translator) httpFilter(name string, cfg proto.Message) *hcmv3.HttpFilte
 // requestTimeout is how long a client has to send a whole request (headers and body); the
 // time the backend takes to answer does not count.
 const requestTimeout = time.Minute
-
-// filterBuffer holds a request body until it is complete (413 beyond the limit): the
-// backend never sees a body cut short by the limit.
-const filterBuffer = "envoy.filters.http.buffer"
 
 // localReplies turn Envoy's own answers to upstream failures (no healthy host, connection
 // failure, timeout), to a body over the limit (413) and to authz that cannot be reached or

@@ -15,8 +15,6 @@ import (
 	"github.com/specgate/specgate/policy"
 )
 
-const filterRateLimit = "envoy.filters.http.ratelimit"
-
 // rateLimitFilter asks specgate ratelimit about every route that has rate_limits. A missing
 // or slow rate-limit service lets traffic through (failure_mode_deny false): quotas protect
 // backends, they must not take the gateway down with them.

@@ -233,9 +233,9 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 		action.HostRewriteSpecifier = &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}
 	}
 	authz, md := t.authzPerRoute(op)
-	perFilter := map[string]*anypb.Any{filterExtAuthz: authz}
+	perFilter := map[string]*anypb.Any{FilterExtAuthz: authz}
 	if svc.CORS != nil {
-		perFilter[filterCORS] = t.pack(corsPolicy(svc.CORS, allow))
+		perFilter[FilterCORS] = t.pack(corsPolicy(svc.CORS, allow))
 	}
 	return &routev3.Route{
 		Name:                 op.ID,
@@ -265,7 +265,7 @@ func (t *translator) preflight(tmpl ir.Template, svc *ir.Service, allow []string
 		Name:                 fmt.Sprintf("%s.preflight:%s", svc.Name, tmpl.Shape()),
 		Match:                m,
 		Action:               &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: svc.Name}}},
-		TypedPerFilterConfig: map[string]*anypb.Any{filterCORS: t.pack(pol)},
+		TypedPerFilterConfig: map[string]*anypb.Any{FilterCORS: t.pack(pol)},
 	}
 }
 
@@ -278,7 +278,7 @@ func (t *translator) methodNotAllowed(tmpl ir.Template, svc *ir.Service, allow [
 		Match:                t.pathMatch(tmpl),
 		Action:               directResponse(405, string(body)),
 		ResponseHeadersToAdd: append(jsonHeader(), header("allow", strings.Join(allow, ", "))),
-		TypedPerFilterConfig: map[string]*anypb.Any{filterExtAuthz: t.authzDisabled()},
+		TypedPerFilterConfig: map[string]*anypb.Any{FilterExtAuthz: t.authzDisabled()},
 	}
 }
 
@@ -297,7 +297,7 @@ func (t *translator) notFound() *routev3.Route {
 		Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		Action:               directResponse(404, `{"error":"not_found"}`),
 		ResponseHeadersToAdd: jsonHeader(),
-		TypedPerFilterConfig: map[string]*anypb.Any{filterExtAuthz: t.authzDisabled()},
+		TypedPerFilterConfig: map[string]*anypb.Any{FilterExtAuthz: t.authzDisabled()},
 	}
 }
 

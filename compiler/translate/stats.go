@@ -65,7 +65,7 @@ func (t *translator) statsResources(addr string, admin *corev3.Address) (*listen
 			Name:         ListenerStats,
 			VirtualHosts: []*routev3.VirtualHost{{Name: ListenerStats, Domains: []string{"*"}, Routes: routes}},
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{t.httpFilter("envoy.filters.http.router", &routerv3.Router{})},
+		HttpFilters: []*hcmv3.HttpFilter{t.httpFilter(FilterRouter, &routerv3.Router{})},
 	}
 	l := &listenerv3.Listener{
 		Name:    ListenerStats,

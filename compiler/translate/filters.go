@@ -1,0 +1,15 @@
+package translate
+
+// The HTTP filters of the compiled HCM, by Envoy's names, in their order in the chain (built by
+// httpFilters): CORS answers preflights first; buffer holds a body until it is complete (413
+// beyond the limit, so no backend sees a body cut short); the edge decision cache
+// (policy.CacheFilter, with authz.decisionCacheTTL) replays allows; ext_authz asks specgate
+// authz; ratelimit asks specgate ratelimit; the router forwards. The benchmark swaps filters by
+// these names.
+const (
+	FilterCORS      = "envoy.filters.http.cors"
+	FilterBuffer    = "envoy.filters.http.buffer"
+	FilterExtAuthz  = "envoy.filters.http.ext_authz"
+	FilterRateLimit = "envoy.filters.http.ratelimit"
+	FilterRouter    = "envoy.filters.http.router"
+)
