@@ -47,7 +47,7 @@ func deniedFor(reason string) *authv3.CheckResponse {
 }
 
 // maxClaimValues bounds the distinct iss and aud values the refusal metric keeps each (a
-// client chooses them); later ones count as "other".
+// client chooses them); later ones count as otherValue.
 const maxClaimValues = 20
 
 // refusals tells operators which tokens are refused and why: a log line at Info per reason

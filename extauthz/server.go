@@ -227,12 +227,18 @@ func (s *server) logDecision(attrs *authv3.AttributeContext, resp *authv3.CheckR
 	switch {
 	case sub == "" || decision != "allow" || s.decisionSubject == "omit":
 	case s.decisionSubject == "hash":
-		h := sha256.Sum256([]byte(sub))
-		attrsOut = append(attrsOut, "subject_hash", hex.EncodeToString(h[:]))
+		attrsOut = append(attrsOut, "subject_hash", subjectHash(sub))
 	default:
 		attrsOut = append(attrsOut, "subject", sub)
 	}
 	s.log.Info("decision", attrsOut...)
+}
+
+// subjectHash is how the access and decision logs show a subject when asked to hide it: the
+// hex SHA-256 (policy.MetaSubjectHash).
+func subjectHash(sub string) string {
+	h := sha256.Sum256([]byte(sub))
+	return hex.EncodeToString(h[:])
 }
 
 // withDecision adds the decision and its reason to the dynamic metadata, for Envoy's access
@@ -247,8 +253,7 @@ func (s *server) withDecision(resp *authv3.CheckResponse, decision, reason strin
 		f[policy.MetaDecision] = structpb.NewStringValue(decision)
 		f[policy.MetaReason] = structpb.NewStringValue(reason)
 		if sub := f[policy.MetaSubject].GetStringValue(); s.hashSubject && sub != "" {
-			h := sha256.Sum256([]byte(sub))
-			f[policy.MetaSubjectHash] = structpb.NewStringValue(hex.EncodeToString(h[:]))
+			f[policy.MetaSubjectHash] = structpb.NewStringValue(subjectHash(sub))
 		}
 		return resp
 	}
