@@ -30,7 +30,7 @@ type keySource struct {
 	wait        time.Duration // longest a Check waits for a forced refresh
 	log         *slog.Logger
 	m           *metrics
-	// ctx ends with close: scheduled and running forced fetches give up.
+	// ctx ends with close or the server's context: scheduled and running forced fetches give up.
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -60,7 +60,7 @@ func newKeySource(ctx context.Context, client *http.Client, cooldown, minInterva
 	if err != nil {
 		return nil, fmt.Errorf("jwks cache: %w", err)
 	}
-	fctx, cancel := context.WithCancel(context.Background())
+	fctx, cancel := context.WithCancel(ctx)
 	return &keySource{cache: cache, client: client, cooldown: cooldown, minInterval: minInterval, wait: wait,
 		log: log, m: m, ctx: fctx, cancel: cancel, urls: map[string]*httprc.ResourceBase[jwk.Set]{}}, nil
 }
