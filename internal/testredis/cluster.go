@@ -81,6 +81,13 @@ func StartCluster(t testutil.TB, masters, replicasEach int, args ...string) *Clu
 // (slots split evenly, in order).
 func (c *Cluster) Owner(t testutil.TB, key string) int {
 	t.Helper()
+	_, owner := c.slotOwner(t, key)
+	return owner
+}
+
+// slotOwner is key's slot and Owner.
+func (c *Cluster) slotOwner(t testutil.TB, key string) (int64, int) {
+	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: c.Masters[0].Addr})
 	defer rdb.Close()
 	slot, err := rdb.ClusterKeySlot(context.Background(), key).Result()
@@ -91,17 +98,17 @@ func (c *Cluster) Owner(t testutil.TB, key string) int {
 	for int(slot) < i*16384/len(c.Masters) {
 		i--
 	}
-	return i
+	return slot, i
 }
 
 // MigrateSlot moves the slot of key, with key, from its master as the cluster was formed
 // (Owner: migrate a slot once) to Masters[to] the way
 // redis-cli --cluster reshard does (IMPORTING, MIGRATING, MIGRATE, then NODE on both), pausing
-// between the steps so that clients meet each stage. It returns the slot.
-func (c *Cluster) MigrateSlot(t testutil.TB, key string, to int, pause time.Duration) int64 {
+// between the steps so that clients meet each stage.
+func (c *Cluster) MigrateSlot(t testutil.TB, key string, to int, pause time.Duration) {
 	t.Helper()
 	ctx := context.Background()
-	from := c.Owner(t, key)
+	slot, from := c.slotOwner(t, key)
 	nodes := make([]*redis.Client, len(c.Masters))
 	ids := make([]string, len(c.Masters))
 	for i, m := range c.Masters {
@@ -109,7 +116,6 @@ func (c *Cluster) MigrateSlot(t testutil.TB, key string, to int, pause time.Dura
 		defer nodes[i].Close()
 		ids[i], _ = nodes[i].Do(ctx, "cluster", "myid").Text()
 	}
-	slot := nodes[from].ClusterKeySlot(ctx, key).Val()
 	host, port, _ := strings.Cut(c.Masters[to].Addr, ":")
 	for _, s := range [][]any{
 		{to, "cluster", "setslot", slot, "importing", ids[from]},
@@ -123,7 +129,6 @@ func (c *Cluster) MigrateSlot(t testutil.TB, key string, to int, pause time.Dura
 		}
 		time.Sleep(pause)
 	}
-	return slot
 }
 
 func (c *Cluster) all() []*Server { return append(append([]*Server{}, c.Masters...), c.Replicas...) }
