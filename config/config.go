@@ -48,7 +48,7 @@ type AccessLog struct {
 	// Sample is the share of requests logged, in (0, 1]; 0 means 1.
 	Sample float64 `json:"sample"`
 	// Subject is how the token's subject appears: plain (default), hash (SHA-256, hex, of
-	// the subject as authz qualifies it) or omit.
+	// the token's subject) or omit.
 	Subject string `json:"subject"`
 	// Query keeps the query string in the logged URL (off by default: queries carry
 	// personal data and secrets more often than paths).
