@@ -12,7 +12,7 @@ import (
 
 	"github.com/specgate/specgate/internal/e2e"
 	"github.com/specgate/specgate/internal/stack"
-	"github.com/specgate/specgate/internal/testenvoy"
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // service is a one-route anonymous spec: GET /<name>/x on backend port, with an optional
@@ -46,7 +46,7 @@ func TestSlowAndDeadBackends(t *testing.T) {
 	}))
 	t.Cleanup(slow.Close)
 	slowPort := strconv.Itoa(slow.Listener.Addr().(*net.TCPAddr).Port)
-	deadPort := strconv.Itoa(testenvoy.FreePort(t)) // free: nobody listens there
+	deadPort := strconv.Itoa(testutil.FreePort(t)) // free: nobody listens there
 	s := stack.Start(t, stack.Options{Specs: map[string]string{
 		"ok.yaml":   service("ok", ok.Port(), ""),
 		"slow.yaml": service("slow", slowPort, "200ms"),

@@ -24,6 +24,7 @@ import (
 	"github.com/specgate/specgate/internal/e2e"
 	"github.com/specgate/specgate/internal/testenvoy"
 	"github.com/specgate/specgate/internal/testredis"
+	"github.com/specgate/specgate/internal/testutil"
 	"github.com/specgate/specgate/ratelimit"
 	"github.com/specgate/specgate/xds"
 )
@@ -126,7 +127,7 @@ func newStack(t *testing.T, decisionCacheTTL time.Duration) *stack {
 
 	s.cfg = config.Default()
 	s.cfg.Backends.Allow = []string{"127.0.0.0/8"} // the test backends
-	s.cfg.Listeners.Public, s.cfg.Listeners.Internal = uint32(testenvoy.FreePort(t)), uint32(testenvoy.FreePort(t))
+	s.cfg.Listeners.Public, s.cfg.Listeners.Internal = uint32(testutil.FreePort(t)), uint32(testutil.FreePort(t))
 	s.cfg.Issuers = []config.Issuer{{Issuer: s.issuer, JWKSURI: jwks.URL, Audiences: []string{"api"}, Algorithms: []string{"RS256"}}}
 	s.cfg.Revocation.Store = redis.URL()
 	s.cfg.RateLimit.Store = redis.URL()
@@ -161,7 +162,7 @@ func newStack(t *testing.T, decisionCacheTTL time.Duration) *stack {
 		rls = append(rls, rl.GRPCAddr())
 	}
 
-	adminAddr := "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t))
+	adminAddr := testutil.FreeAddr(t)
 	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{NodeID: "e2e", AdminAddress: adminAddr,
 		AuthzAddress: s.envoyAuthzGRPC, RateLimitAddr: strings.Join(rls, ",")}, gl.Addr().String(), false)
 	if err != nil {

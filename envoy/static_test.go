@@ -16,6 +16,7 @@ import (
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/e2e"
 	"github.com/specgate/specgate/internal/testenvoy"
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // bodyLimit is listeners.maxRequestBodyBytes in TestStaticBootstrapEndToEnd: small, so the
@@ -33,7 +34,7 @@ type staticGateway struct {
 // open: no ratelimit service listens.
 func startStatic(t *testing.T, specs, authzAddr string, configure func(*config.Gateway), bootOpts ...func(*translate.BootstrapOptions)) staticGateway {
 	t.Helper()
-	pub, internal, admin := testenvoy.FreePort(t), testenvoy.FreePort(t), testenvoy.FreePort(t)
+	pub, internal, admin := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)
 	cfg := config.Default()
 	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(pub), uint32(internal)
 	if configure != nil {
@@ -51,7 +52,7 @@ func startStatic(t *testing.T, specs, authzAddr string, configure func(*config.G
 	bo := translate.BootstrapOptions{
 		AdminAddress:  adminAddr,
 		AuthzAddress:  authzAddr,
-		RateLimitAddr: "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t)), // nobody: limits fail open
+		RateLimitAddr: testutil.FreeAddr(t), // nobody: limits fail open
 	}
 	for _, f := range bootOpts {
 		f(&bo)

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -13,7 +12,7 @@ import (
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/e2e"
-	"github.com/specgate/specgate/internal/testenvoy"
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // Envoy's admin takes mutations from anyone who reaches it, so it binds loopback only, and the
@@ -29,7 +28,7 @@ security: []
 paths:
   /things: {get: {operationId: list, responses: {"200": {description: ok}}}}
 `, map[string]string{"PORT": backend.Port()})
-	stats := "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t))
+	stats := testutil.FreeAddr(t)
 	gw := startStatic(t, specs, e2e.StartAllowAll(t).Addr, nil, func(o *translate.BootstrapOptions) { o.StatsAddress = stats })
 	get := func(method, path string) (int, string) {
 		req, _ := http.NewRequest(method, "http://"+stats+path, nil)

@@ -41,7 +41,7 @@ type keycloak struct {
 func startKeycloak(t *testing.T) *keycloak {
 	t.Helper()
 	kc := testutil.Tool(t, "KEYCLOAK_KC", "keycloak/bin/kc.sh", "kc.sh", "interop")
-	port := testenvoy.FreePort(t)
+	port := testutil.FreePort(t)
 	k := &keycloak{t: t, base: "http://127.0.0.1:" + strconv.Itoa(port), log: &testenvoy.LogBuffer{}}
 	cmd := exec.Command(kc, "start-dev", "--db=dev-mem", "--http-host=127.0.0.1", "--http-port="+strconv.Itoa(port),
 		"--hostname="+k.base, "--cache=local")

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/testenvoy"
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // A config Envoy rejects (here a route regex RE2 cannot compile, which protobuf validation
@@ -38,7 +38,7 @@ func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
 	}
 	cfg := config.Default()
 	cfg.Backends.Allow = []string{"127.0.0.0/8"} // the test backends
-	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(testenvoy.FreePort(t)), uint32(testenvoy.FreePort(t))
+	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(testutil.FreePort(t)), uint32(testutil.FreePort(t))
 	logs := &testenvoy.LogBuffer{}
 	s, err := New(Options{SpecDir: dir, Gateway: cfg, ListenAddress: "127.0.0.1", Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
@@ -51,7 +51,7 @@ func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
 	go func() { defer close(done); _ = s.Serve(ctx, gl, hl) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	admin := "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t))
+	admin := testutil.FreeAddr(t)
 	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{NodeID: "envoy-nack", AdminAddress: admin}, gl.Addr().String(), false)
 	if err != nil {
 		t.Fatal(err)

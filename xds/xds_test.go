@@ -23,6 +23,7 @@ import (
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/e2e"
 	"github.com/specgate/specgate/internal/testenvoy"
+	"github.com/specgate/specgate/internal/testutil"
 	"github.com/specgate/specgate/xds"
 )
 
@@ -54,7 +55,7 @@ type gateway struct {
 func newGateway(t *testing.T, specs string) *gateway {
 	g := &gateway{t: t, specs: specs, cfg: config.Default(), authz: e2e.StartAllowAll(t)}
 	g.cfg.Backends.Allow = []string{"127.0.0.0/8"} // the test backends
-	g.cfg.Listeners.Public, g.cfg.Listeners.Internal = uint32(testenvoy.FreePort(t)), uint32(testenvoy.FreePort(t))
+	g.cfg.Listeners.Public, g.cfg.Listeners.Internal = uint32(testutil.FreePort(t)), uint32(testutil.FreePort(t))
 	g.opts = xds.Options{
 		SpecDir: specs, Gateway: g.cfg, AdminToken: adminToken, ListenAddress: "127.0.0.1",
 		Debounce: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -96,9 +97,9 @@ func (g *gateway) kill() {
 // envoy starts a real Envoy on ADS with its own node id and admin port.
 func (g *gateway) envoy(node string, delta bool) *testenvoy.Envoy {
 	g.t.Helper()
-	admin := "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(g.t))
+	admin := testutil.FreeAddr(g.t)
 	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{NodeID: node, AdminAddress: admin, AuthzAddress: g.authz.Addr,
-		RateLimitAddr: "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(g.t))}, g.grpcAddr, delta)
+		RateLimitAddr: testutil.FreeAddr(g.t)}, g.grpcAddr, delta)
 	if err != nil {
 		g.t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // proc is one child process of the benchmark: a specgate role, an Envoy or a peer. Its output
@@ -109,16 +110,6 @@ func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(bytes.TrimSpace(t.b))
-}
-
-// freeAddr is a loopback address that was free a moment ago.
-func freeAddr() (string, error) {
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
 }
 
 func port(addr string) uint32 {
@@ -223,4 +214,11 @@ func startForeign() *foreign {
 func (f *foreign) stop() {
 	other := (machineBusy() - f.busy0) - (ownCPU() - f.own0)
 	f.share = max(0, float64(other)/(float64(time.Since(f.start))*float64(runtime.NumCPU())))
+}
+
+// freeAddr is a loopback address that was free a moment ago, below the ephemeral port range
+// (see testutil.PickPort).
+func freeAddr() (string, error) {
+	p, err := testutil.PickPort()
+	return "127.0.0.1:" + strconv.Itoa(p), err
 }

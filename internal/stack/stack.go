@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +24,7 @@ import (
 	"github.com/specgate/specgate/internal/e2e"
 	"github.com/specgate/specgate/internal/testenvoy"
 	"github.com/specgate/specgate/internal/testredis"
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // AdminToken protects the push and revocation APIs of every stack.
@@ -104,7 +104,7 @@ func Start(t testing.TB, o Options) *Stack {
 
 	cfg := config.Default()
 	cfg.Backends.Allow = []string{"127.0.0.0/8"} // the test backends
-	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(testenvoy.FreePort(t)), uint32(testenvoy.FreePort(t))
+	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(testutil.FreePort(t)), uint32(testutil.FreePort(t))
 	cfg.Issuers = []config.Issuer{{Issuer: Issuer, JWKSURI: jwks.URL, Audiences: []string{Audience}, Algorithms: []string{"RS256"}}}
 	if o.NoRedis {
 		cfg.Revocation.Store = "file://" + filepath.Join(s.Dir, "revocations.jsonl")
@@ -151,7 +151,7 @@ func Start(t testing.TB, o Options) *Stack {
 		s.RateLimit = append(s.RateLimit, p)
 	}
 
-	admin := "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(t))
+	admin := testutil.FreeAddr(t)
 	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{NodeID: "stack", AdminAddress: admin,
 		AuthzAddress: grpcAddrs(s.Authz), RateLimitAddr: grpcAddrs(s.RateLimit)}, s.XDS.GRPC, false)
 	if err != nil {
@@ -219,8 +219,8 @@ type Proc struct {
 
 func (s *Stack) proc(name, bin string, args ...string) *Proc {
 	p := &Proc{Name: name, t: s.t, bin: bin, log: &testenvoy.LogBuffer{},
-		GRPC: "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(s.t)),
-		HTTP: "127.0.0.1:" + strconv.Itoa(testenvoy.FreePort(s.t))}
+		GRPC: testutil.FreeAddr(s.t),
+		HTTP: testutil.FreeAddr(s.t)}
 	p.args = append(args, "--grpc", p.GRPC, "--http", p.HTTP)
 	s.t.Cleanup(func() {
 		p.Stop()

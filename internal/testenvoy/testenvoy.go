@@ -4,9 +4,7 @@ package testenvoy
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -121,17 +119,6 @@ func (e *Envoy) Stop() {
 		_ = e.cmd.Process.Kill()
 		<-e.done
 	}
-}
-
-// FreePort returns a loopback port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // LogBuffer collects a child process's output; safe to read while it is written.

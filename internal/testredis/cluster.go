@@ -27,7 +27,7 @@ func StartCluster(t testutil.TB, masters, replicasEach int, args ...string) *Clu
 		s := &Server{bin: bin, dir: t.TempDir(), t: t,
 			args: append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000"}, args...)}
 		t.Cleanup(s.Stop)
-		s.start(freePort(t))
+		s.start(testutil.FreePort(t, 10000))
 		return s
 	}
 	for range masters {

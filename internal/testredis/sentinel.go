@@ -31,17 +31,17 @@ func StartSentinels(t testutil.TB, replicas int) *Sentinels {
 	bin := Binary(t)
 	st := &Sentinels{Primary: &Server{bin: bin, dir: t.TempDir(), t: t}}
 	t.Cleanup(st.Primary.Stop)
-	st.Primary.start(freePort(t))
+	st.Primary.start(testutil.FreePort(t))
 	host, port, _ := strings.Cut(st.Primary.Addr, ":")
 	for range replicas {
 		r := &Server{bin: bin, dir: t.TempDir(), t: t, args: []string{"--replicaof", host, port}}
 		t.Cleanup(r.Stop)
-		r.start(freePort(t))
+		r.start(testutil.FreePort(t))
 		st.Replicas = append(st.Replicas, r)
 	}
 	for range 3 {
 		dir := t.TempDir()
-		p := freePort(t)
+		p := testutil.FreePort(t)
 		conf := filepath.Join(dir, "sentinel.conf")
 		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s 2\n"+
 			"sentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 10000\n",

@@ -4,7 +4,6 @@
 package testredis
 
 import (
-	"context"
 	"net"
 	"os/exec"
 	"strconv"
@@ -33,7 +32,7 @@ func Start(t testutil.TB) *Server {
 	t.Helper()
 	s := &Server{bin: Binary(t), dir: t.TempDir(), t: t}
 	t.Cleanup(s.Stop) // before start: a start that fails half-way leaves nothing running
-	s.start(freePort(t))
+	s.start(testutil.FreePort(t))
 	return s
 }
 
@@ -85,13 +84,4 @@ func (s *Server) Restart() {
 	_, port, _ := net.SplitHostPort(s.Addr)
 	p, _ := strconv.Atoi(port)
 	s.start(p)
-}
-
-func freePort(t testutil.TB) int {
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
