@@ -515,6 +515,10 @@ func resolveOverrides(file string, line int, where string, e operationExt, r *re
 				errorf("x-specgate.allowedHeaders: %q is not a header name", h)
 				continue
 			}
+			if strings.HasPrefix(strings.ToLower(h), "x-specgate-") {
+				errorf("x-specgate.allowedHeaders: %q: X-Specgate-* headers are the gateway's own", h)
+				continue
+			}
 			r.headers = append(r.headers, strings.ToLower(h))
 		}
 		slices.Sort(r.headers)

@@ -144,6 +144,11 @@ type Authz struct {
 	MaxTokenBytes int `json:"maxTokenBytes"`
 	// DecisionLog samples authz's decisions into its log (docs/observability.md).
 	DecisionLog DecisionLog `json:"decisionLog"`
+	// CheckTokenless sends requests without an Authorization header on anonymous operations
+	// to authz too. By default (false) Envoy serves them alone, doing in the route what authz
+	// would (identity headers removed, the header allow-list, the ip: rate-limit client), so
+	// that anonymous traffic neither waits for authz nor fails when it is down.
+	CheckTokenless bool `json:"checkTokenless"`
 }
 
 // DecisionLog is authz's sampled log of decisions: one JSON line per sampled Check with the
@@ -153,6 +158,20 @@ type DecisionLog struct {
 	Sample float64 `json:"sample"`
 	// Subject is plain (default), hash (SHA-256, hex) or omit, as for accessLog.subject.
 	Subject string `json:"subject"`
+}
+
+// IdentityHeaders are the headers authz sets from a token (claimHeaders and issuerHeader),
+// lower case and sorted: a client's own are always removed.
+func (g Gateway) IdentityHeaders() []string {
+	var hs []string
+	for h := range g.ClaimHeaders {
+		hs = append(hs, strings.ToLower(h))
+	}
+	if g.IssuerHeader != "" {
+		hs = append(hs, strings.ToLower(g.IssuerHeader))
+	}
+	slices.Sort(hs)
+	return slices.Compact(hs)
 }
 
 // MaxTokenLimit bounds Authz.MaxTokenBytes.

@@ -24,7 +24,7 @@ type logLine struct {
 	DurationMs           *int
 	Authz                struct {
 		Decision, Reason, Subject string
-		EdgeCache                 *bool
+		EdgeCache, Tokenless      *bool
 	}
 }
 
@@ -82,12 +82,16 @@ func TestAccessLog(t *testing.T) {
 	if hit.HTTPRequest.Status != 200 || hit.Authz.Decision != "" || hit.Authz.Subject != "alice" {
 		t.Errorf("edge cache hit: %+v", hit)
 	}
-	want := map[string]struct{ route, decision, reason, subject string }{
-		"/shop/orders OK":           {"shop.listOrders", "allow", "ok", "alice"},
-		"/shop/orders Forbidden":    {"shop.listOrders", "deny", "insufficient_scope", ""},
-		"/shop/orders Unauthorized": {"shop.listOrders", "deny", "missing_token", ""},
-		"/shop/open OK":             {"shop.open", "allow", "anonymous", ""},
-		"/nope Not Found":           {"specgate.404", "", "", ""},
+	// A tokenless request on an anonymous route is served without authz: the line says so.
+	want := map[string]struct {
+		route, decision, reason, subject string
+		tokenless                        bool
+	}{
+		"/shop/orders OK":           {"shop.listOrders", "allow", "ok", "alice", false},
+		"/shop/orders Forbidden":    {"shop.listOrders", "deny", "insufficient_scope", "", false},
+		"/shop/orders Unauthorized": {"shop.listOrders", "deny", "missing_token", "", false},
+		"/shop/open OK":             {"shop.open", "", "", "", true},
+		"/nope Not Found":           {"specgate.404", "", "", "", false},
 	}
 	for key, w := range want {
 		l, ok := lines[key]
@@ -95,7 +99,8 @@ func TestAccessLog(t *testing.T) {
 			t.Errorf("no line for %s; lines: %v", key, lines)
 			continue
 		}
-		if l.Route != w.route || l.Authz.Decision != w.decision || l.Authz.Reason != w.reason || l.Authz.Subject != w.subject {
+		if l.Route != w.route || l.Authz.Decision != w.decision || l.Authz.Reason != w.reason || l.Authz.Subject != w.subject ||
+			(l.Authz.Tokenless != nil && *l.Authz.Tokenless) != w.tokenless {
 			t.Errorf("%s: route %q, authz %+v; want %+v", key, l.Route, l.Authz, w)
 		}
 		if l.HTTPRequest.RequestMethod != "GET" || l.HTTPRequest.RemoteIP != "127.0.0.1" || !strings.HasSuffix(l.HTTPRequest.Latency, "s") || l.DurationMs == nil {

@@ -54,6 +54,15 @@ paths:
     get: {operationId: byRoute, security: [], x-specgate: {rateLimits: [{requests: 2, per: minute, key: route}]}, responses: {"200": {description: ok}}}
   /by-tenant:
     get: {operationId: byTenant, x-specgate: {rateLimits: [{requests: 2, per: minute, key: "header+client:X-Tenant"}], allowedHeaders: [X-Tenant]}, responses: {"200": {description: ok}}}
+  /catalog/{id}:
+    get:
+      operationId: catalogItem
+      security: []
+      parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+      x-specgate: {rateLimits: [{requests: 4, per: minute, key: client}, {requests: 50, per: minute, key: ip}], allowedHeaders: [X-Cart, If-None-Match]}
+      responses: {"200": {description: ok}}
+  /search:
+    get: {operationId: search, security: [], x-specgate: {rateLimits: [{requests: 2, per: minute, key: "header:X-Session"}]}, responses: {"200": {description: ok}}}
 `
 
 // stack is the whole gateway on loopback: real Envoy, control plane, two authz replicas, two
@@ -111,8 +120,8 @@ func waitOK(t *testing.T, url string) {
 	t.Fatalf("%s not ready", url)
 }
 
-// newStack starts the gateway; decisionCacheTTL > 0 turns the edge decision cache on.
-func newStack(t *testing.T, decisionCacheTTL time.Duration) *stack {
+// newStack starts the gateway; configure (if not nil) changes its gateway.yaml.
+func newStack(t *testing.T, configure func(*config.Gateway)) *stack {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &stack{t: t, backend: e2e.NewBackend(t, "shop")}
 	redis := testredis.Start(t)
@@ -131,7 +140,9 @@ func newStack(t *testing.T, decisionCacheTTL time.Duration) *stack {
 	s.cfg.Issuers = []config.Issuer{{Issuer: s.issuer, JWKSURI: jwks.URL, Audiences: []string{"api"}, Algorithms: []string{"RS256"}}}
 	s.cfg.Revocation.Store = redis.URL()
 	s.cfg.RateLimit.Store = redis.URL()
-	s.cfg.Authz.DecisionCacheTTL.Duration = decisionCacheTTL
+	if configure != nil {
+		configure(&s.cfg)
+	}
 	s.public = "http://127.0.0.1:" + strconv.Itoa(int(s.cfg.Listeners.Public))
 
 	// Two authz replicas on one Redis: Envoy asks B, revocations go to A.
@@ -218,12 +229,16 @@ func (s *stack) do(method, path, token string, hdr map[string]string) *http.Resp
 	return resp
 }
 
-// The whole suite runs twice: authz asked for every request, and with the edge decision
-// cache, which must not change a single answer or header (revocation within 1s included).
+// The whole suite runs three times: tokenless requests on anonymous routes served by Envoy
+// alone (the default), authz asked for every request, and with the edge decision cache. Neither
+// may change a single answer or header (revocation within 1s included).
 func TestGatewayEndToEnd(t *testing.T) {
-	t.Run("authz every request", func(t *testing.T) { testGateway(t, newStack(t, 0)) })
+	t.Run("tokenless requests without authz", func(t *testing.T) { testGateway(t, newStack(t, nil)) })
+	t.Run("authz every request", func(t *testing.T) {
+		testGateway(t, newStack(t, func(g *config.Gateway) { g.Authz.CheckTokenless = true }))
+	})
 	t.Run("edge decision cache", func(t *testing.T) {
-		s := newStack(t, 500*time.Millisecond)
+		s := newStack(t, func(g *config.Gateway) { g.Authz.DecisionCacheTTL.Duration = 500 * time.Millisecond })
 		testGateway(t, s)
 		testDecisionCache(t, s)
 	})

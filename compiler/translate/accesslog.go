@@ -29,10 +29,12 @@ func (t *translator) accessLogs() []*accesslogv3.AccessLog {
 	if a.Query {
 		url = "%PATH(WQ:ORIG_OR_PATH):2048%"
 	}
-	// edgeCache is true when the edge decision cache replayed an earlier allow of authz:
-	// authz was not asked, so decision and reason are empty.
+	// Two kinds of request are allowed without asking authz, so decision and reason are
+	// empty: edgeCache is true when the edge decision cache replayed an earlier allow of
+	// authz, tokenless when a tokenless route served an anonymous request (tokenless.go).
 	authz := map[string]any{"decision": meta(policy.MetaDecision), "reason": meta(policy.MetaReason),
-		"edgeCache": "%DYNAMIC_METADATA(" + policy.CacheFilter + ":hit)%"}
+		"edgeCache": "%DYNAMIC_METADATA(" + policy.CacheFilter + ":hit)%",
+		"tokenless": "%METADATA(ROUTE:" + metaTokenless + ":tokenless)%"}
 	switch a.Subject {
 	case "", "plain":
 		authz["subject"] = meta(policy.MetaSubject)

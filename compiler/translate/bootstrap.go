@@ -18,6 +18,7 @@ import (
 	cgroupv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/cgroup_memory/v3"
 	connectionsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // BootstrapOptions place a static Envoy next to specgate's services.
@@ -72,6 +73,7 @@ func Bootstrap(r *Resources, o BootstrapOptions) (*bootstrapv3.Bootstrap, error)
 		Node:            &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
 		Admin:           &bootstrapv3.Admin{Address: admin},
 		OverloadManager: t.overloadManager(),
+		LayeredRuntime:  runtimeLayers(),
 		StaticResources: static,
 	}
 	if err := errors.Join(t.err, b.ValidateAll()); err != nil {
@@ -90,6 +92,18 @@ const (
 	monitorConnections = "envoy.resource_monitors.global_downstream_max_connections"
 	maxConnections     = 50_000
 )
+
+// runtimeLayers raises RE2's program size limit (Envoy's default is 100) to fit the header
+// rules of tokenless routes (otherHeaders). An Envoy started from an older bootstrap refuses
+// those routes: the push fails whole (NACK), nothing is half applied. The admin layer is the
+// one Envoy has when no runtime is configured.
+func runtimeLayers() *bootstrapv3.LayeredRuntime {
+	static, _ := structpb.NewStruct(map[string]any{"re2.max_program_size.error_level": maxRegexProgram})
+	return &bootstrapv3.LayeredRuntime{Layers: []*bootstrapv3.RuntimeLayer{
+		{Name: "specgate", LayerSpecifier: &bootstrapv3.RuntimeLayer_StaticLayer{StaticLayer: static}},
+		{Name: "admin", LayerSpecifier: &bootstrapv3.RuntimeLayer_AdminLayer_{AdminLayer: &bootstrapv3.RuntimeLayer_AdminLayer{}}},
+	}}
+}
 
 func (t *translator) overloadManager() *overloadv3.OverloadManager {
 	threshold := func(v float64) []*overloadv3.Trigger {
@@ -150,6 +164,7 @@ func ADSBootstrap(o BootstrapOptions, xdsAddr string, delta bool) (*bootstrapv3.
 		Node:            &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
 		Admin:           &bootstrapv3.Admin{Address: admin},
 		OverloadManager: t.overloadManager(),
+		LayeredRuntime:  runtimeLayers(),
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
 				ApiType:             api,

@@ -4,12 +4,14 @@ package translate
 // httpFilters): CORS answers preflights first; buffer holds a body until it is complete (413
 // beyond the limit, so no backend sees a body cut short); the edge decision cache
 // (policy.CacheFilter, with authz.decisionCacheTTL) replays allows; ext_authz asks specgate
-// authz; ratelimit asks specgate ratelimit; the router forwards. The benchmark swaps filters by
-// these names.
+// authz; header_mutation applies the header rules of tokenless routes (tokenless.go), where
+// ext_authz is off; ratelimit asks specgate ratelimit; the router forwards. The benchmark swaps
+// filters by these names.
 const (
-	FilterCORS      = "envoy.filters.http.cors"
-	FilterBuffer    = "envoy.filters.http.buffer"
-	FilterExtAuthz  = "envoy.filters.http.ext_authz"
-	FilterRateLimit = "envoy.filters.http.ratelimit"
-	FilterRouter    = "envoy.filters.http.router"
+	FilterCORS           = "envoy.filters.http.cors"
+	FilterBuffer         = "envoy.filters.http.buffer"
+	FilterExtAuthz       = "envoy.filters.http.ext_authz"
+	FilterHeaderMutation = "envoy.filters.http.header_mutation"
+	FilterRateLimit      = "envoy.filters.http.ratelimit"
+	FilterRouter         = "envoy.filters.http.router"
 )

@@ -11,6 +11,7 @@ import (
 	celfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	bufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
@@ -33,8 +34,12 @@ func (t *translator) httpFilters() []*hcmv3.HttpFilter {
 	if t.edgeCache() {
 		fs = append(fs, t.httpFilter(policy.CacheFilter, authzCacheFilter()))
 	}
+	fs = append(fs, t.httpFilter(FilterExtAuthz, t.authzFilter()))
+	if !t.opts.Gateway.Authz.CheckTokenless {
+		// Empty: only tokenless routes configure it.
+		fs = append(fs, t.httpFilter(FilterHeaderMutation, &headermutationv3.HeaderMutation{}))
+	}
 	return append(fs,
-		t.httpFilter(FilterExtAuthz, t.authzFilter()),
 		t.httpFilter(FilterRateLimit, t.rateLimitFilter()),
 		t.httpFilter(FilterRouter, &routerv3.Router{}),
 	)

@@ -35,9 +35,10 @@ func (t *translator) rateLimitFilter() *ratelimitv3.RateLimit {
 
 // rateLimitActions gives each quota of op one descriptor: route=<id>, limit=<i> and, for
 // client/ip/header keys, the value counted (header+client: the client, then the header).
-// The client and header values come from the authz service's dynamic metadata, which
-// already holds the ip fall-backs (policy.MetaClient).
-func rateLimitActions(op *ir.Operation) []*routev3.RateLimit {
+// client reads the client: from authz's dynamic metadata, which already holds the ip
+// fall-backs (policy.MetaClient), or on a tokenless route from headerTokenlessClient. Header
+// values come from authz's metadata.
+func rateLimitActions(op *ir.Operation, client *routev3.RateLimit_Action) []*routev3.RateLimit {
 	var out []*routev3.RateLimit
 	for i, rl := range op.RateLimits {
 		actions := []*routev3.RateLimit_Action{
@@ -46,12 +47,11 @@ func rateLimitActions(op *ir.Operation) []*routev3.RateLimit {
 		}
 		switch rl.Key {
 		case ir.KeyClient:
-			actions = append(actions, authzMetadata(policy.DescClient, policy.MetaClient))
+			actions = append(actions, client)
 		case ir.KeyHeader:
 			actions = append(actions, authzMetadata(policy.DescHeader, policy.MetaHeader(rl.Header)))
 		case ir.KeyHeaderClient:
-			actions = append(actions, authzMetadata(policy.DescClient, policy.MetaClient),
-				authzMetadata(policy.DescHeader, policy.MetaHeader(rl.Header)))
+			actions = append(actions, client, authzMetadata(policy.DescHeader, policy.MetaHeader(rl.Header)))
 		case ir.KeyIP:
 			actions = append(actions, &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_RemoteAddress_{
 				RemoteAddress: &routev3.RateLimit_Action_RemoteAddress{},

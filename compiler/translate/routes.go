@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,8 +14,10 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/specgate/specgate/compiler/ir"
+	"github.com/specgate/specgate/policy"
 )
 
 // pathGroup is every operation that matches one path shape, with the service owning each.
@@ -119,6 +120,9 @@ func (t *translator) pathRoutes(g pathGroup) []*routev3.Route {
 		routes = append(routes, t.preflight(g.tmpl, owner, allow))
 	}
 	for _, o := range g.ops {
+		if t.tokenless(o.op) {
+			routes = append(routes, t.tokenlessRoute(t.operationRoute(g.tmpl, o.svc, o.op, allow), o.op))
+		}
 		routes = append(routes, t.operationRoute(g.tmpl, o.svc, o.op, allow))
 	}
 	return append(routes, t.methodNotAllowed(g.tmpl, g.ops[0].svc, allow))
@@ -223,7 +227,7 @@ func methodMatch(m *routev3.RouteMatch, method string) *routev3.RouteMatch {
 func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Operation, allow []string) *routev3.Route {
 	action := &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: svc.Name},
-		RateLimits:       rateLimitActions(op),
+		RateLimits:       rateLimitActions(op, authzMetadata(policy.DescClient, policy.MetaClient)),
 	}
 	if op.Timeout > 0 {
 		action.Timeout = durationpb.New(op.Timeout)

@@ -135,7 +135,9 @@ type translator struct {
 	templates map[string]ir.Template      // parsed paths
 	used      map[[32]byte]groupEntry     // the cache's path groups this translation used
 
-	gatewayRules []byte // what authz decides by gateway-wide, for the decision cache's keys
+	gatewayRules []byte            // what authz decides by gateway-wide, for the decision cache's keys
+	identity     []string          // the gateway's identity headers (config.Gateway.IdentityHeaders)
+	keepRegex    map[string]string // otherHeaders by allow-list
 }
 
 func newTranslator(opts Options) *translator {
