@@ -74,7 +74,9 @@ func TestTokenlessRoutesChangeNothing(t *testing.T) {
 		}
 		return h
 	}
-	lb := func(addr string, kv ...string) http.Header { return with(nil, append([]string{"X-Forwarded-For", addr}, kv...)...) }
+	lb := func(addr string, kv ...string) http.Header {
+		return with(nil, append([]string{"X-Forwarded-For", addr}, kv...)...)
+	}
 	type step struct {
 		name, method, path string
 		hdr                http.Header
