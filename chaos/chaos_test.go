@@ -67,9 +67,10 @@ func shopStack(t *testing.T) (*stack.Stack, *e2e.Backend) {
 	return s, b
 }
 
-// Scenario 1. kill -9 the authz service under load: protected routes answer 503 (never 200)
-// while it is down; restarted, 200 again, and a token revoked before the kill is refused in
-// every phase, including the first requests the restarted process answers.
+// Scenario 1. kill -9 the authz service under a mixed load: protected routes answer 503 (never
+// 200) while it is down; restarted, 200 again, and a token revoked before the kill is refused
+// in every phase, including the first requests the restarted process answers. Anonymous
+// requests without a token never reach authz: 200 in every phase.
 func TestKillAuthz(t *testing.T) {
 	s, _ := shopStack(t)
 	alice, mallory := s.Token("alice", "orders:read"), s.Token("mallory", "orders:read")
@@ -83,7 +84,8 @@ func TestKillAuthz(t *testing.T) {
 
 	l := startLoad(t, loadRPS,
 		target{name: "valid", url: s.Public + "/shop/orders", token: alice},
-		target{name: "revoked", url: s.Public + "/shop/orders", token: mallory})
+		target{name: "revoked", url: s.Public + "/shop/orders", token: mallory},
+		target{name: "anonymous", url: s.Public + "/shop/open"})
 	l.hold(phaseTime)
 
 	l.inject("killing", s.Authz[0].Kill)
@@ -133,4 +135,10 @@ func TestKillAuthz(t *testing.T) {
 	l.never("restarting", "revoked", 200, 0)
 	l.only("restarted", "valid", 200)
 	l.only("restarted", "revoked", 401)
+	for _, phase := range []string{"up", "authz-down", "restarted"} {
+		l.only(phase, "anonymous", 200)
+	}
+	for _, phase := range []string{"killing", "restarting"} { // short: may hold no request of it
+		l.never(phase, "anonymous", 0, 401, 403, 500, 503)
+	}
 }
