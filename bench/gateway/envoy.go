@@ -14,6 +14,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/specgate/specgate/compiler/ir"
@@ -41,6 +42,7 @@ const (
 	filterCORS      = translate.FilterCORS
 	filterBuffer    = translate.FilterBuffer
 	filterExtAuthz  = translate.FilterExtAuthz
+	filterMutation  = translate.FilterHeaderMutation
 	filterRateLimit = translate.FilterRateLimit
 	filterRouter    = translate.FilterRouter
 	filterJWT       = "envoy.filters.http.jwt_authn"
@@ -55,10 +57,34 @@ type variant struct {
 	accessLog  bool     // gateway.yaml accessLog: {format: json}
 	authz      string   // the Check server ext_authz calls: "" (specgate authz), authzNoop, authzCache
 	wantNoAuth int      // status of a request without a token (proves the auth filter is on)
+	load       string   // what it is sent: "" (GET /orders/{id} with the token), loadCatalog, loadMix
+	cpuPeer    string   // the variant its CPU per request is compared with ("": the first)
 
 	url, admin string
 	envoy      *proc
 }
+
+// The loads other than GET /orders/{id} with a token: the anonymous GET /catalog/{id} without
+// a token, and a storefront's mix of 80 % of those and 20 % of the first.
+const (
+	loadCatalog = "catalog"
+	loadMix     = "mix"
+)
+
+// targets are the requests of v's load, sent in turn.
+func (v *variant) targets(token string) []vegeta.Target {
+	orders, catalog := get(v.url+"/orders/42", token), get(v.url+"/catalog/42", "")
+	switch v.load {
+	case loadCatalog:
+		return []vegeta.Target{catalog}
+	case loadMix:
+		return []vegeta.Target{catalog, catalog, catalog, catalog, orders}
+	}
+	return []vegeta.Target{orders}
+}
+
+// compiled is the whole HTTP filter chain as compiled, ratelimit aside (nothing to count here).
+var compiled = []string{filterCORS, filterBuffer, filterExtAuthz, filterMutation, filterRouter}
 
 func variants() []*variant {
 	return []*variant{
@@ -70,6 +96,12 @@ func variants() []*variant {
 		{key: "authz+log", label: "Envoy + specgate authz, JSON access log", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzLog, accessLog: true, wantNoAuth: 401},
 		{key: "noop-ext_authz", label: "Envoy + no-op ext_authz server", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzNoop, wantNoAuth: 200},
 		{key: "jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401},
+		{key: "catalog-none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200, load: loadCatalog, cpuPeer: "catalog-none"},
+		{key: "catalog-specgate", label: "Envoy + specgate, tokenless route", keep: compiled, wantNoAuth: 401, load: loadCatalog, cpuPeer: "catalog-none"},
+		{key: "mix-none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200, load: loadMix, cpuPeer: "mix-none"},
+		{key: "mix-specgate", label: "Envoy + specgate (authz for the 20 %)", keep: compiled, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
+		{key: "mix-specgate+cache", label: "Envoy + specgate, decision cache", keep: slices.Insert(slices.Clone(compiled), 2, policy.CacheFilter), authz: authzCache, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
+		{key: "mix-jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
 	}
 }
 
@@ -173,8 +205,9 @@ func swapFilters(v *variant, hcm *hcmv3.HttpConnectionManager, key *devissuer.Ke
 }
 
 // jwtAuthnFilter is Envoy's native JWT filter with the same key (local JWKS), issuer and
-// audience as specgate authz, requiring a valid token on every path, with its verified-token
-// cache on (specgate caches too) and the subject forwarded as a header like specgate's.
+// audience as specgate authz, requiring a valid token on every path but the anonymous
+// /catalog/, with its verified-token cache on (specgate caches too) and the subject forwarded
+// as a header like specgate's.
 func jwtAuthnFilter(key *devissuer.Key) (*hcmv3.HttpFilter, error) {
 	rec := httptest.NewRecorder()
 	devissuer.JWKS(key).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
@@ -192,6 +225,8 @@ func jwtAuthnFilter(key *devissuer.Key) (*hcmv3.HttpFilter, error) {
 			JwtCacheConfig: &jwtv3.JwtCacheConfig{JwtCacheSize: 1000},
 		}},
 		Rules: []*jwtv3.RequirementRule{{
+			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/catalog/"}}, // no requirement
+		}, {
 			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 			RequirementType: &jwtv3.RequirementRule_Requires{Requires: &jwtv3.JwtRequirement{
 				RequiresType: &jwtv3.JwtRequirement_ProviderName{ProviderName: "bench"},

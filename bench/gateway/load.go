@@ -24,24 +24,31 @@ type sample struct {
 	failed   uint64 // transport errors and any status but the expected one
 }
 
-// httpLoad drives one URL with vegeta, the same GET with the same token every time, over a
-// client whose keep-alive connections persist between runs against the same Envoy.
+// httpLoad drives GETs with vegeta, the targets in turn (each one the same request every
+// time), over a client whose keep-alive connections persist between runs against the same
+// Envoy.
 type httpLoad struct {
-	target vegeta.Target
-	client *http.Client
+	targets []vegeta.Target
+	client  *http.Client
 }
 
-func newHTTPLoad(url, token string, conns int) *httpLoad {
+// get is a GET of url, with the token when there is one.
+func get(url, token string) vegeta.Target {
+	t := vegeta.Target{Method: http.MethodGet, URL: url}
+	if token != "" {
+		t.Header = http.Header{"Authorization": {"Bearer " + token}}
+	}
+	return t
+}
+
+func newHTTPLoad(targets []vegeta.Target, conns int) *httpLoad {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: conns,
 		MaxIdleConns:        conns,
 		IdleConnTimeout:     time.Minute,
 	}
-	return &httpLoad{
-		target: vegeta.Target{Method: http.MethodGet, URL: url, Header: http.Header{"Authorization": {"Bearer " + token}}},
-		client: &http.Client{Transport: tr, Timeout: 5 * time.Second},
-	}
+	return &httpLoad{targets: targets, client: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
 }
 
 // closed runs conc workers back to back for d: the rate Envoy sustains at that concurrency.
@@ -63,7 +70,7 @@ func (l *httpLoad) attack(p vegeta.Rate, workers int, d time.Duration) sample {
 	atk := vegeta.NewAttacker(opts...)
 	var m vegeta.Metrics
 	var failed uint64
-	for r := range atk.Attack(vegeta.NewStaticTargeter(l.target), p, d, "bench") {
+	for r := range atk.Attack(vegeta.NewStaticTargeter(l.targets...), p, d, "bench") {
 		m.Add(r)
 		if r.Code != http.StatusOK {
 			failed++

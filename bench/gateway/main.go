@@ -1,7 +1,8 @@
 // Command gateway is specgate's whole-gateway benchmark (make bench): the same route, backend
-// and token through four Envoys side by side — no auth, specgate authz, specgate authz +
-// ratelimit, Envoy's native jwt_authn — then specgate authz's gRPC Check against a no-op
-// Check server, in alternating rounds; it prints one Markdown table of medians with each
+// and token through Envoys side by side — no auth, specgate authz (with and without ratelimit,
+// the decision cache, the access log), Envoy's native jwt_authn — then anonymous requests
+// without a token (specgate's tokenless routes against bare Envoy) and a storefront's mix of
+// both, then specgate authz's gRPC Check against a no-op Check server, in alternating rounds; it prints one Markdown table of medians with each
 // figure's peer and ratio, folding in the figures scripts/bench.sh measured with go test and
 // ratelimit/bench/compare.sh. Everything listens on 127.0.0.1; every load is bounded in time.
 package main
@@ -24,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 	"sigs.k8s.io/yaml"
 
 	"github.com/specgate/specgate/compiler"
@@ -39,7 +41,8 @@ const (
 )
 
 // spec is the one service of the benchmark: a templated GET that needs a scope, with a
-// per-client quota far above anything the benchmark sends (the ratelimit variant only).
+// per-client quota far above anything the benchmark sends (the ratelimit variant only), and
+// an anonymous one, which requests without a token reach without authz (tokenless routes).
 const spec = `openapi: 3.1.0
 info: {title: Orders, version: 1.0.0}
 x-specgate: {service: orders, backend: "http://%s"}
@@ -54,6 +57,12 @@ paths:
       parameters: [{name: id, in: path, required: true, schema: {type: string}}]
       x-specgate: {rateLimits: [{requests: 1000000000, per: second, key: client}]}
       responses: {"200": {description: one order}}
+  /catalog/{id}:
+    get:
+      operationId: getProduct
+      security: []
+      parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+      responses: {"200": {description: one product}}
 `
 
 type options struct {
@@ -263,7 +272,7 @@ func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devi
 		if err := startEnvoy(v, o.envoy, path); err != nil {
 			return err
 		}
-		if err := probe(v, token); err != nil {
+		if err := probe(v, token, v.targets(token)); err != nil {
 			return err
 		}
 	}
@@ -271,7 +280,7 @@ func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devi
 
 	loads := map[string]*httpLoad{}
 	for _, v := range vs {
-		loads[v.key] = newHTTPLoad(v.url+"/orders/42", token, o.conc)
+		loads[v.key] = newHTTPLoad(v.targets(token), o.conc)
 		loads[v.key].closed(o.conc, time.Second) // warm-up: connections, caches, JIT of nothing
 	}
 	closed, open := map[string][]sample{}, map[string][]sample{}
@@ -401,8 +410,9 @@ func startRoles(o options, self, dir string, gw ir.Gateway, cfg config.Gateway) 
 const adminEnv = "SPECGATE_ADMIN_TOKEN=bench-admin-token"
 
 // probe proves each variant does what its name says before it is measured: the token passes,
-// no token is refused where auth is on, and the ratelimit variant consults its service.
-func probe(v *variant, token string) error {
+// no token is refused where auth is on, the ratelimit variant consults its service, and
+// every request of its load answers 200.
+func probe(v *variant, token string, load []vegeta.Target) error {
 	get := func(auth bool) (*http.Response, error) {
 		req, _ := http.NewRequest(http.MethodGet, v.url+"/orders/42", nil)
 		if auth {
@@ -430,6 +440,18 @@ func probe(v *variant, token string) error {
 	}
 	if resp.StatusCode != v.wantNoAuth {
 		return fmt.Errorf("%s: no token answered %d, want %d", v.key, resp.StatusCode, v.wantNoAuth)
+	}
+	for _, tg := range load {
+		req, _ := http.NewRequest(tg.Method, tg.URL, nil)
+		req.Header = tg.Header
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("%s: %w", v.key, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: GET %s answered %d", v.key, tg.URL, resp.StatusCode)
+		}
 	}
 	return nil
 }

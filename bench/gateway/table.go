@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"os"
 	"regexp"
@@ -152,6 +153,38 @@ func httpRows(t *table, o options, vs []*variant, closed, open map[string][]samp
 		t.row(label[p[0]], lat(a), label[p[1]], lat(b),
 			ratio(float64(a.p50), float64(b.p50))+" / "+ratio(float64(a.p99), float64(b.p99)), g)
 	}
+	otherLoadRows(t, o, c, op, label)
+}
+
+// otherLoadRows: anonymous requests without a token through specgate's tokenless routes
+// against bare Envoy, and a storefront's mix against the same mix behind jwt_authn and bare
+// Envoy (issue 15's goals).
+func otherLoadRows(t *table, o options, c, op map[string]med, label map[string]string) {
+	rows := func(pairs [][3]string) {
+		for _, p := range pairs {
+			a, b := p[0], p[1]
+			g := ""
+			switch p[2] {
+			case "0.9":
+				g = goal("≥ 0.9×", c[a].rps >= 0.9*c[b].rps)
+			case "0.85":
+				g = goal("≥ 0.85×", c[a].rps >= 0.85*c[b].rps)
+			}
+			t.row(label[a]+", rps", rps(c[a].rps), label[b], rps(c[b].rps), ratio(c[a].rps, c[b].rps), g)
+			if p[2] == "0.9" {
+				g = goal("p99 ≤ 1.2×", float64(op[a].p99) <= 1.2*float64(op[b].p99))
+			} else {
+				g = ""
+			}
+			t.row(label[a]+", p50 / p99", lat(op[a]), label[b], lat(op[b]),
+				ratio(float64(op[a].p50), float64(op[b].p50))+" / "+ratio(float64(op[a].p99), float64(op[b].p99)), g)
+		}
+	}
+	t.section(fmt.Sprintf("Anonymous GET /catalog/{id} without a token: rps at %d connections, latency at %d rps, median of %d × %s", o.conc, o.rate, o.rounds, o.dur))
+	rows([][3]string{{"catalog-specgate", "catalog-none", "0.9"}})
+	t.section(fmt.Sprintf("Storefront mix, 80 %% of the above + 20 %% GET /orders/{id} with a token: rps at %d connections, latency at %d rps", o.conc, o.rate))
+	rows([][3]string{{"mix-specgate", "mix-jwt_authn", "0.85"}, {"mix-specgate+cache", "mix-jwt_authn", "0.85"},
+		{"mix-specgate", "mix-none", ""}, {"mix-specgate+cache", "mix-none", ""}, {"mix-jwt_authn", "mix-none", ""}})
 }
 
 func grpcRows(t *table, o options, r grpcResult) {
@@ -381,8 +414,18 @@ func cpuRows(t *table, o options, vs []*variant, cpu map[string][]cpuSample) {
 		return s + ")"
 	}
 	t.section(fmt.Sprintf("CPU per request in the closed-loop runs (from /proc; the backend's %.0f µs and the load generator's not counted)", meds["none"][3]))
-	base := vs[0]
-	for _, v := range vs[1:] {
-		t.row(v.label, cell(meds[v.key]), base.label, cell(meds[base.key]), ratio(total(meds[v.key]), total(meds[base.key])))
+	label := map[string]string{}
+	for _, v := range vs {
+		label[v.key] = v.label
+		if v.load != "" {
+			label[v.key] += " (" + v.load + ")"
+		}
+	}
+	for _, v := range vs {
+		peer := cmp.Or(v.cpuPeer, vs[0].key)
+		if v.key == peer {
+			continue
+		}
+		t.row(label[v.key], cell(meds[v.key]), label[peer], cell(meds[peer]), ratio(total(meds[v.key]), total(meds[peer])))
 	}
 }
