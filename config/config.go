@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -38,6 +39,7 @@ type Gateway struct {
 	// load balancer adds one); the ip rate-limit key and the client fallback use the result.
 	XFFTrustedHops uint32    `json:"xffTrustedHops"`
 	AccessLog      AccessLog `json:"accessLog"`
+	Tracing        Tracing   `json:"tracing"`
 }
 
 // AccessLog is Envoy's access log: one JSON line per request on its stdout, in the shape
@@ -53,6 +55,28 @@ type AccessLog struct {
 	// Query keeps the query string in the logged URL (off by default: queries carry
 	// personal data and secrets more often than paths).
 	Query bool `json:"query"`
+}
+
+// Tracing is OpenTelemetry tracing across Envoy, authz and ratelimit (docs/observability.md).
+type Tracing struct {
+	// OTLP is the host:port of an OTLP/gRPC receiver (an OpenTelemetry Collector, or a
+	// cloud's agent). "" (the default) turns tracing off.
+	OTLP string `json:"otlp"`
+	// Sampling is the share of requests that start a trace, in (0, 1] (default 0.01). A
+	// request that carries a W3C traceparent keeps its caller's decision.
+	Sampling float64 `json:"sampling"`
+	// GCPProject, when set, adds Cloud Logging's logging.googleapis.com/trace field
+	// ("projects/<project>/traces/<trace id>") to the access log, so that Cloud Logging links
+	// each line to its trace in Cloud Trace.
+	GCPProject string `json:"gcpProject"`
+}
+
+// SampleRate is Sampling with its default.
+func (t Tracing) SampleRate() float64 {
+	if t.Sampling == 0 {
+		return 0.01
+	}
+	return t.Sampling
 }
 
 type Listeners struct {
@@ -335,6 +359,17 @@ func (g Gateway) Validate() error {
 		add("accessLog.sample %g: a share of requests in (0, 1]", a.Sample)
 	case !validSubject(a.Subject):
 		add("accessLog.subject %q: plain, hash or omit", a.Subject)
+	}
+	switch t := g.Tracing; {
+	case t.OTLP == "" && (t.Sampling != 0 || t.GCPProject != ""):
+		add("tracing: sampling and gcpProject need otlp")
+	case t.OTLP != "":
+		if _, _, err := net.SplitHostPort(t.OTLP); err != nil {
+			add("tracing.otlp %q: host:port of an OTLP/gRPC receiver", t.OTLP)
+		}
+		if t.Sampling < 0 || t.Sampling > 1 {
+			add("tracing.sampling %g: a share of requests in (0, 1]", t.Sampling)
+		}
 	}
 	if d := g.Authz.DecisionLog; d.Sample < 0 || d.Sample > 1 || !validSubject(d.Subject) {
 		add("authz.decisionLog: sample %g must be in [0, 1], subject %q plain, hash or omit", d.Sample, d.Subject)

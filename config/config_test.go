@@ -127,3 +127,17 @@ func TestAccessLogConfig(t *testing.T) {
 		}
 	}
 }
+
+// tracing: off unless otlp is set; sampling defaults to 1 % and has its range.
+func TestTracingConfig(t *testing.T) {
+	g, err := Parse([]byte("tracing: {otlp: 'collector:4317'}"))
+	if err != nil || g.Tracing.SampleRate() != 0.01 {
+		t.Errorf("valid tracing: %v, sampling %v", err, g.Tracing.SampleRate())
+	}
+	for _, bad := range []string{"tracing: {sampling: 0.5}", "tracing: {gcpProject: p}", "tracing: {otlp: collector}",
+		"tracing: {otlp: 'collector:4317', sampling: 1.5}", "tracing: {otlp: 'collector:4317', sampling: -1}"} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

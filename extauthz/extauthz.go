@@ -21,6 +21,7 @@ import (
 	"github.com/specgate/specgate/extauthz/revocation"
 	"github.com/specgate/specgate/internal/adminhttp"
 	"github.com/specgate/specgate/internal/grpcserver"
+	"github.com/specgate/specgate/internal/tracing"
 )
 
 // Options configure Run.
@@ -78,7 +79,16 @@ func Run(ctx context.Context, o Options) error {
 		MaxLifetime: rc.MaxTokenLifetime.Duration,
 		Now:         time.Now,
 	}
-	srv, err := newServer(ctx, deps{cfg: o.Config, revoked: list.Set, log: log})
+	tp, err := tracing.Start(ctx, o.Config.Tracing, "specgate-authz")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tp.Shutdown(shCtx)
+	}()
+	srv, err := newServer(ctx, deps{cfg: o.Config, revoked: list.Set, log: log, tracer: tp.Tracer("specgate/extauthz")})
 	if err != nil {
 		return err
 	}
@@ -96,7 +106,7 @@ func Run(ctx context.Context, o Options) error {
 		log.Warn("SPECGATE_ADMIN_TOKEN is not set: the revocation API refuses every call")
 	}
 
-	gs := grpcserver.New(10_000)
+	gs := grpcserver.New(10_000, tp.ServerOptions()...)
 	authv3.RegisterAuthorizationServer(gs, srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

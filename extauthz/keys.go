@@ -15,6 +15,10 @@ import (
 	"github.com/lestrrat-go/httprc/v3"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // keySource serves the signing keys of each trusted issuer from jwx's cache, which
@@ -30,6 +34,7 @@ type keySource struct {
 	wait        time.Duration // longest a Check waits for a forced refresh
 	log         *slog.Logger
 	m           *metrics
+	tracer      trace.Tracer
 	// ctx ends with close or the server's context: scheduled and running forced fetches give up.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -62,7 +67,8 @@ func newKeySource(ctx context.Context, client *http.Client, cooldown, minInterva
 	}
 	fctx, cancel := context.WithCancel(ctx)
 	return &keySource{cache: cache, client: client, cooldown: cooldown, minInterval: minInterval, wait: wait,
-		log: log, m: m, ctx: fctx, cancel: cancel, urls: map[string]*httprc.ResourceBase[jwk.Set]{}}, nil
+		log: log, m: m, tracer: noop.NewTracerProvider().Tracer(""), ctx: fctx, cancel: cancel,
+		urls: map[string]*httprc.ResourceBase[jwk.Set]{}}, nil
 }
 
 func (s *keySource) close() {
@@ -132,12 +138,15 @@ const maxWaiting = 32
 // however many made-up kids arrive, and the IdP sees at most one forced fetch per cooldown.
 func (ik *issuerKeys) forceRefresh(ctx context.Context) jwk.Set {
 	s := ik.src
+	ctx, span := s.tracer.Start(ctx, "authz.jwks_wait", trace.WithAttributes(attribute.String("specgate.token.issuer", ik.issuer)))
+	defer span.End()
 	ik.mu.Lock()
 	ch := ik.inflight
 	if ch == nil {
 		ch = make(chan struct{})
 		ik.inflight = ch
-		go ik.forcedFetch(max(0, s.cooldown-time.Since(ik.lastForced)), ch)
+		// The fetch outlives this Check, but belongs in its trace (when it is traced).
+		go ik.forcedFetch(trace.SpanContextFromContext(ctx), max(0, s.cooldown-time.Since(ik.lastForced)), ch)
 	}
 	ik.mu.Unlock()
 	if ik.waiting.Add(1) > maxWaiting {
@@ -155,8 +164,8 @@ func (ik *issuerKeys) forceRefresh(ctx context.Context) jwk.Set {
 	return ik.keys()
 }
 
-// forcedFetch waits delay, fetches, and closes ch.
-func (ik *issuerKeys) forcedFetch(delay time.Duration, ch chan struct{}) {
+// forcedFetch waits delay, fetches, and closes ch; its span's parent is the Check's that asked.
+func (ik *issuerKeys) forcedFetch(parent trace.SpanContext, delay time.Duration, ch chan struct{}) {
 	s := ik.src
 	defer close(ch)
 	if delay > 0 {
@@ -171,11 +180,15 @@ func (ik *issuerKeys) forcedFetch(delay time.Duration, ch chan struct{}) {
 	ik.mu.Lock()
 	ik.lastForced = time.Now()
 	ik.mu.Unlock()
-	fctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	fctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(s.ctx, parent), 10*time.Second)
 	defer cancel()
-	if err := ik.refresh(fctx); err != nil && s.ctx.Err() == nil {
+	fctx, span := s.tracer.Start(fctx, "authz.jwks_fetch", trace.WithAttributes(attribute.String("specgate.token.issuer", ik.issuer)))
+	err := ik.refresh(fctx)
+	if err != nil && s.ctx.Err() == nil {
 		s.log.Warn("jwks forced refresh failed", "issuer", ik.issuer, "err", err)
+		span.SetStatus(codes.Error, err.Error())
 	}
+	span.End()
 	ik.mu.Lock()
 	ik.inflight = nil
 	ik.mu.Unlock()

@@ -18,6 +18,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -56,6 +59,8 @@ type server struct {
 
 	policies    sync.Map // raw ExtPolicy string -> *routePolicy
 	policyCount atomic.Int64
+
+	tracer trace.Tracer // spans of token verification and revocation lookups (gateway.yaml tracing)
 }
 
 var _ authv3.AuthorizationServer = (*server)(nil)
@@ -70,6 +75,7 @@ type deps struct {
 	refreshCooldown time.Duration // between forced JWKS refreshes of one issuer
 	jwksMinInterval time.Duration // floor of the periodic JWKS refresh
 	cacheSize       int
+	tracer          trace.Tracer // nil: no spans
 }
 
 func newServer(ctx context.Context, d deps) (*server, error) {
@@ -91,6 +97,9 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 	if d.cacheSize == 0 {
 		d.cacheSize = 100_000
 	}
+	if d.tracer == nil {
+		d.tracer = noop.NewTracerProvider().Tracer("")
+	}
 	if d.revoked == nil { // no store behind it: the empty set is the whole list
 		d.revoked = revocation.NewSet(d.cfg.Revocation.ExpectedEntries, d.cfg.Revocation.FalsePositiveRate)
 		d.revoked.Replace(nil, d.now())
@@ -104,7 +113,8 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{keys: keys, cache: newTokenCache(d.cacheSize), revoked: d.revoked, m: m, log: d.log, now: d.now,
+	keys.tracer = d.tracer
+	s := &server{keys: keys, tracer: d.tracer, cache: newTokenCache(d.cacheSize), revoked: d.revoked, m: m, log: d.log, now: d.now,
 		refusals:     newRefusals(d.log, m.reg, d.now),
 		logDecisions: d.cfg.AccessLog.Format != "", hashSubject: d.cfg.AccessLog.Subject == "hash",
 		decisionSample: d.cfg.Authz.DecisionLog.Sample, decisionSubject: d.cfg.Authz.DecisionLog.Subject,
@@ -205,6 +215,10 @@ func (s *server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		resp = s.withDecision(resp, decision, reason)
 	}
 	s.m.checks.WithLabelValues(decision, reason, route).Inc()
+	if span := trace.SpanFromContext(ctx); span.IsRecording() { // the gRPC server span
+		span.SetAttributes(attribute.String("specgate.route", route),
+			attribute.String("specgate.authz.decision", decision), attribute.String("specgate.authz.reason", reason))
+	}
 	took := time.Since(start)
 	s.m.duration.Observe(took.Seconds())
 	if s.decisionSample > 0 && rand.Float64() < s.decisionSample {
@@ -308,12 +322,18 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 			return deniedFor(why), why
 		}
 		s.m.cacheMiss.Inc()
+		vctx, span := s.tracer.Start(ctx, "authz.verify_token")
 		var err error
-		if id, err = s.verifier.verify(ctx, raw); err != nil {
+		id, err = s.verifier.verify(vctx, raw)
+		if err != nil {
 			reason := reasonOf(err)
+			span.SetAttributes(attribute.String("specgate.authz.reason", reason))
+			span.End()
 			s.refusals.note(raw, reason, err)
 			return deniedFor(reason), reason
 		}
+		span.SetAttributes(attribute.String("specgate.token.issuer", id.issuer))
+		span.End()
 		id.content = revocation.ContentHash(raw)
 		s.cache.put(&sum, id, now)
 	}
@@ -323,10 +343,14 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		// token); anonymous requests without a token go on.
 		return deniedUnavailable, reasonRevocationUnavailable
 	}
-	if s.revoked.Revoked(id.jti, id.revokedAs, &id.content, &sum, id.iat) ||
-		id.revokedAs != id.subject && s.revoked.SubjectRevoked(id.subject, id.iat) {
+	_, span := s.tracer.Start(ctx, "authz.revocation_lookup")
+	revoked := s.revoked.Revoked(id.jti, id.revokedAs, &id.content, &sum, id.iat) ||
 		// The second lookup: a subject revoked before a second issuer was trusted, by its
 		// bare name, still refuses that subject's tokens from every issuer.
+		id.revokedAs != id.subject && s.revoked.SubjectRevoked(id.subject, id.iat)
+	span.SetAttributes(attribute.Bool("specgate.revoked", revoked))
+	span.End()
+	if revoked {
 		return deniedRevoked, reasonRevoked
 	}
 	if pol.Anonymous {

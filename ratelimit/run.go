@@ -25,6 +25,7 @@ import (
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/adminhttp"
 	"github.com/specgate/specgate/internal/grpcserver"
+	"github.com/specgate/specgate/internal/tracing"
 	"github.com/specgate/specgate/ratelimit/limiter"
 	"github.com/specgate/specgate/ratelimit/rules"
 )
@@ -115,7 +116,15 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("ratelimit: http listener: %w", err)
 	}
 
-	gs := grpcserver.New(10_000)
+	tp, err := tracing.Start(ctx, o.Config.Tracing, "specgate-ratelimit")
+	if err != nil {
+		grpcLn.Close()
+		httpLn.Close()
+		svc.Close()
+		return nil, err
+	}
+	svc.tracer = tp.Tracer("specgate/ratelimit")
+	gs := grpcserver.New(10_000, tp.ServerOptions()...)
 	rlsv3.RegisterRateLimitServiceServer(gs, svc)
 	healthpb.RegisterHealthServer(gs, hs)
 	hsrv := adminhttp.Server(svc.httpHandler())
@@ -152,6 +161,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = hsrv.Shutdown(sctx)
+		_ = tp.Shutdown(sctx) // what is buffered goes out before the process ends
 		cancel()
 		wg.Wait()
 		if conn != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,10 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	rlsconf "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -38,6 +43,7 @@ type Service struct {
 	// onReady runs once, after the first config is accepted.
 	onReady func()
 	ready   atomic.Bool
+	tracer  trace.Tracer // the store calls' spans (gateway.yaml tracing)
 }
 
 type live struct {
@@ -70,7 +76,8 @@ func New(o Options) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{lim: lim, failOpen: o.Config.RateLimit.FailsOpen(), m: newMetrics(), log: log}, nil
+	return &Service{lim: lim, failOpen: o.Config.RateLimit.FailsOpen(), m: newMetrics(), log: log,
+		tracer: noop.NewTracerProvider().Tracer("")}, nil
 }
 
 // Registry holds the service's metrics.
@@ -173,12 +180,21 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	}
 	res := make([]limiter.Result, len(hits))
 	start := time.Now()
-	err := s.lim.DoLimit(ctx, hits, res)
+	sctx, span := s.tracer.Start(ctx, "ratelimit.store", trace.WithAttributes(attribute.Int("specgate.ratelimit.counters", len(hits))))
+	err := s.lim.DoLimit(sctx, hits, res)
 	s.m.storeDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		span.End()
 		s.storeFailed(err, l, matched, at, resp)
+		if s.failOpen {
+			traceDecision(ctx, matched, "fail_open")
+		} else {
+			traceDecision(ctx, matched, "fail_closed")
+		}
 		return resp, nil
 	}
+	span.End()
 	if s.storeDown.Swap(false) {
 		s.log.Info("rate-limit store is back")
 	}
@@ -203,7 +219,17 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	if retry > 0 {
 		addRetryAfter(resp, retry)
 	}
+	traceDecision(ctx, matched, strings.ToLower(resp.OverallCode.String()))
 	return resp, nil
+}
+
+// traceDecision puts the route and the answer on the call's server span, when it is traced.
+func traceDecision(ctx context.Context, matched []*rules.Rule, decision string) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() || len(matched) == 0 {
+		return
+	}
+	span.SetAttributes(attribute.String("specgate.route", matched[0].Route), attribute.String("specgate.ratelimit.decision", decision))
 }
 
 func (s *Service) storeFailed(err error, l *live, matched []*rules.Rule, at []int, resp *rlsv3.RateLimitResponse) {

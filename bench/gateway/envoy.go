@@ -25,12 +25,15 @@ import (
 )
 
 // The Check servers other than specgate authz: the no-op server, specgate authz with
-// authz.decisionCacheTTL = benchCacheTTL, whose Envoys have the decision cache too, and
-// specgate authz with the access log on (it then returns the decision for the log).
+// authz.decisionCacheTTL = benchCacheTTL, whose Envoys have the decision cache too, specgate
+// authz with the access log on (it then returns the decision for the log), with tracing on
+// (exporting to the no-op server, which also takes OTLP), and with both.
 const (
-	authzNoop  = "noop"
-	authzCache = "cache"
-	authzLog   = "log"
+	authzNoop     = "noop"
+	authzCache    = "cache"
+	authzLog      = "log"
+	authzTrace    = "trace"
+	authzLogTrace = "logtrace"
 )
 
 // benchCacheTTL is the decision cache's TTL in the cache variants, as docs/operations.md
@@ -57,10 +60,12 @@ type variant struct {
 	accessLog  bool     // gateway.yaml accessLog: {format: json}
 	authz      string   // the Check server ext_authz calls: "" (specgate authz), authzNoop, authzCache
 	wantNoAuth int      // status of a request without a token (proves the auth filter is on)
+	tracing    float64  // gateway.yaml tracing.sampling (0: off); spans go to the no-op server
 	load       string   // what it is sent: "" (GET /orders/{id} with the token), loadCatalog, loadMix
 	cpuPeer    string   // the variant its CPU per request is compared with ("": the first)
 
 	url, admin string
+	otlp       string // the OTLP receiver's address
 	envoy      *proc
 }
 
@@ -94,6 +99,9 @@ func variants() []*variant {
 		{key: "authz+cache", label: "Envoy + specgate authz, decision cache", keep: []string{filterCORS, filterBuffer, policy.CacheFilter, filterExtAuthz, filterRouter}, authz: authzCache, wantNoAuth: 401},
 		{key: "authz+cache+rl", label: "Envoy + specgate authz, decision cache + ratelimit", keep: []string{filterCORS, filterBuffer, policy.CacheFilter, filterExtAuthz, filterRateLimit, filterRouter}, authz: authzCache, wantNoAuth: 401},
 		{key: "authz+log", label: "Envoy + specgate authz, JSON access log", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzLog, accessLog: true, wantNoAuth: 401},
+		{key: "authz+trace1", label: "Envoy + specgate authz, tracing 1 %", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzTrace, tracing: 0.01, wantNoAuth: 401},
+		{key: "authz+trace100", label: "Envoy + specgate authz, tracing 100 %", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzTrace, tracing: 1, wantNoAuth: 401},
+		{key: "authz+log+trace1", label: "Envoy + specgate authz, JSON access log + tracing 1 %", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzLogTrace, accessLog: true, tracing: 0.01, wantNoAuth: 401},
 		{key: "noop-ext_authz", label: "Envoy + no-op ext_authz server", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzNoop, wantNoAuth: 200},
 		{key: "jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401},
 		{key: "catalog-none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200, load: loadCatalog, cpuPeer: "catalog-none"},
@@ -125,6 +133,9 @@ func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.K
 	}
 	if v.accessLog {
 		cfg.AccessLog = config.AccessLog{Format: "json"}
+	}
+	if v.tracing > 0 {
+		cfg.Tracing = config.Tracing{OTLP: v.otlp, Sampling: v.tracing}
 	}
 	res, err := translate.Translate(gw, translate.Options{Gateway: cfg, ListenAddress: "127.0.0.1", InlineRoutes: true})
 	if err != nil {

@@ -201,8 +201,14 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	// The same authz offering its allows to the decision cache, for the cache variants, and
-	// with the access log on (it then returns the decision), for the access-log variant.
+	// The no-op Check server: the floor of an ext_authz hop, for Envoy and for the gRPC runs;
+	// also the OTLP receiver of the tracing variants.
+	noop, noopAddr, err := startNoop(self)
+	if err != nil {
+		return err
+	}
+	// The same authz offering its allows to the decision cache, for the cache variants, with
+	// the access log on (it then returns the decision), with tracing on, and with both.
 	cacheAuthz, cacheAuthzAddr, err := startAuthzWith(o, dir, "cache", cfg, func(c *config.Gateway) {
 		c.Authz.DecisionCacheTTL.Duration = benchCacheTTL
 	})
@@ -215,8 +221,14 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	// The no-op Check server: the floor of an ext_authz hop, for Envoy and for the gRPC runs.
-	noop, noopAddr, err := startNoop(self)
+	tracing := config.Tracing{OTLP: noopAddr, Sampling: 1} // authz traces what Envoy does
+	traceAuthz, traceAuthzAddr, err := startAuthzWith(o, dir, "trace", cfg, func(c *config.Gateway) { c.Tracing = tracing })
+	if err != nil {
+		return err
+	}
+	logTraceAuthz, logTraceAuthzAddr, err := startAuthzWith(o, dir, "logtrace", cfg, func(c *config.Gateway) {
+		c.Tracing, c.AccessLog = tracing, config.AccessLog{Format: "json"}
+	})
 	if err != nil {
 		return err
 	}
@@ -224,7 +236,7 @@ func run(o options) error {
 	t := &table{}
 	if !o.grpcOnly {
 		authzs := map[string]peer{"": {authz, authzAddr}, authzNoop: {noop, noopAddr}, authzCache: {cacheAuthz, cacheAuthzAddr},
-			authzLog: {logAuthz, logAuthzAddr}}
+			authzLog: {logAuthz, logAuthzAddr}, authzTrace: {traceAuthz, traceAuthzAddr}, authzLogTrace: {logTraceAuthz, logTraceAuthzAddr}}
 		if err := httpBench(o, t, gw, cfg, key, token, dir, authzs, rlAddr, rl, backend); err != nil {
 			return err
 		}
@@ -265,6 +277,7 @@ func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devi
 	// The Envoys, all up at once, loaded one at a time.
 	vs := variants()
 	for _, v := range vs {
+		v.otlp = authzs[authzNoop].addr
 		path, err := envoyConfig(v, gw, cfg, key, authzs[v.authz].addr, rlAddr, dir)
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 
@@ -49,7 +50,16 @@ func (noopAuthz) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResp
 	return &authv3.CheckResponse{Status: &status.Status{}}, nil
 }
 
-// runNoopAuthz serves noopAuthz on grpcAddr and a readiness probe on httpAddr.
+// noopOTLP takes OTLP trace exports and drops them: the receiver of the tracing variants.
+type noopOTLP struct {
+	collectortrace.UnimplementedTraceServiceServer
+}
+
+func (noopOTLP) Export(context.Context, *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+// runNoopAuthz serves noopAuthz and noopOTLP on grpcAddr and a readiness probe on httpAddr.
 func runNoopAuthz(ctx context.Context, grpcAddr, httpAddr string) error {
 	lis, err := net.Listen("tcp", grpcAddr)
 	if err != nil {
@@ -57,6 +67,7 @@ func runNoopAuthz(ctx context.Context, grpcAddr, httpAddr string) error {
 	}
 	s := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(s, noopAuthz{})
+	collectortrace.RegisterTraceServiceServer(s, noopOTLP{})
 	probe := &http.Server{Addr: httpAddr, ReadHeaderTimeout: time.Second,
 		Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
 	go func() { _ = probe.ListenAndServe() }()

@@ -41,7 +41,7 @@ func (t *translator) accessLogs() []*accesslogv3.AccessLog {
 	case "hash":
 		authz["subjectHash"] = meta(policy.MetaSubjectHash)
 	}
-	format, _ := structpb.NewStruct(map[string]any{
+	fields := map[string]any{
 		"time": "%START_TIME%",
 		"httpRequest": map[string]any{
 			"requestMethod": "%REQ(:METHOD)%",
@@ -63,7 +63,16 @@ func (t *translator) accessLogs() []*accesslogv3.AccessLog {
 		"requestId":     "%REQ(X-REQUEST-ID):64%",
 		"traceparent":   "%REQ(TRACEPARENT):64%",
 		"authz":         authz,
-	})
+	}
+	if tr := t.opts.Gateway.Tracing; tr.OTLP != "" {
+		// The trace Envoy's tracer continued or started (empty when the request is not sampled);
+		// with a GCP project, in the field by which Cloud Logging links the line to Cloud Trace.
+		fields["traceId"] = "%TRACE_ID%"
+		if tr.GCPProject != "" {
+			fields["logging.googleapis.com/trace"] = "projects/" + tr.GCPProject + "/traces/%TRACE_ID%"
+		}
+	}
+	format, _ := structpb.NewStruct(fields)
 	log := &accesslogv3.AccessLog{
 		Name: "envoy.access_loggers.stdout",
 		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: t.pack(&streamv3.StdoutAccessLog{

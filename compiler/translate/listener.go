@@ -79,6 +79,7 @@ func (t *translator) listener(name string, port uint32, rc *routev3.RouteConfigu
 		StripMatchingHostPort: true,
 		LocalReplyConfig:      t.localReplies(),
 		AccessLog:             t.accessLogs(),
+		Tracing:               t.tracing(),
 	}
 	if t.opts.InlineRoutes {
 		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}

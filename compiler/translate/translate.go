@@ -116,6 +116,9 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 	for _, s := range gw.Services {
 		res.Clusters = append(res.Clusters, t.serviceCluster(s))
 	}
+	if opts.Gateway.Tracing.OTLP != "" {
+		res.Clusters = append(res.Clusters, t.otlpCluster())
+	}
 	if t.err != nil {
 		return nil, t.err
 	}

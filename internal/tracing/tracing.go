@@ -1,0 +1,74 @@
+// Package tracing is OpenTelemetry for the roles Envoy calls (authz, ratelimit): spans exported
+// over OTLP/gRPC to gateway.yaml tracing.otlp, the W3C trace context taken from each gRPC call
+// by OpenTelemetry's grpc instrumentation, and a sampler that follows the caller, so that a
+// role traces exactly the requests Envoy traces (Envoy decides: tracing.sampling, or the
+// client's traceparent). With tracing off, its tracers are no-ops and the gRPC server is not
+// instrumented.
+package tracing
+
+import (
+	"context"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
+
+	"github.com/specgate/specgate/config"
+)
+
+// Provider is one role's tracing.
+type Provider struct {
+	sdk *sdktrace.TracerProvider // nil when tracing is off
+}
+
+// Start sets up tracing for the role named service ("specgate-authz"): off when cfg.OTLP is
+// empty. The exporter connects lazily; spans it cannot deliver are dropped, never waited for.
+func Start(ctx context.Context, cfg config.Tracing, service string) (*Provider, error) {
+	if cfg.OTLP == "" {
+		return &Provider{}, nil
+	}
+	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(cfg.OTLP), otlptracegrpc.WithInsecure())
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{sdk: sdktrace.NewTracerProvider(
+		sdktrace.WithBatcher(exp),
+		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", service))),
+		// Only what Envoy traces: a call without a sampled parent records nothing.
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())),
+	)}, nil
+}
+
+// Tracer is the role's tracer for its own spans.
+func (p *Provider) Tracer(name string) trace.Tracer {
+	if p.sdk == nil {
+		return noop.NewTracerProvider().Tracer(name)
+	}
+	return p.sdk.Tracer(name)
+}
+
+// ServerOptions instrument the role's gRPC server: each call continues the trace in its
+// traceparent metadata, in a server span. None when tracing is off.
+func (p *Provider) ServerOptions() []grpc.ServerOption {
+	if p.sdk == nil {
+		return nil
+	}
+	return []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(
+		otelgrpc.WithTracerProvider(p.sdk),
+		otelgrpc.WithPropagators(propagation.TraceContext{}),
+	))}
+}
+
+// Shutdown exports what is buffered, within ctx.
+func (p *Provider) Shutdown(ctx context.Context) error {
+	if p.sdk == nil {
+		return nil
+	}
+	return p.sdk.Shutdown(ctx)
+}
