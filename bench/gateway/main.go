@@ -73,6 +73,7 @@ type options struct {
 	rlReport, goReports string
 	profile             string
 	grpcOnly            bool
+	only                string
 }
 
 func main() {
@@ -94,6 +95,8 @@ func main() {
 	flag.StringVar(&o.rlReport, "ratelimit-report", "", "output of ratelimit/bench/compare.sh to fold into the table")
 	flag.StringVar(&o.goReports, "go-report", "", "output of the go test benchmarks to fold into the table")
 	flag.BoolVar(&o.grpcOnly, "grpc-only", false, "only the gRPC Check runs (for experiments)")
+	flag.StringVar(&o.only, "only", "", "only these Envoy variants, by comma-separated keys (key* for a prefix), and no gRPC\n"+
+		"runs: more rounds of a few figures on a noisy machine")
 	flag.StringVar(&o.profile, "profile", "", "directory: run authz and ratelimit in this binary with pprof and write CPU profiles\n"+
 		"of both under the authz+ratelimit variant's closed loop (an extra run, not in the table)")
 	flag.Parse()
@@ -241,14 +244,16 @@ func run(o options) error {
 			return err
 		}
 	}
-	grpcNoise := startForeign()
-	grpcRes, err := grpcBench(o, gw, token, authz, noop, authzAddr, noopAddr)
-	if err != nil {
-		return err
+	if o.only == "" {
+		grpcNoise := startForeign()
+		grpcRes, err := grpcBench(o, gw, token, authz, noop, authzAddr, noopAddr)
+		if err != nil {
+			return err
+		}
+		grpcNoise.stop()
+		grpcRows(t, o, grpcRes)
+		t.row("other processes on the machine during these runs", fmt.Sprintf("%.0f%% of %d CPUs", 100*grpcNoise.share, runtime.NumCPU()))
 	}
-	grpcNoise.stop()
-	grpcRows(t, o, grpcRes)
-	t.row("other processes on the machine during these runs", fmt.Sprintf("%.0f%% of %d CPUs", 100*grpcNoise.share, runtime.NumCPU()))
 	if o.rlReport != "" {
 		if err := rateLimitRows(t, o.rlReport); err != nil {
 			return err
@@ -276,6 +281,18 @@ type peer struct {
 func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devissuer.Key, token, dir string, authzs map[string]peer, rlAddr string, rl, backend *proc) error {
 	// The Envoys, all up at once, loaded one at a time.
 	vs := variants()
+	if o.only != "" {
+		prefixes := strings.Split(o.only, ",")
+		vs = slices.DeleteFunc(vs, func(v *variant) bool {
+			return !slices.ContainsFunc(prefixes, func(p string) bool {
+				prefix, ok := strings.CutSuffix(p, "*")
+				return v.key == p || ok && strings.HasPrefix(v.key, prefix)
+			})
+		})
+		if len(vs) == 0 {
+			return fmt.Errorf("-only %q: no such variant", o.only)
+		}
+	}
 	for _, v := range vs {
 		v.otlp = authzs[authzNoop].addr
 		path, err := envoyConfig(v, gw, cfg, key, authzs[v.authz].addr, rlAddr, dir)

@@ -139,6 +139,7 @@ func httpRows(t *table, o options, vs []*variant, closed, open map[string][]samp
 	// Observability's goal: the access log and 1 % tracing together cost at most 10 % of rps.
 	observed := [2]string{"authz+log+trace1", "authz"}
 	t.section(fmt.Sprintf("Gateway, GET /orders/{id} with a token: rps at %d connections (closed loop), median of %d × %s", o.conc, o.rounds, o.dur))
+	pairs = slices.DeleteFunc(pairs, func(p [2]string) bool { return label[p[0]] == "" || label[p[1]] == "" }) // -only
 	for _, p := range pairs {
 		g := ""
 		if goalRow(p) {
@@ -169,6 +170,9 @@ func otherLoadRows(t *table, o options, c, op map[string]med, label map[string]s
 	rows := func(pairs [][3]string) {
 		for _, p := range pairs {
 			a, b := p[0], p[1]
+			if label[a] == "" || label[b] == "" { // -only
+				continue
+			}
 			g := ""
 			switch p[2] {
 			case "0.9":
@@ -419,7 +423,7 @@ func cpuRows(t *table, o options, vs []*variant, cpu map[string][]cpuSample) {
 		}
 		return s + ")"
 	}
-	t.section(fmt.Sprintf("CPU per request in the closed-loop runs (from /proc; the backend's %.0f µs and the load generator's not counted)", meds["none"][3]))
+	t.section(fmt.Sprintf("CPU per request in the closed-loop runs (from /proc; the backend's %.0f µs and the load generator's not counted)", meds[vs[0].key][3]))
 	label := map[string]string{}
 	for _, v := range vs {
 		label[v.key] = v.label
@@ -429,7 +433,7 @@ func cpuRows(t *table, o options, vs []*variant, cpu map[string][]cpuSample) {
 	}
 	for _, v := range vs {
 		peer := cmp.Or(v.cpuPeer, vs[0].key)
-		if v.key == peer {
+		if v.key == peer || label[peer] == "" {
 			continue
 		}
 		t.row(label[v.key], cell(meds[v.key]), label[peer], cell(meds[peer]), ratio(total(meds[v.key]), total(meds[peer])))
