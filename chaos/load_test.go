@@ -270,32 +270,6 @@ func (l *load) report() {
 	l.t.Log(b.String())
 }
 
-// metrics scrapes a Prometheus text endpoint: series (name{labels}) → value.
-func metrics(t *testing.T, url string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("scrape %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscan(line[i+1:], &v); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out
-}
-
 // sum adds the series of one metric whose labels contain every one of labels.
 func sum(m map[string]float64, name string, labels ...string) (float64, bool) {
 	var total float64

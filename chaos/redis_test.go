@@ -26,7 +26,7 @@ func TestRedisDownAndBack(t *testing.T) {
 		target{name: "revoked", url: s.Public + "/shop/orders", token: mallory},
 		target{name: "limited", url: s.Public + "/shop/limited"})
 	l.hold(phaseTime)
-	m0 := metrics(t, rlMetrics)
+	m0 := testutil.Metrics(t, rlMetrics)
 
 	l.inject("stopping", s.Redis.Stop)
 	// A key already over its limit is refused locally until its window (one second) ends:
@@ -43,7 +43,7 @@ func TestRedisDownAndBack(t *testing.T) {
 		}
 	}
 	l.hold(phaseTime)
-	m1 := metrics(t, rlMetrics)
+	m1 := testutil.Metrics(t, rlMetrics)
 
 	l.inject("restarting", s.Redis.Restart)
 	var tries int

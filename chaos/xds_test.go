@@ -50,7 +50,7 @@ func TestKillControlPlane(t *testing.T) {
 	// Envoy (node "stack") and the rate-limit replica (its RateLimitConfig stream) reconnect
 	// with their own backoff.
 	took := testutil.Eventually(t, 45*time.Second, "ACKs from Envoy (node stack) and the ratelimit replica after the restart", func() bool {
-		m = metrics(t, metricsURL)
+		m = testutil.Metrics(t, metricsURL)
 		envoy, _ := sum(m, "specgate_xds_acks_total", `node="stack"`, "RouteConfiguration")
 		rl, _ := sum(m, "specgate_xds_acks_total", "RateLimitConfig")
 		return envoy > 0 && rl > 0
@@ -60,7 +60,7 @@ func TestKillControlPlane(t *testing.T) {
 	l.hold(phaseTime)
 	l.halt()
 	l.report()
-	m = metrics(t, metricsURL)
+	m = testutil.Metrics(t, metricsURL)
 	for series, v := range m {
 		if strings.HasPrefix(series, "specgate_xds_acks_total") {
 			t.Logf("%s %v", series, v)

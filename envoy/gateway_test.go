@@ -99,26 +99,11 @@ func startAuthz(t *testing.T, cfg config.Gateway, grpcAddr, httpAddr string) (st
 		_ = extauthz.Run(ctx, extauthz.Options{Config: cfg, GRPCListener: gl, HTTPListener: hl, AdminToken: admin, Logger: quiet()})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	waitOK(t, "http://"+hl.Addr().String()+"/readyz")
+	testutil.WaitOK(t, "http://"+hl.Addr().String()+"/readyz", 15*time.Second)
 	return gl.Addr().String(), hl.Addr().String()
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func waitOK(t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready", url)
-}
 
 // newStack starts the gateway; configure (if not nil) changes its gateway.yaml.
 func newStack(t *testing.T, configure func(*config.Gateway)) *stack {
@@ -169,7 +154,7 @@ func newStack(t *testing.T, configure func(*config.Gateway)) *stack {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cancel(); _ = rl.Wait() })
-		waitOK(t, "http://"+rl.HTTPAddr()+"/readyz")
+		testutil.WaitOK(t, "http://"+rl.HTTPAddr()+"/readyz", 15*time.Second)
 		rls = append(rls, rl.GRPCAddr())
 	}
 

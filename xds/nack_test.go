@@ -3,10 +3,8 @@ package xds
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,9 +61,9 @@ func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
 	}
 	envoy := testenvoy.Start(t, p, admin)
 	metricsURL := "http://" + hl.Addr().String() + "/metrics"
-	waitFor(t, metricsURL, `specgate_xds_acks_total{node="envoy-nack",type="envoy.config.route.v3.RouteConfiguration"}`)
+	waitForSeries(t, metricsURL, `specgate_xds_acks_total{node="envoy-nack",type="envoy.config.route.v3.RouteConfiguration"}`)
 	good := fmt.Sprintf(`specgate_xds_acked_version_info{node="envoy-nack",type="envoy.config.route.v3.RouteConfiguration",version=%q} 1`, s.Version())
-	waitFor(t, metricsURL, good)
+	waitForSeries(t, metricsURL, good)
 
 	// The live snapshot, with one route's matcher replaced by an unclosed regex group.
 	live, err := s.cache.GetSnapshot(fleet{}.ID(nil))
@@ -90,8 +88,8 @@ func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
 	if err := s.cache.SetSnapshot(context.Background(), fleet{}.ID(nil), bad); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, metricsURL, `specgate_xds_nacks_total{node="envoy-nack",type="envoy.config.route.v3.RouteConfiguration"}`)
-	if m := scrape(t, metricsURL); !strings.Contains(m, good) {
+	waitForSeries(t, metricsURL, `specgate_xds_nacks_total{node="envoy-nack",type="envoy.config.route.v3.RouteConfiguration"}`)
+	if m := testutil.Scrape(t, metricsURL); !strings.Contains(m, good) {
 		t.Errorf("after the NACK the node's acknowledged version should still be the good one:\n%s", m)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -105,38 +103,15 @@ func TestNACKIsCountedAndLoggedWithEnvoysError(t *testing.T) {
 	// The Envoy goes (a pod scaled away): its ACK series go with its stream, its NACK stays.
 	envoy.Stop()
 	acked := `specgate_xds_acks_total{node="envoy-nack"`
-	waitFor(t, metricsURL, "specgate_xds_connected_streams 0")
-	if m := scrape(t, metricsURL); strings.Contains(m, acked) || strings.Contains(m, `specgate_xds_acked_version_info{node="envoy-nack"`) ||
+	waitForSeries(t, metricsURL, "specgate_xds_connected_streams 0")
+	if m := testutil.Scrape(t, metricsURL); strings.Contains(m, acked) || strings.Contains(m, `specgate_xds_acked_version_info{node="envoy-nack"`) ||
 		!strings.Contains(m, `specgate_xds_nacks_total{node="envoy-nack"`) {
 		t.Fatalf("after the stream closed: want no %s series and the NACK kept:\n%s", acked, m)
 	}
 }
 
-func scrape(t *testing.T, url string) string {
+// waitForSeries waits until the metrics page at url shows series.
+func waitForSeries(t *testing.T, url, series string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-func waitFor(t *testing.T, url, series string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if resp, err := http.Get(url); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(b), series) {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metric %s never appeared", series)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 15*time.Second, "metric "+series, func() bool { return strings.Contains(testutil.Body(url), series) })
 }

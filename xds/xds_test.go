@@ -361,13 +361,13 @@ func TestRestartKeepsVersionAndEnvoyServes(t *testing.T) {
 	}
 	// Envoy reconnects and ACKs the same version: no NACK, traffic unaffected.
 	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(metrics(t, g.apiURL), `specgate_xds_acks_total{node="envoy-2"`) {
+	for !strings.Contains(testutil.Scrape(t, g.apiURL+"/metrics"), `specgate_xds_acks_total{node="envoy-2"`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("Envoy did not reconnect to the restarted control plane:\n%s", env.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if m := metrics(t, g.apiURL); strings.Contains(m, "specgate_xds_nacks_total{") {
+	if m := testutil.Scrape(t, g.apiURL+"/metrics"); strings.Contains(m, "specgate_xds_nacks_total{") {
 		t.Fatalf("NACKs after restart:\n%s", m)
 	}
 	if got := g.backendOf("/alpha/things"); got != "a" {
@@ -376,16 +376,6 @@ func TestRestartKeepsVersionAndEnvoyServes(t *testing.T) {
 	if got := g.backendOf("/beta/things"); got != "b" {
 		t.Fatalf("pushed service after restart: %s", got)
 	}
-}
-
-func metrics(t *testing.T, apiURL string) string {
-	resp, err := http.Get(apiURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }
 
 // Two Envoys with different node ids, one on delta xDS, get the same version and serve it.
@@ -431,14 +421,14 @@ func TestTwoEnvoysSameVersionOneDelta(t *testing.T) {
 	for _, node := range []string{"envoy-sotw", "envoy-delta"} {
 		series := fmt.Sprintf(`specgate_xds_acked_version_info{node=%q,type="envoy.config.route.v3.RouteConfiguration",version=%q} 1`, node, want)
 		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(metrics(t, g.apiURL), series) {
+		for !strings.Contains(testutil.Scrape(t, g.apiURL+"/metrics"), series) {
 			if time.Now().After(deadline) {
-				t.Fatalf("no %s in:\n%s", series, metrics(t, g.apiURL))
+				t.Fatalf("no %s in:\n%s", series, testutil.Scrape(t, g.apiURL+"/metrics"))
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	if m := metrics(t, g.apiURL); strings.Contains(m, `node=""`) {
+	if m := testutil.Scrape(t, g.apiURL+"/metrics"); strings.Contains(m, `node=""`) {
 		t.Errorf("a series lost its node (delta requests after the first carry none):\n%s", m)
 	}
 	// Both Envoys share the listener port (SO_REUSEPORT); fresh connections reach both.
