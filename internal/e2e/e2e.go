@@ -79,16 +79,22 @@ type AllowAll struct {
 // StartAllowAll serves AllowAll on 127.0.0.1 until the test ends.
 func StartAllowAll(t testing.TB) *AllowAll {
 	a := &AllowAll{}
+	a.Addr = serveGRPC(t, func(gs *grpc.Server) { authv3.RegisterAuthorizationServer(gs, a) })
+	return a
+}
+
+// serveGRPC serves what register puts on a gRPC server on 127.0.0.1 until the test ends, and
+// returns its address.
+func serveGRPC(t testing.TB, register func(*grpc.Server)) string {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Addr = lis.Addr().String()
 	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, a)
+	register(gs)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
-	return a
+	return lis.Addr().String()
 }
 
 func (a *AllowAll) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {

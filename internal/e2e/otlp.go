@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/hex"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -51,15 +50,7 @@ func (s Span) Attr(key string) string {
 // StartOTLP serves the receiver until the test ends.
 func StartOTLP(t testing.TB) *OTLP {
 	o := &OTLP{}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Addr = lis.Addr().String()
-	gs := grpc.NewServer()
-	collectortrace.RegisterTraceServiceServer(gs, o)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
+	o.Addr = serveGRPC(t, func(gs *grpc.Server) { collectortrace.RegisterTraceServiceServer(gs, o) })
 	return o
 }
 
