@@ -23,7 +23,7 @@ var update = flag.Bool("update", false, "rewrite the golden files of compiler/te
 // TestGolden compiles every compiler/testdata/<case>/specs directory. A case either compiles,
 // and its ir.yaml, resources.yaml and bootstrap.yaml are compared, or is refused, and its
 // diagnostics.txt (the lint lines) is compared. Each bootstrap must pass the real Envoy's
-// --mode validate.
+// --mode validate. A case's gateway.yaml, when it has one, replaces the default settings.
 func TestGolden(t *testing.T) {
 	cases, err := filepath.Glob("testdata/*/specs")
 	if err != nil || len(cases) < 12 {
@@ -45,7 +45,7 @@ func TestGolden(t *testing.T) {
 			golden(t, filepath.Join(dir, "diagnostics.txt"), []byte(diagText), diagText != "")
 			if diags.HasErrors() {
 				for _, f := range []string{"ir.yaml", "resources.yaml", "bootstrap.yaml"} {
-					if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+					if fileExists(filepath.Join(dir, f)) {
 						t.Errorf("refused case has an orphaned %s", f)
 					}
 				}
@@ -61,7 +61,13 @@ func TestGolden(t *testing.T) {
 			}
 			golden(t, filepath.Join(dir, "ir.yaml"), irYAML, true)
 
-			res, err := translate.Translate(gw, translate.Options{Gateway: config.Default()})
+			cfg := config.Default()
+			if p := filepath.Join(dir, "gateway.yaml"); fileExists(p) {
+				if cfg, err = config.Load(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := translate.Translate(gw, translate.Options{Gateway: cfg})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,7 +77,7 @@ func TestGolden(t *testing.T) {
 			}
 			golden(t, filepath.Join(dir, "resources.yaml"), resYAML, true)
 
-			inline, err := translate.Translate(gw, translate.Options{Gateway: config.Default(), InlineRoutes: true})
+			inline, err := translate.Translate(gw, translate.Options{Gateway: cfg, InlineRoutes: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,6 +96,11 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // golden compares got with the file, or rewrites it under -update. want=false means the file
