@@ -14,13 +14,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"sigs.k8s.io/yaml"
 
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/testutil"
 	"github.com/specgate/specgate/xds"
 )
 
@@ -74,27 +74,7 @@ func (w workflow) step(t *testing.T, job, id string) step {
 	return step{}
 }
 
-// specgateBinary builds cmd/specgate once per test binary.
-var specgateBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "specgate-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "specgate")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/specgate")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", errors.New("go build: " + err.Error() + "\n" + string(out))
-	}
-	return bin, nil
-})
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if bin, err := specgateBinary(); err == nil && bin != "" {
-		os.RemoveAll(filepath.Dir(bin))
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 // controlPlane starts the real control plane in-process on loopback ports, serving specDir
 // with the gateway.yaml of the base, and returns its push API URL.
@@ -157,10 +137,7 @@ type result struct {
 // working directory), with the built specgate first on PATH.
 func runStep(t *testing.T, w workflow, job string, s step, root string, env map[string]string) result {
 	t.Helper()
-	bin, err := specgateBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testutil.Specgate(t)
 	cmd := exec.Command("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", s.Run)
 	cmd.Dir = filepath.Join(root, w.Jobs[job].Defaults.Run.WorkingDirectory)
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"),
@@ -173,7 +150,7 @@ func runStep(t *testing.T, w workflow, job string, s step, root string, env map[
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	code := 0
 	var exit *exec.ExitError
 	switch {

@@ -22,6 +22,9 @@ import (
 	"github.com/specgate/specgate/internal/testutil"
 )
 
+// TestMain removes the specgate binary the stack ran.
+func TestMain(m *testing.M) { testutil.Main(m) }
+
 // quota allows each client (the rate-limit key client) two calls a minute.
 const quota = `openapi: 3.1.0
 info: {title: Quota, version: 1.0.0}

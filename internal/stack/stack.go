@@ -133,7 +133,7 @@ func Start(t testing.TB, o Options) *Stack {
 		e2e.WriteSpec(t, specs, name, content, o.Vars)
 	}
 
-	bin := Binary(t)
+	bin := testutil.Specgate(t)
 	s.XDS = s.proc("xds", bin, "xds", "--specs", specs, "--config", cfgPath, "--debounce", "50ms")
 	s.PushURL = "http://" + s.XDS.HTTP
 	s.XDS.Start()
@@ -287,30 +287,3 @@ func (p *Proc) signal(sig syscall.Signal) {
 
 // Log is what the process printed so far.
 func (p *Proc) Log() string { return p.log.String() }
-
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-// Binary builds cmd/specgate once per test process.
-func Binary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "specgate-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "specgate")
-		out, err := exec.Command("go", "build", "-o", builtBin, "github.com/specgate/specgate/cmd/specgate").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
-}

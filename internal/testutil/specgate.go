@@ -1,0 +1,47 @@
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+var built struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// Specgate is cmd/specgate, built once per test process into a temporary directory (60 MB);
+// a package that uses it removes it with Main.
+func Specgate(t TB) string {
+	t.Helper()
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "specgate-bin-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.bin = filepath.Join(dir, "specgate")
+		if out, err := exec.Command("go", "build", "-o", built.bin, "github.com/specgate/specgate/cmd/specgate").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.bin
+}
+
+// Main is a TestMain for packages that use Specgate: it runs the tests, then removes the
+// binary.
+func Main(m *testing.M) {
+	code := m.Run()
+	if built.bin != "" {
+		os.RemoveAll(filepath.Dir(built.bin))
+	}
+	os.Exit(code)
+}
