@@ -27,7 +27,7 @@ func benchCompileDir(b *testing.B, dir string) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		gw, diags := compiler.Compile(dir)
+		gw, diags := compiler.Compile(dir, compiler.Options{})
 		if err := diags.Err(); err != nil {
 			b.Fatal(err)
 		}

@@ -651,13 +651,43 @@ func schemeIssuers(doc *openapi3.T, name string) ([]string, error) {
 	return issuers, nil
 }
 
-// Compile loads dir and builds the model: the whole pipeline short of Envoy's types.
-func Compile(dir string) (ir.Gateway, Diagnostics) {
-	specs, diags := Load(dir)
+// Options shape a compilation. The zero value caches nothing, applies no backend policy and
+// checks path ownership with no shared prefixes.
+type Options struct {
+	// Loader keeps each file's parse by content between compilations (the control plane's).
+	Loader *Loader
+	// Policy is what gateway.yaml says about specs.
+	Policy Policy
+	// Strict adds the warnings of a whole-document OpenAPI validation (lint --strict).
+	Strict bool
+}
+
+// CompileFiles is the one path from spec files (name → content, as ReadDir returns them) to
+// the model: load, build, the gateway's policy; the diagnostics sorted. The control plane's
+// every push and reload, specgate lint/compile/push, the golden tests and the benchmarks
+// compile through it, so that none of them accepts what another refuses.
+func CompileFiles(dir string, files map[string][]byte, o Options) (ir.Gateway, Diagnostics) {
+	if o.Loader == nil {
+		o.Loader = NewLoader()
+	}
+	specs, diags := o.Loader.LoadFiles(dir, files)
 	gw, more := Build(specs)
 	diags = append(diags, more...)
+	if o.Strict {
+		diags = append(diags, Strict(dir, files, specs)...)
+	}
+	diags = append(diags, o.Policy.Check(gw)...)
 	diags.Sort()
 	return gw, diags
+}
+
+// Compile is CompileFiles on the spec files of dir, read now.
+func Compile(dir string, o Options) (ir.Gateway, Diagnostics) {
+	files, err := ReadDir(dir)
+	if err != nil {
+		return ir.Gateway{}, Diagnostics{{Severity: Error, File: dir, Message: err.Error()}}
+	}
+	return CompileFiles(dir, files, o)
 }
 
 // Policy is what gateway.yaml says about specs, which the specs themselves do not carry:

@@ -33,7 +33,16 @@ func TestGolden(t *testing.T) {
 		dir := filepath.Dir(specs)
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			t.Parallel()
-			gw, diags := compiler.Compile(specs)
+			// A case's gateway.yaml brings its backend policy and shared prefixes too.
+			cfg, o := config.Default(), compiler.Options{}
+			if p := filepath.Join(dir, "gateway.yaml"); fileExists(p) {
+				var err error
+				if cfg, err = config.Load(p); err != nil {
+					t.Fatal(err)
+				}
+				o.Policy = compiler.Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes}
+			}
+			gw, diags := compiler.Compile(specs, o)
 			var lines []string
 			for _, d := range diags {
 				lines = append(lines, d.String())
@@ -61,12 +70,6 @@ func TestGolden(t *testing.T) {
 			}
 			golden(t, filepath.Join(dir, "ir.yaml"), irYAML, true)
 
-			cfg := config.Default()
-			if p := filepath.Join(dir, "gateway.yaml"); fileExists(p) {
-				if cfg, err = config.Load(p); err != nil {
-					t.Fatal(err)
-				}
-			}
 			res, err := translate.Translate(gw, translate.Options{Gateway: cfg})
 			if err != nil {
 				t.Fatal(err)

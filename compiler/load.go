@@ -39,16 +39,6 @@ func (s Spec) line(pointers ...string) int {
 	return 0
 }
 
-// Load reads every *.yaml, *.yml and *.json file of dir (not recursing), sorted by name. A
-// file that does not load is reported and skipped, so one run reports every broken file.
-func Load(dir string) ([]Spec, Diagnostics) {
-	files, err := ReadDir(dir)
-	if err != nil {
-		return nil, Diagnostics{{Severity: Error, File: dir, Message: err.Error()}}
-	}
-	return LoadFiles(dir, files)
-}
-
 // ReadDir returns the spec files of dir (name → content). Dot files are skipped: the kubelet's
 // ..data links of a mounted ConfigMap, editors' swap files, the control plane's temp files.
 // Subdirectories are not read: they hold $ref fragments, never services.
@@ -74,11 +64,6 @@ func ReadDir(dir string) (map[string][]byte, error) {
 		files[name] = b
 	}
 	return files, nil
-}
-
-// LoadFiles parses in-memory files (name → content) with a fresh Loader.
-func LoadFiles(dir string, files map[string][]byte) ([]Spec, Diagnostics) {
-	return NewLoader().LoadFiles(dir, files)
 }
 
 // Loader loads spec files and keeps each file's result by content, so a control plane that

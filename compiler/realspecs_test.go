@@ -22,7 +22,7 @@ func TestRealSpecs(t *testing.T) {
 	if err := realspecs.Write(dir, "http://127.0.0.1:8081", realspecs.All...); err != nil {
 		t.Fatal(err)
 	}
-	gw, diags := compiler.Compile(dir)
+	gw, diags := compiler.Compile(dir, compiler.Options{})
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}

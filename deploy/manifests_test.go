@@ -257,7 +257,7 @@ func TestSpecsConfigMap(t *testing.T) {
 	if !slices.Equal(keys, names) {
 		t.Errorf("ConfigMap specgate-specs holds %v, base/specs has %v: list every file in the configMapGenerator", keys, names)
 	}
-	gw, diags := compiler.Compile("base/specs")
+	gw, diags := compiler.Compile("base/specs", compiler.Options{})
 	if diags.HasErrors() {
 		t.Fatalf("base/specs do not compile:\n%v", diags.Err())
 	}

@@ -40,7 +40,7 @@ func startStatic(t *testing.T, specs, authzAddr string, configure func(*config.G
 	if configure != nil {
 		configure(&cfg)
 	}
-	gw, diags := compiler.Compile(specs)
+	gw, diags := compiler.Compile(specs, compiler.Options{})
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}

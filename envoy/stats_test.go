@@ -75,7 +75,7 @@ paths: {/a: {get: {operationId: a, responses: {"200": {description: ok}}}}}
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	gw, diags := compiler.Compile(dir)
+	gw, diags := compiler.Compile(dir, compiler.Options{})
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}

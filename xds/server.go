@@ -231,11 +231,8 @@ func (s *Server) ReloadFromDisk(source string) (string, error) {
 func (s *Server) build(files map[string][]byte) (*builtState, compiler.Diagnostics, error) {
 	start := time.Now()
 	defer func() { s.metrics.buildSeconds.Observe(time.Since(start).Seconds()) }()
-	specs, diags := s.loader.LoadFiles(s.opts.SpecDir, files)
-	gw, more := compiler.Build(specs)
-	diags = append(diags, more...)
-	diags = append(diags, compiler.Policy{Backend: s.opts.Gateway.Backends.Check, SharedPrefixes: s.opts.Gateway.SharedPrefixes}.Check(gw)...)
-	diags.Sort()
+	gw, diags := compiler.CompileFiles(s.opts.SpecDir, files, compiler.Options{Loader: s.loader,
+		Policy: compiler.Policy{Backend: s.opts.Gateway.Backends.Check, SharedPrefixes: s.opts.Gateway.SharedPrefixes}})
 	if diags.HasErrors() {
 		return nil, diags, errors.New("specs refused")
 	}

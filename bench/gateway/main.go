@@ -189,7 +189,7 @@ func run(o options) error {
 	if err := os.WriteFile(filepath.Join(specs, "orders.yaml"), fmt.Appendf(nil, spec, backendAddr), 0o644); err != nil {
 		return err
 	}
-	gw, diags := compiler.Compile(specs)
+	gw, diags := compiler.Compile(specs, compiler.Options{})
 	if err := diags.Err(); err != nil {
 		return err
 	}

@@ -22,18 +22,11 @@ func compileSpecs(w io.Writer, dir string, strict bool, cfg *config.Gateway) (ir
 	if err != nil {
 		return ir.Gateway{}, err
 	}
-	specs, diags := compiler.LoadFiles(dir, files)
-	gw, more := compiler.Build(specs)
-	diags = append(diags, more...)
-	if strict {
-		diags = append(diags, compiler.Strict(dir, files, specs)...)
-	}
-	var policy compiler.Policy // without a gateway.yaml: path ownership, no shared prefixes
+	o := compiler.Options{Strict: strict} // without a gateway.yaml: path ownership, no shared prefixes
 	if cfg != nil {
-		policy = compiler.Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes}
+		o.Policy = compiler.Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes}
 	}
-	diags = append(diags, policy.Check(gw)...)
-	diags.Sort()
+	gw, diags := compiler.CompileFiles(dir, files, o)
 	for _, d := range diags {
 		fmt.Fprintln(w, d.String())
 	}

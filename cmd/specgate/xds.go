@@ -117,9 +117,7 @@ func pushOne(stdout, stderr io.Writer, server, token, file string, dryRun, allow
 	if err != nil {
 		return err
 	}
-	specs, diags := compiler.LoadFiles(filepath.Dir(file), map[string][]byte{filepath.Base(file): b})
-	gw, more := compiler.Build(specs)
-	diags = append(diags, more...)
+	gw, diags := compiler.CompileFiles(filepath.Dir(file), map[string][]byte{filepath.Base(file): b}, compiler.Options{})
 	if diags.HasErrors() {
 		for _, d := range diags {
 			fmt.Fprintln(stderr, d)

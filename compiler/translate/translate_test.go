@@ -16,7 +16,7 @@ import (
 
 func compile(t *testing.T, dir string) ir.Gateway {
 	t.Helper()
-	gw, diags := compiler.Compile(dir)
+	gw, diags := compiler.Compile(dir, compiler.Options{})
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}
