@@ -184,8 +184,9 @@ func (o Operation) Validate() error {
 	if !ValidMethod(o.Method) {
 		add("unsupported method")
 	}
-	if !strings.HasPrefix(o.Path, "/") {
-		add("path must start with /")
+	// Translation matches on the parsed template: a path it cannot parse would match nothing.
+	if _, err := ParseTemplate(o.Path); err != nil {
+		add("%v", err)
 	}
 	if o.Exposure != Public && o.Exposure != Internal {
 		add("exposure %q must be public or internal", o.Exposure)

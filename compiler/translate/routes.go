@@ -20,12 +20,11 @@ import (
 	"github.com/specgate/specgate/policy"
 )
 
-// pathGroup is every operation that matches one path shape, with the service owning each.
-// hidden counts the operations of the shape that this listener does not serve.
+// pathGroup is every operation of one path shape that a listener serves, with the service
+// owning each; none when the shape's operations are all internal and this is the public one.
 type pathGroup struct {
-	tmpl   ir.Template
-	ops    []groupOp
-	hidden int
+	tmpl ir.Template
+	ops  []groupOp
 }
 
 type groupOp struct {
@@ -51,8 +50,7 @@ func (t *translator) groupPaths(gw ir.Gateway, internal bool) []pathGroup {
 				byShape[tmpl.Shape()] = g
 			}
 			if op.Exposure == ir.Internal && !internal {
-				g.hidden++ // on the public listener an internal operation is undeclared
-				continue
+				continue // on the public listener an internal operation is undeclared
 			}
 			g.ops = append(g.ops, groupOp{s, op})
 		}
