@@ -24,12 +24,12 @@ type exchange struct {
 const aliceToken = "Bearer {alice}"
 
 // exchange makes one request and records what it came to.
-func (s *stack) exchange(method, path string, hdr http.Header) exchange {
+func (s *gateway) exchange(method, path string, hdr http.Header) exchange {
 	s.t.Helper()
-	req, _ := http.NewRequest(method, s.public+path, nil)
+	req, _ := http.NewRequest(method, s.Public+path, nil)
 	req.Header = hdr.Clone()
 	if req.Header.Get("Authorization") == aliceToken {
-		req.Header.Set("Authorization", "Bearer "+s.token("alice", "orders:read"))
+		req.Header.Set("Authorization", "Bearer "+s.Token("alice", "orders:read"))
 	}
 	hits := s.backend.Hits()
 	resp, err := http.DefaultClient.Do(req)
@@ -58,8 +58,8 @@ func (s *stack) exchange(method, path string, hdr http.Header) exchange {
 // behind a trusted load balancer too). And authz is not asked for them.
 func TestTokenlessRoutesChangeNothing(t *testing.T) {
 	behindLB := func(g *config.Gateway) { g.XFFTrustedHops = 1 }
-	asked := newStack(t, func(g *config.Gateway) { behindLB(g); g.Authz.CheckTokenless = true })
-	alone := newStack(t, behindLB)
+	asked := newGateway(t, func(g *config.Gateway) { behindLB(g); g.Authz.CheckTokenless = true })
+	alone := newGateway(t, behindLB)
 
 	forged := http.Header{"X-User-Id": {"mallory"}, "X-Client-Id": {"evil"}, "X-Token-Issuer": {"https://evil/"},
 		"X-Specgate-Client": {"ip:1.2.3.4"}, "X-Evil": {"1"}, "Accept-Language": {"fr"},
@@ -116,7 +116,7 @@ func TestTokenlessRoutesChangeNothing(t *testing.T) {
 	if left := time.Minute - time.Duration(time.Now().Unix()%60)*time.Second; left < 15*time.Second {
 		time.Sleep(left + 100*time.Millisecond)
 	}
-	authzCalls := func(s *stack) int {
+	authzCalls := func(s *gateway) int {
 		return s.stat("http.public.ext_authz.ok") + s.stat("http.public.ext_authz.denied")
 	}
 	askedBefore, aloneBefore := authzCalls(asked), authzCalls(alone)
@@ -148,7 +148,7 @@ func TestTokenlessRoutesChangeNothing(t *testing.T) {
 			t.Errorf("backend got %s %q, want %q", h, got, want)
 		}
 	}
-	if strings.Contains(alone.envoy.Log(), "x-specgate-client") {
+	if strings.Contains(alone.Envoy.Log(), "x-specgate-client") {
 		t.Errorf("Envoy logged the internal header")
 	}
 }

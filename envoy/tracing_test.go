@@ -21,11 +21,11 @@ import (
 // appears in any span, nor in the access log.
 func TestTracingAcrossEnvoyAuthzRatelimit(t *testing.T) {
 	otlp := e2e.StartOTLP(t)
-	s := newStack(t, func(g *config.Gateway) {
+	s := newGateway(t, func(g *config.Gateway) {
 		g.Tracing = config.Tracing{OTLP: otlp.Addr, Sampling: 1, GCPProject: "shop-prod"}
 		g.AccessLog = config.AccessLog{Format: "json"}
 	})
-	tok := s.token("trace-alice", "orders:read")
+	tok := s.Token("trace-alice", "orders:read")
 
 	// listOrders has a per-client quota: authz and ratelimit both take part.
 	if code := s.get("/shop/orders", tok, nil).StatusCode; code != 200 {
@@ -112,11 +112,11 @@ func TestTracingAcrossEnvoyAuthzRatelimit(t *testing.T) {
 	if d := otlp.Dump(); strings.Contains(d, tok) || strings.Contains(strings.ToLower(d), "bearer") {
 		t.Errorf("a span holds the token or an Authorization value")
 	}
-	if strings.Contains(s.envoy.Log(), tok) {
+	if strings.Contains(s.Envoy.Log(), tok) {
 		t.Errorf("Envoy's log holds the token")
 	}
 	found := false
-	for _, l := range strings.Split(s.envoy.Log(), "\n") {
+	for _, l := range strings.Split(s.Envoy.Log(), "\n") {
 		var line map[string]any
 		if json.Unmarshal([]byte(l), &line) != nil || line["traceId"] != traceID {
 			continue
