@@ -1,0 +1,10 @@
+package envoy_test
+
+import (
+	"testing"
+
+	"github.com/specgate/specgate/internal/testutil"
+)
+
+// TestMain removes the specgate binary the stacks ran.
+func TestMain(m *testing.M) { testutil.Main(m) }
