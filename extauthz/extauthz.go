@@ -5,11 +5,9 @@ package extauthz
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -115,39 +113,12 @@ func Run(ctx context.Context, o Options) error {
 	a := &admin{srv: srv, list: list, token: o.AdminToken, dev: dev, log: log}
 	hsrv := adminhttp.Server(a.routes())
 
-	errc := make(chan error, 2)
-	go func() { errc <- gs.Serve(gl) }()
-	go func() {
-		if err := hsrv.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-			return
-		}
-		errc <- nil
-	}()
 	log.Info("authz serving", "grpc", gl.Addr().String(), "http", hl.Addr().String(),
 		"issuers", len(o.Config.Issuers), "revocation_store", store.Durable())
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	hs.Shutdown() // health NOT_SERVING first, so Envoy stops picking us
-	shCtx, shCancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer shCancel()
-	done := make(chan struct{})
-	go func() { gs.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-shCtx.Done():
-		gs.Stop()
-	}
-	if err := hsrv.Shutdown(shCtx); err != nil && runErr == nil {
-		runErr = err
-	}
+	err = grpcserver.Serve(ctx, gs, hs, gl, hsrv, hl, 10*time.Second)
 	cancel()
-	if runErr != nil {
-		return fmt.Errorf("authz: %w", runErr)
+	if err != nil {
+		return fmt.Errorf("authz: %w", err)
 	}
 	return nil
 }

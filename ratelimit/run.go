@@ -130,40 +130,21 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	hsrv := adminhttp.Server(svc.httpHandler())
 
 	s := &Server{svc: svc, grpcLn: grpcLn, httpLn: httpLn, done: make(chan struct{})}
-	var wg sync.WaitGroup
-	bg, stopBG := context.WithCancel(ctx)
-	wg.Go(func() { s.fail(gs.Serve(grpcLn)) })
-	wg.Go(func() {
-		if err := hsrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
-			s.fail(err)
-		}
-	})
+	var background []func(context.Context) error // each returns when its context ends
 	if conn != nil {
 		node := &corev3.Node{Id: nodeID(o.NodeID), Cluster: "specgate-ratelimit"}
-		wg.Go(func() { svc.subscribe(bg, conn, node) })
+		background = append(background, func(ctx context.Context) error { svc.subscribe(ctx, conn, node); return ctx.Err() })
 	}
 	if o.LimitsFile != "" {
-		wg.Go(func() { svc.reloadOnHUP(bg, o.LimitsFile) })
+		background = append(background, func(ctx context.Context) error { svc.reloadOnHUP(ctx, o.LimitsFile); return ctx.Err() })
 	}
 	o.Logger.Info("ratelimit serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
 		"store", o.Config.RateLimit.Store, "xds", o.XDSAddr, "limits", o.LimitsFile)
-
 	go func() {
-		<-ctx.Done()
-		stopBG()
-		hs.Shutdown() // tells clients NOT_SERVING while in-flight calls drain
-		stopped := make(chan struct{})
-		go func() { gs.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(5 * time.Second):
-			gs.Stop()
-		}
+		s.fail(grpcserver.Serve(ctx, gs, hs, grpcLn, hsrv, httpLn, 5*time.Second, background...))
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = hsrv.Shutdown(sctx)
 		_ = tp.Shutdown(sctx) // what is buffered goes out before the process ends
 		cancel()
-		wg.Wait()
 		if conn != nil {
 			conn.Close()
 		}

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,7 +28,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	rlsconfigservice "github.com/envoyproxy/go-control-plane/ratelimit/service/ratelimit/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -168,33 +166,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 
-	httpSrv := adminhttp.Server(s.handler())
-	errc := make(chan error, 3)
-	go func() { errc <- gs.Serve(grpcLis) }()
-	go func() { errc <- httpSrv.Serve(httpLis) }()
-	go func() { errc <- s.watch(ctx) }()
 	s.log.Info("control plane serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "specs", s.opts.SpecDir, "version", s.Version())
-
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	hs.Shutdown()
-	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-	defer stop()
-	_ = httpSrv.Shutdown(shutdownCtx)
-	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-shutdownCtx.Done():
-		gs.Stop() // ADS streams never end by themselves
-	}
-	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
-		err = nil
-	}
-	return err
+	return grpcserver.Serve(ctx, gs, hs, grpcLis, adminhttp.Server(s.handler()), httpLis, 5*time.Second, s.watch)
 }
 
 // ReloadFromDisk compiles the spec directory and serves it if it is good. The directory is the
