@@ -91,7 +91,7 @@ const maxRegexProgram = 1 << 15
 // headers and the operation's own, less the identity headers (authz removes those whatever
 // the allow-list says). Most operations share one allow-list: built once per translation.
 func (t *translator) otherHeaders(op *ir.Operation) string {
-	if t.identity == nil {
+	if t.keepRegex == nil { // the first tokenless route of this translation
 		t.identity = t.opts.Gateway.IdentityHeaders()
 		t.keepRegex = map[string]string{}
 	}
