@@ -19,6 +19,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/specgate/specgate/internal/tracing"
 )
 
 // keySource serves the signing keys of each trusted issuer from jwx's cache, which
@@ -138,7 +140,7 @@ const maxWaiting = 32
 // however many made-up kids arrive, and the IdP sees at most one forced fetch per cooldown.
 func (ik *issuerKeys) forceRefresh(ctx context.Context) jwk.Set {
 	s := ik.src
-	ctx, span := s.tracer.Start(ctx, "authz.jwks_wait", trace.WithAttributes(attribute.String("specgate.token.issuer", ik.issuer)))
+	ctx, span := tracing.Child(ctx, s.tracer, "authz.jwks_wait", trace.WithAttributes(attribute.String("specgate.token.issuer", ik.issuer)))
 	defer span.End()
 	ik.mu.Lock()
 	ch := ik.inflight
@@ -182,11 +184,12 @@ func (ik *issuerKeys) forcedFetch(parent trace.SpanContext, delay time.Duration,
 	ik.mu.Unlock()
 	fctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(s.ctx, parent), 10*time.Second)
 	defer cancel()
+	// Not tracing.Child: the parent is the asking Check's span context, not a live span.
 	fctx, span := s.tracer.Start(fctx, "authz.jwks_fetch", trace.WithAttributes(attribute.String("specgate.token.issuer", ik.issuer)))
 	err := ik.refresh(fctx)
 	if err != nil && s.ctx.Err() == nil {
 		s.log.Warn("jwks forced refresh failed", "issuer", ik.issuer, "err", err)
-		span.SetStatus(codes.Error, err.Error())
+		span.SetStatus(codes.Error, err.Error()) // a span that records nothing ignores it
 	}
 	span.End()
 	ik.mu.Lock()

@@ -27,6 +27,7 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/revocation"
+	"github.com/specgate/specgate/internal/tracing"
 	"github.com/specgate/specgate/policy"
 )
 
@@ -322,17 +323,21 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 			return deniedFor(why), why
 		}
 		s.m.cacheMiss.Inc()
-		vctx, span := s.tracer.Start(ctx, "authz.verify_token")
+		vctx, span := tracing.Child(ctx, s.tracer, "authz.verify_token")
 		var err error
 		id, err = s.verifier.verify(vctx, raw)
 		if err != nil {
 			reason := reasonOf(err)
-			span.SetAttributes(attribute.String("specgate.authz.reason", reason))
+			if span.IsRecording() {
+				span.SetAttributes(attribute.String("specgate.authz.reason", reason))
+			}
 			span.End()
 			s.refusals.note(raw, reason, err)
 			return deniedFor(reason), reason
 		}
-		span.SetAttributes(attribute.String("specgate.token.issuer", id.issuer))
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("specgate.token.issuer", id.issuer))
+		}
 		span.End()
 		id.content = revocation.ContentHash(raw)
 		s.cache.put(&sum, id, now)
@@ -343,12 +348,14 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		// token); anonymous requests without a token go on.
 		return deniedUnavailable, reasonRevocationUnavailable
 	}
-	_, span := s.tracer.Start(ctx, "authz.revocation_lookup")
+	_, span := tracing.Child(ctx, s.tracer, "authz.revocation_lookup")
 	revoked := s.revoked.Revoked(id.jti, id.revokedAs, &id.content, &sum, id.iat) ||
 		// The second lookup: a subject revoked before a second issuer was trusted, by its
 		// bare name, still refuses that subject's tokens from every issuer.
 		id.revokedAs != id.subject && s.revoked.SubjectRevoked(id.subject, id.iat)
-	span.SetAttributes(attribute.Bool("specgate.revoked", revoked))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Bool("specgate.revoked", revoked))
+	}
 	span.End()
 	if revoked {
 		return deniedRevoked, reasonRevoked

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/specgate/specgate/internal/tracing"
 	"github.com/specgate/specgate/policy"
 	"github.com/specgate/specgate/ratelimit/limiter"
 	"github.com/specgate/specgate/ratelimit/rules"
@@ -180,7 +181,10 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	}
 	res := make([]limiter.Result, len(hits))
 	start := time.Now()
-	sctx, span := s.tracer.Start(ctx, "ratelimit.store", trace.WithAttributes(attribute.Int("specgate.ratelimit.counters", len(hits))))
+	sctx, span := tracing.Child(ctx, s.tracer, "ratelimit.store")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("specgate.ratelimit.counters", len(hits)))
+	}
 	err := s.lim.DoLimit(sctx, hits, res)
 	s.m.storeDuration.Observe(time.Since(start).Seconds())
 	if err != nil {

@@ -65,6 +65,20 @@ func (p *Provider) ServerOptions() []grpc.ServerOption {
 	))}
 }
 
+// noSpan is the span of what is not traced; boxed once, so handing it out allocates nothing.
+var noSpan trace.Span = noop.Span{}
+
+// Child starts a span under ctx's span when that one records (the request is traced), and
+// otherwise returns ctx and a span that records nothing, without allocating: the hot path of
+// a request that is not traced (tracing off, or not sampled) pays nothing for its spans.
+// Guard attributes with span.IsRecording() for the same reason.
+func Child(ctx context.Context, tr trace.Tracer, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, noSpan
+	}
+	return tr.Start(ctx, name, opts...)
+}
+
 // Shutdown exports what is buffered, within ctx.
 func (p *Provider) Shutdown(ctx context.Context) error {
 	if p.sdk == nil {
