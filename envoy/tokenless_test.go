@@ -144,6 +144,7 @@ func TestTokenlessRoutesChangeNothing(t *testing.T) {
 			tokenless++
 		}
 	}
+	t.Logf("%d requests, %d of them tokenless on anonymous routes", len(steps), tokenless)
 	if n := authzCalls(asked) - askedBefore; n != checked {
 		t.Errorf("the gateway that asks authz asked it %d times for %d requests", n, checked)
 	}
