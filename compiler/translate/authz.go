@@ -94,12 +94,16 @@ func (t *translator) authzPerRoute(op *ir.Operation) (*anypb.Any, *corev3.Metada
 }
 
 // authzCacheMetadata is what the decision cache needs of a route: a key that changes with the
-// route's policy and with the gateway-wide settings authz decides by (issuers, claims, identity
-// headers), so that no allow made under other rules is reused, and the headers it forwards.
+// route's policy and with the gateway's settings, so that no allow made under other rules is
+// reused, and the headers it forwards. All of gateway.yaml goes into the key, not a list of
+// the settings authz decides by that a new setting could be missing from (a change to another
+// setting only costs each token one more call to authz per route), but the store URLs: they
+// carry passwords, and the key is in every Envoy's config.
 func (t *translator) authzCacheMetadata(pol policy.Route, encoded string) *corev3.Metadata {
 	if t.gatewayRules == nil {
 		g := t.opts.Gateway
-		rules, err := json.Marshal([]any{g.Issuers, g.Claims, g.ClaimHeaders, g.IssuerHeader, g.XFFTrustedHops})
+		g.Revocation.Store, g.RateLimit.Store = "", ""
+		rules, err := json.Marshal(g)
 		if err != nil {
 			t.fail("gateway rules: %v", err)
 			return nil

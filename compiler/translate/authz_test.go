@@ -76,3 +76,47 @@ func TestDecisionCacheCompiled(t *testing.T) {
 		t.Errorf("one route's policy changed, %d route keys changed", diff)
 	}
 }
+
+// The decision cache's route keys change with any gateway setting (a new one cannot be left
+// out of them) but the store URLs, which carry passwords and are in no decision.
+func TestDecisionCacheKeysFollowTheGatewaySettings(t *testing.T) {
+	keys := func(edit func(*config.Gateway)) map[string]string {
+		t.Helper()
+		cfg := config.Default()
+		cfg.Authz.DecisionCacheTTL.Duration = time.Second
+		edit(&cfg)
+		res, err := translate.Translate(compile(t, "../../examples/specs"), translate.Options{Gateway: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, vh := range res.Routes[0].VirtualHosts {
+			for _, r := range vh.Routes {
+				if md := r.GetMetadata().GetFilterMetadata()[policy.CacheFilter]; md != nil {
+					out[r.Name] = md.Fields[policy.CacheRouteKey].GetStringValue()
+				}
+			}
+		}
+		return out
+	}
+	base := keys(func(*config.Gateway) {})
+	for name, edit := range map[string]func(*config.Gateway){
+		"xffTrustedHops": func(g *config.Gateway) { g.XFFTrustedHops = 2 },
+		"maxTokenBytes":  func(g *config.Gateway) { g.Authz.MaxTokenBytes = 9000 },
+		"claims.client":  func(g *config.Gateway) { g.Claims.Client = config.ClaimNames{"cid"} },
+	} {
+		for route, k := range keys(edit) {
+			if base[route] == k {
+				t.Errorf("%s changed, the key of %s did not", name, route)
+			}
+		}
+	}
+	stores := keys(func(g *config.Gateway) {
+		g.Revocation.Store, g.RateLimit.Store = "redis://:secret@10.0.0.3:6379/0", "redis://:secret@10.0.0.3:6379/1"
+	})
+	for route, k := range stores {
+		if base[route] != k {
+			t.Errorf("a store URL changed the key of %s", route)
+		}
+	}
+}

@@ -138,7 +138,7 @@ type translator struct {
 	templates map[string]ir.Template      // parsed paths
 	used      map[[32]byte]groupEntry     // the cache's path groups this translation used
 
-	gatewayRules []byte            // what authz decides by gateway-wide, for the decision cache's keys
+	gatewayRules []byte            // gateway.yaml as JSON, for the decision cache's route keys
 	identity     []string          // the gateway's identity headers (config.Gateway.IdentityHeaders)
 	keepRegex    map[string]string // otherHeaders by allow-list
 }
