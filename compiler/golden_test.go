@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/specgate/specgate/compiler"
+	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/testenvoy"
@@ -24,6 +25,9 @@ var update = flag.Bool("update", false, "rewrite the golden files of compiler/te
 // and its ir.yaml, resources.yaml and bootstrap.yaml are compared, or is refused, and its
 // diagnostics.txt (the lint lines) is compared. Each bootstrap must pass the real Envoy's
 // --mode validate. A case's gateway.yaml, when it has one, replaces the default settings.
+// Two stages, as in Envoy Gateway's testdata: specs → ir.yaml, then the reviewed ir.yaml →
+// the Envoy files, so that a compiler change shows in ir.yaml alone and a translator change
+// in the Envoy files alone.
 func TestGolden(t *testing.T) {
 	cases, err := filepath.Glob("testdata/*/specs")
 	if err != nil || len(cases) < 12 {
@@ -69,6 +73,7 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden(t, filepath.Join(dir, "ir.yaml"), irYAML, true)
+			gw = readIR(t, filepath.Join(dir, "ir.yaml"))
 
 			res, err := translate.Translate(gw, translate.Options{Gateway: cfg})
 			if err != nil {
@@ -99,6 +104,24 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readIR is the model a golden ir.yaml holds.
+func readIR(t *testing.T, path string) ir.Gateway {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./compiler -update and review the diff)", err)
+	}
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gw ir.Gateway
+	if err := json.Unmarshal(j, &gw); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return gw
 }
 
 func fileExists(p string) bool {
