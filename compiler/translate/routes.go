@@ -12,6 +12,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	uritemplatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/path/match/uri_template/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -118,10 +119,11 @@ func (t *translator) pathRoutes(g pathGroup) []*routev3.Route {
 		routes = append(routes, t.preflight(g.tmpl, owner, allow))
 	}
 	for _, o := range g.ops {
+		r := t.operationRoute(g.tmpl, o.svc, o.op, allow)
 		if t.tokenless(o.op) {
-			routes = append(routes, t.tokenlessRoute(t.operationRoute(g.tmpl, o.svc, o.op, allow), o.op))
+			routes = append(routes, t.tokenlessRoute(proto.Clone(r).(*routev3.Route), o.op))
 		}
-		routes = append(routes, t.operationRoute(g.tmpl, o.svc, o.op, allow))
+		routes = append(routes, r)
 	}
 	return append(routes, t.methodNotAllowed(g.tmpl, g.ops[0].svc, allow))
 }

@@ -52,7 +52,7 @@ func (t *translator) tokenless(op *ir.Operation) bool {
 	})
 }
 
-// tokenlessRoute turns op's route into its tokenless route.
+// tokenlessRoute turns a copy of op's route into its tokenless route.
 func (t *translator) tokenlessRoute(r *routev3.Route, op *ir.Operation) *routev3.Route {
 	r.Match.Headers = append(r.Match.Headers, &routev3.HeaderMatcher{
 		Name:                 "authorization",

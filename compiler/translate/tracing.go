@@ -1,8 +1,6 @@
 package translate
 
 import (
-	"net"
-	"strconv"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -61,12 +59,12 @@ func (t *translator) tracing() *hcmv3.HttpConnectionManager_Tracing {
 	}
 }
 
-// otlpCluster is the HTTP/2 cluster of the OTLP receiver (nil without tracing).
+// otlpCluster is the HTTP/2 cluster of the OTLP receiver (tracing.otlp).
 func (t *translator) otlpCluster() *clusterv3.Cluster {
-	host, port, err := net.SplitHostPort(t.opts.Gateway.Tracing.OTLP)
+	a, err := hostPort(t.opts.Gateway.Tracing.OTLP)
 	if err != nil {
-		return nil // config.Validate refuses it before
+		t.fail("tracing.otlp: %w", err)
+		return nil
 	}
-	p, _ := strconv.ParseUint(port, 10, 16)
-	return t.grpcCluster(ClusterOTLP, []*corev3.Address{socketAddress(host, uint32(p))})
+	return t.grpcCluster(ClusterOTLP, []*corev3.Address{a})
 }
