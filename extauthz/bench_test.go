@@ -178,7 +178,7 @@ func BenchmarkCheckOverGRPCTracing(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			b.Cleanup(tp.Shutdown)
 			lis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)

@@ -81,11 +81,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = tp.Shutdown(shCtx)
-	}()
+	defer tp.Shutdown()
 	srv, err := newServer(ctx, deps{cfg: o.Config, revoked: list.Set, log: log, tracer: tp.Tracer("specgate/extauthz")})
 	if err != nil {
 		return err

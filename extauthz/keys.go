@@ -18,7 +18,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/specgate/specgate/internal/tracing"
 )
@@ -69,7 +68,7 @@ func newKeySource(ctx context.Context, client *http.Client, cooldown, minInterva
 	}
 	fctx, cancel := context.WithCancel(ctx)
 	return &keySource{cache: cache, client: client, cooldown: cooldown, minInterval: minInterval, wait: wait,
-		log: log, m: m, tracer: noop.NewTracerProvider().Tracer(""), ctx: fctx, cancel: cancel,
+		log: log, m: m, tracer: tracing.Off, ctx: fctx, cancel: cancel,
 		urls: map[string]*httprc.ResourceBase[jwk.Set]{}}, nil
 }
 

@@ -20,7 +20,6 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -99,7 +98,7 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 		d.cacheSize = 100_000
 	}
 	if d.tracer == nil {
-		d.tracer = noop.NewTracerProvider().Tracer("")
+		d.tracer = tracing.Off
 	}
 	if d.revoked == nil { // no store behind it: the empty set is the whole list
 		d.revoked = revocation.NewSet(d.cfg.Revocation.ExpectedEntries, d.cfg.Revocation.FalsePositiveRate)

@@ -142,9 +142,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		"store", o.Config.RateLimit.Store, "xds", o.XDSAddr, "limits", o.LimitsFile)
 	go func() {
 		s.fail(grpcserver.Serve(ctx, gs, hs, grpcLn, hsrv, httpLn, 5*time.Second, background...))
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = tp.Shutdown(sctx) // what is buffered goes out before the process ends
-		cancel()
+		tp.Shutdown() // what is buffered goes out before the process ends
 		if conn != nil {
 			conn.Close()
 		}

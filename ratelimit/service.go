@@ -21,7 +21,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -78,7 +77,7 @@ func New(o Options) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{lim: lim, failOpen: o.Config.RateLimit.FailsOpen(), m: newMetrics(), log: log,
-		tracer: noop.NewTracerProvider().Tracer("")}, nil
+		tracer: tracing.Off}, nil
 }
 
 // Registry holds the service's metrics.

@@ -8,6 +8,7 @@ package tracing
 
 import (
 	"context"
+	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
@@ -45,10 +46,13 @@ func Start(ctx context.Context, cfg config.Tracing, service string) (*Provider, 
 	)}, nil
 }
 
+// Off is the tracer of a role without tracing: its spans record nothing.
+var Off trace.Tracer = noop.NewTracerProvider().Tracer("")
+
 // Tracer is the role's tracer for its own spans.
 func (p *Provider) Tracer(name string) trace.Tracer {
 	if p.sdk == nil {
-		return noop.NewTracerProvider().Tracer(name)
+		return Off
 	}
 	return p.sdk.Tracer(name)
 }
@@ -79,10 +83,12 @@ func Child(ctx context.Context, tr trace.Tracer, name string, opts ...trace.Span
 	return tr.Start(ctx, name, opts...)
 }
 
-// Shutdown exports what is buffered, within ctx.
-func (p *Provider) Shutdown(ctx context.Context) error {
+// Shutdown exports what is buffered, for at most 5 s, and stops.
+func (p *Provider) Shutdown() {
 	if p.sdk == nil {
-		return nil
+		return
 	}
-	return p.sdk.Shutdown(ctx)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = p.sdk.Shutdown(ctx)
 }
