@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -190,11 +189,11 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		span.SetStatus(codes.Error, err.Error())
 		span.End()
 		s.storeFailed(err, l, matched, at, resp)
+		decision := decisionFailClosed
 		if s.failOpen {
-			traceDecision(ctx, matched, "fail_open")
-		} else {
-			traceDecision(ctx, matched, "fail_closed")
+			decision = decisionFailOpen
 		}
+		traceDecision(ctx, matched, decision)
 		return resp, nil
 	}
 	span.End()
@@ -222,7 +221,11 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	if retry > 0 {
 		addRetryAfter(resp, retry)
 	}
-	traceDecision(ctx, matched, strings.ToLower(resp.OverallCode.String()))
+	decision := decisionOK
+	if resp.OverallCode == rlsv3.RateLimitResponse_OVER_LIMIT {
+		decision = decisionOverLimit
+	}
+	traceDecision(ctx, matched, decision)
 	return resp, nil
 }
 
