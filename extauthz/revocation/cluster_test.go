@@ -39,16 +39,15 @@ func TestRedisStoreOnCluster(t *testing.T) {
 	a, _ := following(t, c.URL())
 	_, setB := following(t, c.URL())
 	now := time.Now()
-	if err := a.Add(ctx, Entry{Key: JTIKey("on-cluster"), At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := a.Add(ctx, jtiEntry("on-cluster", now)); err != nil {
 		t.Fatal(err)
 	}
 	took := testutil.Eventually(t, 5*time.Second, "the revocation reached the other replica", func() bool {
-		_, ok := setB.Lookup([]byte(JTIKey("on-cluster")))
-		return ok
+		return holds(setB, "on-cluster")
 	})
 	t.Logf("propagated in %s", took)
 	_, setC := following(t, c.URL())
-	if _, ok := setC.Lookup([]byte(JTIKey("on-cluster"))); !ok {
+	if !holds(setC, "on-cluster") {
 		t.Error("a replica started later did not load the revocation")
 	}
 }
@@ -71,12 +70,11 @@ func TestRedisStoreClusterFailover(t *testing.T) {
 		t.Fatalf("shard subscribers on the slot's master: %v (%v), want both stores", subs, err)
 	}
 	now := time.Now()
-	if err := writer.Add(ctx, Entry{Key: JTIKey("before"), At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := writer.Add(ctx, jtiEntry("before", now)); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 5*time.Second, "the follower has the first revocation", func() bool {
-		_, ok := set.Lookup([]byte(JTIKey("before")))
-		return ok
+		return holds(set, "before")
 	})
 	replica := redis.NewClient(&redis.Options{Addr: c.Replicas[owner].Addr,
 		OnConnect: func(ctx context.Context, cn *redis.Conn) error { return cn.ReadOnly(ctx).Err() }})
@@ -87,12 +85,10 @@ func TestRedisStoreClusterFailover(t *testing.T) {
 
 	c.Masters[owner].Stop()
 	took := testutil.Eventually(t, 30*time.Second, "a revocation accepted after the failover", func() bool {
-		return writer.Add(ctx, Entry{Key: JTIKey("after"), At: now, Expires: now.Add(time.Hour)}) == nil
+		return writer.Add(ctx, jtiEntry("after", now)) == nil
 	})
 	seen := testutil.Eventually(t, 15*time.Second, "the follower has both", func() bool {
-		_, a := set.Lookup([]byte(JTIKey("before")))
-		_, b := set.Lookup([]byte(JTIKey("after")))
-		return a && b
+		return holds(set, "before", "after")
 	})
 	t.Logf("failover: revocations accepted again after %s, seen by the follower %s later", took, seen)
 	entries, err := writer.load(ctx)
@@ -111,19 +107,18 @@ func TestRedisStoreFollowsSlotMigration(t *testing.T) {
 	writer, _ := following(t, c.URL())
 	_, set := following(t, c.URL())
 	now := time.Now()
-	if err := writer.Add(ctx, Entry{Key: JTIKey("before"), At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := writer.Add(ctx, jtiEntry("before", now)); err != nil {
 		t.Fatal(err)
 	}
 	to := (c.Owner(t, redisKey) + 1) % len(c.Masters)
 	c.MigrateSlot(t, redisKey, to, 50*time.Millisecond)
 	testutil.Eventually(t, 10*time.Second, "a revocation accepted after the migration", func() bool {
-		return writer.Add(ctx, Entry{Key: JTIKey("after"), At: now, Expires: now.Add(time.Hour)}) == nil
+		return writer.Add(ctx, jtiEntry("after", now)) == nil
 	})
 	// Only the shard channel carries "after" to the follower: its set is not reloaded by
 	// itself when nothing fails.
 	testutil.Eventually(t, 10*time.Second, "the follower has the revocation added after the move", func() bool {
-		_, ok := set.Lookup([]byte(JTIKey("after")))
-		return ok
+		return holds(set, "after")
 	})
 	node := redis.NewClient(&redis.Options{Addr: c.Masters[to].Addr})
 	defer node.Close()
@@ -150,7 +145,7 @@ func TestRedisStoreSentinelFailover(t *testing.T) {
 	go func() { _ = store.Sync(ctx, set) }()
 	testutil.Eventually(t, 10*time.Second, "the set loaded through Sentinel", set.Loaded)
 	now := time.Now()
-	if err := store.Add(ctx, Entry{Key: JTIKey("before"), At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := store.Add(ctx, jtiEntry("before", now)); err != nil {
 		t.Fatal(err)
 	}
 	replica := redis.NewClient(&redis.Options{Addr: st.Replicas[0].Addr})
@@ -166,13 +161,11 @@ func TestRedisStoreSentinelFailover(t *testing.T) {
 		return err == nil && a != old
 	})
 	testutil.Eventually(t, 15*time.Second, "a revocation accepted after the failover", func() bool {
-		return store.Add(ctx, Entry{Key: JTIKey("after"), At: now, Expires: now.Add(time.Hour)}) == nil
+		return store.Add(ctx, jtiEntry("after", now)) == nil
 	})
 	t.Logf("failover in %s", took)
 	testutil.Eventually(t, 15*time.Second, "the running replica's set has both", func() bool {
-		_, a := set.Lookup([]byte(JTIKey("before")))
-		_, b := set.Lookup([]byte(JTIKey("after")))
-		return a && b
+		return holds(set, "before", "after")
 	})
 	fresh, err := NewRedis(st.URL(), log)
 	if err != nil {
@@ -208,12 +201,12 @@ func TestRevocationFanOutToEightReplicas(t *testing.T) {
 	}
 	now := time.Now()
 	start := time.Now()
-	if err := stores[0].Add(ctx, Entry{Key: JTIKey("fan-out"), At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := stores[0].Add(ctx, jtiEntry("fan-out", now)); err != nil {
 		t.Fatal(err)
 	}
 	took := testutil.Eventually(t, time.Second, "every replica has the revocation", func() bool {
 		for _, s := range sets {
-			if _, ok := s.Lookup([]byte(JTIKey("fan-out"))); !ok {
+			if !holds(s, "fan-out") {
 				return false
 			}
 		}
@@ -234,14 +227,14 @@ func TestRedisStoreClusterShardDown(t *testing.T) {
 	defer st.Close()
 	ctx := context.Background()
 	now := time.Now()
-	if err := st.Add(ctx, Entry{Key: JTIKey("up"), At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := st.Add(ctx, jtiEntry("up", now)); err != nil {
 		t.Fatal(err)
 	}
 	owner := c.Owner(t, redisKey)
 	c.Masters[owner].Stop()
 	c.Replicas[owner].Stop()
 	start := time.Now()
-	err = st.Add(ctx, Entry{Key: JTIKey("down"), At: now, Expires: now.Add(time.Hour)})
+	err = st.Add(ctx, jtiEntry("down", now))
 	if err == nil {
 		t.Fatal("a revocation was accepted while its shard is down")
 	}
@@ -250,4 +243,19 @@ func TestRedisStoreClusterShardDown(t *testing.T) {
 		t.Errorf("the refusal took %s", took)
 	}
 	t.Logf("refused after %s: %v", took.Round(time.Millisecond), err)
+}
+
+// jtiEntry revokes jti for an hour from now.
+func jtiEntry(jti string, now time.Time) Entry {
+	return Entry{Key: JTIKey(jti), At: now, Expires: now.Add(time.Hour)}
+}
+
+// holds reports whether set holds every one of these jtis.
+func holds(set *Set, jtis ...string) bool {
+	for _, j := range jtis {
+		if _, ok := set.Lookup([]byte(JTIKey(j))); !ok {
+			return false
+		}
+	}
+	return true
 }
