@@ -148,7 +148,7 @@ func httpRows(t *table, o options, vs []*variant, closed, open map[string][]samp
 		if p == observed {
 			g = goal("≥ 0.9×", c[p[0]].rps >= 0.9*c[p[1]].rps)
 		}
-		t.row(label[p[0]], rps(c[p[0]].rps), label[p[1]], rps(c[p[1]].rps), ratio(c[p[0]].rps, c[p[1]].rps), g)
+		rpsRow(t, label[p[0]], label[p[1]], c[p[0]], c[p[1]], g)
 	}
 	t.section(fmt.Sprintf("Gateway, same request: latency p50 / p99 at %d rps (open loop), median of %d × %s", o.rate, o.rounds, o.dur))
 	for _, p := range pairs {
@@ -156,45 +156,51 @@ func httpRows(t *table, o options, vs []*variant, closed, open map[string][]samp
 		if goalRow(p) {
 			g = goal("p99 ≤ 1.3×", float64(op[p[0]].p99) <= 1.3*float64(op[p[1]].p99))
 		}
-		a, b := op[p[0]], op[p[1]]
-		t.row(label[p[0]], lat(a), label[p[1]], lat(b),
-			ratio(float64(a.p50), float64(b.p50))+" / "+ratio(float64(a.p99), float64(b.p99)), g)
+		latRow(t, label[p[0]], label[p[1]], op[p[0]], op[p[1]], g)
 	}
 	otherLoadRows(t, o, c, op, label)
+}
+
+// rpsRow puts a's closed-loop rps against its peer b's; latRow their open-loop p50 / p99.
+func rpsRow(t *table, name, peer string, a, b med, goal string) {
+	t.row(name, rps(a.rps), peer, rps(b.rps), ratio(a.rps, b.rps), goal)
+}
+
+func latRow(t *table, name, peer string, a, b med, goal string) {
+	t.row(name, lat(a), peer, lat(b), ratio(float64(a.p50), float64(b.p50))+" / "+ratio(float64(a.p99), float64(b.p99)), goal)
 }
 
 // otherLoadRows: anonymous requests without a token through specgate's tokenless routes
 // against bare Envoy, and a storefront's mix against the same mix behind jwt_authn and bare
 // Envoy (issue 15's goals).
 func otherLoadRows(t *table, o options, c, op map[string]med, label map[string]string) {
-	rows := func(pairs [][3]string) {
+	// minRPS and maxP99 are the goals of a against b, as ratios; 0: none.
+	type pair struct {
+		a, b           string
+		minRPS, maxP99 float64
+	}
+	rows := func(pairs ...pair) {
 		for _, p := range pairs {
-			a, b := p[0], p[1]
-			if label[a] == "" || label[b] == "" { // -only
+			if label[p.a] == "" || label[p.b] == "" { // -only
 				continue
 			}
 			g := ""
-			switch p[2] {
-			case "0.9":
-				g = goal("≥ 0.9×", c[a].rps >= 0.9*c[b].rps)
-			case "0.85":
-				g = goal("≥ 0.85×", c[a].rps >= 0.85*c[b].rps)
+			if p.minRPS > 0 {
+				g = goal(fmt.Sprintf("≥ %g×", p.minRPS), c[p.a].rps >= p.minRPS*c[p.b].rps)
 			}
-			t.row(label[a]+", rps", rps(c[a].rps), label[b], rps(c[b].rps), ratio(c[a].rps, c[b].rps), g)
-			if p[2] == "0.9" {
-				g = goal("p99 ≤ 1.2×", float64(op[a].p99) <= 1.2*float64(op[b].p99))
-			} else {
-				g = ""
+			rpsRow(t, label[p.a]+", rps", label[p.b], c[p.a], c[p.b], g)
+			g = ""
+			if p.maxP99 > 0 {
+				g = goal(fmt.Sprintf("p99 ≤ %g×", p.maxP99), float64(op[p.a].p99) <= p.maxP99*float64(op[p.b].p99))
 			}
-			t.row(label[a]+", p50 / p99", lat(op[a]), label[b], lat(op[b]),
-				ratio(float64(op[a].p50), float64(op[b].p50))+" / "+ratio(float64(op[a].p99), float64(op[b].p99)), g)
+			latRow(t, label[p.a]+", p50 / p99", label[p.b], op[p.a], op[p.b], g)
 		}
 	}
 	t.section(fmt.Sprintf("Anonymous GET /catalog/{id} without a token: rps at %d connections, latency at %d rps, median of %d × %s", o.conc, o.rate, o.rounds, o.dur))
-	rows([][3]string{{"catalog-specgate", "catalog-none", "0.9"}})
+	rows(pair{"catalog-specgate", "catalog-none", 0.9, 1.2})
 	t.section(fmt.Sprintf("Storefront mix, 80 %% of the above + 20 %% GET /orders/{id} with a token: rps at %d connections, latency at %d rps", o.conc, o.rate))
-	rows([][3]string{{"mix-specgate", "mix-jwt_authn", "0.85"}, {"mix-specgate+cache", "mix-jwt_authn", "0.85"},
-		{"mix-specgate", "mix-none", ""}, {"mix-specgate+cache", "mix-none", ""}, {"mix-jwt_authn", "mix-none", ""}})
+	rows(pair{"mix-specgate", "mix-jwt_authn", 0.85, 0}, pair{"mix-specgate+cache", "mix-jwt_authn", 0.85, 0},
+		pair{"mix-specgate", "mix-none", 0, 0}, pair{"mix-specgate+cache", "mix-none", 0, 0}, pair{"mix-jwt_authn", "mix-none", 0, 0})
 }
 
 func grpcRows(t *table, o options, r grpcResult) {
@@ -206,13 +212,11 @@ func grpcRows(t *table, o options, r grpcResult) {
 	so, no := medians(r.open["specgate"]), medians(r.open["noop"])
 	t.section(fmt.Sprintf("specgate authz, gRPC Check on loopback, cached token, 2 connections, median of %d × %s", o.rounds, o.dur))
 	peer := "no-op Check server (gRPC floor)"
-	t.row(fmt.Sprintf("rps at %d callers (closed loop)", o.grpcConc), rps(sc.rps), peer, rps(nc.rps), ratio(sc.rps, nc.rps))
-	t.row(fmt.Sprintf("p50 / p99 at %d callers", o.grpcConc), lat(sc), peer, lat(nc),
-		ratio(float64(sc.p50), float64(nc.p50))+" / "+ratio(float64(sc.p99), float64(nc.p99)))
+	rpsRow(t, fmt.Sprintf("rps at %d callers (closed loop)", o.grpcConc), peer, sc, nc, "")
+	latRow(t, fmt.Sprintf("p50 / p99 at %d callers", o.grpcConc), peer, sc, nc, "")
 	sCPU, nCPU := median(r.cpu["specgate"]), median(r.cpu["noop"])
 	t.row(fmt.Sprintf("server CPU per call at %d callers", o.grpcConc), fmt.Sprintf("%.0f µs", sCPU), peer, fmt.Sprintf("%.0f µs", nCPU), ratio(sCPU, nCPU))
-	t.row(fmt.Sprintf("p50 / p99 at %d calls/s (open loop)", o.grpcRate), lat(so), peer, lat(no),
-		ratio(float64(so.p50), float64(no.p50))+" / "+ratio(float64(so.p99), float64(no.p99)))
+	latRow(t, fmt.Sprintf("p50 / p99 at %d calls/s (open loop)", o.grpcRate), peer, so, no, "")
 }
 
 // rateLimitRows reads ratelimit/bench/compare.sh's medians:
