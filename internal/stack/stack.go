@@ -248,17 +248,8 @@ func (p *Proc) Start() {
 // WaitReady polls an HTTP path of the process until it answers 200.
 func (p *Proc) WaitReady(path string) {
 	p.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + p.HTTP + path); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	p.t.Fatalf("%s not ready on %s%s:\n%s", p.Name, p.HTTP, path, p.Log())
+	// On failure the stack's cleanup prints the process's log.
+	testutil.WaitOK(p.t, "http://"+p.HTTP+path, 20*time.Second)
 }
 
 // Kill sends SIGKILL: a crash, no graceful shutdown.
