@@ -3,6 +3,7 @@ package envoy_test
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/e2e"
+	"github.com/specgate/specgate/internal/stack"
 	"github.com/specgate/specgate/internal/testutil"
 )
 
@@ -124,6 +126,11 @@ func TestTracingAcrossEnvoyAuthzRatelimit(t *testing.T) {
 	})
 	if strings.Contains(s.Envoy.Log(), tok) { // with the request's lines written
 		t.Errorf("Envoy's log holds the token")
+	}
+	for _, p := range slices.Concat([]*stack.Proc{s.XDS}, s.Authz, s.RateLimit) {
+		if strings.Contains(p.Log(), tok) {
+			t.Errorf("%s's log holds the token", p.Name)
+		}
 	}
 }
 
