@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,6 +37,9 @@ type testIdP struct {
 	down    atomic.Bool
 	fetches atomic.Int64
 	jwks    atomic.Pointer[http.Handler]
+
+	mu  sync.Mutex
+	log []time.Time // when each fetch arrived
 }
 
 func newIdP(t testing.TB, keys ...*devissuer.Key) *testIdP {
@@ -47,6 +51,9 @@ func newIdP(t testing.TB, keys ...*devissuer.Key) *testIdP {
 	p.setKeys(keys...)
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.fetches.Add(1)
+		p.mu.Lock()
+		p.log = append(p.log, time.Now())
+		p.mu.Unlock()
 		if p.down.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
@@ -60,6 +67,19 @@ func newIdP(t testing.TB, keys ...*devissuer.Key) *testIdP {
 func (p *testIdP) setKeys(keys ...*devissuer.Key) {
 	h := devissuer.JWKS(keys...)
 	p.jwks.Store(&h)
+}
+
+// fetchedSince is when each fetch since from arrived.
+func (p *testIdP) fetchedSince(from time.Time) []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []time.Time
+	for _, at := range p.log {
+		if !at.Before(from) {
+			out = append(out, at)
+		}
+	}
+	return out
 }
 
 func (p *testIdP) url() string { return p.srv.URL + "/jwks.json" }
