@@ -374,10 +374,14 @@ func (g Gateway) Validate() error {
 	if d := g.Authz.DecisionLog; d.Sample < 0 || d.Sample > 1 || !validSubject(d.Subject) {
 		add("authz.decisionLog: sample %g must be in [0, 1], subject %q plain, hash or omit", d.Sample, d.Subject)
 	}
-	if g.Authz.FailOpen && len(g.ClaimHeaders) > 0 {
+	if g.Authz.FailOpen && (len(g.ClaimHeaders) > 0 || g.IssuerHeader != "") {
 		// When authz cannot be asked, Envoy lets the request through untouched: client-sent
 		// copies of the identity headers would reach the backends as if the gateway set them.
-		add("authz: failOpen would let forged %s headers through when authz is down; set claimHeaders: {} to use it", strings.Join(slices.Sorted(maps.Keys(g.ClaimHeaders)), ", "))
+		names := slices.Sorted(maps.Keys(g.ClaimHeaders))
+		if g.IssuerHeader != "" {
+			names = append(names, g.IssuerHeader)
+		}
+		add("authz: failOpen would let forged %s headers through when authz is down; set claimHeaders: {} and issuerHeader: \"\" to use it", strings.Join(names, ", "))
 	}
 	if g.Authz.Timeout.Duration <= 0 {
 		add("authz: timeout must be positive")

@@ -95,9 +95,16 @@ func TestClaimNames(t *testing.T) {
 	}
 }
 
+// authz.failOpen lets requests through untouched when authz cannot be asked: a client's own
+// copy of any identity header, the issuer header included, would reach the backends.
 func TestFailOpenNeedsNoIdentityHeaders(t *testing.T) {
-	if _, err := Parse([]byte("authz: {failOpen: true}\nclaimHeaders: {}")); err != nil {
+	if _, err := Parse([]byte("authz: {failOpen: true}\nclaimHeaders: {}\nissuerHeader: \"\"")); err != nil {
 		t.Fatalf("failOpen without identity headers refused: %v", err)
+	}
+	for _, bad := range []string{"authz: {failOpen: true}", "authz: {failOpen: true}\nclaimHeaders: {}"} {
+		if _, err := Parse([]byte(bad)); err == nil || !strings.Contains(err.Error(), "X-Token-Issuer") {
+			t.Errorf("%q: %v, want failOpen refused naming X-Token-Issuer", bad, err)
+		}
 	}
 }
 
