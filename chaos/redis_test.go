@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,8 +39,8 @@ func TestRedisDownAndBack(t *testing.T) {
 		start := time.Now()
 		code, body := revoke(t, s.Authz[0].HTTP, eve)
 		downRevokes = append(downRevokes, fmt.Sprintf("%d in %s", code, time.Since(start).Round(time.Millisecond)))
-		if code != 503 {
-			t.Errorf("revoke with Redis down: %d %s, want 503", code, body)
+		if code != 503 || !strings.Contains(body, "nothing was revoked") {
+			t.Errorf("revoke with Redis down: %d %s, want 503 saying nothing was revoked", code, body)
 		}
 	}
 	l.hold(phaseTime)

@@ -77,6 +77,12 @@ func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e, err := a.list.Revoke(r.Context(), key, at)
+	if errors.Is(err, revocation.ErrNotReplicated) {
+		a.log.Error("revocation not confirmed by a Redis replica", "key", key, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "revocation stored on the Redis primary " +
+			"and in force, but no Redis replica confirmed it: a failover could lose it; retry (revoking again is harmless)"})
+		return
+	}
 	if err != nil {
 		a.log.Error("revocation not stored", "key", key, "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "revocation store unavailable; nothing was revoked, retry"})

@@ -51,7 +51,9 @@ func NewRedis(rawURL string, log *slog.Logger) (*RedisStore, error) {
 func (s *RedisStore) Durable() bool { return true }
 func (s *RedisStore) Close() error  { return s.rdb.Close() }
 
-// Add stores, trims and publishes e in one MULTI/EXEC transaction.
+// Add stores, trims and publishes e in one MULTI/EXEC transaction on the primary that owns
+// the set, then, when that primary has replicas, waits until one of them holds it too (WAIT):
+// Redis replicates asynchronously, and a revocation answered 200 must survive a failover.
 func (s *RedisStore) Add(ctx context.Context, e Entry) error {
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -59,20 +61,61 @@ func (s *RedisStore) Add(ctx context.Context, e Entry) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, redisKey, redis.Z{Score: float64(e.Expires.Unix()), Member: string(b)})
+	if err = s.add(ctx, e, string(b)); err != nil && !errors.Is(err, ErrNotReplicated) {
+		redisurl.Reroute(ctx, s.rdb)
+	}
+	return err
+}
+
+// replicaWait bounds how long Add waits for a replica to confirm a write.
+const replicaWait = time.Second
+
+func (s *RedisStore) add(ctx context.Context, e Entry, member string) error {
+	// WAIT counts the replicas that hold this connection's writes: the write and the WAIT
+	// go over one connection to the primary that owns the key.
+	var conn *redis.Conn
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		primary, err := c.MasterForKey(ctx, redisKey)
+		if err != nil {
+			return err
+		}
+		conn = primary.Conn()
+	case *redis.Client: // one server, or the primary Sentinel names
+		conn = c.Conn()
+	default:
+		return fmt.Errorf("unexpected Redis client %T", s.rdb)
+	}
+	defer conn.Close()
+	_, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, redisKey, redis.Z{Score: float64(e.Expires.Unix()), Member: member})
 		p.ZRemRangeByScore(ctx, redisKey, "-inf", "("+strconv.FormatInt(time.Now().Unix(), 10))
 		if s.sharded {
-			p.SPublish(ctx, redisChannel, string(b))
+			p.SPublish(ctx, redisChannel, member)
 		} else {
-			p.Publish(ctx, redisChannel, string(b))
+			p.Publish(ctx, redisChannel, member)
 		}
 		return nil
 	})
 	if err != nil {
-		redisurl.Reroute(ctx, s.rdb)
+		return err
 	}
-	return err
+	// Stored and published from here on: a failure is ErrNotReplicated, not "nothing stored".
+	role, err := conn.Do(ctx, "ROLE").Slice()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotReplicated, err)
+	}
+	if replicas, _ := role[len(role)-1].([]any); len(role) != 3 || len(replicas) == 0 {
+		return nil // no replica to wait for: as durable as the primary's append-only file
+	}
+	acked, err := conn.Wait(ctx, 1, replicaWait).Result()
+	if err == nil && acked < 1 {
+		err = fmt.Errorf("no replica confirmed the write within %s", replicaWait)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotReplicated, err)
+	}
+	return nil
 }
 
 // load reads every live entry with ZSCAN (one bounded reply at a time, however large the

@@ -15,6 +15,11 @@ import (
 // ErrUnavailable wraps a store failure: the revocation was not recorded.
 var ErrUnavailable = errors.New("revocation store unavailable")
 
+// ErrNotReplicated: the revocation is stored on the Redis primary and published to every
+// replica of authz, but no Redis replica confirmed it in time, so a failover now could lose
+// it. Revoking again is harmless.
+var ErrNotReplicated = errors.New("revocation stored on the Redis primary but not confirmed by a Redis replica")
+
 // Store keeps revocations durably and tells every replica about them.
 type Store interface {
 	// Add records e; it returns only after the write is durable.
@@ -85,7 +90,10 @@ func (l *List) Revoke(ctx context.Context, key string, at time.Time) (Entry, err
 	if !e.Expires.After(l.Now()) {
 		return e, nil // every token it could concern has expired already
 	}
-	if err := l.Store.Add(ctx, e); err != nil {
+	if err := l.Store.Add(ctx, e); errors.Is(err, ErrNotReplicated) {
+		l.Set.Add(e, l.Now()) // in force here and on every replica that got it published
+		return e, err
+	} else if err != nil {
 		return e, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	l.Set.Add(e, l.Now())

@@ -2,6 +2,7 @@ package testredis
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -63,6 +64,11 @@ func StartCluster(t testutil.TB, masters, replicasEach int, args ...string) *Clu
 			t.Fatalf("cluster replicate %s of %s: %v", r.Addr, master.Addr, err)
 		}
 	}
+	for _, m := range c.Masters {
+		if err := waitReplicas(ctx, m, replicasEach); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, s := range c.all() {
 		err := pollDo(ctx, func() error {
 			if info := do(s, "cluster", "info").String(); !strings.Contains(info, "cluster_state:ok") {
@@ -75,6 +81,30 @@ func StartCluster(t testutil.TB, masters, replicasEach int, args ...string) *Clu
 		}
 	}
 	return c
+}
+
+// waitReplicas waits until the primary lists n replicas in ROLE: the replicas a write can
+// wait for (WAIT) are online.
+func waitReplicas(ctx context.Context, primary *Server, n int) error {
+	rdb := redis.NewClient(&redis.Options{Addr: primary.Addr})
+	defer rdb.Close()
+	err := pollDo(ctx, func() error {
+		role, err := rdb.Do(ctx, "ROLE").Slice()
+		if err != nil {
+			return err
+		}
+		if len(role) != 3 {
+			return fmt.Errorf("ROLE %v", role)
+		}
+		if rs, _ := role[2].([]any); len(rs) < n {
+			return fmt.Errorf("%d of %d replicas online", len(rs), n)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replicas of %s: %w", primary.Addr, err)
+	}
+	return nil
 }
 
 // Owner is the index in Masters of the master serving key's slot as the cluster was formed

@@ -56,6 +56,9 @@ func StartSentinels(t testutil.TB, replicas int) *Sentinels {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if err := waitReplicas(ctx, st.Primary, replicas); err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range st.Sentinels {
 		sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr})
 		err := pollDo(ctx, func() error {

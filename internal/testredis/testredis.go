@@ -7,6 +7,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/specgate/specgate/internal/testutil"
@@ -73,6 +74,19 @@ func (s *Server) Stop() {
 		_ = s.cmd.Process.Kill()
 		_, _ = s.cmd.Process.Wait()
 		s.cmd = nil
+	}
+}
+
+// Pause freezes the server (SIGSTOP) until Resume: it keeps its connections and answers
+// nothing, as a stalled node does.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server go on.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(sig)
 	}
 }
 
