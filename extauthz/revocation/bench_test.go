@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/bits-and-blooms/bloom/v3"
+
+	"github.com/specgate/specgate/internal/testredis"
 )
 
 func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -110,5 +112,34 @@ func BenchmarkAddBulkFullSize(b *testing.B) {
 	for b.Loop() {
 		s.Add(Entry{Key: JTIKey(fmt.Sprint("bulk-", i)), At: now, Expires: now.Add(time.Hour)}, now)
 		i++
+	}
+}
+
+// BenchmarkRedisStoreAdd is one revocation stored in Redis as the API stores it: on a
+// primary without replicas (MULTI/EXEC, then ROLE), and on one with a replica behind Sentinel
+// (the same, then WAIT until the replica holds it).
+func BenchmarkRedisStoreAdd(b *testing.B) {
+	for _, topo := range []struct {
+		name string
+		url  func() string
+	}{
+		{"single", func() string { return testredis.Start(b).URL() }},
+		{"sentinel-1-replica", func() string { return testredis.StartSentinels(b, 1).URL() }},
+	} {
+		b.Run(topo.name, func(b *testing.B) {
+			st, err := NewRedis(topo.url(), slogDiscard())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			now := time.Now()
+			i := 0
+			for b.Loop() {
+				if err := st.Add(b.Context(), jtiEntry(fmt.Sprint("bench-", i), now)); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
 	}
 }

@@ -66,6 +66,9 @@ type Options struct {
 	AuthzReplicas, RateLimitReplicas int
 	// NoRedis keeps revocations in a file and counters in memory (one replica each).
 	NoRedis bool
+	// RedisURL, when set, is the store of both roles (a cluster or Sentinel the test runs)
+	// instead of a single server started for the stack.
+	RedisURL string
 	// Configure edits gateway.yaml before it is written.
 	Configure func(*config.Gateway)
 }
@@ -106,9 +109,12 @@ func Start(t testing.TB, o Options) *Stack {
 	cfg.Backends.Allow = []string{"127.0.0.0/8"} // the test backends
 	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(testutil.FreePort(t)), uint32(testutil.FreePort(t))
 	cfg.Issuers = []config.Issuer{{Issuer: Issuer, JWKSURI: jwks.URL, Audiences: []string{Audience}, Algorithms: []string{"RS256"}}}
-	if o.NoRedis {
+	switch {
+	case o.NoRedis:
 		cfg.Revocation.Store = "file://" + filepath.Join(s.Dir, "revocations.jsonl")
-	} else {
+	case o.RedisURL != "":
+		cfg.Revocation.Store, cfg.RateLimit.Store = o.RedisURL, o.RedisURL
+	default:
 		s.Redis = testredis.Start(t)
 		cfg.Revocation.Store = s.Redis.URL()
 		cfg.RateLimit.Store = s.Redis.URL()

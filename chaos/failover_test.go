@@ -1,0 +1,135 @@
+package chaos
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/specgate/specgate/internal/e2e"
+	"github.com/specgate/specgate/internal/stack"
+	"github.com/specgate/specgate/internal/testredis"
+	"github.com/specgate/specgate/internal/testutil"
+)
+
+// redisTopology is a replicated Redis a stack runs on, and how to kill its primary.
+type redisTopology struct {
+	name  string
+	start func(t *testing.T) (url string, killPrimary func() (failedOver func() bool))
+}
+
+var replicated = []redisTopology{
+	{"sentinel", func(t *testing.T) (string, func() func() bool) {
+		st := testredis.StartSentinels(t, 1)
+		return st.URL(), func() func() bool {
+			old := st.Primary.Addr
+			st.Primary.Stop()
+			return func() bool {
+				a, err := st.PrimaryAddr(context.Background())
+				return err == nil && a != old
+			}
+		}
+	}},
+	{"cluster", func(t *testing.T) (string, func() func() bool) {
+		c := testredis.StartCluster(t, 3, 1)
+		// The master of the revocation set: a revocation answered 200 just before must
+		// survive its death. (The rate-limit counters of /shop/limited may live on another
+		// shard; the test asserts 429s after the failover either way.)
+		owner := c.Owner(t, "specgate:revocations")
+		return c.URL(), func() func() bool {
+			c.Masters[owner].Stop()
+			replica := redis.NewClient(&redis.Options{Addr: c.Replicas[owner].Addr})
+			t.Cleanup(func() { replica.Close() })
+			return func() bool {
+				role, err := replica.Do(context.Background(), "ROLE").Slice()
+				return err == nil && len(role) > 0 && role[0] == "master"
+			}
+		}
+	}},
+}
+
+// Scenario 7. The Redis primary killed -9 under load, behind Sentinel and on a Redis Cluster
+// (the master of the revocation set). A revocation the API confirmed just before the kill is
+// never lost: refused through the gateway in every phase, and by an authz replica that starts
+// after the failover and loads the set from Redis. Valid tokens pass throughout (authz checks
+// from its local set); the revocation API answers 503 while there is no primary, never a
+// false 200; revocations and rate limits work again within seconds of the failover.
+func TestRedisPrimaryFailover(t *testing.T) {
+	for _, topo := range replicated {
+		t.Run(topo.name, func(t *testing.T) {
+			url, killPrimary := topo.start(t)
+			b := e2e.NewBackend(t, "shop")
+			s := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": stack.ShopSpec},
+				Vars: map[string]string{"PORT": b.Port(), "LIMIT": perSecond}, Configure: tolerant, RedisURL: url})
+			alice, mallory, eve := s.Token("alice", "orders:read"), s.Token("mallory", "orders:read"), s.Token("eve", "orders:read")
+			if code, body := revoke(t, s.Authz[0].HTTP, mallory); code != 200 {
+				t.Fatalf("revoke: %d %s", code, body)
+			}
+			testutil.Eventually(t, 2*time.Second, "revocation applied", func() bool { return get(t, s.Public+"/shop/orders", mallory) == 401 })
+
+			l := startLoad(t, loadRPS,
+				target{name: "valid", url: s.Public + "/shop/orders", token: alice},
+				target{name: "revoked", url: s.Public + "/shop/orders", token: mallory},
+				target{name: "limited", url: s.Public + "/shop/limited"})
+			l.hold(phaseTime)
+
+			// Confirmed, then the primary dies at once: the confirmation must hold.
+			if code, body := revoke(t, s.Authz[0].HTTP, eve); code != 200 {
+				t.Fatalf("revoke before the kill: %d %s", code, body)
+			}
+			var failedOver func() bool
+			l.inject("killing", func() { failedOver = killPrimary() })
+			l.setPhase("failover")
+			during := map[int]int{}
+			failover := testutil.Eventually(t, 30*time.Second, "a replica promoted", func() bool {
+				if code, body := revoke(t, s.Authz[0].HTTP, s.Token("trudy", "orders:read")); code != 503 || strings.Contains(body, "nothing was revoked") {
+					during[code]++ // a 503 that says nothing was revoked, or the new primary's 200
+				} else {
+					t.Errorf("revoke during the failover: %d %s", code, body)
+				}
+				return failedOver()
+			})
+			l.setPhase("recovering")
+			revokes := testutil.Eventually(t, 30*time.Second, "the revocation API answers 200 again", func() bool {
+				code, _ := revoke(t, s.Authz[0].HTTP, s.Token("trudy", "orders:read"))
+				return code == 200
+			})
+			limits := testutil.Eventually(t, 30*time.Second, "429 again after the failover", func() bool {
+				return l.statuses("recovering", "limited")[429] > 0
+			})
+			t.Logf("replica promoted %s after the kill; then revocations answered 200 within %s and 429s within %s; revoke calls during the failover: %v",
+				failover.Round(time.Millisecond), revokes.Round(time.Millisecond), max(revokes, limits).Round(time.Millisecond), during)
+			if revokes > 10*time.Second || limits > 10*time.Second {
+				t.Errorf("revocations back %s and rate limits %s after the failover, want within 10s", revokes, limits)
+			}
+			l.setPhase("failed-over")
+			l.hold(phaseTime)
+
+			// A replica of authz that starts now loads the set from the new primary.
+			l.inject("authz-restart", s.Authz[0].Kill)
+			s.Authz[0].Start()
+			s.Authz[0].WaitReady("/readyz")
+			testutil.Eventually(t, 10*time.Second, "200 again after the authz restart", func() bool { return get(t, s.Public+"/shop/orders", alice) == 200 })
+			l.setPhase("after")
+			l.hold(phaseTime)
+			l.halt()
+			l.report()
+
+			for _, tok := range []string{mallory, eve} {
+				if code := get(t, s.Public+"/shop/orders", tok); code != 401 {
+					t.Errorf("a token revoked before the failover answered %d after it and an authz restart, want 401", code)
+				}
+			}
+			for _, ph := range []string{"up", "killing", "failover", "recovering", "failed-over", "after"} {
+				l.only(ph, "revoked", 401)
+			}
+			for _, ph := range []string{"up", "failover", "recovering", "failed-over", "after"} {
+				l.only(ph, "valid", 200)
+			}
+			l.never("authz-restart", "revoked", 200)
+			l.only("after", "limited", 200, 429)
+		})
+	}
+}
