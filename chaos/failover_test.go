@@ -18,10 +18,12 @@ import (
 type redisTopology struct {
 	name  string
 	start func(t *testing.T) (url string, killPrimary func() (failedOver func() bool))
+	// shardDown, when set, takes down for good what is left of the killed primary's shard.
+	shardDown func(t *testing.T)
 }
 
 var replicated = []redisTopology{
-	{"sentinel", func(t *testing.T) (string, func() func() bool) {
+	{name: "sentinel", start: func(t *testing.T) (string, func() func() bool) {
 		st := testredis.StartSentinels(t, 1)
 		return st.URL(), func() func() bool {
 			old := st.Primary.Addr
@@ -32,8 +34,9 @@ var replicated = []redisTopology{
 			}
 		}
 	}},
-	{"cluster", func(t *testing.T) (string, func() func() bool) {
+	{name: "cluster", start: func(t *testing.T) (string, func() func() bool) {
 		c := testredis.StartCluster(t, 3, 1)
+		promoted = c.Replicas[c.Owner(t, "specgate:revocations")]
 		// The master of the revocation set: a revocation answered 200 just before must
 		// survive its death. (The rate-limit counters of /shop/limited may live on another
 		// shard; the test asserts 429s after the failover either way.)
@@ -47,8 +50,12 @@ var replicated = []redisTopology{
 				return err == nil && len(role) > 0 && role[0] == "master"
 			}
 		}
-	}},
+	}, shardDown: func(*testing.T) { promoted.Stop() }},
 }
+
+// promoted is the cluster topology's replica that becomes the revocation shard's master
+// (tests using it run one at a time: chaos scenarios are sequential).
+var promoted *testredis.Server
 
 // Scenario 7. The Redis primary killed -9 under load, behind Sentinel and on a Redis Cluster
 // (the master of the revocation set). A revocation the API confirmed just before the kill is
@@ -114,6 +121,25 @@ func TestRedisPrimaryFailover(t *testing.T) {
 			testutil.Eventually(t, 10*time.Second, "200 again after the authz restart", func() bool { return get(t, s.Public+"/shop/orders", alice) == 200 })
 			l.setPhase("after")
 			l.hold(phaseTime)
+			if topo.shardDown != nil {
+				// The shard that holds the revocations loses its last node: with
+				// cluster-require-full-coverage (the default) the whole cluster stops
+				// taking writes. Revocations answer 503; rate limits fail open and say so.
+				rlMetrics := "http://" + s.RateLimit[0].HTTP + "/metrics"
+				open0, _ := sum(testutil.Metrics(t, rlMetrics), "specgate_ratelimit_fail_open_total")
+				l.inject("shard-going", func() { topo.shardDown(t) })
+				l.hold(2 * time.Second) // the cluster marks the slots failed (node timeout 1s), the limiter's window ends
+				l.setPhase("shard-down")
+				if code, body := revoke(t, s.Authz[0].HTTP, s.Token("oscar", "orders:read")); code != 503 || !strings.Contains(body, "nothing was revoked") {
+					t.Errorf("revoke with the shard down: %d %s, want 503 saying nothing was revoked", code, body)
+				}
+				l.hold(phaseTime)
+				open1, _ := sum(testutil.Metrics(t, rlMetrics), "specgate_ratelimit_fail_open_total")
+				t.Logf("shard down: specgate_ratelimit_fail_open_total +%v", open1-open0)
+				if open1 <= open0 {
+					t.Errorf("specgate_ratelimit_fail_open_total did not rise with the shard down (%v → %v)", open0, open1)
+				}
+			}
 			l.halt()
 			l.report()
 
@@ -130,6 +156,11 @@ func TestRedisPrimaryFailover(t *testing.T) {
 			}
 			l.never("authz-restart", "revoked", 200)
 			l.only("after", "limited", 200, 429)
+			if topo.shardDown != nil {
+				l.only("shard-down", "valid", 200)
+				l.only("shard-down", "revoked", 401)
+				l.only("shard-down", "limited", 200)
+			}
 		})
 	}
 }
