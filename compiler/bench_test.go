@@ -6,7 +6,6 @@ import (
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/translate"
-	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/realspecs"
 	"github.com/specgate/specgate/internal/specgen"
 )
@@ -21,7 +20,7 @@ func benchCompile(b *testing.B, services, ops int) {
 
 // benchCompileDir measures the whole compile of dir: load, build, translate, hash.
 func benchCompileDir(b *testing.B, dir string) {
-	opts := translate.Options{Gateway: config.Default()}
+	opts := translate.Options{}
 	routes := 0
 	var peak uint64
 	b.ReportAllocs()

@@ -46,6 +46,7 @@ func TestGolden(t *testing.T) {
 				}
 				o.Policy = compiler.Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes}
 			}
+			o.Gateway = &cfg
 			gw, diags := compiler.Compile(specs, o)
 			var lines []string
 			for _, d := range diags {
@@ -75,7 +76,7 @@ func TestGolden(t *testing.T) {
 			golden(t, filepath.Join(dir, "ir.yaml"), irYAML, true)
 			gw = readIR(t, filepath.Join(dir, "ir.yaml"))
 
-			res, err := translate.Translate(gw, translate.Options{Gateway: cfg})
+			res, err := translate.Translate(gw, translate.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,7 +86,7 @@ func TestGolden(t *testing.T) {
 			}
 			golden(t, filepath.Join(dir, "resources.yaml"), resYAML, true)
 
-			inline, err := translate.Translate(gw, translate.Options{Gateway: cfg, InlineRoutes: true})
+			inline, err := translate.Translate(gw, translate.Options{InlineRoutes: true})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -19,6 +19,8 @@ import (
 	"sync"
 
 	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/specgate/specgate/compiler/ir"
 )
 
 // Spec is one service's OpenAPI document, loaded for the gateway.
@@ -68,10 +70,13 @@ func ReadDir(dir string) (map[string][]byte, error) {
 
 // Loader loads spec files and keeps each file's result by content, so a control plane that
 // rebuilds after one of a hundred files changed parses only that one. A file whose $refs read
-// other files is not kept: those may have changed.
+// other files is not kept: those may have changed. It also keeps the parsed paths of the last
+// plan (ir.Planner).
 type Loader struct {
 	mu    sync.Mutex
 	cache map[[32]byte]*fileResult
+	// planner keeps the parsed paths of the last plan (compilations plan the whole model).
+	planner ir.Planner
 }
 
 // NewLoader returns a Loader with an empty cache.

@@ -40,11 +40,11 @@ func startStatic(t *testing.T, specs, authzAddr string, configure func(*config.G
 	if configure != nil {
 		configure(&cfg)
 	}
-	gw, diags := compiler.Compile(specs, compiler.Options{})
+	gw, diags := compiler.Compile(specs, compiler.Options{Gateway: &cfg})
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}
-	res, err := translate.Translate(gw, translate.Options{Gateway: cfg, ListenAddress: "127.0.0.1", InlineRoutes: true})
+	res, err := translate.Translate(gw, translate.Options{ListenAddress: "127.0.0.1", InlineRoutes: true})
 	if err != nil {
 		t.Fatal(err)
 	}

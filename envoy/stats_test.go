@@ -10,7 +10,6 @@ import (
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/translate"
-	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/e2e"
 	"github.com/specgate/specgate/internal/testutil"
 )
@@ -79,7 +78,7 @@ paths: {/a: {get: {operationId: a, responses: {"200": {description: ok}}}}}
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}
-	res, err := translate.Translate(gw, translate.Options{Gateway: config.Default(), InlineRoutes: true})
+	res, err := translate.Translate(gw, translate.Options{InlineRoutes: true})
 	if err != nil {
 		t.Fatal(err)
 	}

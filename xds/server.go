@@ -6,7 +6,6 @@ package xds
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -204,20 +203,14 @@ func (s *Server) ReloadFromDisk(source string) (string, error) {
 func (s *Server) build(files map[string][]byte) (*builtState, compiler.Diagnostics, error) {
 	start := time.Now()
 	defer func() { s.metrics.buildSeconds.Observe(time.Since(start).Seconds()) }()
-	gw, diags := compiler.CompileFiles(s.opts.SpecDir, files, compiler.Options{Loader: s.loader,
-		Policy: compiler.Policy{Backend: s.opts.Gateway.Backends.Check, SharedPrefixes: s.opts.Gateway.SharedPrefixes}})
-	if diags.HasErrors() {
-		return nil, diags, errors.New("specs refused")
-	}
-	res, err := translate.Translate(gw, translate.Options{Gateway: s.opts.Gateway, ListenAddress: s.opts.ListenAddress, Cache: s.routes})
+	out, diags, err := compiler.CompileEnvoy(s.opts.SpecDir, files, compiler.Options{Loader: s.loader, Gateway: &s.opts.Gateway,
+		Policy: compiler.Policy{Backend: s.opts.Gateway.Backends.Check, SharedPrefixes: s.opts.Gateway.SharedPrefixes}},
+		translate.Options{ListenAddress: s.opts.ListenAddress, Cache: s.routes})
 	if err != nil {
 		return nil, diags, err
 	}
-	version, err := res.Version()
-	if err != nil {
-		return nil, diags, err
-	}
-	snap, err := snapshot(version, res)
+	gw, version := out.Model, out.Version
+	snap, err := snapshot(version, out.Resources)
 	if err != nil {
 		return nil, diags, err
 	}
@@ -258,7 +251,7 @@ func snapshot(version string, res *translate.Resources) (*cache.Snapshot, error)
 
 // envoyValidate runs the real Envoy's validation on the candidate as a static bootstrap.
 func (s *Server) envoyValidate(gw ir.Gateway) error {
-	res, err := translate.Translate(gw, translate.Options{Gateway: s.opts.Gateway, ListenAddress: s.opts.ListenAddress, InlineRoutes: true})
+	res, err := translate.Translate(gw, translate.Options{ListenAddress: s.opts.ListenAddress, InlineRoutes: true})
 	if err != nil {
 		return err
 	}

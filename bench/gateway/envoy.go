@@ -137,7 +137,7 @@ func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.K
 	if v.tracing > 0 {
 		cfg.Tracing = config.Tracing{OTLP: v.otlp, Sampling: v.tracing}
 	}
-	res, err := translate.Translate(gw, translate.Options{Gateway: cfg, ListenAddress: "127.0.0.1", InlineRoutes: true})
+	res, err := envoyResources(gw, cfg, translate.Options{ListenAddress: "127.0.0.1", InlineRoutes: true})
 	if err != nil {
 		return "", err
 	}

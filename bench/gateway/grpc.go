@@ -64,7 +64,7 @@ func grpcBench(o options, gw ir.Gateway, token string, authz, noop *proc, authzA
 // checkRequest is what Envoy sends for GET /orders/42 with the token: the route's policy as
 // compiled (context extensions), the request line and headers, the peer address.
 func checkRequest(gw ir.Gateway, token string) (*authv3.CheckRequest, error) {
-	res, err := translate.Translate(gw, translate.Options{Gateway: config.Default(), InlineRoutes: true})
+	res, err := envoyResources(gw, config.Default(), translate.Options{InlineRoutes: true})
 	if err != nil {
 		return nil, err
 	}

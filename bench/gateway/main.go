@@ -385,13 +385,23 @@ func startAuthz(o options, name, cfgPath string) (*proc, string, error) {
 	return p, grpcAddr, p.waitHTTP("http://"+httpAddr+"/readyz", 20*time.Second)
 }
 
+// envoyResources are the resources of the specs' model under one variant's gateway.yaml: the
+// specs are compiled once, each variant plans the model with its own settings.
+func envoyResources(gw ir.Gateway, cfg config.Gateway, o translate.Options) (*translate.Resources, error) {
+	gw, err := ir.Plan(gw, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return translate.Translate(gw, o)
+}
+
 // startRoles runs specgate authz and ratelimit and returns their gRPC addresses.
 func startRoles(o options, self, dir string, gw ir.Gateway, cfg config.Gateway) (authz, rl *proc, authzAddr, rlAddr string, err error) {
 	cfgPath := filepath.Join(dir, "gateway.yaml")
 	if err := writeConfig(cfgPath, cfg); err != nil {
 		return nil, nil, "", "", err
 	}
-	res, err := translate.Translate(gw, translate.Options{Gateway: cfg})
+	res, err := envoyResources(gw, cfg, translate.Options{})
 	if err != nil {
 		return nil, nil, "", "", err
 	}

@@ -8,32 +8,31 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/specgate/specgate/compiler"
-	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/atomicfile"
 )
 
-// compileSpecs runs the compiler on dir and prints every diagnostic, one line each; strict
-// adds the warnings of a whole-document OpenAPI validation. The gateway's path ownership rule
-// always applies (with cfg's shared prefixes), its backend policy only with a cfg.
-func compileSpecs(w io.Writer, dir string, strict bool, cfg *config.Gateway) (ir.Gateway, error) {
-	files, err := compiler.ReadDir(dir)
-	if err != nil {
-		return ir.Gateway{}, err
-	}
-	o := compiler.Options{Strict: strict} // without a gateway.yaml: path ownership, no shared prefixes
+// compileOptions: the gateway's path ownership rule always applies (with cfg's shared
+// prefixes), its backend policy only with a cfg; the model is planned with cfg (or the
+// defaults). strict adds the warnings of a whole-document OpenAPI validation.
+func compileOptions(strict bool, cfg *config.Gateway) compiler.Options {
+	o := compiler.Options{Strict: strict, Gateway: cfg}
 	if cfg != nil {
 		o.Policy = compiler.Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes}
 	}
-	gw, diags := compiler.CompileFiles(dir, files, o)
+	return o
+}
+
+// printDiagnostics prints every diagnostic, one line each; exit code 1 when one is an error.
+func printDiagnostics(w io.Writer, diags compiler.Diagnostics) error {
 	for _, d := range diags {
 		fmt.Fprintln(w, d.String())
 	}
 	if diags.HasErrors() {
-		return gw, exitCode(1)
+		return exitCode(1)
 	}
-	return gw, nil
+	return nil
 }
 
 func newLintCmd() *cobra.Command {
@@ -54,16 +53,20 @@ func newLintCmd() *cobra.Command {
 				}
 				cfg = &c
 			}
-			gw, err := compileSpecs(cmd.ErrOrStderr(), specs, strict, cfg)
+			files, err := compiler.ReadDir(specs)
 			if err != nil {
 				return err
 			}
 			// Translation checks what the model cannot (Envoy's own constraints).
-			if _, err := translate.Translate(gw, translate.Options{Gateway: config.Default()}); err != nil {
+			out, diags, err := compiler.CompileEnvoy(specs, files, compileOptions(strict, cfg), translate.Options{})
+			if err := printDiagnostics(cmd.ErrOrStderr(), diags); err != nil {
+				return err
+			}
+			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return exitCode(1)
 			}
-			n := 0
+			gw, n := out.Model, 0
 			for _, s := range gw.Services {
 				n += len(s.Operations)
 			}
@@ -91,14 +94,19 @@ func newCompileCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			gw, err := compileSpecs(cmd.ErrOrStderr(), specs, false, &cfg)
+			files, err := compiler.ReadDir(specs)
 			if err != nil {
 				return err
 			}
-			res, err := translate.Translate(gw, translate.Options{Gateway: cfg, ListenAddress: listen, InlineRoutes: format == "bootstrap"})
+			compiled, diags, err := compiler.CompileEnvoy(specs, files, compileOptions(false, &cfg),
+				translate.Options{ListenAddress: listen, InlineRoutes: format == "bootstrap"})
+			if err := printDiagnostics(cmd.ErrOrStderr(), diags); err != nil {
+				return err
+			}
 			if err != nil {
 				return err
 			}
+			res := compiled.Resources
 			var b []byte
 			switch format {
 			case "bootstrap":

@@ -14,9 +14,12 @@ import (
 	"github.com/specgate/specgate/policy"
 )
 
-// Gateway is the merged model of every service.
+// Gateway is the merged model of every service, and, once planned (Plan), the listeners'
+// route tables and the gateway-wide settings: everything translation needs.
 type Gateway struct {
-	Services []Service `json:"services"` // sorted by Name
+	Services  []Service  `json:"services"` // sorted by Name
+	Listeners []Listener `json:"listeners,omitempty"`
+	Settings  Settings   `json:"settings"`
 }
 
 // Service is one OpenAPI file.
@@ -146,6 +149,7 @@ func (g Gateway) Validate() error {
 	if !slices.IsSortedFunc(g.Services, func(a, b Service) int { return strings.Compare(a.Name, b.Name) }) {
 		errs = append(errs, errors.New("services are not sorted by name"))
 	}
+	errs = append(errs, g.validateListeners())
 	return errors.Join(errs...)
 }
 

@@ -18,7 +18,7 @@ import (
 // that "why did this request get 403?" has an answer per request. The Authorization header,
 // cookies and the query string (unless accessLog.query) are never logged.
 func (t *translator) accessLogs() []*accesslogv3.AccessLog {
-	a := t.opts.Gateway.AccessLog
+	a := t.set.AccessLog
 	if a.Format == "" {
 		return nil
 	}
@@ -64,7 +64,7 @@ func (t *translator) accessLogs() []*accesslogv3.AccessLog {
 		"traceparent":   "%REQ(TRACEPARENT):64%",
 		"authz":         authz,
 	}
-	if tr := t.opts.Gateway.Tracing; tr.OTLP != "" {
+	if tr := t.set.Tracing; tr.OTLP != "" {
 		// The trace Envoy's tracer continued or started (empty when the request is not sampled);
 		// with a GCP project, in the field by which Cloud Logging links the line to Cloud Trace.
 		fields["traceId"] = "%TRACE_ID%"

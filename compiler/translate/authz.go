@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
-	"encoding/json"
 	"slices"
 	"strings"
 
@@ -29,7 +28,7 @@ import (
 var authzCacheLua string
 
 // edgeCache reports whether the edge decision cache is on.
-func (t *translator) edgeCache() bool { return t.opts.Gateway.Authz.DecisionCacheTTL.Duration > 0 }
+func (t *translator) edgeCache() bool { return t.set.Authz.DecisionCacheTTL.Duration > 0 }
 
 func authzCacheFilter() *luav3.Lua {
 	return &luav3.Lua{
@@ -47,10 +46,10 @@ func (t *translator) authzFilter() *extauthzv3.ExtAuthz {
 	f := &extauthzv3.ExtAuthz{
 		Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ClusterAuthz}},
-			Timeout:         durationpb.New(t.opts.Gateway.Authz.Timeout.Duration),
+			Timeout:         durationpb.New(t.set.Authz.Timeout.Duration),
 		}},
 		TransportApiVersion: corev3.ApiVersion_V3,
-		FailureModeAllow:    t.opts.Gateway.Authz.FailOpen,
+		FailureModeAllow:    t.set.Authz.FailOpen,
 		StatusOnError:       &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
 	}
 	if t.edgeCache() {
@@ -94,24 +93,11 @@ func (t *translator) authzPerRoute(op *ir.Operation) (*anypb.Any, *corev3.Metada
 }
 
 // authzCacheMetadata is what the decision cache needs of a route: a key that changes with the
-// route's policy and with the gateway's settings, so that no allow made under other rules is
-// reused, and the headers it forwards. All of gateway.yaml goes into the key, not a list of
-// the settings authz decides by that a new setting could be missing from (a change to another
-// setting only costs each token one more call to authz per route), but the store URLs: they
-// carry passwords, and the key is in every Envoy's config.
+// route's policy and with the gateway's settings (ir.AuthzSettings.Rules), so that no allow
+// made under other rules is reused, and the headers it forwards.
 func (t *translator) authzCacheMetadata(pol policy.Route, encoded string) *corev3.Metadata {
-	if t.gatewayRules == nil {
-		g := t.opts.Gateway
-		g.Revocation.Store, g.RateLimit.Store = "", ""
-		rules, err := json.Marshal(g)
-		if err != nil {
-			t.fail("gateway rules: %v", err)
-			return nil
-		}
-		t.gatewayRules = rules
-	}
 	h := sha256.New()
-	h.Write(t.gatewayRules)
+	h.Write([]byte(t.set.Authz.Rules))
 	h.Write([]byte(encoded))
 	sum := h.Sum(nil)
 	// What Route.Allowed accepts: the base set and the route's own headers.

@@ -19,11 +19,11 @@ import (
 func TestDecisionCacheCompiled(t *testing.T) {
 	routeKeys := func(ttl time.Duration, allowed ...string) (filters []string, keys map[string]string, skips bool) {
 		t.Helper()
-		gw := compile(t, "../../examples/specs")
-		gw.Services[0].Operations[0].AllowedHeaders = append(gw.Services[0].Operations[0].AllowedHeaders, allowed...)
 		cfg := config.Default()
 		cfg.Authz.DecisionCacheTTL.Duration = ttl
-		res, err := translate.Translate(gw, translate.Options{Gateway: cfg})
+		gw := compile(t, "../../examples/specs", cfg)
+		gw.Services[0].Operations[0].AllowedHeaders = append(gw.Services[0].Operations[0].AllowedHeaders, allowed...)
+		res, err := translate.Translate(gw, translate.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +85,7 @@ func TestDecisionCacheKeysFollowTheGatewaySettings(t *testing.T) {
 		cfg := config.Default()
 		cfg.Authz.DecisionCacheTTL.Duration = time.Second
 		edit(&cfg)
-		res, err := translate.Translate(compile(t, "../../examples/specs"), translate.Options{Gateway: cfg})
+		res, err := translate.Translate(compile(t, "../../examples/specs", cfg), translate.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

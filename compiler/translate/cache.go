@@ -3,6 +3,7 @@ package translate
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"strings"
 	"sync"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -53,11 +54,15 @@ func (c *Cache) template(path string) (ir.Template, bool) {
 	return ir.Template{}, false
 }
 
-// begin starts a translation with opts; a change of options empties the cache. Until end,
-// translators only read groups and templates, so that the listeners can be built at once.
-func (c *Cache) begin(opts Options) {
+// begin starts a translation with opts and the model's settings; a change of either empties
+// the cache. Until end, translators only read groups and templates, so that the listeners can
+// be built at once.
+func (c *Cache) begin(opts Options, set ir.Settings) {
 	c.mu.Lock()
-	o, _ := json.Marshal(opts)
+	o, _ := json.Marshal(struct {
+		Options
+		ir.Settings
+	}{opts, set})
 	if key := sha256.Sum256(o); key != c.opts {
 		c.opts, c.groups = key, nil
 	}
@@ -80,27 +85,36 @@ type fingerprints struct {
 	op  map[*ir.Operation][]byte
 }
 
-func (f *fingerprints) group(g pathGroup) [32]byte {
+// group is the key of one path's routes: the routes as the model gives them, and all of
+// their services (but the operations) and operations.
+func (t *translator) groupKey(group []ir.Route) [32]byte {
+	f := &t.prints
 	h := sha256.New()
-	h.Write([]byte(g.tmpl.Raw))
-	h.Write([]byte{0})
-	for _, o := range g.ops {
-		sb, ok := f.svc[o.svc]
-		if !ok {
-			meta := *o.svc
-			meta.Operations = nil
-			sb, _ = json.Marshal(meta)
-			f.svc[o.svc] = sb
+	for _, r := range group {
+		for _, s := range [...]string{r.Name, string(r.Kind), r.Path, r.Method, r.Service, r.Operation, strings.Join(r.Allow, ",")} {
+			h.Write([]byte(s))
+			h.Write([]byte{0})
 		}
-		ob, ok := f.op[o.op]
-		if !ok {
-			ob, _ = json.Marshal(o.op)
-			f.op[o.op] = ob
+		if svc := t.svcs[r.Service]; svc != nil {
+			sb, ok := f.svc[svc]
+			if !ok {
+				meta := *svc
+				meta.Operations = nil
+				sb, _ = json.Marshal(meta)
+				f.svc[svc] = sb
+			}
+			h.Write(sb)
+			h.Write([]byte{0})
 		}
-		h.Write(sb)
-		h.Write([]byte{0})
-		h.Write(ob)
-		h.Write([]byte{0})
+		if op := t.ops[r.Operation]; op != nil {
+			ob, ok := f.op[op]
+			if !ok {
+				ob, _ = json.Marshal(op)
+				f.op[op] = ob
+			}
+			h.Write(ob)
+			h.Write([]byte{0})
+		}
 	}
 	var k [32]byte
 	h.Sum(k[:0])
@@ -110,11 +124,11 @@ func (f *fingerprints) group(g pathGroup) [32]byte {
 // groupRoutes returns the group's routes from the cache, or builds them with build. Routes
 // from the cache are known valid and their digests known: res.validate and res.Version skip
 // the work for them.
-func (t *translator) groupRoutes(g pathGroup, build func() []*routev3.Route) []*routev3.Route {
+func (t *translator) groupRoutes(group []ir.Route, build func() []*routev3.Route) []*routev3.Route {
 	if t.cache == nil {
 		return build()
 	}
-	key := t.prints.group(g)
+	key := t.groupKey(group)
 	e, ok := t.cache.group(key)
 	if !ok {
 		before := t.err

@@ -6,22 +6,20 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	"github.com/specgate/specgate/compiler/ir"
-	"github.com/specgate/specgate/config"
 )
 
 // A path group whose routes fail validation is never cached: the same input translated again
 // is refused again, not served from the cache.
 func TestCacheKeepsNoRefusedGroup(t *testing.T) {
 	cache := NewCache()
-	tmpl, _ := ir.ParseTemplate("/a")
-	g := pathGroup{tmpl: tmpl}
+	group := []ir.Route{{Name: "specgate.404:/a", Kind: ir.RouteNotFound, Path: "/a"}}
 	builds := 0
 	bad := func() []*routev3.Route { builds++; return []*routev3.Route{{Name: "bad"}} } // no match, no action
 	for i := range 2 {
-		opts := Options{Gateway: config.Default(), Cache: cache}
-		cache.begin(opts)
-		tr := newTranslator(opts)
-		tr.groupRoutes(g, bad)
+		opts := Options{Cache: cache}
+		cache.begin(opts, ir.Settings{})
+		tr := newTranslator(opts, ir.Gateway{})
+		tr.groupRoutes(group, bad)
 		cache.end([]*translator{tr})
 		if tr.err == nil {
 			t.Fatalf("translation %d: an invalid route was accepted", i+1)

@@ -29,13 +29,13 @@ import (
 func (t *translator) httpFilters() []*hcmv3.HttpFilter {
 	fs := []*hcmv3.HttpFilter{
 		t.httpFilter(FilterCORS, &corsv3.Cors{}),
-		t.httpFilter(FilterBuffer, &bufferv3.Buffer{MaxRequestBytes: wrapperspb.UInt32(t.opts.Gateway.Listeners.MaxRequestBodyBytes)}),
+		t.httpFilter(FilterBuffer, &bufferv3.Buffer{MaxRequestBytes: wrapperspb.UInt32(t.set.MaxRequestBodyBytes)}),
 	}
 	if t.edgeCache() {
 		fs = append(fs, t.httpFilter(policy.CacheFilter, authzCacheFilter()))
 	}
 	fs = append(fs, t.httpFilter(FilterExtAuthz, t.authzFilter()))
-	if !t.opts.Gateway.Authz.CheckTokenless {
+	if t.set.Tokenless {
 		// Empty: only tokenless routes configure it.
 		fs = append(fs, t.httpFilter(FilterHeaderMutation, &headermutationv3.HeaderMutation{}))
 	}
@@ -54,7 +54,7 @@ func (t *translator) listener(name string, port uint32, rc *routev3.RouteConfigu
 		// The client address is the peer's, or the last untrusted X-Forwarded-For hop behind
 		// xffTrustedHops load balancers: the ip rate-limit key cannot be forged.
 		UseRemoteAddress:  wrapperspb.Bool(true),
-		XffNumTrustedHops: t.opts.Gateway.XFFTrustedHops,
+		XffNumTrustedHops: t.set.XFFTrustedHops,
 		// Match on the path the backend will see: /a/../b and /a//b are not ways around a route.
 		NormalizePath:                wrapperspb.Bool(true),
 		MergeSlashes:                 true,

@@ -1,11 +1,8 @@
 package translate
 
 import (
-	"cmp"
 	"encoding/json"
-	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -20,50 +17,6 @@ import (
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/policy"
 )
-
-// pathGroup is every operation of one path shape that a listener serves, with the service
-// owning each; none when the shape's operations are all internal and this is the public one.
-type pathGroup struct {
-	tmpl ir.Template
-	ops  []groupOp
-}
-
-type groupOp struct {
-	svc *ir.Service
-	op  *ir.Operation
-}
-
-// groupPaths gathers the operations a listener serves by path shape, in matching order:
-// concrete paths before templated ones (ir.ComparePaths).
-func (t *translator) groupPaths(gw ir.Gateway, internal bool) []pathGroup {
-	byShape := map[string]*pathGroup{}
-	for si := range gw.Services {
-		s := &gw.Services[si]
-		for oi := range s.Operations {
-			op := &s.Operations[oi]
-			tmpl, err := t.template(op.Path)
-			if err != nil {
-				continue // ir.Validate and compiler.Build refuse these before translation
-			}
-			g := byShape[tmpl.Shape()]
-			if g == nil {
-				g = &pathGroup{tmpl: tmpl}
-				byShape[tmpl.Shape()] = g
-			}
-			if op.Exposure == ir.Internal && !internal {
-				continue // on the public listener an internal operation is undeclared
-			}
-			g.ops = append(g.ops, groupOp{s, op})
-		}
-	}
-	groups := make([]pathGroup, 0, len(byShape))
-	for _, g := range byShape {
-		slices.SortFunc(g.ops, func(a, b groupOp) int { return cmp.Compare(a.op.Method, b.op.Method) })
-		groups = append(groups, *g)
-	}
-	slices.SortFunc(groups, func(a, b pathGroup) int { return ir.ComparePaths(a.tmpl, b.tmpl) })
-	return groups
-}
 
 // template parses path once per translation, and once per Cache while the path stays.
 func (t *translator) template(path string) (ir.Template, error) {
@@ -84,48 +37,67 @@ func (t *translator) template(path string) (ir.Template, error) {
 	return tmpl, nil
 }
 
-// routeConfig is the listener's route table: per path its method routes and a 405 with Allow,
-// then a JSON 404 for every other path. A path whose operations are all internal still gets a
-// 404 of its own on the public listener, in its place in the order: otherwise a public template
-// after it (/orders/{id} after /orders/admin) would carry the request to the backend.
-func (t *translator) routeConfig(name string, gw ir.Gateway, internal bool) *routev3.RouteConfiguration {
+// routeConfig is the listener's route table, route by route as the model orders it; the
+// routes of one path come from the cache when nothing they depend on changed.
+func (t *translator) routeConfig(l ir.Listener) *routev3.RouteConfiguration {
 	var routes []*routev3.Route
-	for _, g := range t.groupPaths(gw, internal) {
-		routes = append(routes, t.groupRoutes(g, func() []*routev3.Route { return t.pathRoutes(g) })...)
+	for rest := l.Routes; len(rest) > 0; {
+		n := 1
+		for n < len(rest) && rest[0].Path != "" && rest[n].Path == rest[0].Path {
+			n++
+		}
+		group := rest[:n]
+		rest = rest[n:]
+		routes = append(routes, t.groupRoutes(group, func() []*routev3.Route { return t.pathRoutes(group) })...)
 	}
-	routes = append(routes, t.notFound())
 	return &routev3.RouteConfiguration{
-		Name: name,
+		Name: l.Name,
 		VirtualHosts: []*routev3.VirtualHost{{
-			Name:    name,
+			Name:    l.Name,
 			Domains: []string{"*"},
 			Routes:  routes,
 		}},
 	}
 }
 
-// pathRoutes are the routes of one path shape: a 404 where the listener serves none of its
-// operations, else the CORS preflight, one route per method and the 405 with Allow.
-func (t *translator) pathRoutes(g pathGroup) []*routev3.Route {
-	if len(g.ops) == 0 {
-		return []*routev3.Route{t.notFoundAt(g.tmpl)}
-	}
-	var routes []*routev3.Route
-	allow := make([]string, 0, len(g.ops))
-	for _, o := range g.ops {
-		allow = append(allow, o.op.Method)
-	}
-	if owner := g.ops[0].svc; owner.CORS != nil {
-		routes = append(routes, t.preflight(g.tmpl, owner, allow))
-	}
-	for _, o := range g.ops {
-		r := t.operationRoute(g.tmpl, o.svc, o.op, allow)
-		if t.tokenless(o.op) {
-			routes = append(routes, t.tokenlessRoute(proto.Clone(r).(*routev3.Route), o.op))
+// pathRoutes maps the model's routes of one path (or the catch-all) to Envoy's.
+func (t *translator) pathRoutes(group []ir.Route) []*routev3.Route {
+	var tmpl ir.Template
+	if group[0].Path != "" {
+		var err error
+		if tmpl, err = t.template(group[0].Path); err != nil {
+			t.fail("route %s: %v", group[0].Name, err) // ir.Validate refuses these first
+			return nil
 		}
-		routes = append(routes, r)
 	}
-	return append(routes, t.methodNotAllowed(g.tmpl, g.ops[0].svc, allow))
+	routes := make([]*routev3.Route, 0, len(group))
+	var base *routev3.Route // the operation route a tokenless route copies
+	for _, r := range group {
+		svc := t.svcs[r.Service]
+		switch r.Kind {
+		case ir.RouteOperation, ir.RouteTokenless:
+			op := t.ops[r.Operation]
+			if base == nil || base.Name != op.ID {
+				base = t.operationRoute(tmpl, svc, op, r.Allow)
+			}
+			if r.Kind == ir.RouteTokenless {
+				routes = append(routes, t.tokenlessRoute(proto.Clone(base).(*routev3.Route), op))
+			} else {
+				routes = append(routes, base)
+			}
+		case ir.RoutePreflight:
+			routes = append(routes, t.preflight(r.Name, tmpl, svc, r.Allow))
+		case ir.RouteMethodNotAllowed:
+			routes = append(routes, t.methodNotAllowed(r.Name, tmpl, r.Allow))
+		case ir.RouteNotFound:
+			nf := t.notFound()
+			if r.Path != "" {
+				nf.Name, nf.Match = r.Name, t.pathMatch(tmpl)
+			}
+			routes = append(routes, nf)
+		}
+	}
+	return routes
 }
 
 // pathMatch matches the template: an exact path, Envoy's uri_template with unnamed globs
@@ -257,7 +229,7 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 // never forwards a preflight it does not accept. What it lets through (no Origin: not a
 // browser preflight) meets ext_authz with no policy and is refused: this route must never
 // become a way around authorization.
-func (t *translator) preflight(tmpl ir.Template, svc *ir.Service, allow []string) *routev3.Route {
+func (t *translator) preflight(name string, tmpl ir.Template, svc *ir.Service, allow []string) *routev3.Route {
 	m := methodMatch(t.pathMatch(tmpl), "OPTIONS")
 	m.Headers = append(m.Headers, &routev3.HeaderMatcher{
 		Name:                 "access-control-request-method",
@@ -266,7 +238,7 @@ func (t *translator) preflight(tmpl ir.Template, svc *ir.Service, allow []string
 	pol := corsPolicy(svc.CORS, allow)
 	pol.ForwardNotMatchingPreflights = wrapperspb.Bool(false)
 	return &routev3.Route{
-		Name:                 fmt.Sprintf("%s.preflight:%s", svc.Name, tmpl.Shape()),
+		Name:                 name,
 		Match:                m,
 		Action:               &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: svc.Name}}},
 		TypedPerFilterConfig: map[string]*anypb.Any{FilterCORS: t.pack(pol)},
@@ -275,23 +247,15 @@ func (t *translator) preflight(tmpl ir.Template, svc *ir.Service, allow []string
 
 // methodNotAllowed answers a known path with an undeclared method: 405 and Allow naming only
 // the methods this listener serves.
-func (t *translator) methodNotAllowed(tmpl ir.Template, svc *ir.Service, allow []string) *routev3.Route {
+func (t *translator) methodNotAllowed(name string, tmpl ir.Template, allow []string) *routev3.Route {
 	body, _ := json.Marshal(map[string]any{"error": "method_not_allowed", "allow": allow})
 	return &routev3.Route{
-		Name:                 fmt.Sprintf("%s.405:%s", svc.Name, tmpl.Shape()),
+		Name:                 name,
 		Match:                t.pathMatch(tmpl),
 		Action:               directResponse(405, string(body)),
 		ResponseHeadersToAdd: append(jsonHeader(), header("allow", strings.Join(allow, ", "))),
 		TypedPerFilterConfig: map[string]*anypb.Any{FilterExtAuthz: t.authzDisabled()},
 	}
-}
-
-// notFoundAt answers 404 on one path that this listener does not serve.
-func (t *translator) notFoundAt(tmpl ir.Template) *routev3.Route {
-	r := t.notFound()
-	r.Name = "specgate.404:" + tmpl.Shape()
-	r.Match = t.pathMatch(tmpl)
-	return r
 }
 
 // notFound answers every undeclared path.

@@ -42,16 +42,6 @@ const headerTokenlessClient = "x-specgate-client"
 // access log: authz was not asked.
 const metaTokenless = "specgate.tokenless"
 
-// tokenless reports whether op gets a tokenless route.
-func (t *translator) tokenless(op *ir.Operation) bool {
-	if !op.Security.Anonymous || t.opts.Gateway.Authz.CheckTokenless {
-		return false
-	}
-	return !slices.ContainsFunc(op.RateLimits, func(rl ir.RateLimit) bool {
-		return rl.Key == ir.KeyHeader || rl.Key == ir.KeyHeaderClient
-	})
-}
-
 // tokenlessRoute turns a copy of op's route into its tokenless route.
 func (t *translator) tokenlessRoute(r *routev3.Route, op *ir.Operation) *routev3.Route {
 	r.Match.Headers = append(r.Match.Headers, &routev3.HeaderMatcher{
@@ -104,12 +94,11 @@ const maxRegexProgram = 1 << 15
 // the allow-list says). Most operations share one allow-list: built once per translation.
 func (t *translator) otherHeaders(op *ir.Operation) string {
 	if t.keepRegex == nil { // the first tokenless route of this translation
-		t.identity = t.opts.Gateway.IdentityHeaders()
 		t.keepRegex = map[string]string{}
 	}
 	var keep []string
 	for _, h := range slices.Concat(policy.BaseHeaders, op.AllowedHeaders) {
-		if _, found := slices.BinarySearch(t.identity, h); !found {
+		if _, found := slices.BinarySearch(t.set.IdentityHeaders, h); !found {
 			keep = append(keep, h)
 		}
 	}

@@ -28,7 +28,7 @@ const ServiceEnvoy = "specgate-envoy"
 // is named after the route id and carries authz's decision and reason, from its dynamic
 // metadata; request headers are never recorded, so no token reaches a span.
 func (t *translator) tracing() *hcmv3.HttpConnectionManager_Tracing {
-	tr := t.opts.Gateway.Tracing
+	tr := t.set.Tracing
 	if tr.OTLP == "" {
 		return nil
 	}
@@ -61,7 +61,7 @@ func (t *translator) tracing() *hcmv3.HttpConnectionManager_Tracing {
 
 // otlpCluster is the HTTP/2 cluster of the OTLP receiver (tracing.otlp).
 func (t *translator) otlpCluster() *clusterv3.Cluster {
-	a, err := hostPort(t.opts.Gateway.Tracing.OTLP)
+	a, err := hostPort(t.set.Tracing.OTLP)
 	if err != nil {
 		t.fail("tracing.otlp: %w", err)
 		return nil

@@ -21,22 +21,21 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/specgate/specgate/compiler/ir"
-	"github.com/specgate/specgate/config"
 )
 
 // Names of the listeners, their route configurations and the service clusters that every
 // Envoy bootstrap (static or ADS) must define.
 const (
-	ListenerPublic   = "public"
-	ListenerInternal = "internal"
+	ListenerPublic   = ir.ListenerPublic
+	ListenerInternal = ir.ListenerInternal
 	ClusterAuthz     = "specgate_authz"
 	ClusterRateLimit = "specgate_ratelimit"
 	ClusterXDS       = "specgate_xds"
 )
 
-// Options are the gateway-wide settings the specs do not carry.
+// Options say how the resources are served; what they hold, gateway-wide settings included,
+// is the model's (ir.Plan).
 type Options struct {
-	Gateway config.Gateway
 	// ListenAddress is the IP the listeners bind (default 0.0.0.0).
 	ListenAddress string
 	// InlineRoutes puts the route configurations inside the listeners (a static bootstrap)
@@ -70,41 +69,35 @@ type Resources struct {
 	inline  bool         // the route configurations were validated inside the listeners
 }
 
-// Translate builds the Envoy resources of gw. Every inner message is validated before it is
-// packed into an Any (Validate does not descend into Any), and the result once more as a whole.
+// Translate builds the Envoy resources of gw, a planned model (ir.Plan): a plain mapping of its
+// listeners' route tables, services and settings. Every inner message is validated before it
+// is packed into an Any (Validate does not descend into Any), and the result once more as a
+// whole.
 func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 	if err := gw.Validate(); err != nil {
 		return nil, fmt.Errorf("translate: invalid model: %w", err)
 	}
-	if err := opts.Gateway.Validate(); err != nil {
-		return nil, fmt.Errorf("translate: invalid gateway config: %w", err)
+	if len(gw.Listeners) == 0 {
+		return nil, errors.New("translate: the model has no listeners (ir.Plan gives them)")
 	}
 	opts = opts.withDefaults()
-	t := newTranslator(opts)
+	t := newTranslator(opts, gw)
 	var subs []*translator
 	if t.cache != nil {
-		t.cache.begin(opts)
+		t.cache.begin(opts, gw.Settings)
 		defer func() { t.cache.end(subs) }()
 	}
 	res := &Resources{RateLimit: rateLimitConfig(gw), inline: opts.InlineRoutes}
-	listeners := []struct {
-		name     string
-		port     uint32
-		internal bool
-	}{
-		{ListenerPublic, opts.Gateway.Listeners.Public, false},
-		{ListenerInternal, opts.Gateway.Listeners.Internal, true},
-	}
 	// The listeners are independent and hold nearly all the work: one core each.
-	subs = make([]*translator, len(listeners))
-	rcs := make([]*routev3.RouteConfiguration, len(listeners))
-	ls := make([]*listenerv3.Listener, len(listeners))
+	subs = make([]*translator, len(gw.Listeners))
+	rcs := make([]*routev3.RouteConfiguration, len(gw.Listeners))
+	ls := make([]*listenerv3.Listener, len(gw.Listeners))
 	var wg sync.WaitGroup
-	for i, l := range listeners {
+	for i, l := range gw.Listeners {
 		subs[i] = t.fork()
 		wg.Go(func() {
-			rcs[i] = subs[i].routeConfig(l.name, gw, l.internal)
-			ls[i] = subs[i].listener(l.name, l.port, rcs[i])
+			rcs[i] = subs[i].routeConfig(l)
+			ls[i] = subs[i].listener(l.Name, l.Port, rcs[i])
 		})
 	}
 	wg.Wait()
@@ -116,7 +109,7 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 	for _, s := range gw.Services {
 		res.Clusters = append(res.Clusters, t.serviceCluster(s))
 	}
-	if opts.Gateway.Tracing.OTLP != "" {
+	if gw.Settings.Tracing.OTLP != "" {
 		res.Clusters = append(res.Clusters, t.otlpCluster())
 	}
 	if t.err != nil {
@@ -128,9 +121,13 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 	return res, nil
 }
 
-// translator carries the options and collects packing errors so builders stay plain.
+// translator carries the options and the model, and collects packing errors so builders stay
+// plain.
 type translator struct {
 	opts      Options
+	set       ir.Settings
+	svcs      map[string]*ir.Service   // by name
+	ops       map[string]*ir.Operation // by ID
 	err       error
 	cache     *Cache
 	prints    fingerprints
@@ -138,20 +135,28 @@ type translator struct {
 	templates map[string]ir.Template      // parsed paths
 	used      map[[32]byte]groupEntry     // the cache's path groups this translation used
 
-	gatewayRules []byte            // gateway.yaml as JSON, for the decision cache's route keys
-	identity     []string          // the gateway's identity headers (config.Gateway.IdentityHeaders)
-	keepRegex    map[string]string // otherHeaders by allow-list
+	keepRegex map[string]string // otherHeaders by allow-list
 }
 
-func newTranslator(opts Options) *translator {
-	return &translator{opts: opts, cache: opts.Cache, digests: map[*routev3.Route][32]byte{},
-		prints:    fingerprints{svc: map[*ir.Service][]byte{}, op: map[*ir.Operation][]byte{}},
-		templates: map[string]ir.Template{}, used: map[[32]byte]groupEntry{}}
+func newTranslator(opts Options, gw ir.Gateway) *translator {
+	t := &translator{opts: opts, set: gw.Settings, svcs: map[string]*ir.Service{}, ops: map[string]*ir.Operation{}}
+	for si := range gw.Services {
+		svc := &gw.Services[si]
+		t.svcs[svc.Name] = svc
+		for oi := range svc.Operations {
+			t.ops[svc.Operations[oi].ID] = &svc.Operations[oi]
+		}
+	}
+	return t.fork()
 }
 
-// fork is a translator for one goroutine: the same options and cache (read only until the
-// translation ends), its own maps and errors.
-func (t *translator) fork() *translator { return newTranslator(t.opts) }
+// fork is a translator for one goroutine: the same options, model and cache (read only until
+// the translation ends), its own maps and errors.
+func (t *translator) fork() *translator {
+	return &translator{opts: t.opts, set: t.set, svcs: t.svcs, ops: t.ops, cache: t.opts.Cache,
+		digests: map[*routev3.Route][32]byte{}, templates: map[string]ir.Template{}, used: map[[32]byte]groupEntry{},
+		prints: fingerprints{svc: map[*ir.Service][]byte{}, op: map[*ir.Operation][]byte{}}}
+}
 
 // pack validates m and wraps it in an Any.
 func (t *translator) pack(m proto.Message) *anypb.Any {

@@ -14,9 +14,14 @@ import (
 	"github.com/specgate/specgate/config"
 )
 
-func compile(t *testing.T, dir string) ir.Gateway {
+// compile is the planned model of dir, with gateway.yaml's defaults or cfg.
+func compile(t *testing.T, dir string, cfg ...config.Gateway) ir.Gateway {
 	t.Helper()
-	gw, diags := compiler.Compile(dir, compiler.Options{})
+	o := compiler.Options{}
+	if len(cfg) > 0 {
+		o.Gateway = &cfg[0]
+	}
+	gw, diags := compiler.Compile(dir, o)
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +34,7 @@ func TestDeterministic(t *testing.T) {
 	var outs [][]byte
 	var versions []string
 	for range 3 {
-		res, err := translate.Translate(compile(t, "../../examples/specs"), translate.Options{Gateway: config.Default()})
+		res, err := translate.Translate(compile(t, "../../examples/specs"), translate.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +56,7 @@ func TestDeterministic(t *testing.T) {
 
 	gw := compile(t, "../../examples/specs")
 	gw.Services[0].Operations[0].Timeout++
-	res, err := translate.Translate(gw, translate.Options{Gateway: config.Default()})
+	res, err := translate.Translate(gw, translate.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,12 +69,12 @@ func TestDeterministic(t *testing.T) {
 func TestTranslateRefusesInvalidModel(t *testing.T) {
 	gw := compile(t, "../../examples/specs")
 	gw.Services[0].Operations[0].RateLimits = []ir.RateLimit{{Requests: 0, Per: ir.Second, Key: ir.KeyIP}}
-	if _, err := translate.Translate(gw, translate.Options{Gateway: config.Default()}); err == nil || !strings.Contains(err.Error(), "requests must be > 0") {
+	if _, err := translate.Translate(gw, translate.Options{}); err == nil || !strings.Contains(err.Error(), "requests must be > 0") {
 		t.Fatalf("err = %v", err)
 	}
 	gw = compile(t, "../../examples/specs")
 	gw.Services[0].Operations[0].Security = ir.Security{}
-	if _, err := translate.Translate(gw, translate.Options{Gateway: config.Default()}); err == nil {
+	if _, err := translate.Translate(gw, translate.Options{}); err == nil {
 		t.Fatal("a route neither anonymous nor protected was translated")
 	}
 }
@@ -83,15 +88,17 @@ func TestCacheGivesTheSameOutput(t *testing.T) {
 	timeout.Services[0].Operations[0].Timeout++
 	cors := compile(t, "../../examples/specs")
 	cors.Services[1].CORS = &ir.CORS{AllowOrigins: []string{"https://shop.example.com"}}
-	opts := translate.Options{Gateway: config.Default()}
-	other := opts
-	other.Gateway.Authz.DecisionCacheTTL.Duration = 500 * time.Millisecond
+	cached := config.Default()
+	cached.Authz.DecisionCacheTTL.Duration = 500 * time.Millisecond
+	withSettings := compile(t, "../../examples/specs", cached)
+	withSettings.Services[1].CORS = cors.Services[1].CORS
+	opts := translate.Options{}
 	cache := translate.NewCache()
 	seen := map[string]string{}
 	for i, step := range []struct {
 		gw   ir.Gateway
 		opts translate.Options
-	}{{base, opts}, {base, opts}, {timeout, opts}, {cors, opts}, {cors, other}, {base, opts}} {
+	}{{base, opts}, {base, opts}, {timeout, opts}, {cors, opts}, {withSettings, opts}, {base, opts}} {
 		fresh, err := translate.Translate(step.gw, step.opts)
 		if err != nil {
 			t.Fatal(err)

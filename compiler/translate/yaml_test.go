@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/specgate/specgate/compiler/translate"
-	"github.com/specgate/specgate/config"
 )
 
 // What YAML writes reads back as the same message, for every resource of the example specs
@@ -31,7 +30,7 @@ func TestYAMLReadsBack(t *testing.T) {
 		Metadata: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"k": {Fields: map[string]*structpb.Value{"list": structpb.NewListValue(&structpb.ListValue{Values: values}), "map": structpb.NewStructValue(&structpb.Struct{Fields: fields}), "nested": structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewListValue(&structpb.ListValue{Values: values[:3]}), structpb.NewListValue(&structpb.ListValue{})}}), "empty": structpb.NewStructValue(&structpb.Struct{}), "n": structpb.NewNumberValue(1.5), "b": structpb.NewBoolValue(true), "nil": structpb.NewNullValue()}}}},
 	}
 	msgs := []proto.Message{route}
-	res, err := translate.Translate(compile(t, "../../examples/specs"), translate.Options{Gateway: config.Default()})
+	res, err := translate.Translate(compile(t, "../../examples/specs"), translate.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,311 @@
+package ir
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/specgate/specgate/config"
+)
+
+// Names of the two listeners: public (internet-facing) and internal (in-cluster).
+const (
+	ListenerPublic   = "public"
+	ListenerInternal = "internal"
+)
+
+// Listener is one port of the gateway and its route table.
+type Listener struct {
+	Name string `json:"name"`
+	Port uint32 `json:"port"`
+	// Routes are in match order: Envoy takes the first that matches. The last is the
+	// catch-all 404.
+	Routes []Route `json:"routes"`
+}
+
+// RouteKind is what a route does with the requests it matches.
+type RouteKind string
+
+const (
+	// RouteOperation forwards one operation's requests to its service, through authz.
+	RouteOperation RouteKind = "operation"
+	// RouteTokenless matches an anonymous operation's requests without an Authorization
+	// header, just before its operation route, and serves them without authz (Envoy does
+	// what authz's allow would: docs/architecture.md, Which requests reach authz).
+	RouteTokenless RouteKind = "tokenless"
+	// RoutePreflight answers the CORS preflights of a path whose owner has a CORS policy.
+	RoutePreflight RouteKind = "preflight"
+	// RouteMethodNotAllowed answers 405 with Allow on a known path and another method.
+	RouteMethodNotAllowed RouteKind = "method-not-allowed"
+	// RouteNotFound answers 404: on Path, a path this listener does not serve (its
+	// operations are all internal), in its place in the order; without Path, every path.
+	RouteNotFound RouteKind = "not-found"
+)
+
+// Route is one entry of a listener's route table.
+type Route struct {
+	// Name is the Envoy route's name: the operation's ID for operation and tokenless routes.
+	Name string    `json:"name"`
+	Kind RouteKind `json:"kind"`
+	// Path is the template the route matches (one per path shape); empty: every path.
+	Path   string `json:"path,omitempty"`
+	Method string `json:"method,omitempty"` // operation and tokenless routes
+	// Service owns the route: its cluster, path rewrite and CORS policy. A path shape that
+	// several services share (each with its own methods) is owned, for its preflight and
+	// 405, by the service of its first method in alphabetical order.
+	Service string `json:"service,omitempty"`
+	// Operation is the operation's ID (operation and tokenless routes).
+	Operation string `json:"operation,omitempty"`
+	// Allow is every method this listener serves on Path: the 405's Allow header and the
+	// CORS policy's methods.
+	Allow []string `json:"allow,omitempty"`
+}
+
+// Settings are the gateway-wide settings of gateway.yaml that shape the Envoy resources,
+// taken once from config.Gateway by Plan, so that translation reads the model alone.
+type Settings struct {
+	// Tokenless: the chain can serve tokenless routes (authz.checkTokenless false).
+	Tokenless bool          `json:"tokenless,omitempty"`
+	Authz     AuthzSettings `json:"authz"`
+	// MaxRequestBodyBytes is the body limit; XFFTrustedHops the load balancers in front.
+	MaxRequestBodyBytes uint32 `json:"maxRequestBodyBytes"`
+	XFFTrustedHops      uint32 `json:"xffTrustedHops,omitempty"`
+	// IdentityHeaders are the headers authz sets on an allow (lower case, sorted): never
+	// taken from a client.
+	IdentityHeaders []string         `json:"identityHeaders,omitempty"`
+	AccessLog       config.AccessLog `json:"accessLog"`
+	Tracing         config.Tracing   `json:"tracing"`
+}
+
+// AuthzSettings are Envoy's side of authz.
+type AuthzSettings struct {
+	Timeout          config.Duration `json:"timeout"`
+	FailOpen         bool            `json:"failOpen,omitempty"`
+	DecisionCacheTTL config.Duration `json:"decisionCacheTTL"`
+	// Rules is a digest of gateway.yaml but its store URLs (which carry passwords), when the
+	// decision cache is on: every route's cache key changes with it, so that no allow made
+	// under other settings is reused.
+	Rules string `json:"rules,omitempty"`
+}
+
+// Plan gives the model its listeners, their route tables and the settings, from gateway.yaml.
+func Plan(g Gateway, cfg config.Gateway) (Gateway, error) { return new(Planner).Plan(g, cfg) }
+
+// Planner plans models and keeps the parsed path templates of its last plan for the next: a
+// control plane plans the whole gateway again on every push, and nearly every path stays.
+type Planner struct {
+	mu   sync.Mutex
+	last map[string]parsedPath
+}
+
+type parsedPath struct {
+	tmpl  Template
+	shape string
+}
+
+// Plan is ir.Plan, parsing only the paths the last plan did not have.
+func (p *Planner) Plan(g Gateway, cfg config.Gateway) (Gateway, error) {
+	s := Settings{
+		Tokenless: !cfg.Authz.CheckTokenless,
+		Authz: AuthzSettings{Timeout: cfg.Authz.Timeout, FailOpen: cfg.Authz.FailOpen,
+			DecisionCacheTTL: cfg.Authz.DecisionCacheTTL},
+		MaxRequestBodyBytes: cfg.Listeners.MaxRequestBodyBytes,
+		XFFTrustedHops:      cfg.XFFTrustedHops,
+		IdentityHeaders:     cfg.IdentityHeaders(),
+		AccessLog:           cfg.AccessLog,
+		Tracing:             cfg.Tracing,
+	}
+	if cfg.Authz.DecisionCacheTTL.Duration > 0 {
+		cfg.Revocation.Store, cfg.RateLimit.Store = "", ""
+		b, err := json.Marshal(cfg)
+		if err != nil {
+			return g, fmt.Errorf("plan: gateway settings: %w", err)
+		}
+		sum := sha256.Sum256(b)
+		s.Authz.Rules = hex.EncodeToString(sum[:8])
+	}
+	g.Settings = s
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	tmpls := make(map[string]parsedPath, len(p.last)) // both listeners' tables parse each path once
+	for _, svc := range g.Services {
+		for _, op := range svc.Operations {
+			pp, ok := p.last[op.Path]
+			if !ok {
+				tmpl, err := ParseTemplate(op.Path)
+				if err != nil {
+					continue
+				}
+				pp = parsedPath{tmpl, tmpl.Shape()}
+			}
+			tmpls[op.Path] = pp
+		}
+	}
+	p.last = tmpls
+	g.Listeners = []Listener{
+		{Name: ListenerPublic, Port: cfg.Listeners.Public, Routes: g.routeTable(tmpls, false, s.Tokenless)},
+		{Name: ListenerInternal, Port: cfg.Listeners.Internal, Routes: g.routeTable(tmpls, true, s.Tokenless)},
+	}
+	return g, nil
+}
+
+// shape is every operation of one path shape that a listener serves.
+type shape struct {
+	parsedPath
+	ops  []*Operation
+	svcs []*Service // of each op
+}
+
+// routeTable is a listener's routes: per path shape, in matching order (concrete paths
+// before templated ones, ComparePaths), its method routes between a CORS preflight and a 405
+// with Allow; then a 404 for every other path. A path whose operations are all internal still
+// gets a 404 of its own on the public listener, in its place in the order: otherwise a public
+// template after it (/orders/{id} after /orders/admin) would carry the request to a backend.
+func (g Gateway) routeTable(tmpls map[string]parsedPath, internal, tokenless bool) []Route {
+	byShape := map[string]*shape{}
+	for si := range g.Services {
+		svc := &g.Services[si]
+		for oi := range svc.Operations {
+			op := &svc.Operations[oi]
+			pp, ok := tmpls[op.Path]
+			if !ok {
+				continue // unparsable: Validate refuses the model
+			}
+			sh := byShape[pp.shape]
+			if sh == nil {
+				sh = &shape{parsedPath: pp}
+				byShape[pp.shape] = sh
+			}
+			if op.Exposure == Internal && !internal {
+				continue // on the public listener an internal operation is undeclared
+			}
+			sh.ops, sh.svcs = append(sh.ops, op), append(sh.svcs, svc)
+		}
+	}
+	shapes := make([]*shape, 0, len(byShape))
+	for _, sh := range byShape {
+		shapes = append(shapes, sh)
+	}
+	slices.SortFunc(shapes, func(a, b *shape) int { return ComparePaths(a.tmpl, b.tmpl) })
+	n := 1
+	for _, sh := range shapes {
+		n += 2 + 2*len(sh.ops) // a preflight, a 405, a tokenless route per operation at most
+	}
+	routes := make([]Route, 0, n)
+	for _, sh := range shapes {
+		routes = sh.appendRoutes(routes, tokenless)
+	}
+	return append(routes, Route{Name: "specgate.404", Kind: RouteNotFound})
+}
+
+func (sh *shape) appendRoutes(routes []Route, tokenless bool) []Route {
+	path, name := sh.tmpl.Raw, sh.shape
+	if len(sh.ops) == 0 {
+		return append(routes, Route{Name: "specgate.404:" + name, Kind: RouteNotFound, Path: path})
+	}
+	order := make([]int, len(sh.ops))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(sh.ops[a].Method, sh.ops[b].Method) })
+	allow := make([]string, 0, len(order))
+	for _, i := range order {
+		allow = append(allow, sh.ops[i].Method)
+	}
+	owner := sh.svcs[order[0]]
+	if owner.CORS != nil {
+		routes = append(routes, Route{Name: owner.Name + ".preflight:" + name, Kind: RoutePreflight, Path: path,
+			Service: owner.Name, Allow: allow})
+	}
+	for _, i := range order {
+		op, svc := sh.ops[i], sh.svcs[i]
+		r := Route{Name: op.ID, Kind: RouteOperation, Path: path, Method: op.Method, Service: svc.Name,
+			Operation: op.ID, Allow: allow}
+		if tokenless && op.servedTokenless() {
+			t := r
+			t.Kind = RouteTokenless
+			routes = append(routes, t)
+		}
+		routes = append(routes, r)
+	}
+	return append(routes, Route{Name: owner.Name + ".405:" + name, Kind: RouteMethodNotAllowed, Path: path,
+		Service: owner.Name, Allow: allow})
+}
+
+// servedTokenless reports whether the operation's requests without a token can be served
+// without authz: anonymous, and no rate limit keyed by a header (authz picks the header's
+// value or the address per request; Envoy cannot).
+func (o *Operation) servedTokenless() bool {
+	return o.Security.Anonymous && !slices.ContainsFunc(o.RateLimits, func(rl RateLimit) bool {
+		return rl.Key == KeyHeader || rl.Key == KeyHeaderClient
+	})
+}
+
+// validateListeners checks that every route refers to what the model holds.
+func (g Gateway) validateListeners() error {
+	if len(g.Listeners) == 0 {
+		return nil
+	}
+	var errs []error
+	ops := map[string]*Operation{}
+	svcs := map[string]bool{}
+	for si := range g.Services {
+		svcs[g.Services[si].Name] = true
+		for oi := range g.Services[si].Operations {
+			op := &g.Services[si].Operations[oi]
+			ops[op.ID] = op
+		}
+	}
+	names := map[string]bool{}
+	paths := map[string]bool{} // every route's path is an operation's (Operation.Validate parses those)
+	for _, op := range ops {
+		paths[op.Path] = true
+	}
+	for _, l := range g.Listeners {
+		if names[l.Name] {
+			errs = append(errs, fmt.Errorf("listener %s: duplicate name", l.Name))
+		}
+		names[l.Name] = true
+		if l.Port == 0 {
+			errs = append(errs, fmt.Errorf("listener %s: no port", l.Name))
+		}
+		if n := len(l.Routes); n == 0 || l.Routes[n-1].Kind != RouteNotFound || l.Routes[n-1].Path != "" {
+			errs = append(errs, fmt.Errorf("listener %s: the last route must be the catch-all 404", l.Name))
+		}
+		for _, r := range l.Routes {
+			if err := r.validate(ops, svcs, paths); err != nil {
+				errs = append(errs, fmt.Errorf("listener %s: route %s: %w", l.Name, r.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r Route) validate(ops map[string]*Operation, svcs map[string]bool, paths map[string]bool) error {
+	if r.Path != "" && !paths[r.Path] {
+		return fmt.Errorf("path %s is no operation's", r.Path)
+	}
+	switch r.Kind {
+	case RouteOperation, RouteTokenless:
+		op := ops[r.Operation]
+		if op == nil || !svcs[r.Service] || op.Method != r.Method || r.Path == "" {
+			return fmt.Errorf("refers to no operation %s %s %s of service %s", r.Operation, r.Method, r.Path, r.Service)
+		}
+		if r.Kind == RouteTokenless && !op.servedTokenless() {
+			return errors.New("tokenless, but its operation needs authz")
+		}
+	case RoutePreflight, RouteMethodNotAllowed:
+		if !svcs[r.Service] || r.Path == "" || len(r.Allow) == 0 {
+			return fmt.Errorf("%s needs a path, an owner and the methods allowed", r.Kind)
+		}
+	case RouteNotFound:
+	default:
+		return fmt.Errorf("unknown kind %q", r.Kind)
+	}
+	return nil
+}
