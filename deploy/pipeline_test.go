@@ -2,13 +2,11 @@ package deploy
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/internal/testxds"
 	"github.com/specgate/specgate/xds"
 )
 
@@ -84,34 +83,15 @@ func controlPlane(t *testing.T, specDir string) (*xds.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := xds.New(xds.Options{
+	cp := testxds.Start(t, xds.Options{
 		SpecDir: specDir, Gateway: cfg, AdminToken: "ci-token", Debounce: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, gl, hl) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("control plane: %v", err)
-		}
-	})
+	}, "127.0.0.1:0", "127.0.0.1:0")
+	srv := cp.Server
 	if srv.Version() == "" {
 		t.Fatal("the control plane has no version for the base specs")
 	}
-	return srv, "http://" + hl.Addr().String()
+	return srv, cp.API
 }
 
 // workspace is a checkout of the central repository: deploy/base's kustomization and specs.

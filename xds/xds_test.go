@@ -2,12 +2,10 @@ package xds_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +22,7 @@ import (
 	"github.com/specgate/specgate/internal/e2e"
 	"github.com/specgate/specgate/internal/testenvoy"
 	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/internal/testxds"
 	"github.com/specgate/specgate/xds"
 )
 
@@ -40,16 +39,12 @@ paths:
 
 // gateway is a control plane, an allow-all authz and backends on loopback ports.
 type gateway struct {
-	t        *testing.T
-	specs    string
-	cfg      config.Gateway
-	srv      *xds.Server
-	grpcAddr string
-	apiURL   string
-	authz    *e2e.AllowAll
-	stop     context.CancelFunc
-	done     chan error
-	opts     xds.Options
+	t     *testing.T
+	specs string
+	cfg   config.Gateway
+	cp    *testxds.ControlPlane
+	authz *e2e.AllowAll
+	opts  xds.Options
 }
 
 func newGateway(t *testing.T, specs string) *gateway {
@@ -61,36 +56,18 @@ func newGateway(t *testing.T, specs string) *gateway {
 		Debounce: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	g.start("127.0.0.1:0", "127.0.0.1:0")
-	t.Cleanup(g.kill)
 	return g
 }
 
 func (g *gateway) start(grpcAddr, httpAddr string) {
 	g.t.Helper()
-	srv, err := xds.New(g.opts)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	gl, err := net.Listen("tcp", grpcAddr)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", httpAddr)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	g.srv, g.stop, g.done = srv, cancel, make(chan error, 1)
-	g.grpcAddr, g.apiURL = gl.Addr().String(), "http://"+hl.Addr().String()
-	go func() { g.done <- srv.Serve(ctx, gl, hl) }()
+	g.cp = testxds.Start(g.t, g.opts, grpcAddr, httpAddr)
 }
 
 // kill stops the control plane (Envoys keep their last config). Idempotent.
 func (g *gateway) kill() {
-	if g.stop != nil {
-		g.stop()
-		<-g.done
-		g.stop = nil
+	if err := g.cp.Stop(); err != nil {
+		g.t.Errorf("control plane: %v", err)
 	}
 }
 
@@ -99,7 +76,7 @@ func (g *gateway) envoy(node string, delta bool) *testenvoy.Envoy {
 	g.t.Helper()
 	admin := testutil.FreeAddr(g.t)
 	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{NodeID: node, AdminAddress: admin, AuthzAddress: g.authz.Addr,
-		RateLimitAddr: testutil.FreeAddr(g.t)}, g.grpcAddr, delta)
+		RateLimitAddr: testutil.FreeAddr(g.t)}, g.cp.GRPC, delta)
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -150,7 +127,7 @@ func (g *gateway) eventually(path, want string, within time.Duration) time.Durat
 
 func (g *gateway) do(method, path, token string, body []byte) (int, []byte) {
 	g.t.Helper()
-	req, _ := http.NewRequest(method, g.apiURL+path, bytes.NewReader(body))
+	req, _ := http.NewRequest(method, g.cp.API+path, bytes.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -230,7 +207,7 @@ func TestRefusedPushChangesNothing(t *testing.T) {
 	g := newGateway(t, dir)
 	g.envoy("envoy-1", false)
 	g.eventually("/alpha/things", "a", 10*time.Second)
-	version := g.srv.Version()
+	version := g.cp.Version()
 
 	broken := bytes.Replace(orig, []byte("listThings"), []byte("listThings, x-specgate: {rateLimits: [{requests: 0, per: second, key: ip}]}"), 1)
 	code, body := g.do("PUT", "/v1/specs/alpha", adminToken, broken)
@@ -263,7 +240,7 @@ func TestRefusedPushChangesNothing(t *testing.T) {
 	if !bytes.Equal(onDisk, orig) {
 		t.Error("a refused push changed the file on disk")
 	}
-	if g.srv.Version() != version {
+	if g.cp.Version() != version {
 		t.Error("a refused push changed the live version")
 	}
 	if got := g.backendOf("/alpha/things"); got != "a" {
@@ -292,12 +269,12 @@ func TestPushValidatedByEnvoy(t *testing.T) {
 
 func TestWatchedDirectory(t *testing.T) {
 	g, dir, _, b := alphaServed(t)
-	version := g.srv.Version()
+	version := g.cp.Version()
 
 	// A broken file is reported and the last good snapshot stays.
 	e2e.WriteSpec(t, dir, "broken.yaml", "openapi: 3.1.0\ninfo: {title: x\n", nil)
 	time.Sleep(300 * time.Millisecond) // > debounce: give the watcher its chance to (wrongly) act
-	if g.srv.Version() != version || g.backendOf("/alpha/things") != "a" {
+	if g.cp.Version() != version || g.backendOf("/alpha/things") != "a" {
 		t.Fatal("a broken file changed the live config")
 	}
 	os.Remove(filepath.Join(dir, "broken.yaml"))
@@ -346,8 +323,8 @@ func TestRestartKeepsVersionAndEnvoyServes(t *testing.T) {
 		t.Fatalf("push: %d %s", code, body)
 	}
 	g.eventually("/beta/things", "b", 2*time.Second)
-	version := g.srv.Version()
-	grpcAddr, httpAddr := g.grpcAddr, strings.TrimPrefix(g.apiURL, "http://")
+	version := g.cp.Version()
+	grpcAddr, httpAddr := g.cp.GRPC, strings.TrimPrefix(g.cp.API, "http://")
 
 	g.kill()
 	for range 20 {
@@ -356,18 +333,18 @@ func TestRestartKeepsVersionAndEnvoyServes(t *testing.T) {
 		}
 	}
 	g.start(grpcAddr, httpAddr)
-	if g.srv.Version() != version {
-		t.Fatalf("restart changed the version: %s → %s", version, g.srv.Version())
+	if g.cp.Version() != version {
+		t.Fatalf("restart changed the version: %s → %s", version, g.cp.Version())
 	}
 	// Envoy reconnects and ACKs the same version: no NACK, traffic unaffected.
 	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(testutil.Scrape(t, g.apiURL+"/metrics"), `specgate_xds_acks_total{node="envoy-2"`) {
+	for !strings.Contains(testutil.Scrape(t, g.cp.API+"/metrics"), `specgate_xds_acks_total{node="envoy-2"`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("Envoy did not reconnect to the restarted control plane:\n%s", env.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if m := testutil.Scrape(t, g.apiURL+"/metrics"); strings.Contains(m, "specgate_xds_nacks_total{") {
+	if m := testutil.Scrape(t, g.cp.API+"/metrics"); strings.Contains(m, "specgate_xds_nacks_total{") {
 		t.Fatalf("NACKs after restart:\n%s", m)
 	}
 	if got := g.backendOf("/alpha/things"); got != "a" {
@@ -390,7 +367,7 @@ func TestTwoEnvoysSameVersionOneDelta(t *testing.T) {
 	if code, body := g.do("PUT", "/v1/specs/beta", adminToken, spec("beta", b)); code != 200 {
 		t.Fatalf("push: %d %s", code, body)
 	}
-	want := g.srv.Version()
+	want := g.cp.Version()
 	// SotW stamps every type with the snapshot version; delta sends only what changed, so its
 	// LDS version may stay older. Both must hold the new routes.
 	deadline := time.Now().Add(5 * time.Second)
@@ -421,14 +398,14 @@ func TestTwoEnvoysSameVersionOneDelta(t *testing.T) {
 	for _, node := range []string{"envoy-sotw", "envoy-delta"} {
 		series := fmt.Sprintf(`specgate_xds_acked_version_info{node=%q,type="envoy.config.route.v3.RouteConfiguration",version=%q} 1`, node, want)
 		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(testutil.Scrape(t, g.apiURL+"/metrics"), series) {
+		for !strings.Contains(testutil.Scrape(t, g.cp.API+"/metrics"), series) {
 			if time.Now().After(deadline) {
-				t.Fatalf("no %s in:\n%s", series, testutil.Scrape(t, g.apiURL+"/metrics"))
+				t.Fatalf("no %s in:\n%s", series, testutil.Scrape(t, g.cp.API+"/metrics"))
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	if m := testutil.Scrape(t, g.apiURL+"/metrics"); strings.Contains(m, `node=""`) {
+	if m := testutil.Scrape(t, g.cp.API+"/metrics"); strings.Contains(m, `node=""`) {
 		t.Errorf("a series lost its node (delta requests after the first carry none):\n%s", m)
 	}
 	// Both Envoys share the listener port (SO_REUSEPORT); fresh connections reach both.
