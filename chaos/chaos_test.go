@@ -58,6 +58,16 @@ func revoke(t *testing.T, authzHTTP, token string) (int, string) {
 // benchmarks' business (docs/benchmarks.md).
 func tolerant(cfg *config.Gateway) { cfg.Authz.Timeout.Duration = time.Second }
 
+// revokeNow revokes token through the first authz replica and waits until the gateway
+// refuses it.
+func revokeNow(t *testing.T, s *stack.Stack, token string) {
+	t.Helper()
+	if code, body := revoke(t, s.Authz[0].HTTP, token); code != 200 {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	testutil.Eventually(t, 2*time.Second, "revocation applied", func() bool { return get(t, s.Public+"/shop/orders", token) == 401 })
+}
+
 // shopStack runs the shop spec with one backend.
 func shopStack(t *testing.T) (*stack.Stack, *e2e.Backend) {
 	t.Helper()
@@ -77,10 +87,7 @@ func TestKillAuthz(t *testing.T) {
 	if code := get(t, s.Public+"/shop/orders", alice); code != 200 {
 		t.Fatalf("before: %d", code)
 	}
-	if code, body := revoke(t, s.Authz[0].HTTP, mallory); code != 200 {
-		t.Fatalf("revoke: %d %s", code, body)
-	}
-	testutil.Eventually(t, 2*time.Second, "revocation applied", func() bool { return get(t, s.Public+"/shop/orders", mallory) == 401 })
+	revokeNow(t, s, mallory)
 
 	l := startLoad(t, loadRPS,
 		target{name: "valid", url: s.Public + "/shop/orders", token: alice},

@@ -16,10 +16,7 @@ import (
 func TestRedisDownAndBack(t *testing.T) {
 	s, _ := shopStack(t)
 	alice, mallory, eve := s.Token("alice", "orders:read"), s.Token("mallory", "orders:read"), s.Token("eve", "orders:read")
-	if code, body := revoke(t, s.Authz[0].HTTP, mallory); code != 200 {
-		t.Fatalf("revoke: %d %s", code, body)
-	}
-	testutil.Eventually(t, 2*time.Second, "revocation applied", func() bool { return get(t, s.Public+"/shop/orders", mallory) == 401 })
+	revokeNow(t, s, mallory)
 	rlMetrics := "http://" + s.RateLimit[0].HTTP + "/metrics"
 
 	l := startLoad(t, loadRPS,

@@ -95,20 +95,28 @@ func TestKeyRotationAndRefreshCooldown(t *testing.T) {
 	}
 }
 
-func TestOIDCDiscovery(t *testing.T) {
-	t.Parallel()
-	k := rsaKey(t)
+// discovering is gateway.yaml trusting an issuer found through OIDC discovery (no jwksUri):
+// the discovery server's URL with a slash, whose document names named(URL) as its issuer and
+// serves k's JWKS.
+func discovering(t *testing.T, k *devissuer.Key, named func(url string) string) (string, config.Gateway) {
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	iss := srv.URL + "/"
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": iss, "jwks_uri": srv.URL + "/keys"})
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": named(srv.URL), "jwks_uri": srv.URL + "/keys"})
 	})
 	mux.Handle("/keys", devissuer.JWKS(k))
+	iss := srv.URL + "/"
 	cfg := config.Default()
 	cfg.Issuers = []config.Issuer{{Issuer: iss, Audiences: []string{testAud}}}
 	cfg.Revocation.ExpectedEntries = 1000
+	return iss, cfg
+}
+
+func TestOIDCDiscovery(t *testing.T) {
+	t.Parallel()
+	k := rsaKey(t)
+	iss, cfg := discovering(t, k, func(url string) string { return url + "/" })
 	_, c := startServer(t, deps{cfg: cfg, refreshCooldown: 50 * time.Millisecond})
 	tok, err := devissuer.Mint(k, iss, testAud, "alice", []string{"orders:read"}, time.Hour, nil)
 	if err != nil {
@@ -124,24 +132,14 @@ func TestOIDCDiscovery(t *testing.T) {
 func TestOIDCDiscoveryIssuerMismatchNamesBoth(t *testing.T) {
 	t.Parallel()
 	k := rsaKey(t)
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": srv.URL, "jwks_uri": srv.URL + "/keys"})
-	})
-	mux.Handle("/keys", devissuer.JWKS(k))
-	iss := srv.URL + "/"
-	cfg := config.Default()
-	cfg.Issuers = []config.Issuer{{Issuer: iss, Audiences: []string{testAud}}}
-	cfg.Revocation.ExpectedEntries = 1000
+	iss, cfg := discovering(t, k, func(url string) string { return url })
 	var logs testenvoy.LogBuffer
 	_, c := startServer(t, deps{cfg: cfg, refreshCooldown: 50 * time.Millisecond, log: slog.New(slog.NewJSONHandler(&logs, nil))})
 	tok, err := devissuer.Mint(k, iss, testAud, "alice", []string{"orders:read"}, time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf(`the document names issuer \"%s\", gateway.yaml trusts \"%s\"`, srv.URL, iss)
+	want := fmt.Sprintf(`the document names issuer \"%s\", gateway.yaml trusts \"%s\"`, strings.TrimSuffix(iss, "/"), iss)
 	testutil.Eventually(t, 5*time.Second, "the mismatch logged with both issuers", func() bool {
 		if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))); got != 401 {
 			t.Fatalf("token of a mismatched issuer: %d, want 401", got)
