@@ -14,50 +14,51 @@ import (
 	"github.com/specgate/specgate/internal/testutil"
 )
 
-// redisTopology is a replicated Redis a stack runs on, and how to kill its primary.
-type redisTopology struct {
-	name  string
-	start func(t *testing.T) (url string, killPrimary func() (failedOver func() bool))
+// replicatedRedis is a replicated Redis a stack runs on, and the faults the test injects.
+type replicatedRedis struct {
+	url string
+	// killPrimary kills the primary (of the revocation set); failedOver then reports
+	// whether a replica has taken its place.
+	killPrimary func() (failedOver func() bool)
 	// shardDown, when set, takes down for good what is left of the killed primary's shard.
-	shardDown func(t *testing.T)
+	shardDown func()
 }
 
-var replicated = []redisTopology{
-	{name: "sentinel", start: func(t *testing.T) (string, func() func() bool) {
+var replicated = []struct {
+	name  string
+	start func(t *testing.T) replicatedRedis
+}{
+	{"sentinel", func(t *testing.T) replicatedRedis {
 		st := testredis.StartSentinels(t, 1)
-		return st.URL(), func() func() bool {
+		return replicatedRedis{url: st.URL(), killPrimary: func() func() bool {
 			old := st.Primary.Addr
 			st.Primary.Stop()
 			return func() bool {
 				a, err := st.PrimaryAddr(context.Background())
 				return err == nil && a != old
 			}
-		}
+		}}
 	}},
-	{name: "cluster", start: func(t *testing.T) (string, func() func() bool) {
+	{"cluster", func(t *testing.T) replicatedRedis {
 		c := testredis.StartCluster(t, 3, 1)
-		promoted = c.Replicas[c.Owner(t, "specgate:revocations")]
 		// The master of the revocation set: a revocation answered 200 just before must
 		// survive its death. (The rate-limit counters of /shop/limited may live on another
 		// shard; the test asserts 429s after the failover either way.)
 		owner := c.Owner(t, "specgate:revocations")
-		return c.URL(), func() func() bool {
+		replica := c.Replicas[owner]
+		return replicatedRedis{url: c.URL(), killPrimary: func() func() bool {
 			c.Masters[owner].Stop()
-			replica := redis.NewClient(&redis.Options{Addr: c.Replicas[owner].Addr})
-			t.Cleanup(func() { replica.Close() })
+			rdb := redis.NewClient(&redis.Options{Addr: replica.Addr})
+			t.Cleanup(func() { rdb.Close() })
 			return func() bool {
-				role, err := replica.Do(context.Background(), "ROLE").Slice()
+				role, err := rdb.Do(context.Background(), "ROLE").Slice()
 				return err == nil && len(role) > 0 && role[0] == "master"
 			}
-		}
-	}, shardDown: func(*testing.T) { promoted.Stop() }},
+		}, shardDown: replica.Stop}
+	}},
 }
 
-// promoted is the cluster topology's replica that becomes the revocation shard's master
-// (tests using it run one at a time: chaos scenarios are sequential).
-var promoted *testredis.Server
-
-// Scenario 7. The Redis primary killed -9 under load, behind Sentinel and on a Redis Cluster
+// Scenario 4b. The Redis primary killed -9 under load, behind Sentinel and on a Redis Cluster
 // (the master of the revocation set). A revocation the API confirmed just before the kill is
 // never lost: refused through the gateway in every phase, and by an authz replica that starts
 // after the failover and loads the set from Redis. Valid tokens pass throughout (authz checks
@@ -66,10 +67,10 @@ var promoted *testredis.Server
 func TestRedisPrimaryFailover(t *testing.T) {
 	for _, topo := range replicated {
 		t.Run(topo.name, func(t *testing.T) {
-			url, killPrimary := topo.start(t)
+			rr := topo.start(t)
 			b := e2e.NewBackend(t, "shop")
 			s := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": stack.ShopSpec},
-				Vars: map[string]string{"PORT": b.Port(), "LIMIT": perSecond}, Configure: tolerant, RedisURL: url})
+				Vars: map[string]string{"PORT": b.Port(), "LIMIT": perSecond}, Configure: tolerant, RedisURL: rr.url})
 			alice, mallory, eve := s.Token("alice", "orders:read"), s.Token("mallory", "orders:read"), s.Token("eve", "orders:read")
 			revokeNow(t, s, mallory)
 
@@ -84,7 +85,7 @@ func TestRedisPrimaryFailover(t *testing.T) {
 				t.Fatalf("revoke before the kill: %d %s", code, body)
 			}
 			var failedOver func() bool
-			l.inject("killing", func() { failedOver = killPrimary() })
+			l.inject("killing", func() { failedOver = rr.killPrimary() })
 			l.setPhase("failover")
 			during := map[int]int{}
 			failover := testutil.Eventually(t, 30*time.Second, "a replica promoted", func() bool {
@@ -118,13 +119,13 @@ func TestRedisPrimaryFailover(t *testing.T) {
 			testutil.Eventually(t, 10*time.Second, "200 again after the authz restart", func() bool { return get(t, s.Public+"/shop/orders", alice) == 200 })
 			l.setPhase("after")
 			l.hold(phaseTime)
-			if topo.shardDown != nil {
+			if rr.shardDown != nil {
 				// The shard that holds the revocations loses its last node: with
 				// cluster-require-full-coverage (the default) the whole cluster stops
 				// taking writes. Revocations answer 503; rate limits fail open and say so.
 				rlMetrics := "http://" + s.RateLimit[0].HTTP + "/metrics"
 				open0, _ := sum(testutil.Metrics(t, rlMetrics), "specgate_ratelimit_fail_open_total")
-				l.inject("shard-going", func() { topo.shardDown(t) })
+				l.inject("shard-going", rr.shardDown)
 				l.hold(2 * time.Second) // the cluster marks the slots failed (node timeout 1s), the limiter's window ends
 				l.setPhase("shard-down")
 				if code, body := revoke(t, s.Authz[0].HTTP, s.Token("oscar", "orders:read")); code != 503 || !strings.Contains(body, "nothing was revoked") {
@@ -153,7 +154,7 @@ func TestRedisPrimaryFailover(t *testing.T) {
 			}
 			l.never("authz-restart", "revoked", 200)
 			l.only("after", "limited", 200, 429)
-			if topo.shardDown != nil {
+			if rr.shardDown != nil {
 				l.only("shard-down", "valid", 200)
 				l.only("shard-down", "revoked", 401)
 				l.only("shard-down", "limited", 200)
