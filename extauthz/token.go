@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -392,86 +391,3 @@ func (v *verifier) qualified(issuer, name string) string {
 
 // mediaType is a typ value as RFC 7515 compares it: case-insensitive, "application/" optional.
 func mediaType(typ string) string { return strings.TrimPrefix(strings.ToLower(typ), "application/") }
-
-// first is the first of names that tok carries, with its value.
-func first(tok jwt.Token, names config.ClaimNames) (string, any, bool) {
-	for _, n := range names {
-		if !tok.Has(n) {
-			continue
-		}
-		var v any
-		if tok.Get(n, &v) == nil && v != nil && v != "" {
-			return n, v, true
-		}
-	}
-	return "", nil, false
-}
-
-// stringClaim reads the first of names that the token carries; it must be a string.
-func stringClaim(tok jwt.Token, names config.ClaimNames) (string, error) {
-	name, v, ok := first(tok, names)
-	if !ok {
-		return "", nil
-	}
-	s, ok := v.(string)
-	if !ok {
-		return "", fail(reasonInvalid, fmt.Errorf("claim %s is not a string", name))
-	}
-	return s, nil
-}
-
-// scopeClaim reads the first of names that the token carries: a space-separated string or an
-// array of strings.
-func scopeClaim(tok jwt.Token, names config.ClaimNames) ([]string, error) {
-	name, v, ok := first(tok, names)
-	if !ok {
-		return nil, nil
-	}
-	switch v := v.(type) {
-	case string:
-		return strings.Fields(v), nil
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fail(reasonInvalid, fmt.Errorf("claim %s: not a string array", name))
-			}
-			out = append(out, strings.Fields(s)...)
-		}
-		return out, nil
-	case []string:
-		return v, nil
-	}
-	return nil, fail(reasonInvalid, fmt.Errorf("claim %s: not a string or array", name))
-}
-
-// headerValue renders a claim for an identity header; values that could split or smuggle
-// a header are dropped.
-func headerValue(tok jwt.Token, names config.ClaimNames) string {
-	_, v, ok := first(tok, names)
-	if !ok {
-		return ""
-	}
-	var s string
-	switch v := v.(type) {
-	case string:
-		s = v
-	case float64:
-		s = strconv.FormatFloat(v, 'f', -1, 64)
-	case bool:
-		s = strconv.FormatBool(v)
-	case time.Time:
-		s = strconv.FormatInt(v.Unix(), 10)
-	default:
-		b, err := json.Marshal(v)
-		if err != nil {
-			return ""
-		}
-		s = string(b)
-	}
-	if len(s) > 1024 || strings.ContainsAny(s, "\r\n\x00") {
-		return ""
-	}
-	return s
-}
