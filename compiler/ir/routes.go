@@ -110,6 +110,9 @@ type parsedPath struct {
 
 // Plan is ir.Plan, parsing only the paths the last plan did not have.
 func (p *Planner) Plan(g Gateway, cfg config.Gateway) (Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return g, fmt.Errorf("plan: %w", err)
+	}
 	s := Settings{
 		Tokenless: !cfg.Authz.CheckTokenless,
 		Authz: AuthzSettings{Timeout: cfg.Authz.Timeout, FailOpen: cfg.Authz.FailOpen,
@@ -253,12 +256,13 @@ func (g Gateway) validateListeners() error {
 	}
 	var errs []error
 	ops := map[string]*Operation{}
+	owners := map[string]string{} // operation ID → its service
 	svcs := map[string]bool{}
 	for si := range g.Services {
 		svcs[g.Services[si].Name] = true
 		for oi := range g.Services[si].Operations {
 			op := &g.Services[si].Operations[oi]
-			ops[op.ID] = op
+			ops[op.ID], owners[op.ID] = op, g.Services[si].Name
 		}
 	}
 	names := map[string]bool{}
@@ -271,6 +275,9 @@ func (g Gateway) validateListeners() error {
 			errs = append(errs, fmt.Errorf("listener %s: duplicate name", l.Name))
 		}
 		names[l.Name] = true
+		if l.Name != ListenerPublic && l.Name != ListenerInternal {
+			errs = append(errs, fmt.Errorf("listener %s: must be %s or %s", l.Name, ListenerPublic, ListenerInternal))
+		}
 		if l.Port == 0 {
 			errs = append(errs, fmt.Errorf("listener %s: no port", l.Name))
 		}
@@ -278,7 +285,16 @@ func (g Gateway) validateListeners() error {
 			errs = append(errs, fmt.Errorf("listener %s: the last route must be the catch-all 404", l.Name))
 		}
 		for _, r := range l.Routes {
-			if err := r.validate(ops, svcs, paths); err != nil {
+			err := r.validate(ops, svcs, paths)
+			if op := ops[r.Operation]; err == nil && op != nil {
+				switch {
+				case owners[r.Operation] != r.Service:
+					err = fmt.Errorf("operation %s belongs to service %s", r.Operation, owners[r.Operation])
+				case op.Exposure == Internal && l.Name == ListenerPublic:
+					err = fmt.Errorf("operation %s is internal", r.Operation)
+				}
+			}
+			if err != nil {
 				errs = append(errs, fmt.Errorf("listener %s: route %s: %w", l.Name, r.Name, err))
 			}
 		}

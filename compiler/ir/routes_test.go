@@ -93,6 +93,9 @@ func TestValidateRouteTable(t *testing.T) {
 		"preflight of no owner":  func(g *Gateway) { g.Listeners[0].Routes[4].Service = "" },
 		"listener without port":  func(g *Gateway) { g.Listeners[0].Port = 0 },
 		"tokenless header-keyed": func(g *Gateway) { g.Listeners[0].Routes[2].Kind = RouteTokenless },
+		"internal op in public":  func(g *Gateway) { g.Services[0].Operations[1].Exposure = Internal },
+		"another service's op":   func(g *Gateway) { g.Listeners[0].Routes[1].Service = "shop" },
+		"unknown listener":       func(g *Gateway) { g.Listeners[1].Name = "admin" },
 	} {
 		gw := planned(t, config.Default())
 		edit(&gw)

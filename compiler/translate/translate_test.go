@@ -86,12 +86,19 @@ func TestCacheGivesTheSameOutput(t *testing.T) {
 	base := compile(t, "../../examples/specs")
 	timeout := compile(t, "../../examples/specs")
 	timeout.Services[0].Operations[0].Timeout++
+	// A CORS policy changes the route table too (preflight routes): planned after the edit.
 	cors := compile(t, "../../examples/specs")
 	cors.Services[1].CORS = &ir.CORS{AllowOrigins: []string{"https://shop.example.com"}}
+	cors, err := ir.Plan(cors, config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
 	cached := config.Default()
 	cached.Authz.DecisionCacheTTL.Duration = 500 * time.Millisecond
-	withSettings := compile(t, "../../examples/specs", cached)
-	withSettings.Services[1].CORS = cors.Services[1].CORS
+	withSettings, err := ir.Plan(cors, cached)
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := translate.Options{}
 	cache := translate.NewCache()
 	seen := map[string]string{}

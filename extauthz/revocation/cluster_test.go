@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
@@ -283,4 +284,51 @@ func holds(set *Set, jtis ...string) bool {
 		}
 	}
 	return true
+}
+
+// What a failed Add says: nothing stored when the connection was never made or Redis refused
+// the transaction; unknown (ErrUncertain) when the write may have been applied.
+func TestUncertainOnlyWhenTheWriteMayHaveLanded(t *testing.T) {
+	for _, c := range []struct {
+		err       error
+		uncertain bool
+	}{
+		{&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, false},
+		{refusal("MOVED 3999 127.0.0.1:6381"), false},
+		{refusal("EXECABORT Transaction discarded because of previous errors."), false},
+		{&net.OpError{Op: "read", Net: "tcp", Err: errors.New("i/o timeout")}, true},
+		{io.EOF, true},
+		{context.DeadlineExceeded, true},
+	} {
+		if got := errors.Is(uncertain(c.err), ErrUncertain); got != c.uncertain {
+			t.Errorf("%v: uncertain %v, want %v", c.err, got, c.uncertain)
+		}
+	}
+}
+
+// refusal is an error reply of Redis.
+type refusal string
+
+func (r refusal) Error() string { return string(r) }
+func (r refusal) RedisError()   {}
+
+// A Redis user whose ACL does not allow ROLE (an admin command) still revokes: without
+// waiting for replicas, as before Add waited for them.
+func TestAddWithoutRolePermission(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	if err := admin.Do(t.Context(), "ACL", "SETUSER", "authz", "on", ">pw", "~*", "&*",
+		"+@read", "+@write", "+@pubsub", "+@transaction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewRedis("redis://authz:pw@"+srv.Addr+"/0", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Add(t.Context(), jtiEntry("limited-user", time.Now())); err != nil {
+		t.Fatalf("Add as a user without ROLE: %v", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,9 +30,10 @@ const (
 // Valkey): a message travels only within the shard that owns the slot instead of being
 // broadcast over the cluster bus to every node.
 type RedisStore struct {
-	rdb     redis.UniversalClient
-	sharded bool
-	log     *slog.Logger
+	rdb        redis.UniversalClient
+	sharded    bool
+	log        *slog.Logger
+	roleDenied sync.Once
 }
 
 // NewRedis connects lazily: a Redis that is down at start is retried by Sync.
@@ -61,10 +63,48 @@ func (s *RedisStore) Add(ctx context.Context, e Entry) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err = s.add(ctx, e, string(b)); err != nil && !errors.Is(err, ErrNotReplicated) {
+	for attempt := 0; ; attempt++ {
+		err = s.add(ctx, e, string(b))
+		if err == nil || errors.Is(err, ErrNotReplicated) {
+			return err
+		}
 		redisurl.Reroute(ctx, s.rdb)
+		// A cluster's redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN: the transaction was
+		// refused, nothing is stored) are followed by the reloaded slot map, which the
+		// cluster client does by itself for every other command.
+		if _, cluster := s.rdb.(*redis.ClusterClient); !cluster || attempt == 3 || !redirected(err) {
+			return uncertain(err)
+		}
+		select {
+		case <-ctx.Done():
+			return uncertain(err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return err
+}
+
+// uncertain marks err ErrUncertain unless it proves that nothing was stored: the connection
+// was never made, or Redis answered with an error (the transaction was refused whole). A
+// timeout or a connection lost after the write was sent leaves it unknown.
+func uncertain(err error) error {
+	var (
+		redisErr redis.Error
+		opErr    *net.OpError
+	)
+	if errors.As(err, &redisErr) || errors.As(err, &opErr) && opErr.Op == "dial" {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUncertain, err)
+}
+
+// redirected reports a cluster's answer that the slot is elsewhere or moving.
+func redirected(err error) bool {
+	for _, p := range []string{"MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "EXECABORT"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // replicaWait bounds how long Add waits for a replica to confirm a write.
@@ -101,12 +141,12 @@ func (s *RedisStore) add(ctx context.Context, e Entry, member string) error {
 		return err
 	}
 	// Stored and published from here on: a failure is ErrNotReplicated, not "nothing stored".
-	role, err := conn.Do(ctx, "ROLE").Slice()
+	replicas, err := s.replicas(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotReplicated, err)
 	}
-	if replicas, _ := role[len(role)-1].([]any); len(role) != 3 || len(replicas) == 0 {
-		return nil // no replica to wait for: as durable as the primary's append-only file
+	if replicas == 0 {
+		return nil // no replica connected: as durable as the primary alone (its append-only file)
 	}
 	acked, err := conn.Wait(ctx, 1, replicaWait).Result()
 	if err == nil && acked < 1 {
@@ -116,6 +156,27 @@ func (s *RedisStore) add(ctx context.Context, e Entry, member string) error {
 		return fmt.Errorf("%w: %w", ErrNotReplicated, err)
 	}
 	return nil
+}
+
+// replicas is how many replicas the server behind conn has connected (ROLE), an error when it
+// is no longer a primary. A user whose ACL does not allow ROLE (it is an admin command) gets
+// the old behaviour, no wait for replicas, and one warning.
+func (s *RedisStore) replicas(ctx context.Context, conn *redis.Conn) (int, error) {
+	role, err := conn.Do(ctx, "ROLE").Slice()
+	if redis.HasErrorPrefix(err, "NOPERM") {
+		s.roleDenied.Do(func() {
+			s.log.Warn("the Redis user may not run ROLE: revocations are confirmed without waiting for a replica (grant +role)", "err", err)
+		})
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(role) != 3 || role[0] != "master" {
+		return 0, fmt.Errorf("the server is no longer a primary (ROLE %v)", role[0])
+	}
+	replicas, _ := role[2].([]any)
+	return len(replicas), nil
 }
 
 // load reads every live entry with ZSCAN (one bounded reply at a time, however large the

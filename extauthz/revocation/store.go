@@ -15,6 +15,10 @@ import (
 // ErrUnavailable wraps a store failure: the revocation was not recorded.
 var ErrUnavailable = errors.New("revocation store unavailable")
 
+// ErrUncertain: the store was asked but did not answer (a timeout, a lost connection), so the
+// revocation may or may not be stored. Revoking again is harmless.
+var ErrUncertain = errors.New("revocation store did not answer")
+
 // ErrNotReplicated: the revocation is stored on the Redis primary and published to every
 // replica of authz, but no Redis replica confirmed it in time, so a failover now could lose
 // it. Revoking again is harmless.
@@ -92,6 +96,8 @@ func (l *List) Revoke(ctx context.Context, key string, at time.Time) (Entry, err
 	}
 	if err := l.Store.Add(ctx, e); errors.Is(err, ErrNotReplicated) {
 		l.Set.Add(e, l.Now()) // in force here and on every replica that got it published
+		return e, err
+	} else if errors.Is(err, ErrUncertain) {
 		return e, err
 	} else if err != nil {
 		return e, fmt.Errorf("%w: %w", ErrUnavailable, err)
