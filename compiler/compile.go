@@ -69,6 +69,11 @@ type Policy struct {
 	SharedPrefixes []string
 }
 
+// PolicyOf is the Policy that gateway.yaml cfg sets.
+func PolicyOf(cfg config.Gateway) Policy {
+	return Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes}
+}
+
 // Check applies the policy to a built gateway.
 func (p Policy) Check(gw ir.Gateway) Diagnostics {
 	var diags Diagnostics

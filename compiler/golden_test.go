@@ -44,7 +44,7 @@ func TestGolden(t *testing.T) {
 				if cfg, err = config.Load(p); err != nil {
 					t.Fatal(err)
 				}
-				o.Policy = compiler.Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes}
+				o.Policy = compiler.PolicyOf(cfg)
 			}
 			o.Gateway = &cfg
 			gw, diags := compiler.Compile(specs, o)

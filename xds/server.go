@@ -204,7 +204,7 @@ func (s *Server) build(files map[string][]byte) (*builtState, compiler.Diagnosti
 	start := time.Now()
 	defer func() { s.metrics.buildSeconds.Observe(time.Since(start).Seconds()) }()
 	out, diags, err := compiler.CompileEnvoy(s.opts.SpecDir, files, compiler.Options{Loader: s.loader, Gateway: &s.opts.Gateway,
-		Policy: compiler.Policy{Backend: s.opts.Gateway.Backends.Check, SharedPrefixes: s.opts.Gateway.SharedPrefixes}},
+		Policy: compiler.PolicyOf(s.opts.Gateway)},
 		translate.Options{ListenAddress: s.opts.ListenAddress, Cache: s.routes})
 	if err != nil {
 		return nil, diags, err

@@ -19,7 +19,7 @@ import (
 func compileOptions(strict bool, cfg *config.Gateway) compiler.Options {
 	o := compiler.Options{Strict: strict, Gateway: cfg}
 	if cfg != nil {
-		o.Policy = compiler.Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes}
+		o.Policy = compiler.PolicyOf(*cfg)
 	}
 	return o
 }
