@@ -3,7 +3,8 @@ package translate
 import (
 	"crypto/sha256"
 	"encoding/json"
-	"strings"
+	"slices"
+	"strconv"
 	"sync"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -78,24 +79,35 @@ func (c *Cache) end(used []*translator) {
 	c.mu.Unlock()
 }
 
-// fingerprints holds the JSON of each service's routing fields and of each operation for one
-// translation, computed once for both listeners.
+// fingerprints holds the JSON of each service's routing fields and of each operation, for the
+// translator (listener) that keys its groups with them.
 type fingerprints struct {
 	svc map[*ir.Service][]byte
 	op  map[*ir.Operation][]byte
 }
 
-// group is the key of one path's routes: the routes as the model gives them, and all of
-// their services (but the operations) and operations.
+// groupKey is the key of one path's routes: the routes as the model gives them, and each of
+// their services (but the operations) and operations, written once however many of the
+// path's routes name it.
 func (t *translator) groupKey(group []ir.Route) [32]byte {
 	f := &t.prints
 	h := sha256.New()
+	field := func(s string) {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	var svcs []*ir.Service
+	var ops []*ir.Operation
 	for _, r := range group {
-		for _, s := range [...]string{r.Name, string(r.Kind), r.Path, r.Method, r.Service, r.Operation, strings.Join(r.Allow, ",")} {
-			h.Write([]byte(s))
-			h.Write([]byte{0})
+		for _, s := range [...]string{r.Name, string(r.Kind), r.Path, r.Method, r.Service, r.Operation} {
+			field(s)
 		}
-		if svc := t.svcs[r.Service]; svc != nil {
+		field(strconv.Itoa(len(r.Allow)))
+		for _, m := range r.Allow {
+			field(m)
+		}
+		if svc := t.svcs[r.Service]; svc != nil && !slices.Contains(svcs, svc) {
+			svcs = append(svcs, svc)
 			sb, ok := f.svc[svc]
 			if !ok {
 				meta := *svc
@@ -106,7 +118,8 @@ func (t *translator) groupKey(group []ir.Route) [32]byte {
 			h.Write(sb)
 			h.Write([]byte{0})
 		}
-		if op := t.ops[r.Operation]; op != nil {
+		if op := t.ops[r.Operation]; op != nil && !slices.Contains(ops, op) {
+			ops = append(ops, op)
 			ob, ok := f.op[op]
 			if !ok {
 				ob, _ = json.Marshal(op)
