@@ -160,8 +160,12 @@ func (p *Planner) Plan(g Gateway, cfg config.Gateway) (Gateway, error) {
 // shape is every operation of one path shape that a listener serves.
 type shape struct {
 	parsedPath
-	ops  []*Operation
-	svcs []*Service // of each op
+	ops []shapeOp
+}
+
+type shapeOp struct {
+	svc *Service
+	op  *Operation
 }
 
 // routeTable is a listener's routes: per path shape, in matching order (concrete paths
@@ -187,7 +191,7 @@ func (g Gateway) routeTable(tmpls map[string]parsedPath, internal, tokenless boo
 			if op.Exposure == Internal && !internal {
 				continue // on the public listener an internal operation is undeclared
 			}
-			sh.ops, sh.svcs = append(sh.ops, op), append(sh.svcs, svc)
+			sh.ops = append(sh.ops, shapeOp{svc, op})
 		}
 	}
 	shapes := make([]*shape, 0, len(byShape))
@@ -211,22 +215,18 @@ func (sh *shape) appendRoutes(routes []Route, tokenless bool) []Route {
 	if len(sh.ops) == 0 {
 		return append(routes, Route{Name: "specgate.404:" + name, Kind: RouteNotFound, Path: path})
 	}
-	order := make([]int, len(sh.ops))
-	for i := range order {
-		order[i] = i
+	slices.SortStableFunc(sh.ops, func(a, b shapeOp) int { return cmp.Compare(a.op.Method, b.op.Method) })
+	allow := make([]string, 0, len(sh.ops))
+	for _, o := range sh.ops {
+		allow = append(allow, o.op.Method)
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(sh.ops[a].Method, sh.ops[b].Method) })
-	allow := make([]string, 0, len(order))
-	for _, i := range order {
-		allow = append(allow, sh.ops[i].Method)
-	}
-	owner := sh.svcs[order[0]]
+	owner := sh.ops[0].svc
 	if owner.CORS != nil {
 		routes = append(routes, Route{Name: owner.Name + ".preflight:" + name, Kind: RoutePreflight, Path: path,
 			Service: owner.Name, Allow: allow})
 	}
-	for _, i := range order {
-		op, svc := sh.ops[i], sh.svcs[i]
+	for _, o := range sh.ops {
+		op, svc := o.op, o.svc
 		r := Route{Name: op.ID, Kind: RouteOperation, Path: path, Method: op.Method, Service: svc.Name,
 			Operation: op.ID, Allow: allow}
 		if tokenless && op.servedTokenless() {
