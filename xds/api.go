@@ -1,149 +1,20 @@
 package xds
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
-	"slices"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/internal/adminhttp"
-	"github.com/specgate/specgate/internal/atomicfile"
+	"github.com/specgate/specgate/xds/specstore"
 )
-
-// PushResult is the answer to a push or delete.
-type PushResult struct {
-	Version     string               `json:"version"`
-	Applied     bool                 `json:"applied"`
-	Changes     []compiler.Change    `json:"changes"`
-	Diagnostics compiler.Diagnostics `json:"diagnostics,omitempty"` // warnings
-}
-
-// RefusedError is a push that did not compile or that Envoy would reject; nothing changed.
-type RefusedError struct {
-	Diagnostics compiler.Diagnostics `json:"diagnostics,omitempty"`
-	Changes     []compiler.Change    `json:"changes,omitempty"` // a risky change refused
-	Lines       []string             `json:"lines,omitempty"`   // the lint lines of Diagnostics
-	Reason      string               `json:"error"`
-}
-
-func (e *RefusedError) Error() string {
-	if err := e.Diagnostics.Err(); err != nil {
-		return err.Error()
-	}
-	return e.Reason
-}
-
-func refusal(diags compiler.Diagnostics, err error) *RefusedError {
-	r := &RefusedError{Diagnostics: diags, Reason: err.Error()}
-	for _, d := range diags {
-		r.Lines = append(r.Lines, d.String())
-	}
-	return r
-}
-
-// PushOptions say how a push or delete is taken.
-type PushOptions struct {
-	DryRun bool // only report what would change
-	// RefuseRisky refuses a change whose security diff widens access (a ! line), so that
-	// `specgate push` applies one only with --allow-risky.
-	RefuseRisky bool
-}
-
-// Push replaces (or adds) the spec of one service. The candidate set of specs is compiled and
-// validated first; only then is the file written (atomically) and the snapshot set.
-func (s *Server) Push(service string, spec []byte, o PushOptions) (PushResult, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	files, err := s.currentFiles()
-	if err != nil {
-		return PushResult{}, err
-	}
-	name, owner := s.fileOf(service)
-	if owner != "" && owner != service {
-		return PushResult{}, &RefusedError{Reason: fmt.Sprintf("file %s already holds service %s", name, owner)}
-	}
-	files[name] = spec
-	bs, diags, err := s.build(files)
-	if err != nil {
-		return PushResult{}, refusal(diags, err)
-	}
-	if !slices.ContainsFunc(bs.gw.Services, func(svc ir.Service) bool { return svc.File == name && svc.Name == service }) {
-		return PushResult{}, refusal(diags, fmt.Errorf("the pushed spec does not declare service %q (set x-specgate.service or info.title)", service))
-	}
-	return s.commit(bs, diags, o, func() error { return atomicfile.WriteFile(filepath.Join(s.opts.SpecDir, name), spec, 0o644) })
-}
-
-// Delete removes one service's spec, under the same rules as Push.
-func (s *Server) Delete(service string, o PushOptions) (PushResult, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	name, owner := s.fileOf(service)
-	if owner == "" {
-		return PushResult{}, errNotFound
-	}
-	files, err := s.currentFiles()
-	if err != nil {
-		return PushResult{}, err
-	}
-	delete(files, name)
-	bs, diags, err := s.build(files)
-	if err != nil {
-		return PushResult{}, refusal(diags, err)
-	}
-	return s.commit(bs, diags, o, func() error { return os.Remove(filepath.Join(s.opts.SpecDir, name)) })
-}
-
-// commit writes the change to the directory, then serves it. A failed write serves nothing.
-func (s *Server) commit(bs *builtState, diags compiler.Diagnostics, o PushOptions, write func() error) (PushResult, error) {
-	res := PushResult{Version: bs.version, Diagnostics: diags}
-	if cur := s.current.Load(); cur != nil {
-		res.Changes = compiler.Diff(cur.gw, bs.gw)
-	} else {
-		res.Changes = compiler.Diff(ir.Gateway{}, bs.gw)
-	}
-	if o.DryRun {
-		return res, nil
-	}
-	if o.RefuseRisky && slices.ContainsFunc(res.Changes, func(c compiler.Change) bool { return c.Risk }) {
-		return PushResult{}, &RefusedError{Changes: res.Changes, Reason: "the change widens access (the ! lines); push it with --allow-risky (allowRisky=true) once reviewed"}
-	}
-	if err := write(); err != nil {
-		return PushResult{}, fmt.Errorf("write spec directory: %w", err)
-	}
-	if err := s.publish(bs); err != nil {
-		return PushResult{}, err
-	}
-	res.Applied = true
-	return res, nil
-}
-
-var errNotFound = errors.New("no such service")
-
-// fileOf returns the file holding service in the live version, or <service>.yaml for a new
-// one, and the service that file holds now ("" if none).
-func (s *Server) fileOf(service string) (file, owner string) {
-	file = service + ".yaml"
-	st := s.current.Load()
-	if st == nil {
-		return file, ""
-	}
-	if svc := st.service(service); svc != nil {
-		return svc.File, service
-	}
-	for _, svc := range st.gw.Services {
-		if svc.File == file {
-			return file, svc.Name
-		}
-	}
-	return file, ""
-}
 
 func (s *Server) handler() http.Handler {
 	mux := http.NewServeMux()
@@ -154,6 +25,9 @@ func (s *Server) handler() http.Handler {
 		}
 		return map[string]string{"version": s.Version()}, nil
 	})
+	mux.Handle("POST /v1/changes", s.admin(s.postChanges))
+	mux.Handle("POST /v1/rollback", s.admin(s.postRollback))
+	mux.Handle("GET /v1/history", s.admin(s.getHistory))
 	mux.Handle("GET /v1/specs", s.admin(s.listSpecs))
 	mux.Handle("GET /v1/specs/{service}", s.admin(s.getSpec))
 	mux.Handle("PUT /v1/specs/{service}", s.admin(s.putSpec))
@@ -173,8 +47,9 @@ func (s *Server) listSpecs(w http.ResponseWriter, _ *http.Request) {
 	}
 	out := struct {
 		Version  string  `json:"version"`
+		Revision int64   `json:"revision"`
 		Services []entry `json:"services"`
-	}{Version: s.Version(), Services: []entry{}}
+	}{Version: s.Version(), Revision: s.Revision(), Services: []entry{}}
 	if st := s.current.Load(); st != nil {
 		for _, svc := range st.gw.Services {
 			out.Services = append(out.Services, entry{svc.Name, svc.File, len(svc.Operations)})
@@ -211,24 +86,104 @@ func (s *Server) putSpec(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 400, map[string]string{"error": err.Error()})
 		return
 	}
-	res, err := s.Push(service, body, pushOptions(r))
+	o, err := pushOptions(r)
+	if err != nil {
+		writeJSON(w, 400, map[string]string{"error": err.Error()})
+		return
+	}
+	res, err := s.Push(service, body, o)
 	s.answer(w, res, err)
 }
 
 func (s *Server) deleteSpec(w http.ResponseWriter, r *http.Request) {
-	res, err := s.Delete(r.PathValue("service"), pushOptions(r))
+	o, err := pushOptions(r)
+	if err != nil {
+		writeJSON(w, 400, map[string]string{"error": err.Error()})
+		return
+	}
+	res, err := s.Delete(r.PathValue("service"), o)
 	s.answer(w, res, err)
 }
 
-// pushOptions reads ?dryRun=true and ?allowRisky=false (risky changes are taken unless the
-// caller asks otherwise, as before the flag existed; specgate push asks).
-func pushOptions(r *http.Request) PushOptions {
+// pushOptions reads ?dryRun=true, ?allowRisky=true and ?ifVersion=N. A change that widens
+// access is refused unless the caller says allowRisky=true.
+func pushOptions(r *http.Request) (PushOptions, error) {
 	q := r.URL.Query()
-	return PushOptions{DryRun: q.Get("dryRun") == "true", RefuseRisky: q.Get("allowRisky") == "false"}
+	o := PushOptions{DryRun: q.Get("dryRun") == "true", AllowRisky: q.Get("allowRisky") == "true"}
+	if v := q.Get("ifVersion"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return o, fmt.Errorf("ifVersion %q: want a revision number", v)
+		}
+		o.IfVersion = &n
+	}
+	return o, nil
+}
+
+// postChanges takes a ChangeSet as JSON.
+func (s *Server) postChanges(w http.ResponseWriter, r *http.Request) {
+	var cs ChangeSet
+	if !s.readJSON(w, r, &cs) {
+		return
+	}
+	res, err := s.Apply(r.Context(), cs)
+	s.answer(w, res, err)
+}
+
+// RollbackRequest is the body of POST /v1/rollback: the ChangeSet fields that apply (ifVersion,
+// reason, author, dryRun, allowRisky) and the revision to return to (0: the one before the
+// live one).
+type RollbackRequest struct {
+	To int64 `json:"to,omitempty"`
+	ChangeSet
+}
+
+func (s *Server) postRollback(w http.ResponseWriter, r *http.Request) {
+	var req RollbackRequest
+	if !s.readJSON(w, r, &req) {
+		return
+	}
+	res, err := s.Rollback(r.Context(), req.To, req.ChangeSet)
+	s.answer(w, res, err)
+}
+
+// HistoryResult is the answer of GET /v1/history.
+type HistoryResult struct {
+	Live      int64                `json:"live"`
+	Revisions []specstore.Revision `json:"revisions"`
+}
+
+func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
+	revs, err := s.History(r.Context())
+	if err != nil {
+		writeJSON(w, 500, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, 200, HistoryResult{Live: s.Revision(), Revisions: append([]specstore.Revision{}, revs...)})
+}
+
+// readJSON decodes a request body of at most MaxChangeBytes; it answers the error itself.
+func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.opts.MaxChangeBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.metrics.pushes.WithLabelValues("refused").Inc()
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("request larger than %d bytes", s.opts.MaxChangeBytes)})
+			return false
+		}
+		writeJSON(w, 400, map[string]string{"error": "request body: " + err.Error()})
+		return false
+	}
+	return true
 }
 
 func (s *Server) answer(w http.ResponseWriter, res PushResult, err error) {
-	var refused *RefusedError
+	var (
+		refused  *RefusedError
+		conflict *specstore.ConflictError
+	)
 	switch {
 	case err == nil:
 		if res.Applied {
@@ -242,6 +197,11 @@ func (s *Server) answer(w http.ResponseWriter, res PushResult, err error) {
 		s.metrics.pushes.WithLabelValues("refused").Inc()
 		s.log.Warn("push refused", "err", err)
 		writeJSON(w, http.StatusUnprocessableEntity, refused)
+	case errors.As(err, &conflict):
+		s.metrics.pushes.WithLabelValues("conflict").Inc()
+		writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "expected": conflict.Expected, "live": conflict.Live})
+	case errors.Is(err, specstore.ErrUnknownRevision):
+		writeJSON(w, 404, map[string]string{"error": err.Error()})
 	case errors.Is(err, errNotFound):
 		writeJSON(w, 404, map[string]string{"error": err.Error()})
 	default:

@@ -55,7 +55,7 @@ func BenchmarkPushOneOfHundred(b *testing.B) {
 					s.loader, s.routes = compiler.NewLoader(), translate.NewCache()
 				}
 				i++
-				if _, err := s.Push("svc-42", versions[i%2], PushOptions{}); err != nil {
+				if _, err := s.Push("svc-42", versions[i%2], PushOptions{AllowRisky: true}); err != nil {
 					b.Fatal(err)
 				}
 			}

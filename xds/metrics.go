@@ -9,6 +9,7 @@ import (
 type metrics struct {
 	reg          *prometheus.Registry
 	version      *prometheus.GaugeVec
+	revision     prometheus.Gauge
 	pushes       *prometheus.CounterVec
 	rebuilds     *prometheus.CounterVec
 	buildSeconds prometheus.Histogram
@@ -26,11 +27,14 @@ func newMetrics() *metrics {
 		version: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "specgate_xds_snapshot_info", Help: "The live snapshot version (value 1).",
 		}, []string{"version"}),
+		revision: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "specgate_xds_spec_revision", Help: "The spec store revision being served.",
+		}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "specgate_xds_pushes_total", Help: "Push API calls by result.",
+			Name: "specgate_xds_pushes_total", Help: "Change sets, pushes, deletes and rollbacks applied through the API, by result.",
 		}, []string{"result"}),
 		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "specgate_xds_rebuilds_total", Help: "Rebuilds from the spec directory by source and result.",
+			Name: "specgate_xds_rebuilds_total", Help: "Reloads of the spec store's live set, by source and result.",
 		}, []string{"source", "result"}),
 		buildSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "specgate_xds_snapshot_build_seconds", Help: "Compile, translate and validate time of a candidate snapshot.",
@@ -49,14 +53,15 @@ func newMetrics() *metrics {
 			Name: "specgate_xds_acked_version_info", Help: "The version each node last acknowledged, by resource type (value 1).",
 		}, []string{"node", "type", "version"}),
 	}
-	m.reg.MustRegister(m.version, m.pushes, m.rebuilds, m.buildSeconds, m.streams, m.acks, m.nacks, m.acked,
+	m.reg.MustRegister(m.version, m.revision, m.pushes, m.rebuilds, m.buildSeconds, m.streams, m.acks, m.nacks, m.acked,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
 
-func (m *metrics) setVersion(v string) {
+func (m *metrics) setVersion(v string, revision int64) {
 	m.version.Reset()
 	m.version.WithLabelValues(v).Set(1)
+	m.revision.Set(float64(revision))
 }
 
 // streamKey names a stream: SotW and delta streams are numbered separately.

@@ -28,7 +28,7 @@ paths:
 	}
 	for _, backend := range []string{"http://127.0.0.1:9901", "http://localhost:9001", "http://[::1]:18001",
 		"http://0.0.0.0:9901", "http://169.254.169.254", "http://metadata.google.internal"} {
-		_, err := s.Push("sneaky", fmt.Appendf(nil, spec, backend), PushOptions{})
+		_, err := s.Push("sneaky", fmt.Appendf(nil, spec, backend), PushOptions{AllowRisky: true})
 		var refused *RefusedError
 		if !errors.As(err, &refused) || len(refused.Lines) == 0 || !strings.HasPrefix(refused.Lines[0], "sneaky.yaml: x-specgate.backend: ") {
 			t.Errorf("%s: %v, want refused with the lint line", backend, err)
@@ -37,7 +37,7 @@ paths:
 	if s.Version() != "" {
 		t.Fatal("a refused push went live")
 	}
-	if _, err := s.Push("sneaky", fmt.Appendf(nil, spec, "http://stats.monitoring.svc.cluster.local:9090"), PushOptions{}); err != nil {
+	if _, err := s.Push("sneaky", fmt.Appendf(nil, spec, "http://stats.monitoring.svc.cluster.local:9090"), PushOptions{AllowRisky: true}); err != nil {
 		t.Fatalf("a cluster service: %v", err)
 	}
 
@@ -47,13 +47,14 @@ paths:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := laptop.Push("sneaky", fmt.Appendf(nil, spec, "http://127.0.0.1:7001"), PushOptions{}); err != nil {
+	if _, err := laptop.Push("sneaky", fmt.Appendf(nil, spec, "http://127.0.0.1:7001"), PushOptions{AllowRisky: true}); err != nil {
 		t.Fatalf("loopback allowed by backends.allow: %v", err)
 	}
 }
 
-// With RefuseRisky (what specgate push sends unless --allow-risky), a change that widens
-// access is refused with its security diff and nothing changes; one that does not is taken.
+// Without AllowRisky (the default of the Go API, the HTTP API and specgate push), a change that
+// widens access is refused with its security diff and nothing changes; one that does not is
+// taken.
 func TestPushRefusesRiskyWhenAsked(t *testing.T) {
 	const spec = `openapi: 3.1.0
 info: {title: Orders, version: 1.0.0}
@@ -67,11 +68,11 @@ paths:
 		t.Fatal(err)
 	}
 	internal := fmt.Appendf(nil, spec, "x-specgate: {exposure: internal},")
-	if _, err := s.Push("orders", internal, PushOptions{}); err != nil {
+	if _, err := s.Push("orders", internal, PushOptions{AllowRisky: true}); err != nil {
 		t.Fatal(err)
 	}
 	version := s.Version()
-	_, err = s.Push("orders", fmt.Appendf(nil, spec, ""), PushOptions{RefuseRisky: true})
+	_, err = s.Push("orders", fmt.Appendf(nil, spec, ""), PushOptions{})
 	var refused *RefusedError
 	if !errors.As(err, &refused) || len(refused.Changes) != 1 || refused.Changes[0].String() != "! orders DELETE /orders: became public" {
 		t.Fatalf("risky push: %v %+v", err, refused)
@@ -80,7 +81,7 @@ paths:
 		t.Fatal("a refused risky push went live")
 	}
 	narrower := fmt.Appendf(nil, spec, "x-specgate: {exposure: internal, timeout: 5s},")
-	if res, err := s.Push("orders", narrower, PushOptions{RefuseRisky: true}); err != nil || !res.Applied {
+	if res, err := s.Push("orders", narrower, PushOptions{}); err != nil || !res.Applied {
 		t.Fatalf("a change that widens nothing: %v", err)
 	}
 }
@@ -112,11 +113,11 @@ paths:
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Push("orders", []byte(orders), PushOptions{}); err != nil {
+		if _, err := s.Push("orders", []byte(orders), PushOptions{AllowRisky: true}); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range []struct{ base, path string }{{"", "/orders/mine"}, {"basePath: /orders/extra,", "/mine"}} {
-			_, err := s.Push("intruder", fmt.Appendf(nil, intruder, c.base, c.path), PushOptions{})
+			_, err := s.Push("intruder", fmt.Appendf(nil, intruder, c.base, c.path), PushOptions{AllowRisky: true})
 			var refused *RefusedError
 			switch {
 			case shared && err != nil:
@@ -125,7 +126,7 @@ paths:
 				t.Errorf("%s%s: %v, want refused naming orders' basePath", c.base, c.path, err)
 			}
 			if shared {
-				_, _ = s.Delete("intruder", PushOptions{})
+				_, _ = s.Delete("intruder", PushOptions{AllowRisky: true})
 			}
 		}
 	}

@@ -6,9 +6,9 @@ package xds
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -36,11 +36,18 @@ import (
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/adminhttp"
 	"github.com/specgate/specgate/internal/grpcserver"
+	"github.com/specgate/specgate/xds/specstore"
 )
 
 // Options configure the control plane.
 type Options struct {
+	// Store keeps the spec sets; nil: a directory store on SpecDir (specstore.OpenDir).
+	Store specstore.Store
+	// SpecDir is the spec directory: the store when Store is nil, and where $refs to files
+	// outside the set are looked up.
 	SpecDir string
+	// SeedDir, when set, is committed as the first revision of an empty store.
+	SeedDir string
 	Gateway config.Gateway
 	// GRPCAddr serves ADS (default :18000); HTTPAddr the push API and metrics (default :18001).
 	GRPCAddr, HTTPAddr string
@@ -53,9 +60,10 @@ type Options struct {
 	ListenAddress string
 	// Debounce groups the file events of one change (default 200ms).
 	Debounce time.Duration
-	// MaxSpecBytes bounds a pushed file (default 1 MiB).
-	MaxSpecBytes int64
-	Logger       *slog.Logger
+	// MaxSpecBytes bounds a file pushed alone (default 32 MiB); MaxChangeBytes a change set's
+	// request (default 128 MiB).
+	MaxSpecBytes, MaxChangeBytes int64
+	Logger                       *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -69,7 +77,10 @@ func (o Options) withDefaults() Options {
 		o.Debounce = 200 * time.Millisecond
 	}
 	if o.MaxSpecBytes == 0 {
-		o.MaxSpecBytes = 1 << 20
+		o.MaxSpecBytes = 32 << 20
+	}
+	if o.MaxChangeBytes == 0 {
+		o.MaxChangeBytes = 128 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -83,11 +94,13 @@ type fleet struct{}
 
 func (fleet) ID(*corev3.Node) string { return "specgate" }
 
-// state is one accepted version of the specs.
+// state is one accepted set of specs: its revision in the store, and what it compiled to.
 type state struct {
-	version string
-	files   map[string][]byte
-	gw      ir.Gateway
+	version  string // of the Envoy resources (a content hash)
+	revision specstore.Revision
+	digest   string // of files (specstore.SetDigest); differs from revision.Digest until recorded
+	files    map[string][]byte
+	gw       ir.Gateway
 }
 
 // service finds a service of the state by name (nil if absent).
@@ -106,27 +119,67 @@ type Server struct {
 	log     *slog.Logger
 	cache   cache.SnapshotCache
 	metrics *metrics
+	store   specstore.Store
 	loader  *compiler.Loader // parsed files by content: a push re-reads only what changed
 	routes  *translate.Cache // translated path groups: a push rebuilds only what changed
-	mu      sync.Mutex       // serializes rebuilds, pushes and deletes
+	mu      sync.Mutex       // serializes reloads and changes
 	current atomic.Pointer[state]
+	// storeRev is the store's live revision as last read (under mu): what a change set
+	// expects, even when that revision did not compile here.
+	storeRev int64
 }
 
 // New creates a control plane; Run serves it.
 func New(opts Options) (*Server, error) {
 	opts = opts.withDefaults()
-	if info, err := os.Stat(opts.SpecDir); err != nil || !info.IsDir() {
-		return nil, fmt.Errorf("spec directory %q: not a directory (%v)", opts.SpecDir, err)
-	}
 	if err := opts.Gateway.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), loader: compiler.NewLoader(), routes: translate.NewCache()}
+	if opts.Store == nil {
+		d, err := specstore.OpenDir(opts.SpecDir, 0)
+		if err != nil {
+			return nil, err
+		}
+		opts.Store = d
+	} else if opts.SpecDir == "" {
+		// A set's $refs to files outside it find nothing: the control plane's own disk is
+		// no part of the specs.
+		opts.SpecDir = os.TempDir() + "/specgate-no-such-spec-dir"
+	}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), store: opts.Store, loader: compiler.NewLoader(), routes: translate.NewCache()}
 	s.cache = cache.NewSnapshotCache(true, fleet{}, slogAdapter{opts.Logger})
-	if _, err := s.ReloadFromDisk("startup"); err != nil {
+	if opts.SeedDir != "" {
+		if err := s.seed(context.Background()); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := s.Reload("startup"); err != nil {
 		s.log.Error("initial specs refused; serving nothing until a good version arrives", "err", err)
 	}
 	return s, nil
+}
+
+// seed commits SeedDir as the first revision of an empty store. Two replicas starting together
+// both try; the second finds the store taken (a conflict) and serves what the first stored.
+func (s *Server) seed(ctx context.Context) error {
+	rev, _, err := s.store.Live(ctx)
+	if err != nil || rev.Number > 0 {
+		return err
+	}
+	files, err := compiler.ReadDir(s.opts.SeedDir)
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	bs, diags, err := s.build(files)
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", s.opts.SeedDir, refusal(diags, err))
+	}
+	meta := specstore.Meta{Reason: "seeded from " + s.opts.SeedDir, Summary: summarize(compiler.Diff(ir.Gateway{}, bs.gw))}
+	var conflict *specstore.ConflictError
+	if _, err := s.store.Commit(ctx, files, meta, 0); err != nil && !errors.As(err, &conflict) {
+		return fmt.Errorf("seed: %w", err)
+	}
+	return nil
 }
 
 // Version is the live snapshot's version ("" before the first good compile).
@@ -135,6 +188,14 @@ func (s *Server) Version() string {
 		return st.version
 	}
 	return ""
+}
+
+// Revision is the store revision being served (0 before the first good one).
+func (s *Server) Revision() int64 {
+	if st := s.current.Load(); st != nil {
+		return st.revision.Number
+	}
+	return 0
 }
 
 // Run serves ADS, the push API and the spec watcher until ctx ends.
@@ -165,28 +226,54 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 
-	s.log.Info("control plane serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "specs", s.opts.SpecDir, "version", s.Version())
+	s.log.Info("control plane serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "version", s.Version(), "revision", s.Revision())
 	return grpcserver.Serve(ctx, gs, hs, grpcLis, adminhttp.Server(s.handler()), httpLis, 5*time.Second, s.watch)
 }
 
-// ReloadFromDisk compiles the spec directory and serves it if it is good. The directory is the
-// source of truth: what was pushed was written there first.
-func (s *Server) ReloadFromDisk(source string) (string, error) {
+// Reload reads the store's live set and serves it if it is good. The store is the source of
+// truth: a change set is committed there first, and every replica serves what it holds.
+func (s *Server) Reload(source string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	files, err := compiler.ReadDir(s.opts.SpecDir)
+	return s.reloadLocked(context.Background(), source)
+}
+
+func (s *Server) reloadLocked(ctx context.Context, source string) (string, error) {
+	rev, files, err := s.store.Live(ctx)
 	if err != nil {
 		s.metrics.rebuilds.WithLabelValues(source, "refused").Inc()
 		return "", err
+	}
+	s.storeRev = rev.Number
+	digest := setDigest(files)
+	cur := s.current.Load()
+	if cur != nil && cur.revision.Number == rev.Number && cur.digest == digest {
+		s.metrics.rebuilds.WithLabelValues(source, "unchanged").Inc()
+		return cur.version, nil
 	}
 	st, diags, err := s.build(files)
 	if err != nil {
 		s.metrics.rebuilds.WithLabelValues(source, "refused").Inc()
 		return "", refusal(diags, err)
 	}
-	if cur := s.current.Load(); cur != nil && cur.version == st.version {
+	st.revision, st.digest = rev, digest
+	if digest != rev.Digest && len(files) > 0 {
+		// The files were edited in place (a directory store): record them as a revision, so
+		// that history, rollback and --if-version see the change.
+		old := ir.Gateway{}
+		if cur != nil {
+			old = cur.gw
+		}
+		meta := specstore.Meta{Reason: "spec files edited in place", Author: source, Summary: summarize(compiler.Diff(old, st.gw))}
+		if r, err := s.store.Commit(ctx, files, meta, rev.Number); err != nil {
+			s.log.Warn("the edited spec files are served but not recorded in the history", "err", err)
+		} else {
+			st.revision, s.storeRev = r, r.Number
+		}
+	}
+	if cur != nil && cur.version == st.version {
 		// Same config (a comment or formatting changed): keep serving it, but remember the
-		// files as they are now, so GET and the next push start from the disk's bytes.
+		// files and revision as they are now.
 		s.current.Store(&st.state)
 		s.metrics.rebuilds.WithLabelValues(source, "unchanged").Inc()
 		return st.version, nil
@@ -196,6 +283,14 @@ func (s *Server) ReloadFromDisk(source string) (string, error) {
 	}
 	s.metrics.rebuilds.WithLabelValues(source, "accepted").Inc()
 	return st.version, nil
+}
+
+func setDigest(files map[string][]byte) string {
+	sums := make(map[string]string, len(files))
+	for name, b := range files {
+		sums[name] = specstore.Digest(b)
+	}
+	return specstore.SetDigest(sums)
 }
 
 // build compiles a set of files into a candidate state and its snapshot, checking everything
@@ -287,15 +382,7 @@ func (s *Server) publish(st *builtState) error {
 		return fmt.Errorf("set snapshot: %w", err)
 	}
 	s.current.Store(&st.state)
-	s.metrics.setVersion(st.version)
-	s.log.Info("snapshot live", "version", st.version, "services", len(st.gw.Services))
+	s.metrics.setVersion(st.version, st.revision.Number)
+	s.log.Info("snapshot live", "version", st.version, "revision", st.revision.Number, "services", len(st.gw.Services))
 	return nil
-}
-
-// currentFiles is a copy of the live files, or what is on disk before the first good version.
-func (s *Server) currentFiles() (map[string][]byte, error) {
-	if st := s.current.Load(); st != nil {
-		return maps.Clone(st.files), nil
-	}
-	return compiler.ReadDir(s.opts.SpecDir)
 }

@@ -2,25 +2,24 @@ package xds
 
 import (
 	"context"
-	"fmt"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 )
 
-// watch recompiles the spec directory after its files change, debounced so that one change
-// (an editor's save, a git checkout, the kubelet's ..data symlink swap of a ConfigMap) makes
-// one rebuild. The directory itself is watched, not the files: the kubelet replaces the
-// ..data link, and editors replace files by rename.
+// watch reloads the live set whenever the store says it may have moved: another replica
+// committed a change set (Kubernetes), or someone edited the files (a directory: an editor's
+// save, a git checkout, the kubelet's ..data swap of a mounted ConfigMap). Notices are
+// debounced, so that one change of several files makes one rebuild.
 func (s *Server) watch(ctx context.Context) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("xds: watch: %w", err)
-	}
-	defer w.Close()
-	if err := w.Add(s.opts.SpecDir); err != nil {
-		return fmt.Errorf("xds: watch %s: %w", s.opts.SpecDir, err)
-	}
+	changed := make(chan struct{}, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- s.store.Watch(ctx, func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		})
+	}()
 	var (
 		timer  *time.Timer
 		timerC <-chan time.Time
@@ -28,31 +27,22 @@ func (s *Server) watch(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events:
-			if !ok {
-				return nil
-			}
-			if ev.Op == fsnotify.Chmod {
-				continue
-			}
+			return <-errc
+		case err := <-errc:
+			return err
+		case <-changed:
 			if timer == nil {
 				timer = time.NewTimer(s.opts.Debounce)
 			} else {
 				timer.Reset(s.opts.Debounce)
 			}
 			timerC = timer.C
-		case err, ok := <-w.Errors:
-			if !ok {
-				return nil
-			}
-			s.log.Warn("spec watch error", "err", err)
 		case <-timerC:
 			timerC = nil
-			if v, err := s.ReloadFromDisk("watch"); err != nil {
-				s.log.Error("spec directory change refused; the last good snapshot stays live", "live", s.Version(), "err", err)
+			if v, err := s.Reload("watch"); err != nil {
+				s.log.Error("the store's live set was refused; the last good snapshot stays live", "live", s.Version(), "err", err)
 			} else {
-				s.log.Debug("spec directory reloaded", "version", v)
+				s.log.Debug("spec store reloaded", "version", v)
 			}
 		}
 	}

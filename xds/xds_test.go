@@ -53,7 +53,7 @@ func newGateway(t *testing.T, specs string) *gateway {
 	g.cfg.Listeners.Public, g.cfg.Listeners.Internal = uint32(testutil.FreePort(t)), uint32(testutil.FreePort(t))
 	g.opts = xds.Options{
 		SpecDir: specs, Gateway: g.cfg, AdminToken: adminToken, ListenAddress: "127.0.0.1",
-		Debounce: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Debounce: 50 * time.Millisecond, MaxSpecBytes: 1 << 20, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	g.start("127.0.0.1:0", "127.0.0.1:0")
 	return g
@@ -160,7 +160,7 @@ func TestPushGoesLiveAndMoves(t *testing.T) {
 	g, dir, a, b := alphaServed(t)
 
 	// A new service answers within a second of its push.
-	if code, body := g.do("PUT", "/v1/specs/beta", adminToken, spec("beta", b)); code != 200 {
+	if code, body := g.do("PUT", "/v1/specs/beta?allowRisky=true", adminToken, spec("beta", b)); code != 200 {
 		t.Fatalf("push: %d %s", code, body)
 	}
 	if d := g.eventually("/beta/things", "b", time.Second); d > time.Second {
@@ -170,12 +170,12 @@ func TestPushGoesLiveAndMoves(t *testing.T) {
 		t.Fatalf("pushed spec not written to the directory: %v", err)
 	}
 	// Deleted: 404.
-	if code, body := g.do("DELETE", "/v1/specs/beta", adminToken, nil); code != 200 {
+	if code, body := g.do("DELETE", "/v1/specs/beta?allowRisky=true", adminToken, nil); code != 200 {
 		t.Fatalf("delete: %d %s", code, body)
 	}
 	g.eventually("/beta/things", "404", time.Second)
 	// A changed backend moves traffic.
-	if code, body := g.do("PUT", "/v1/specs/alpha", adminToken, spec("alpha", b)); code != 200 {
+	if code, body := g.do("PUT", "/v1/specs/alpha?allowRisky=true", adminToken, spec("alpha", b)); code != 200 {
 		t.Fatalf("push: %d %s", code, body)
 	}
 	g.eventually("/alpha/things", "b", time.Second)
@@ -185,7 +185,7 @@ func TestPushGoesLiveAndMoves(t *testing.T) {
 	for i := range 20 {
 		target := []*e2e.Backend{a, b}[i%2]
 		start := time.Now()
-		if code, body := g.do("PUT", "/v1/specs/alpha", adminToken, spec("alpha", target)); code != 200 {
+		if code, body := g.do("PUT", "/v1/specs/alpha?allowRisky=true", adminToken, spec("alpha", target)); code != 200 {
 			t.Fatalf("push %d: %d %s", i, code, body)
 		}
 		g.eventually("/alpha/things", target.Name, 5*time.Second)
@@ -210,7 +210,7 @@ func TestRefusedPushChangesNothing(t *testing.T) {
 	version := g.cp.Version()
 
 	broken := bytes.Replace(orig, []byte("listThings"), []byte("listThings, x-specgate: {rateLimits: [{requests: 0, per: second, key: ip}]}"), 1)
-	code, body := g.do("PUT", "/v1/specs/alpha", adminToken, broken)
+	code, body := g.do("PUT", "/v1/specs/alpha?allowRisky=true", adminToken, broken)
 	if code != 422 {
 		t.Fatalf("broken push: %d %s", code, body)
 	}
@@ -229,7 +229,7 @@ func TestRefusedPushChangesNothing(t *testing.T) {
 		{"wrong token", "nope", spec("alpha", a), 401},
 		{"oversized", adminToken, bytes.Repeat([]byte("#"), 2<<20), 413},
 	} {
-		if code, body := g.do("PUT", "/v1/specs/alpha", tc.token, tc.body); code != tc.want {
+		if code, body := g.do("PUT", "/v1/specs/alpha?allowRisky=true", tc.token, tc.body); code != tc.want {
 			t.Errorf("%s: %d %s, want %d", tc.name, code, body, tc.want)
 		}
 	}
@@ -260,7 +260,7 @@ func TestPushValidatedByEnvoy(t *testing.T) {
 	g.envoy("envoy-1", false)
 	g.eventually("/alpha/things", "a", 10*time.Second)
 	start := time.Now()
-	if code, body := g.do("PUT", "/v1/specs/beta", adminToken, spec("beta", b)); code != 200 {
+	if code, body := g.do("PUT", "/v1/specs/beta?allowRisky=true", adminToken, spec("beta", b)); code != 200 {
 		t.Fatalf("push: %d %s", code, body)
 	}
 	g.eventually("/beta/things", "b", 2*time.Second)
@@ -319,7 +319,7 @@ func TestConfigMapSymlinkSwap(t *testing.T) {
 func TestRestartKeepsVersionAndEnvoyServes(t *testing.T) {
 	g, _, _, b := alphaServed(t)
 	env := g.envoy("envoy-2", false)
-	if code, body := g.do("PUT", "/v1/specs/beta", adminToken, spec("beta", b)); code != 200 {
+	if code, body := g.do("PUT", "/v1/specs/beta?allowRisky=true", adminToken, spec("beta", b)); code != 200 {
 		t.Fatalf("push: %d %s", code, body)
 	}
 	g.eventually("/beta/things", "b", 2*time.Second)
@@ -364,7 +364,7 @@ func TestTwoEnvoysSameVersionOneDelta(t *testing.T) {
 	sotw := g.envoy("envoy-sotw", false)
 	delta := g.envoy("envoy-delta", true)
 	g.eventually("/alpha/things", "a", 10*time.Second)
-	if code, body := g.do("PUT", "/v1/specs/beta", adminToken, spec("beta", b)); code != 200 {
+	if code, body := g.do("PUT", "/v1/specs/beta?allowRisky=true", adminToken, spec("beta", b)); code != 200 {
 		t.Fatalf("push: %d %s", code, body)
 	}
 	want := g.cp.Version()
@@ -447,7 +447,7 @@ func TestNoFailedRequestsDuringPushes(t *testing.T) {
 		for i := range 10 {
 			time.Sleep(seconds * time.Second / 11)
 			target := []*e2e.Backend{b, a}[i%2]
-			if code, body := g.do("PUT", "/v1/specs/alpha", adminToken, spec("alpha", target)); code != 200 {
+			if code, body := g.do("PUT", "/v1/specs/alpha?allowRisky=true", adminToken, spec("alpha", target)); code != 200 {
 				t.Errorf("push %d: %d %s", i, code, body)
 			}
 		}

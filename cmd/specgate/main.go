@@ -53,6 +53,8 @@ func commands() []*cobra.Command {
 		newBootstrapCmd(),
 		newXDSCmd(),
 		newPushCmd(),
+		newRollbackCmd(),
+		newHistoryCmd(),
 		newRateLimitCmd(),
 		newAuthzCmd(),
 		newTokenCmd(),

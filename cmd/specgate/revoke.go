@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -77,42 +74,14 @@ func newRevokeCmd() *cobra.Command {
 }
 
 func postRevocation(ctx context.Context, server, token string, body map[string]any) (string, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return "", err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(server, "/")+"/v1/revocations", bytes.NewReader(b))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	code, out, err := adminRequest(ctx, http.MethodPost, strings.TrimSuffix(server, "/")+"/v1/revocations", token, body)
 	if err != nil {
 		return "", fmt.Errorf("revoke: %w", err)
 	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	msg := strings.TrimSpace(string(out))
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(out, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		if resp.StatusCode == http.StatusUnauthorized {
-			if token == "" {
-				msg += ": no admin token was sent; set SPECGATE_ADMIN_TOKEN or --token"
-			} else {
-				msg += ": the admin token was refused; check SPECGATE_ADMIN_TOKEN against the server's"
-			}
-		}
-		return "", fmt.Errorf("revoke: %s: %s", resp.Status, msg)
+	if code/100 != 2 {
+		return "", fmt.Errorf("revoke: %w", adminError(code, out, token))
 	}
-	return msg, nil
+	return strings.TrimSpace(string(out)), nil
 }
