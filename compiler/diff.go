@@ -55,10 +55,32 @@ func Diff(old, new ir.Gateway) []Change {
 			out = append(out, Change{Service: name, Message: fmt.Sprintf("service removed (%d routes)", len(os.Operations))})
 		}
 	}
+	markMoves(out, olds, news)
 	slices.SortFunc(out, func(a, b Change) int {
 		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Operation, b.Operation), cmp.Compare(a.Message, b.Message))
 	})
 	return out
+}
+
+// markMoves names the service a route came from when it left one service and joined another in
+// the same change (a rename, or an operation moved between services), so that a reviewer reads
+// a move, not an unrelated addition. The line stays a risk: the route has a new owner.
+func markMoves(changes []Change, olds, news map[string]ir.Service) {
+	was := map[string]string{} // METHOD path → the service that served it and no longer does
+	for name, os := range olds {
+		ns := news[name]
+		still := opsByKey(ns)
+		for k, op := range opsByKey(os) {
+			if _, ok := still[k]; !ok {
+				was[opName(op)] = name
+			}
+		}
+	}
+	for i, c := range changes {
+		if from, ok := was[c.Operation]; ok && from != c.Service && strings.HasPrefix(c.Message, "route added, ") {
+			changes[i].Message = "route moved from " + from + ", " + strings.TrimPrefix(c.Message, "route added, ")
+		}
+	}
 }
 
 func diffService(o, n ir.Service) []Change {

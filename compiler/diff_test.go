@@ -94,3 +94,31 @@ func TestDiffFlagsWidenedIssuerPins(t *testing.T) {
 		t.Errorf("a narrower pin is still reported: %v", got)
 	}
 }
+
+// A rename (orders to orders-v2) and an operation moved between services read as moves: the
+// added routes name the service they came from, and stay risks (they have a new owner).
+func TestDiffNamesMoves(t *testing.T) {
+	op := func(method, path string) ir.Operation {
+		return ir.Operation{ID: method + path, Method: method, Path: path, Exposure: ir.Public, Security: ir.Security{Anonymous: true}}
+	}
+	svc := func(name string, ops ...ir.Operation) ir.Service {
+		return ir.Service{Name: name, Backend: ir.Backend{Host: name, Port: 80}, Operations: ops}
+	}
+	old := ir.Gateway{Services: []ir.Service{svc("orders", op("GET", "/orders/{id}")), svc("catalog", op("GET", "/products"), op("GET", "/reviews"))}}
+	nw := ir.Gateway{Services: []ir.Service{svc("orders-v2", op("GET", "/orders/{id}"), op("GET", "/reviews")), svc("catalog", op("GET", "/products"))}}
+	var lines []string
+	for _, c := range Diff(old, nw) {
+		lines = append(lines, c.String())
+	}
+	got := strings.Join(lines, "\n")
+	for _, want := range []string{
+		"  catalog GET /reviews: route removed",
+		"  orders: service removed (1 routes)",
+		"! orders-v2 GET /orders/{id}: route moved from orders, public, anonymous",
+		"! orders-v2 GET /reviews: route moved from catalog, public, anonymous",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("diff lacks %q:\n%s", want, got)
+		}
+	}
+}
