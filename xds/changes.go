@@ -88,7 +88,7 @@ var errNotFound = errors.New("no such service")
 func (s *Server) Apply(ctx context.Context, cs ChangeSet) (PushResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.reloadLocked(ctx, "change"); err != nil {
+	if _, err := s.reloadLocked(ctx, "change"); err != nil && !errors.Is(err, errEmptyStore) {
 		s.log.Warn("the store's live set does not compile here; the change is diffed against the last good one", "err", err)
 	}
 	live := s.storeRev

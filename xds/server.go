@@ -245,6 +245,10 @@ func (s *Server) reloadLocked(ctx context.Context, source string) (string, error
 		return "", err
 	}
 	s.storeRev = rev.Number
+	if rev.Number == 0 && len(files) == 0 && !isDir(s.store) {
+		s.metrics.rebuilds.WithLabelValues(source, "refused").Inc()
+		return "", errEmptyStore
+	}
 	digest := setDigest(files)
 	cur := s.current.Load()
 	if cur != nil && cur.revision.Number == rev.Number && cur.digest == digest {
@@ -283,6 +287,14 @@ func (s *Server) reloadLocked(ctx context.Context, source string) (string, error
 	}
 	s.metrics.rebuilds.WithLabelValues(source, "accepted").Inc()
 	return st.version, nil
+}
+
+// errEmptyStore is a store no set was committed to yet.
+var errEmptyStore = errors.New("the spec store is empty: nothing to serve until a change set arrives (specgate push --sync DIR)")
+
+func isDir(st specstore.Store) bool {
+	_, ok := st.(*specstore.Dir)
+	return ok
 }
 
 func setDigest(files map[string][]byte) string {

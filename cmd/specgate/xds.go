@@ -79,7 +79,6 @@ func newXDSCmd() *cobra.Command {
 	return cmd
 }
 
-
 // kubeStore connects to the API server: with the pod's service account in a cluster, or with a
 // kubeconfig file outside one.
 func kubeStore(kubeconfig, namespace string, keep int) (*specstore.Kube, error) {

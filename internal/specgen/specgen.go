@@ -20,7 +20,11 @@ func Fleet(services, ops int) map[string][]byte {
 }
 
 // Service is the spec of service number s with ops operations.
-func Service(s, ops int) []byte {
+func Service(s, ops int) []byte { return Documented(s, ops, 0) }
+
+// Documented is Service with at least docBytes of documentation that the gateway does not
+// route on but must keep: component schemas with descriptions, as real descriptions have.
+func Documented(s, ops, docBytes int) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, `openapi: 3.1.0
 info: {title: Service %d, version: 1.0.0}
@@ -29,8 +33,15 @@ security: [{oauth: [svc%d:read]}]
 components:
   securitySchemes:
     oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://auth.example.com/token", scopes: {"svc%d:read": r, "svc%d:write": w}}}}
-paths:
 `, s, s, s, s, s, s, s)
+	if docBytes > 0 {
+		b.WriteString("  schemas:\n")
+		for i := 0; b.Len() < docBytes; i++ {
+			fmt.Fprintf(&b, "    Thing%d:\n      type: object\n      description: >-\n        Thing %d of service %d. %s\n      properties:\n        id: {type: string, description: The identifier of thing %d, unique within service %d.}\n        name: {type: string, maxLength: 200}\n",
+				i, i, s, strings.Repeat("A resource that clients list, read and change through this service's operations. ", 4), i, s)
+		}
+	}
+	b.WriteString("paths:\n")
 	// ops operations on ops/2 paths: a literal path with GET (every fifth also a rate
 	// limited internal POST) and a templated path with GET, until ops are written.
 	for i, p := 0, 0; i < ops; p++ {

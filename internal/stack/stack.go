@@ -223,15 +223,19 @@ type Proc struct {
 	log        *testenvoy.LogBuffer
 }
 
-func (s *Stack) proc(name, bin string, args ...string) *Proc {
-	p := &Proc{Name: name, t: s.t, bin: bin, log: &testenvoy.LogBuffer{},
-		GRPC: testutil.FreeAddr(s.t),
-		HTTP: testutil.FreeAddr(s.t)}
+func (s *Stack) proc(name, bin string, args ...string) *Proc { return NewProc(s.t, name, bin, args...) }
+
+// NewProc is a specgate role (bin args... --grpc ADDR --http ADDR, on free loopback ports),
+// not started yet, stopped at the end of the test, its log printed if the test fails.
+func NewProc(t testing.TB, name, bin string, args ...string) *Proc {
+	p := &Proc{Name: name, t: t, bin: bin, log: &testenvoy.LogBuffer{},
+		GRPC: testutil.FreeAddr(t),
+		HTTP: testutil.FreeAddr(t)}
 	p.args = append(args, "--grpc", p.GRPC, "--http", p.HTTP)
-	s.t.Cleanup(func() {
+	t.Cleanup(func() {
 		p.Stop()
-		if s.t.Failed() {
-			s.t.Logf("%s log:\n%s", name, p.Log())
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, p.Log())
 		}
 	})
 	return p

@@ -40,8 +40,13 @@ func Specgate(t TB) string {
 // binary.
 func Main(m *testing.M) {
 	code := m.Run()
+	RemoveSpecgate()
+	os.Exit(code)
+}
+
+// RemoveSpecgate removes the binary Specgate built, for a TestMain that does more than Main.
+func RemoveSpecgate() {
 	if built.bin != "" {
 		os.RemoveAll(filepath.Dir(built.bin))
 	}
-	os.Exit(code)
 }
