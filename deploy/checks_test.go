@@ -261,39 +261,56 @@ func checkVolumes(o *Objects, externalSecrets ...string) error {
 	return errors.Join(errs...)
 }
 
-// checkSpecsMounted: the specs ConfigMap exists and the control plane mounts it where --specs
-// points.
-func checkSpecsMounted(o *Objects) error {
-	cm := o.ConfigMap("specgate-specs")
-	if cm == nil {
-		return errors.New("no ConfigMap specgate-specs")
-	}
-	if len(cm.Data) == 0 {
-		return errors.New("ConfigMap specgate-specs holds no specs")
-	}
+// checkSpecStore: the control plane keeps its specs in the Kubernetes store of its own
+// namespace, as its own ServiceAccount, which a RoleBinding lets work on ConfigMaps; the seed
+// ConfigMap exists and is mounted where --seed points.
+func checkSpecStore(o *Objects) error {
 	d := o.Deployment("specgate-xds")
 	if d == nil {
 		return errors.New("no Deployment specgate-xds")
 	}
 	spec := d.Spec.Template.Spec
+	c := spec.Containers[0]
+	var errs []error
+	if flagValue(c.Args, "--store") != "kubernetes" {
+		errs = append(errs, errors.New("specgate-xds: want --store kubernetes"))
+	}
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "POD_NAMESPACE" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace"
+	}) {
+		errs = append(errs, errors.New("specgate-xds: POD_NAMESPACE must come from metadata.namespace (the store's namespace)"))
+	}
+	if spec.ServiceAccountName != "specgate-xds" || spec.AutomountServiceAccountToken == nil || !*spec.AutomountServiceAccountToken {
+		errs = append(errs, errors.New("specgate-xds: want ServiceAccount specgate-xds with its token mounted"))
+	}
+	bound := false
+	for _, rb := range o.RoleBindings {
+		for _, sub := range rb.Subjects {
+			if sub.Kind == "ServiceAccount" && sub.Name == "specgate-xds" && rb.RoleRef.Kind == "Role" && rb.RoleRef.Name == "specgate-xds" {
+				bound = true
+			}
+		}
+	}
+	if !bound {
+		errs = append(errs, errors.New("no RoleBinding of ServiceAccount specgate-xds to Role specgate-xds"))
+	}
+	cm := o.ConfigMap("specgate-seed")
+	if cm == nil || len(cm.Data) == 0 {
+		return errors.Join(append(errs, errors.New("no ConfigMap specgate-seed with specs"))...)
+	}
 	vol := ""
 	for _, v := range spec.Volumes {
 		if v.ConfigMap != nil && v.ConfigMap.Name == cm.Name {
 			vol = v.Name
 		}
 	}
-	if vol == "" {
-		return errors.New("Deployment specgate-xds does not mount ConfigMap specgate-specs")
+	mounted := slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return m.Name == vol && m.MountPath == flagValue(c.Args, "--seed") && m.SubPath == ""
+	})
+	if vol == "" || !mounted {
+		errs = append(errs, errors.New("specgate-xds: the seed ConfigMap is not mounted at its --seed directory"))
 	}
-	for _, c := range spec.Containers {
-		dir := flagValue(c.Args, "--specs")
-		for _, m := range c.VolumeMounts {
-			if m.Name == vol && m.MountPath == dir && m.SubPath == "" {
-				return nil // a subPath mount would never see the kubelet's updates
-			}
-		}
-	}
-	return errors.New("Deployment specgate-xds: no container mounts the specs ConfigMap (without subPath) at its --specs directory")
+	return errors.Join(errs...)
 }
 
 // checkPodMonitoring: each Deployment is scraped by one PodMonitoring whose port exists.

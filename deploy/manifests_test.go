@@ -96,7 +96,7 @@ func TestPolicies(t *testing.T) {
 			"containers":  checkContainers,
 			"services":    checkServices,
 			"volumes":     func(o *Objects) error { return checkVolumes(o, "specgate-admin") },
-			"specs":       checkSpecsMounted,
+			"specs":       checkSpecStore,
 			"monitoring":  checkPodMonitoring,
 			"disruption":  func(o *Objects) error { return checkDisruptionAndScaling(o, scaled, minReplicas) },
 			"networking":  func(o *Objects) error { return checkNetworkPolicies(o, namespace, intendedIngress(o)) },
@@ -138,7 +138,7 @@ func intendedIngress(o *Objects) []portRule {
 func checkRoles(o *Objects) error {
 	var errs []string
 	want := map[string][]string{
-		"specgate-xds":       {"xds", "--specs", "/specs", "--config", "/etc/specgate/gateway.yaml", "--grpc", ":18000", "--http", ":18001"},
+		"specgate-xds":       {"xds", "--store", "kubernetes", "--seed", "/seed", "--config", "/etc/specgate/gateway.yaml", "--grpc", ":18000", "--http", ":18001"},
 		"specgate-authz":     {"authz", "--config", "/etc/specgate/gateway.yaml", "--grpc", ":9001", "--http", ":9002"},
 		"specgate-ratelimit": {"ratelimit", "--config", "/etc/specgate/gateway.yaml", "--xds", "specgate-xds:18000", "--grpc", ":9003", "--http", ":9004"},
 	}
@@ -233,9 +233,9 @@ func redisHost(t *testing.T, store string) string {
 func TestSpecsConfigMap(t *testing.T) {
 	t.Parallel()
 	o := build(t, "base")
-	cm := o.ConfigMap("specgate-specs")
+	cm := o.ConfigMap("specgate-seed")
 	if cm == nil {
-		t.Fatal("no specgate-specs ConfigMap")
+		t.Fatal("no specgate-seed ConfigMap")
 	}
 	files, err := filepath.Glob("base/specs/*.yaml")
 	if err != nil {
@@ -255,7 +255,7 @@ func TestSpecsConfigMap(t *testing.T) {
 		}
 	}
 	if !slices.Equal(keys, names) {
-		t.Errorf("ConfigMap specgate-specs holds %v, base/specs has %v: list every file in the configMapGenerator", keys, names)
+		t.Errorf("ConfigMap specgate-seed holds %v, base/specs has %v: list every file in the configMapGenerator", keys, names)
 	}
 	gw, diags := compiler.Compile("base/specs", compiler.Options{})
 	if diags.HasErrors() {
@@ -442,7 +442,7 @@ func TestBrokenManifestsFail(t *testing.T) {
 				"no LoadBalancer Service targets Envoy's public listener",
 			}},
 			"volumes":    {checkVolumes(o), []string{"no ConfigMap missing-config", "unknown Secret token"}},
-			"specs":      {checkSpecsMounted(o), []string{"no ConfigMap specgate-specs"}},
+			"specs":      {checkSpecStore(o), []string{"no Deployment specgate-xds"}},
 			"monitoring": {checkPodMonitoring(o), []string{"Deployment web: 0 PodMonitorings"}},
 			"networking": {checkNetworkPolicies(o, "shop", []portRule{{"web", 9001, []string{"specgate-envoy"}}}), []string{
 				"web port 9001: internet admitted", "web port 9001: same-namespace admitted", "no default deny",

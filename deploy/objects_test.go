@@ -49,6 +49,7 @@ type Objects struct {
 	PodMonitorings  []PodMonitoring
 	Roles           []rbacv1.Role
 	RoleBindings    []rbacv1.RoleBinding
+	ServiceAccounts []corev1.ServiceAccount
 }
 
 // Build runs kustomize on dir (a directory holding a kustomization.yaml) and decodes every
@@ -98,6 +99,8 @@ func (o *Objects) add(apiVersion, kind string, b []byte) error {
 		return decodeInto(b, &o.Roles)
 	case "rbac.authorization.k8s.io/v1/RoleBinding":
 		return decodeInto(b, &o.RoleBindings)
+	case "v1/ServiceAccount":
+		return decodeInto(b, &o.ServiceAccounts)
 	}
 	return fmt.Errorf("%s %s: a kind these checks do not know; add it to Objects", apiVersion, kind)
 }

@@ -7,10 +7,13 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/testkube"
 	"github.com/specgate/specgate/internal/testutil"
 	"github.com/specgate/specgate/internal/testxds"
 	"github.com/specgate/specgate/xds"
@@ -73,10 +77,14 @@ func (w workflow) step(t *testing.T, job, id string) step {
 	return step{}
 }
 
-func TestMain(m *testing.M) { testutil.Main(m) }
+func TestMain(m *testing.M) {
+	code := testkube.Run(m) // the RBAC test's API server
+	testutil.RemoveSpecgate()
+	os.Exit(code)
+}
 
 // controlPlane starts the real control plane in-process on loopback ports, serving specDir
-// with the gateway.yaml of the base, and returns its push API URL.
+// (a directory store) with the gateway.yaml of the base, and returns its API URL.
 func controlPlane(t *testing.T, specDir string) (*xds.Server, string) {
 	t.Helper()
 	cfg, err := config.Load("base/config/gateway.yaml")
@@ -94,17 +102,16 @@ func controlPlane(t *testing.T, specDir string) (*xds.Server, string) {
 	return srv, cp.API
 }
 
-// workspace is a checkout of the central repository: deploy/base's kustomization and specs.
+// workspace is a checkout of the central repository: specs/ and gateway.yaml.
 func workspace(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
-	base := filepath.Join(root, "deploy", "base")
-	copyTree(t, "base/specs", filepath.Join(base, "specs"))
-	b, err := os.ReadFile("base/kustomization.yaml")
+	copyTree(t, "base/specs", filepath.Join(root, "specs"))
+	b, err := os.ReadFile("base/config/gateway.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(base, "kustomization.yaml"), b)
+	writeFile(t, filepath.Join(root, "gateway.yaml"), b)
 	return root
 }
 
@@ -121,7 +128,7 @@ func runStep(t *testing.T, w workflow, job string, s step, root string, env map[
 	cmd := exec.Command("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", s.Run)
 	cmd.Dir = filepath.Join(root, w.Jobs[job].Defaults.Run.WorkingDirectory)
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"GITHUB_STEP_SUMMARY="+filepath.Join(root, "summary.md"))
+		"GITHUB_STEP_SUMMARY="+filepath.Join(root, "summary.md"), "GITHUB_SHA=0123abc", "GITHUB_ACTOR=octocat")
 	for k, v := range w.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -142,153 +149,158 @@ func runStep(t *testing.T, w workflow, job string, s step, root string, env map[
 	return result{code, stdout.String(), stderr.String()}
 }
 
-// The pipeline's lint, listing and dry-run steps, run as written against a live control plane
-// that serves the base specs: a widening change is shown as a risk and nothing changes, a
-// broken spec fails lint and the dry run, an unlisted file fails the listing check.
+var liveVersionLine = regexp.MustCompile(`(?m)^<!-- specgate-live-version: ([0-9]+) -->$`)
+
+// The pipeline's steps, run as written against a live control plane that serves the base
+// specs: the pull request's dry run posts the diff and the live version; the apply on main
+// applies exactly that, and refuses (exit 4, nothing changed) once the live set has moved; a
+// rename across files is one change set; a broken spec fails lint and the dry run.
 func TestPipeline(t *testing.T) {
 	t.Parallel()
 	w := readWorkflow(t)
-	for _, id := range []string{"lint", "listed", "diff"} {
-		if !strings.Contains(w.step(t, "check", id).Run, map[string]string{
-			"lint": "specgate lint --specs specs/", "listed": "specs/*.yaml",
-			"diff": `specgate push --dry-run --allow-risky --server "$SPECGATE_XDS_URL" specs/*.yaml`,
-		}[id]) {
-			t.Fatalf("step %s changed its command; update this test with it", id)
+	for job, steps := range map[string]map[string]string{
+		"check": {"lint": "specgate lint --specs specs/ --config gateway.yaml",
+			"diff": `specgate push --sync specs/ --dry-run --allow-risky --output markdown --server "$SPECGATE_XDS_URL" >diff.md`},
+		"apply": {"apply": `specgate push --sync specs/ --if-version "$IF_VERSION" --allow-risky`},
+	} {
+		for id, cmd := range steps {
+			if !strings.Contains(w.step(t, job, id).Run, cmd) {
+				t.Fatalf("step %s changed its command; update this test with it", id)
+			}
 		}
 	}
-	if !strings.Contains(w.step(t, "check", "diff").Env["SPECGATE_ADMIN_TOKEN"], "secrets.") {
-		t.Error("the dry run must take the admin token from a secret")
+	for _, s := range []step{w.step(t, "check", "diff"), w.step(t, "apply", "apply")} {
+		if !strings.Contains(s.Env["SPECGATE_ADMIN_TOKEN"], "secrets.") {
+			t.Errorf("step %s must take the admin token from a secret", s.ID)
+		}
+	}
+	if !strings.Contains(w.step(t, "apply", "apply").Env["IF_VERSION"], "steps.version.outputs.version") ||
+		!strings.Contains(w.step(t, "apply", "version").Run, "specgate-live-version: ") {
+		t.Error("the apply must take --if-version from the pull request's dry run")
 	}
 	live := t.TempDir()
 	copyTree(t, "base/specs", live)
 	srv, url := controlPlane(t, live)
-	version, before := srv.Version(), treeHash(t, live)
 	env := map[string]string{"SPECGATE_XDS_URL": url, "SPECGATE_ADMIN_TOKEN": "ci-token"}
-	run := func(t *testing.T, root, id string) result {
-		return runStep(t, w, "check", w.step(t, "check", id), root, env)
+	run := func(t *testing.T, root, job, id string, more ...string) result {
+		e := maps.Clone(env)
+		for i := 0; i+1 < len(more); i += 2 {
+			e[more[i]] = more[i+1]
+		}
+		return runStep(t, w, job, w.step(t, job, id), root, e)
 	}
-	unchanged := func(t *testing.T) {
+	// dryRun runs lint and the dry run and returns the posted diff and its live version.
+	dryRun := func(t *testing.T, root string) (string, string) {
 		t.Helper()
-		if v := srv.Version(); v != version {
-			t.Errorf("control plane version moved from %s to %s during a dry run", version, v)
+		if r := run(t, root, "check", "lint"); r.code != 0 {
+			t.Fatalf("lint: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		if treeHash(t, live) != before {
-			t.Error("the control plane's spec directory changed during a dry run")
-		}
-	}
-
-	t.Run("widening change", func(t *testing.T) {
-		root := workspace(t)
-		orders := filepath.Join(root, "deploy/base/specs/orders.yaml")
-		replaceInFile(t, orders, "http://orders.shop.svc.cluster.local:8080", "http://orders-v2.shop.svc.cluster.local:8080")
-		wsBefore := treeHash(t, root)
-		for _, id := range []string{"lint", "listed"} {
-			if r := run(t, root, id); r.code != 0 {
-				t.Fatalf("step %s: exit %d\n%s%s", id, r.code, r.stdout, r.stderr)
-			}
-		}
-		r := run(t, root, "diff")
-		if r.code != 0 {
+		revision, version := srv.Revision(), srv.Version()
+		if r := run(t, root, "check", "diff"); r.code != 0 {
 			t.Fatalf("dry run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		if !strings.Contains(r.stdout, "specs/orders.yaml: service orders: dry run, would give version") {
-			t.Errorf("dry run did not report its version:\n%s", r.stdout)
+		if srv.Revision() != revision || srv.Version() != version {
+			t.Error("the dry run changed what is live")
 		}
-		if !strings.Contains(r.stdout, "! orders: backend changed from http://orders.shop.svc.cluster.local:8080 to http://orders-v2.shop.svc.cluster.local:8080") {
-			t.Errorf("dry run did not print the risky change:\n%s", r.stdout)
+		diff, _ := os.ReadFile(filepath.Join(root, "diff.md"))
+		m := liveVersionLine.FindSubmatch(diff)
+		if m == nil || string(m[1]) != strconv.FormatInt(revision, 10) {
+			t.Fatalf("the dry run's comment does not name live version %d:\n%s", revision, diff)
 		}
-		if !strings.Contains(r.stdout, "specs/catalog.yaml: service catalog: dry run, would give version "+version+", 0 change(s)") {
-			t.Errorf("an unchanged spec must give the live version and no change:\n%s", r.stdout)
-		}
-		if summary, _ := os.ReadFile(filepath.Join(root, "summary.md")); !bytes.Contains(summary, []byte("! orders: backend changed")) {
-			t.Error("the security diff is not in the job summary")
+		return string(diff), string(m[1])
+	}
+
+	t.Run("widening change, reviewed then applied", func(t *testing.T) {
+		root := workspace(t)
+		replaceInFile(t, filepath.Join(root, "specs/orders.yaml"), "http://orders.shop.svc.cluster.local:8080", "http://orders-v2.shop.svc.cluster.local:8080")
+		diff, version := dryRun(t, root)
+		if !strings.Contains(diff, "| ⚠️ | `orders` |  | `backend changed from http://orders.shop.svc.cluster.local:8080 to http://orders-v2.shop.svc.cluster.local:8080` |") {
+			t.Errorf("the comment does not flag the backend change:\n%s", diff)
 		}
 		strict := w.step(t, "check", "diff")
 		strict.Run = strings.Replace(strict.Run, " --allow-risky", "", 1)
 		if r := runStep(t, w, "check", strict, root, env); r.code != 3 {
 			t.Errorf("without --allow-risky a widening change must fail the check with exit 3, got %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		unchanged(t)
-		if treeHash(t, root) != wsBefore {
-			t.Error("the pipeline's checks changed the workspace")
+		r := run(t, root, "apply", "apply", "IF_VERSION", version)
+		if r.code != 0 || !strings.Contains(r.stdout, "applied: version ") {
+			t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if b, _ := os.ReadFile(filepath.Join(live, "orders.yaml")); !bytes.Contains(b, []byte("orders-v2.shop")) {
+			t.Error("the applied change is not in the control plane's store")
+		}
+		// The same reviewed version again: the live set moved, so nothing is applied.
+		moved := srv.Revision()
+		replaceInFile(t, filepath.Join(root, "specs/catalog.yaml"), "  basePath: /catalog", "  basePath: /catalog\n  timeout: 5s")
+		if r := run(t, root, "apply", "apply", "IF_VERSION", version); r.code != 4 || !strings.Contains(r.stderr, "conflict") {
+			t.Errorf("apply against a stale version: exit %d, want 4\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if srv.Revision() != moved {
+			t.Error("a conflicting apply changed the live version")
+		}
+	})
+
+	t.Run("rename across files", func(t *testing.T) {
+		root := workspace(t)
+		b, _ := os.ReadFile(filepath.Join(root, "specs/catalog.yaml"))
+		if err := os.Remove(filepath.Join(root, "specs/catalog.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(root, "specs/products.yaml"), bytes.ReplaceAll(b, []byte("title: Catalog"), []byte("title: Products")))
+		diff, version := dryRun(t, root)
+		for _, want := range []string{"`catalog` |  | `service removed", "`products` | `GET /catalog/products` | `route moved from catalog"} {
+			if !strings.Contains(diff, want) {
+				t.Errorf("the diff lacks %q:\n%s", want, diff)
+			}
+		}
+		if r := run(t, root, "apply", "apply", "IF_VERSION", version); r.code != 0 {
+			t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(live, "catalog.yaml")); !os.IsNotExist(err) {
+			t.Error("catalog.yaml is still live after the rename")
 		}
 	})
 
 	t.Run("broken spec", func(t *testing.T) {
 		root := workspace(t)
-		replaceInFile(t, filepath.Join(root, "deploy/base/specs/catalog.yaml"), "  basePath: /catalog", "  basePath: /catalog\n  basepath: /typo")
-		r := run(t, root, "lint")
-		if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "catalog.yaml") {
-			t.Errorf("lint: want exit 1 naming catalog.yaml, got %d\n%s%s", r.code, r.stdout, r.stderr)
+		replaceInFile(t, filepath.Join(root, "specs/orders.yaml"), "  basePath: /orders", "  basePath: /orders\n  basepath: /typo")
+		revision := srv.Revision()
+		if r := run(t, root, "check", "lint"); r.code != 1 || !strings.Contains(r.stdout+r.stderr, "orders.yaml") {
+			t.Errorf("lint: want exit 1 naming orders.yaml, got %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		r = run(t, root, "diff")
-		if r.code != 1 || !strings.Contains(r.stderr, "specs/catalog.yaml") {
-			t.Errorf("dry run: want exit 1 naming specs/catalog.yaml, got %d\n%s%s", r.code, r.stdout, r.stderr)
+		if r := run(t, root, "check", "diff"); r.code != 1 || !strings.Contains(r.stderr, "orders.yaml") {
+			t.Errorf("dry run: want exit 1 naming orders.yaml, got %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		unchanged(t)
-	})
-
-	t.Run("unlisted spec", func(t *testing.T) {
-		root := workspace(t)
-		b, _ := os.ReadFile("base/specs/catalog.yaml")
-		b = bytes.ReplaceAll(b, []byte("title: Catalog"), []byte("title: Reviews"))
-		b = bytes.ReplaceAll(b, []byte("/catalog"), []byte("/reviews"))
-		writeFile(t, filepath.Join(root, "deploy/base/specs/reviews.yaml"), b)
-		if r := run(t, root, "lint"); r.code != 0 {
-			t.Fatalf("lint: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		if srv.Revision() != revision {
+			t.Error("a refused change set moved the live version")
 		}
-		if r := run(t, root, "listed"); r.code != 1 || !strings.Contains(r.stdout, "specs/reviews.yaml is not listed") {
-			t.Errorf("listed: want exit 1 naming specs/reviews.yaml, got %d\n%s%s", r.code, r.stdout, r.stderr)
-		}
-		r := run(t, root, "diff")
-		if r.code != 0 || !strings.Contains(r.stdout, "! reviews: service added") {
-			t.Errorf("dry run of a new service: want exit 0 and a risk line, got %d\n%s%s", r.code, r.stdout, r.stderr)
-		}
-		unchanged(t)
 	})
 }
 
-// The apply job runs after the checks, only on main, and replaces the very ConfigMap the
-// kustomization generates and the control plane mounts.
-func TestPipelineAppliesTheSpecsConfigMap(t *testing.T) {
+// The apply job runs only on main, and the pipeline's own identity writes nothing in the
+// cluster: its Role only reaches the control plane (port-forward), whose API takes the change.
+func TestPipelineWritesThroughTheChangeAPI(t *testing.T) {
 	t.Parallel()
 	w := readWorkflow(t)
 	apply := w.Jobs["apply"]
-	if needs, _ := apply.Needs.(string); needs != "check" {
-		t.Errorf("apply needs %v, want check", apply.Needs)
-	}
 	if !strings.Contains(apply.If, "refs/heads/main") || !strings.Contains(apply.If, "'push'") {
 		t.Errorf("apply must run on pushes to main only, if: %q", apply.If)
 	}
-	if apply.Defaults.Run.WorkingDirectory != w.Jobs["check"].Defaults.Run.WorkingDirectory {
-		t.Error("apply and check must read the same specs/ directory")
-	}
-	run := w.step(t, "apply", "apply").Run
 	o := build(t, "base")
-	cm := o.ConfigMap("specgate-specs")
-	if cm == nil {
-		t.Fatal("no specgate-specs ConfigMap")
-	}
-	for _, want := range []string{"kubectl create configmap " + cm.Name, "--namespace " + cm.Namespace, "--from-file=specs/", "kubectl apply"} {
-		if !strings.Contains(run, want) {
-			t.Errorf("apply step does not contain %q:\n%s", want, run)
-		}
-	}
-	// The pipeline's Role may patch exactly that ConfigMap.
-	ok := false
 	for _, r := range o.Roles {
+		if r.Name != "specs-pipeline" {
+			continue
+		}
 		for _, rule := range r.Rules {
-			if slices.Contains(rule.Resources, "configmaps") && slices.Equal(rule.ResourceNames, []string{cm.Name}) && slices.Contains(rule.Verbs, "patch") {
-				ok = true
-			}
-			if slices.Contains(rule.Resources, "configmaps") && len(rule.ResourceNames) == 0 {
-				t.Errorf("Role %s may change every ConfigMap", r.Name)
+			for _, verb := range rule.Verbs {
+				if verb != "get" && verb != "list" && !(verb == "create" && slices.Equal(rule.Resources, []string{"pods/portforward"})) {
+					t.Errorf("Role specs-pipeline may %s %v: it should only reach the control plane", verb, rule.Resources)
+				}
 			}
 		}
+		return
 	}
-	if !ok {
-		t.Errorf("no Role lets the pipeline patch ConfigMap %s", cm.Name)
-	}
+	t.Error("no Role specs-pipeline")
 }
 
 func copyTree(t *testing.T, from, to string) {

@@ -209,6 +209,10 @@ func (c *changeFlags) send(cmd *cobra.Command, path string, body any) error {
 	}
 }
 
+// LiveVersionMarker starts the hidden line of a markdown dry run that names the live version
+// it was diffed against (examples/ci/specs.yml applies with it as --if-version).
+const LiveVersionMarker = "specgate-live-version: "
+
 func printResult(w io.Writer, res xds.PushResult) {
 	switch {
 	case res.Unchanged:
@@ -242,7 +246,9 @@ func printMarkdown(w io.Writer, res xds.PushResult, refused *xds.RefusedError) {
 	case res.Applied:
 		fmt.Fprintf(w, "Applied: version **%d** is live (was %d).\n\n", res.Revision, res.LiveRevision)
 	default:
-		fmt.Fprintf(w, "Dry run against live version **%d**. Apply with `--if-version %d`.\n\n", res.LiveRevision, res.LiveRevision)
+		fmt.Fprintf(w, "Dry run against live version **%d**. Apply with `--if-version %d`.\n", res.LiveRevision, res.LiveRevision)
+		// For the pipeline's apply job, which reads it back from the pull request.
+		fmt.Fprintf(w, "<!-- %s%d -->\n\n", LiveVersionMarker, res.LiveRevision)
 	}
 	fmt.Fprintf(w, "%d change(s), **%d widen access** (⚠️).\n\n", len(res.Changes), risky)
 	if len(res.Changes) == 0 {
