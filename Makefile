@@ -118,7 +118,7 @@ unit:
 	go test -count=1 -short ./...
 
 # Whole-gateway benchmarks, side by side, one table (< 10 min on 2 cores).
-bench: build envoy redis specs
+bench: build envoy redis kube etcd specs
 	./scripts/bench.sh
 
 # Spec intake alone: real and synthetic specs through lint and compile, beside envoy --mode validate.

@@ -2,7 +2,8 @@
 # make bench: every figure of docs/benchmarks.md, measured side by side in one run, printed
 # as one table (progress on stderr). Bounded: about 25 minutes on 2 cores; loads only 127.0.0.1.
 #
-#   make bench                       # needs bin/specgate (make build), Envoy (make envoy), $REDIS_SERVER (make redis)
+#   make bench                       # needs bin/specgate (make build), Envoy (make envoy), $REDIS_SERVER (make redis),
+#                                    # kube-apiserver and etcd (make kube etcd)
 #   ROUNDS=5 D=8s make bench         # more and longer alternating rounds
 #   PROFILE=/tmp/prof make bench     # also CPU profiles of authz and ratelimit under Envoy load
 set -euo pipefail
@@ -28,6 +29,12 @@ say "compiler, control plane and replica fan-out (go test)"
   go test -run '^$' -bench 'ReplicasOneKey' -benchtime 3x ./ratelimit/
 } >"$tmp/go.txt" 2>&1 || { cat "$tmp/go.txt" >&2; exit 1; }
 
+say "spec store: 100-service fleet through a real kube-apiserver (xds/fleet)"
+{
+  go test -count=1 -run 'TestFleetOnKubernetes' -v -timeout 15m ./xds/fleet/
+  go test -run '^$' -bench 'CommitOneOfHundred' -benchtime 20x -count 5 ./xds/specstore/
+} >"$tmp/fleet.txt" 2>&1 || { cat "$tmp/fleet.txt" >&2; exit 1; }
+
 say "specgate ratelimit vs envoyproxy/ratelimit on one Redis server (ratelimit/bench/compare.sh)"
 N=100000 D=$D C=64 ROUNDS=$ROUNDS ratelimit/bench/compare.sh >"$tmp/ratelimit.txt" 2>&1 || { cat "$tmp/ratelimit.txt" >&2; exit 1; }
 
@@ -41,6 +48,14 @@ echo
 echo "### Spec intake"
 echo
 cat "$tmp/intake.txt"
+echo
+echo "### Spec store (Kubernetes API server path, xds/fleet)"
+echo
+sed -n 's/^ *fleet_test.go:[0-9]*: figure: /- /p' "$tmp/fleet.txt"
+echo
+echo "A change of one file of 100 (20 MB), committed and read back by another replica, 5 runs:"
+echo
+grep '^BenchmarkCommitOneOfHundred' "$tmp/fleet.txt" | awk '{print "    " $1 " " $3/1e6 " ms"}'
 if [[ -n ${PROFILE:-} ]]; then
   say "profiles: go tool pprof -top $PROFILE/authz.pprof (and ratelimit.pprof)"
 fi
