@@ -195,12 +195,12 @@ func TestPipeline(t *testing.T) {
 		if r := run(t, root, "check", "lint"); r.code != 0 {
 			t.Fatalf("lint: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		revision, version := srv.Revision(), srv.Version()
+		revision, version, before := srv.Revision(), srv.Version(), treeHash(t, live)
 		if r := run(t, root, "check", "diff"); r.code != 0 {
 			t.Fatalf("dry run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		if srv.Revision() != revision || srv.Version() != version {
-			t.Error("the dry run changed what is live")
+		if srv.Revision() != revision || srv.Version() != version || treeHash(t, live) != before {
+			t.Error("the dry run changed what is live or the control plane's store")
 		}
 		diff, _ := os.ReadFile(filepath.Join(root, "diff.md"))
 		m := liveVersionLine.FindSubmatch(diff)
@@ -230,13 +230,13 @@ func TestPipeline(t *testing.T) {
 			t.Error("the applied change is not in the control plane's store")
 		}
 		// The same reviewed version again: the live set moved, so nothing is applied.
-		moved := srv.Revision()
+		moved, before := srv.Revision(), treeHash(t, live)
 		replaceInFile(t, filepath.Join(root, "specs/catalog.yaml"), "  basePath: /catalog", "  basePath: /catalog\n  timeout: 5s")
 		if r := run(t, root, "apply", "apply", "IF_VERSION", version); r.code != 4 || !strings.Contains(r.stderr, "conflict") {
 			t.Errorf("apply against a stale version: exit %d, want 4\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		if srv.Revision() != moved {
-			t.Error("a conflicting apply changed the live version")
+		if srv.Revision() != moved || treeHash(t, live) != before {
+			t.Error("a conflicting apply changed the live version or the store")
 		}
 	})
 
@@ -264,15 +264,15 @@ func TestPipeline(t *testing.T) {
 	t.Run("broken spec", func(t *testing.T) {
 		root := workspace(t)
 		replaceInFile(t, filepath.Join(root, "specs/orders.yaml"), "  basePath: /orders", "  basePath: /orders\n  basepath: /typo")
-		revision := srv.Revision()
+		revision, before := srv.Revision(), treeHash(t, live)
 		if r := run(t, root, "check", "lint"); r.code != 1 || !strings.Contains(r.stdout+r.stderr, "orders.yaml") {
 			t.Errorf("lint: want exit 1 naming orders.yaml, got %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 		if r := run(t, root, "check", "diff"); r.code != 1 || !strings.Contains(r.stderr, "orders.yaml") {
 			t.Errorf("dry run: want exit 1 naming orders.yaml, got %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		if srv.Revision() != revision {
-			t.Error("a refused change set moved the live version")
+		if srv.Revision() != revision || treeHash(t, live) != before {
+			t.Error("a refused change set moved the live version or changed the store")
 		}
 	})
 }

@@ -159,11 +159,18 @@ func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 500, map[string]string{"error": err.Error()})
 		return
 	}
-	writeJSON(w, 200, HistoryResult{Live: s.Revision(), Revisions: append([]specstore.Revision{}, revs...)})
+	writeJSON(w, 200, HistoryResult{Live: s.StoreRevision(), Revisions: append([]specstore.Revision{}, revs...)})
 }
 
-// readJSON decodes a request body of at most MaxChangeBytes; it answers the error itself.
+// readJSON decodes a request body of at most MaxChangeBytes, one request at a time; it answers
+// the error itself.
 func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	select {
+	case s.reading <- struct{}{}:
+		defer func() { <-s.reading }()
+	case <-r.Context().Done():
+		return false
+	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.opts.MaxChangeBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -88,14 +88,22 @@ var errNotFound = errors.New("no such service")
 func (s *Server) Apply(ctx context.Context, cs ChangeSet) (PushResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.reloadLocked(ctx, "change"); err != nil && !errors.Is(err, errEmptyStore) {
-		s.log.Warn("the store's live set does not compile here; the change is diffed against the last good one", "err", err)
-	}
+	_, reloadErr := s.reloadLocked(ctx, "change")
 	live := s.storeRev
 	if cs.IfVersion != nil && *cs.IfVersion != live {
 		return PushResult{}, &specstore.ConflictError{Expected: *cs.IfVersion, Live: live}
 	}
 	cur := s.current.Load()
+	if served := int64(0); !cs.Sync && reloadErr != nil && !errors.Is(reloadErr, errEmptyStore) {
+		if cur != nil {
+			served = cur.revision.Number
+		}
+		if served != live {
+			// The change would be built on the last set that compiled here and silently undo
+			// what the live one changed since.
+			return PushResult{}, &RefusedError{Reason: fmt.Sprintf("live version %d does not load on this control plane (%v); it serves version %d: apply a whole set with --sync, or fix the cause", live, reloadErr, served)}
+		}
+	}
 	old := ir.Gateway{}
 	base := map[string][]byte{}
 	if cur != nil {
@@ -148,6 +156,9 @@ func (s *Server) changedFiles(files map[string][]byte, cs ChangeSet) (map[string
 	if cs.Sync {
 		if len(cs.Delete) > 0 {
 			return nil, &RefusedError{Reason: "a sync names the whole set: delete nothing, leave the file out"}
+		}
+		if len(cs.Specs) == 0 {
+			return nil, &RefusedError{Reason: "a sync of no files would remove every service"}
 		}
 		files = map[string][]byte{}
 	}
@@ -243,8 +254,14 @@ func (s *Server) Delete(service string, o PushOptions) (PushResult, error) {
 // when it widens access without AllowRisky.
 func (s *Server) Rollback(ctx context.Context, to int64, cs ChangeSet) (PushResult, error) {
 	s.mu.Lock()
+	if _, err := s.reloadLocked(ctx, "change"); err != nil {
+		s.log.Warn("rollback: the live set does not load here", "err", err)
+	}
 	live := s.storeRev
 	s.mu.Unlock()
+	if cs.IfVersion != nil {
+		live = *cs.IfVersion // "the version before" the one the caller saw; Apply checks it is live
+	}
 	if to == 0 {
 		hist, err := s.store.History(ctx)
 		if err != nil {
@@ -257,7 +274,7 @@ func (s *Server) Rollback(ctx context.Context, to int64, cs ChangeSet) (PushResu
 			}
 		}
 		if to == 0 {
-			return PushResult{}, &RefusedError{Reason: fmt.Sprintf("no revision before %d is kept", live)}
+			return PushResult{}, &RefusedError{Reason: fmt.Sprintf("no version before %d is kept", live)}
 		}
 	}
 	files, err := s.store.Files(ctx, to)
@@ -268,9 +285,7 @@ func (s *Server) Rollback(ctx context.Context, to int64, cs ChangeSet) (PushResu
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		cs.Specs = append(cs.Specs, SpecFile{Name: name, Content: files[name]})
 	}
-	if cs.IfVersion == nil {
-		cs.IfVersion = &live // the revision chosen above is relative to this one
-	}
+	cs.IfVersion = &live // the version chosen above is relative to this one
 	cs.Reason = strings.TrimSuffix(fmt.Sprintf("rollback to %d: %s", to, cs.Reason), ": ")
 	return s.Apply(ctx, cs)
 }

@@ -60,8 +60,10 @@ type Options struct {
 	ListenAddress string
 	// Debounce groups the file events of one change (default 200ms).
 	Debounce time.Duration
+	// Resync reads the store's live set this often even without a notice (default 1m).
+	Resync time.Duration
 	// MaxSpecBytes bounds a file pushed alone (default 32 MiB); MaxChangeBytes a change set's
-	// request (default 128 MiB).
+	// request (default 48 MiB: a 100-service, 20 MB fleet is 28 MB of JSON).
 	MaxSpecBytes, MaxChangeBytes int64
 	Logger                       *slog.Logger
 }
@@ -76,11 +78,14 @@ func (o Options) withDefaults() Options {
 	if o.Debounce == 0 {
 		o.Debounce = 200 * time.Millisecond
 	}
+	if o.Resync == 0 {
+		o.Resync = time.Minute
+	}
 	if o.MaxSpecBytes == 0 {
 		o.MaxSpecBytes = 32 << 20
 	}
 	if o.MaxChangeBytes == 0 {
-		o.MaxChangeBytes = 128 << 20
+		o.MaxChangeBytes = 48 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -127,6 +132,8 @@ type Server struct {
 	// storeRev is the store's live revision as last read (under mu): what a change set
 	// expects, even when that revision did not compile here.
 	storeRev int64
+	// reading admits one change request's body at a time: each may be tens of MB.
+	reading chan struct{}
 }
 
 // New creates a control plane; Run serves it.
@@ -146,7 +153,8 @@ func New(opts Options) (*Server, error) {
 		// no part of the specs.
 		opts.SpecDir = os.TempDir() + "/specgate-no-such-spec-dir"
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), store: opts.Store, loader: compiler.NewLoader(), routes: translate.NewCache()}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), store: opts.Store, loader: compiler.NewLoader(), routes: translate.NewCache(),
+		reading: make(chan struct{}, 1)}
 	s.cache = cache.NewSnapshotCache(true, fleet{}, slogAdapter{opts.Logger})
 	if opts.SeedDir != "" {
 		if err := s.seed(context.Background()); err != nil {
@@ -157,6 +165,14 @@ func New(opts Options) (*Server, error) {
 		s.log.Error("initial specs refused; serving nothing until a good version arrives", "err", err)
 	}
 	return s, nil
+}
+
+// StoreRevision is the store's live revision as this replica last read it; it differs from
+// Revision while the live set does not compile here.
+func (s *Server) StoreRevision() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.storeRev
 }
 
 // seed commits SeedDir as the first revision of an empty store. Two replicas starting together
@@ -235,7 +251,19 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 func (s *Server) Reload(source string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.reloadLocked(context.Background(), source)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	return s.reloadLocked(ctx, source)
+}
+
+// storeTimeout bounds a reload's calls to the store (the API server): a change waits for the
+// mutex a reload holds.
+const storeTimeout = time.Minute
+
+// editRecorder is a store whose live files can be edited in place (a directory): an edit is
+// recorded as a revision without rewriting the files.
+type editRecorder interface {
+	RecordEdit(ctx context.Context, files map[string][]byte, meta specstore.Meta, expect int64) (specstore.Revision, error)
 }
 
 func (s *Server) reloadLocked(ctx context.Context, source string) (string, error) {
@@ -261,15 +289,15 @@ func (s *Server) reloadLocked(ctx context.Context, source string) (string, error
 		return "", refusal(diags, err)
 	}
 	st.revision, st.digest = rev, digest
-	if digest != rev.Digest && len(files) > 0 {
-		// The files were edited in place (a directory store): record them as a revision, so
-		// that history, rollback and --if-version see the change.
+	if rec, ok := s.store.(editRecorder); ok && digest != rev.Digest && len(files) > 0 {
+		// The files were edited in place: record them as a revision, so that history,
+		// rollback and --if-version see the change.
 		old := ir.Gateway{}
 		if cur != nil {
 			old = cur.gw
 		}
 		meta := specstore.Meta{Reason: "spec files edited in place", Author: source, Summary: summarize(compiler.Diff(old, st.gw))}
-		if r, err := s.store.Commit(ctx, files, meta, rev.Number); err != nil {
+		if r, err := rec.RecordEdit(ctx, files, meta, rev.Number); err != nil {
 			s.log.Warn("the edited spec files are served but not recorded in the history", "err", err)
 		} else {
 			st.revision, s.storeRev = r, r.Number
@@ -279,6 +307,7 @@ func (s *Server) reloadLocked(ctx context.Context, source string) (string, error
 		// Same config (a comment or formatting changed): keep serving it, but remember the
 		// files and revision as they are now.
 		s.current.Store(&st.state)
+		s.metrics.revision.Set(float64(st.revision.Number))
 		s.metrics.rebuilds.WithLabelValues(source, "unchanged").Inc()
 		return st.version, nil
 	}

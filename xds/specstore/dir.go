@@ -70,6 +70,19 @@ func OpenDir(dir string, keep int) (*Dir, error) {
 func (d *Dir) Path() string { return d.dir }
 
 func (d *Dir) Live(context.Context) (Revision, map[string][]byte, error) {
+	// A commit whose journal is written is the live set, even if a crash (or a failed write)
+	// left the files half rewritten: finish it before reading.
+	if _, err := os.Stat(filepath.Join(d.meta, "pending.json")); err == nil {
+		unlock, err := d.lock(syscall.LOCK_EX)
+		if err != nil {
+			return Revision{}, nil, err
+		}
+		err = d.recover()
+		unlock()
+		if err != nil {
+			return Revision{}, nil, fmt.Errorf("spec directory %s: finish the interrupted commit: %w", d.dir, err)
+		}
+	}
 	// Not while another process applies a commit; a read-only directory has no committers.
 	if unlock, err := d.lock(syscall.LOCK_SH); err == nil {
 		defer unlock()
@@ -112,14 +125,8 @@ func (d *Dir) Commit(_ context.Context, files map[string][]byte, meta Meta, expe
 		return Revision{}, &ConflictError{Expected: expect, Live: last.Number}
 	}
 	rev := newRevision(expect+1, files, meta, time.Now())
-	for name, sum := range rev.Files {
-		p := filepath.Join(d.meta, "blobs", sum)
-		if _, err := os.Stat(p); err == nil {
-			continue
-		}
-		if err := atomicfile.WriteFile(p, files[name], 0o644); err != nil {
-			return Revision{}, fmt.Errorf("store %s: %w", name, err)
-		}
+	if err := d.storeBlobs(rev, files); err != nil {
+		return Revision{}, err
 	}
 	b, err := json.MarshalIndent(rev, "", "  ")
 	if err != nil {
@@ -129,10 +136,72 @@ func (d *Dir) Commit(_ context.Context, files map[string][]byte, meta Meta, expe
 		return Revision{}, fmt.Errorf("spec directory %s: write the commit journal: %w", d.dir, err)
 	}
 	if err := d.recover(); err != nil {
+		return Revision{}, fmt.Errorf("revision %d is committed (%s) but the spec files could not be rewritten: %w; the next read, commit or restart finishes it",
+			rev.Number, filepath.Join(d.meta, "pending.json"), err)
+	}
+	d.prune()
+	return rev, nil
+}
+
+// RecordEdit records files, which a person or git wrote into the directory, as revision
+// expect+1 without touching the files: if they changed again since they were read, it is a
+// conflict and the next reload records the newer ones.
+func (d *Dir) RecordEdit(_ context.Context, files map[string][]byte, meta Meta, expect int64) (Revision, error) {
+	if err := checkNames(files); err != nil {
+		return Revision{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, sub := range []string{"blobs", "revisions"} {
+		if err := os.MkdirAll(filepath.Join(d.meta, sub), 0o755); err != nil {
+			return Revision{}, fmt.Errorf("spec directory %s: %w", d.dir, err)
+		}
+	}
+	unlock, err := d.lock(syscall.LOCK_EX)
+	if err != nil {
+		return Revision{}, err
+	}
+	defer unlock()
+	if err := d.recover(); err != nil {
+		return Revision{}, err
+	}
+	last, err := d.latest()
+	if err != nil {
+		return Revision{}, err
+	}
+	now, err := compiler.ReadDir(d.dir)
+	if err != nil {
+		return Revision{}, err
+	}
+	rev := newRevision(expect+1, files, meta, time.Now())
+	if last.Number != expect || newRevision(0, now, Meta{}, time.Time{}).Digest != rev.Digest {
+		return Revision{}, &ConflictError{Expected: expect, Live: last.Number}
+	}
+	if err := d.storeBlobs(rev, files); err != nil {
+		return Revision{}, err
+	}
+	b, err := json.MarshalIndent(rev, "", "  ")
+	if err != nil {
+		return Revision{}, err
+	}
+	if err := atomicfile.WriteFile(d.revisionPath(rev.Number), b, 0o644); err != nil {
 		return Revision{}, err
 	}
 	d.prune()
 	return rev, nil
+}
+
+func (d *Dir) storeBlobs(rev Revision, files map[string][]byte) error {
+	for name, sum := range rev.Files {
+		p := filepath.Join(d.meta, "blobs", sum)
+		if _, err := os.Stat(p); err == nil {
+			continue
+		}
+		if err := atomicfile.WriteFile(p, files[name], 0o644); err != nil {
+			return fmt.Errorf("store %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // recover applies pending.json, if any, to the spec files and records its revision. It is
@@ -147,6 +216,9 @@ func (d *Dir) recover() error {
 	}
 	var rev Revision
 	if err := json.Unmarshal(b, &rev); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(d.meta, "pending.json"), err)
+	}
+	if err := rev.check(); err != nil {
 		return fmt.Errorf("%s: %w", filepath.Join(d.meta, "pending.json"), err)
 	}
 	cur, err := compiler.ReadDir(d.dir)
@@ -222,6 +294,9 @@ func (d *Dir) read(n int64) (Revision, error) {
 	}
 	var r Revision
 	if err := json.Unmarshal(b, &r); err != nil {
+		return Revision{}, fmt.Errorf("%s: %w", d.revisionPath(n), err)
+	}
+	if err := r.check(); err != nil {
 		return Revision{}, fmt.Errorf("%s: %w", d.revisionPath(n), err)
 	}
 	return r, nil

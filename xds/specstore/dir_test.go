@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -149,5 +150,28 @@ func TestValidFileName(t *testing.T) {
 		if got := ValidFileName(name); got != want {
 			t.Errorf("ValidFileName(%q) = %t, want %t", name, got, want)
 		}
+	}
+}
+
+// A journal or a record naming a file outside the directory (../x.yaml) is refused, never
+// written: records are read back from disk.
+func TestDirRefusesNamesOutsideTheDirectory(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "specs")
+	for _, sub := range []string{"blobs", "revisions"} {
+		if err := os.MkdirAll(filepath.Join(dir, ".specgate", sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	content := []byte("owned")
+	rev := newRevision(1, map[string][]byte{"../escape.yaml": content}, Meta{}, time.Now())
+	writeFiles(t, filepath.Join(dir, ".specgate", "blobs"), map[string]string{Digest(content): string(content)})
+	j, _ := json.Marshal(rev)
+	writeFiles(t, filepath.Join(dir, ".specgate"), map[string]string{"pending.json": string(j)})
+	if _, err := OpenDir(dir, 0); err == nil || !strings.Contains(err.Error(), `names file "../escape.yaml"`) {
+		t.Errorf("OpenDir with a journal naming ../escape.yaml: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "escape.yaml")); err == nil {
+		t.Error("a file was written outside the spec directory")
 	}
 }

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -37,13 +38,14 @@ import (
 // no fleet and no single description is too large: GitHub's 13 MB description gzips to about
 // 1 MB, two chunks. Replicas watch PREFIX-live (an informer) and read the blobs they lack.
 type Kube struct {
-	client        kubernetes.Interface
-	ns, prefix    string
-	keep          int
-	log           *slog.Logger
-	mu            sync.Mutex
-	blobs         map[string][]byte // content by digest: immutable, so never refetched
-	stored        map[string]bool   // digests known to be in the API server
+	client     kubernetes.Interface
+	ns, prefix string
+	keep       int
+	log        *slog.Logger
+	mu         sync.Mutex
+	// blobs is the content of the live revision last read or written, by digest: the next
+	// revision fetches only what changed. Bounded by one set.
+	blobs         map[string][]byte
 	blobGraceTime time.Duration
 }
 
@@ -63,9 +65,10 @@ const (
 	labelRevision = "specgate.dev/revision"
 	annotChunks   = "specgate.dev/chunks"
 	annotDigest   = "specgate.dev/digest"
+	annotUsed     = "specgate.dev/used-at" // a commit named this content again: restart its grace
 	recordKey     = "revision.json"
-	// blobGrace keeps an unreferenced blob this long: it may belong to a commit in flight on
-	// another replica, stored but not yet live.
+	// blobGrace keeps an unreferenced blob this long after it was created or last named by a
+	// commit: it may belong to a commit in flight on another replica, stored but not live yet.
 	blobGrace = 15 * time.Minute
 )
 
@@ -84,7 +87,7 @@ func NewKube(client kubernetes.Interface, o KubeOptions) (*Kube, error) {
 		o.Logger = slog.Default()
 	}
 	return &Kube{client: client, ns: o.Namespace, prefix: o.Prefix, keep: o.Keep, log: o.Logger,
-		blobs: map[string][]byte{}, stored: map[string]bool{}, blobGraceTime: blobGrace}, nil
+		blobs: map[string][]byte{}, blobGraceTime: blobGrace}, nil
 }
 
 func (k *Kube) cms() corev1client.ConfigMapInterface { return k.client.CoreV1().ConfigMaps(k.ns) }
@@ -96,10 +99,16 @@ func (k *Kube) blobName(sum string, i int) string {
 }
 
 // live reads the live record and the object's resourceVersion ("" when there is none yet).
+// Without a live object, the newest revision record is live: the object was deleted by hand,
+// and numbering must go on from the history, not restart at 1 over older records.
 func (k *Kube) live(ctx context.Context) (Revision, string, error) {
 	cm, err := k.cms().Get(ctx, k.liveName(), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return Revision{}, "", nil
+		revs, err := k.revisions(ctx)
+		if err != nil || len(revs) == 0 {
+			return Revision{}, "", err
+		}
+		return revs[0], "", nil
 	}
 	if err != nil {
 		return Revision{}, "", fmt.Errorf("spec store: read %s/%s: %w", k.ns, k.liveName(), err)
@@ -113,6 +122,9 @@ func parseRecord(cm *corev1.ConfigMap) (Revision, error) {
 	if err := json.Unmarshal([]byte(cm.Data[recordKey]), &r); err != nil {
 		return Revision{}, fmt.Errorf("spec store: %s/%s: %s: %w", cm.Namespace, cm.Name, recordKey, err)
 	}
+	if err := r.check(); err != nil {
+		return Revision{}, fmt.Errorf("spec store: %s/%s: %w", cm.Namespace, cm.Name, err)
+	}
 	return r, nil
 }
 
@@ -122,7 +134,21 @@ func (k *Kube) Live(ctx context.Context) (Revision, map[string][]byte, error) {
 		return Revision{}, nil, err
 	}
 	files, err := k.files(ctx, r)
+	if err == nil {
+		k.keepOnly(r, files)
+	}
 	return r, files, err
+}
+
+// keepOnly makes the blob cache the content of r.
+func (k *Kube) keepOnly(r Revision, files map[string][]byte) {
+	cache := make(map[string][]byte, len(files))
+	for name, sum := range r.Files {
+		cache[sum] = files[name]
+	}
+	k.mu.Lock()
+	k.blobs = cache
+	k.mu.Unlock()
 }
 
 // files reads a revision's files, fetching the blobs this replica does not hold yet.
@@ -181,21 +207,12 @@ func (k *Kube) blob(ctx context.Context, sum string) ([]byte, error) {
 	if Digest(b) != sum {
 		return nil, fmt.Errorf("%s: content does not match its digest", first.Name)
 	}
-	k.mu.Lock()
-	k.blobs[sum], k.stored[sum] = b, true
-	k.mu.Unlock()
 	return b, nil
 }
 
 // putBlob stores content under its digest, in chunks. Content is immutable, so an object that
-// exists already holds the same bytes.
+// exists already holds the same bytes; naming it again restarts its grace (prune).
 func (k *Kube) putBlob(ctx context.Context, sum string, b []byte) error {
-	k.mu.Lock()
-	done := k.stored[sum]
-	k.mu.Unlock()
-	if done {
-		return nil
-	}
 	var gz bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
 	if _, err := zw.Write(b); err != nil {
@@ -216,14 +233,24 @@ func (k *Kube) putBlob(ctx context.Context, sum string, b []byte) error {
 			Immutable:  ptr(true),
 			BinaryData: map[string][]byte{"data": part},
 		}
-		if _, err := k.cms().Create(ctx, cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		_, err := k.cms().Create(ctx, cm, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) && i == 0 {
+			err = k.touch(ctx, cm.Name)
+		} else if apierrors.IsAlreadyExists(err) {
+			err = nil
+		}
+		if err != nil {
 			return fmt.Errorf("spec store: create %s/%s: %w", k.ns, cm.Name, err)
 		}
 	}
-	k.mu.Lock()
-	k.stored[sum], k.blobs[sum] = true, b
-	k.mu.Unlock()
 	return nil
+}
+
+// touch marks a blob as named by a commit now (its metadata may change; its data may not).
+func (k *Kube) touch(ctx context.Context, name string) error {
+	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, annotUsed, time.Now().UTC().Format(time.RFC3339))
+	_, err := k.cms().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -260,6 +287,9 @@ func (k *Kube) Commit(ctx context.Context, files map[string][]byte, meta Meta, e
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	seen := map[string]bool{}
+	for _, sum := range cur.Files {
+		seen[sum] = true // the live revision's content: stored, and kept while it is live
+	}
 	for name, sum := range rev.Files {
 		if !seen[sum] {
 			seen[sum] = true
@@ -294,7 +324,8 @@ func (k *Kube) Commit(ctx context.Context, files map[string][]byte, meta Meta, e
 		return Revision{}, fmt.Errorf("spec store: update %s/%s: %w", k.ns, k.liveName(), err)
 	}
 	k.record(ctx, rev)
-	k.prune(ctx, rev)
+	k.keepOnly(rev, files)
+	k.prune(ctx)
 	return rev, nil
 }
 
@@ -305,7 +336,15 @@ func (k *Kube) record(ctx context.Context, r Revision) {
 	if err == nil {
 		_, err = k.cms().Create(ctx, cm, metav1.CreateOptions{})
 	}
-	if err != nil && !apierrors.IsAlreadyExists(err) {
+	if apierrors.IsAlreadyExists(err) {
+		if old, gerr := k.cms().Get(ctx, k.revisionName(r.Number), metav1.GetOptions{}); gerr == nil {
+			if prev, perr := parseRecord(old); perr == nil && prev.Digest != r.Digest {
+				k.log.Error("spec store: the history already holds another revision under this number", "revision", r.Number, "object", old.Name)
+			}
+		}
+		return
+	}
+	if err != nil {
 		k.log.Warn("spec store: history record not written; the next commit retries", "revision", r.Number, "err", err)
 	}
 }
@@ -328,9 +367,15 @@ func (k *Kube) revisions(ctx context.Context) ([]Revision, error) {
 	return out, nil
 }
 
-// prune deletes the history past keep and the blobs that no kept revision names and that are
-// older than the grace time. Best effort: what it leaves, the next commit deletes.
-func (k *Kube) prune(ctx context.Context, live Revision) {
+// prune deletes the history past keep and the blobs that neither the live revision (read
+// again now: another replica may have committed since) nor a kept revision names, once their
+// grace has passed. Best effort: what it leaves, the next commit deletes.
+func (k *Kube) prune(ctx context.Context) {
+	live, _, err := k.live(ctx)
+	if err != nil {
+		k.log.Warn("spec store: prune", "err", err)
+		return
+	}
 	revs, err := k.revisions(ctx)
 	if err != nil {
 		k.log.Warn("spec store: prune", "err", err)
@@ -351,23 +396,30 @@ func (k *Kube) prune(ctx context.Context, live Revision) {
 			used[sum] = true
 		}
 	}
-	blobs, err := k.cms().List(ctx, metav1.ListOptions{LabelSelector: labelStore + "=blob"})
+	blobs, err := k.client.CoreV1().ConfigMaps(k.ns).List(ctx, metav1.ListOptions{LabelSelector: labelStore + "=blob"})
 	if err != nil {
 		k.log.Warn("spec store: prune", "err", err)
 		return
 	}
+	// A blob's chunks share its first chunk's grace: chunk 0 is the one a commit touches.
+	fresh := map[string]bool{}
+	for _, cm := range blobs.Items {
+		last := cm.CreationTimestamp.Time
+		if t, err := time.Parse(time.RFC3339, cm.Annotations[annotUsed]); err == nil && t.After(last) {
+			last = t
+		}
+		if time.Since(last) < k.blobGraceTime {
+			fresh[cm.Annotations[annotDigest]] = true
+		}
+	}
 	for _, cm := range blobs.Items {
 		sum := cm.Annotations[annotDigest]
-		if used[sum] || time.Since(cm.CreationTimestamp.Time) < k.blobGraceTime {
+		if used[sum] || fresh[sum] {
 			continue
 		}
 		if err := k.cms().Delete(ctx, cm.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			k.log.Warn("spec store: prune", "err", err)
 		}
-		k.mu.Lock()
-		delete(k.stored, sum)
-		delete(k.blobs, sum)
-		k.mu.Unlock()
 	}
 }
 

@@ -3,6 +3,7 @@ package specstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -149,5 +150,85 @@ func TestKubeWatchAndPrune(t *testing.T) {
 	}
 	if _, err := writer.Files(ctx, 1); !errors.Is(err, ErrUnknownRevision) {
 		t.Fatalf("pruned revision: %v", err)
+	}
+}
+
+// Content that replica b pruned and replica a commits again (a revert, say) is stored again:
+// a replica's memory of what exists is no proof, and the live revision must be loadable by
+// every replica.
+func TestKubeCommitAfterAnotherReplicaPruned(t *testing.T) {
+	ctx := context.Background()
+	ns := testkube.Shared(t).Namespace(t)
+	a, b := newKube(t, ns, 1), newKube(t, ns, 1)
+	a.blobGraceTime, b.blobGraceTime = 0, 0 // as after 15 minutes with the default grace
+	x := map[string][]byte{"a.yaml": []byte("content X")}
+	y := map[string][]byte{"a.yaml": []byte("content Y")}
+	if _, err := a.Commit(ctx, x, Meta{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Commit(ctx, y, Meta{}, 1); err != nil { // b prunes revision 1 and blob X
+		t.Fatal(err)
+	}
+	if _, err := a.Commit(ctx, x, Meta{}, 2); err != nil { // X again
+		t.Fatal(err)
+	}
+	if _, _, err := a.Live(ctx); err != nil {
+		t.Fatalf("a: %v", err)
+	}
+	if _, _, err := newKube(t, ns, 1).Live(ctx); err != nil {
+		t.Fatalf("live revision 3 committed without error, but a fresh replica cannot read it: %v", err)
+	}
+}
+
+// A replica keeps in memory the content of the live set only, however many revisions it
+// loaded (a 13 MB description changed 40 times would otherwise outgrow the pod).
+func TestKubeCacheHoldsOneSet(t *testing.T) {
+	ctx := context.Background()
+	ns := testkube.Shared(t).Namespace(t)
+	writer, reader := newKube(t, ns, 2), newKube(t, ns, 2)
+	writer.blobGraceTime = 0
+	for n := range int64(20) {
+		if _, err := writer.Commit(ctx, map[string][]byte{"big.yaml": fmt.Appendf(incompressible(64<<10), "%d", n)}, Meta{}, n); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := reader.Live(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, _ := testkube.Shared(t).Client(t).CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: labelStore + "=blob"})
+	reader.mu.Lock()
+	n := len(reader.blobs)
+	reader.mu.Unlock()
+	if n > 2 {
+		t.Errorf("reader caches %d blobs; the store holds %d blob objects and keeps 2 revisions", n, len(list.Items))
+	}
+}
+
+// With the live object deleted by hand, the newest revision record is live: the next commit
+// is numbered after the history, never over an older record.
+func TestKubeLiveRecordDeletedByHand(t *testing.T) {
+	ctx := context.Background()
+	ns := testkube.Shared(t).Namespace(t)
+	k := newKube(t, ns, 0)
+	for n, c := range []string{"old1", "old2"} {
+		if _, err := k.Commit(ctx, map[string][]byte{"a.yaml": []byte(c)}, Meta{}, int64(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := testkube.Shared(t).Client(t).CoreV1().ConfigMaps(ns).Delete(ctx, k.liveName(), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var conflict *ConflictError
+	if _, err := k.Commit(ctx, map[string][]byte{"a.yaml": []byte("new")}, Meta{}, 0); !errors.As(err, &conflict) || conflict.Live != 2 {
+		t.Fatalf("a commit expecting an empty store: %v, want a conflict naming 2", err)
+	}
+	r3, err := k.Commit(ctx, map[string][]byte{"a.yaml": []byte("new")}, Meta{}, 2)
+	if err != nil || r3.Number != 3 {
+		t.Fatalf("commit after 2: %+v %v", r3, err)
+	}
+	for n, want := range map[int64]string{1: "old1", 2: "old2", 3: "new"} {
+		if files, err := k.Files(ctx, n); err != nil || string(files["a.yaml"]) != want {
+			t.Errorf("Files(%d) = %q %v, want %q", n, files["a.yaml"], err, want)
+		}
 	}
 }

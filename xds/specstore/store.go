@@ -95,6 +95,20 @@ func newRevision(n int64, files map[string][]byte, meta Meta, now time.Time) Rev
 	return r
 }
 
+// check refuses a record that names a file outside a flat set or a digest that is not one:
+// records are read back from disk and from the API server.
+func (r Revision) check() error {
+	for name, sum := range r.Files {
+		if !ValidFileName(name) {
+			return fmt.Errorf("revision %d names file %q: not a plain spec file name", r.Number, name)
+		}
+		if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+			return fmt.Errorf("revision %d: %s: %q is not a SHA-256 digest", r.Number, name, sum)
+		}
+	}
+	return nil
+}
+
 // checkNames refuses a file name that is not a plain spec file name: a set is flat.
 func checkNames(files map[string][]byte) error {
 	for name := range files {
