@@ -385,8 +385,8 @@ func TestFleetOnKubernetes(t *testing.T) {
 			percentile(replicas, 50), percentile(replicas, 99))
 		t.Logf("figure: push → Envoy answering the new route (Envoy applies two 10 MB route tables): p50 %s, p99 %s", percentile(envoy, 50), percentile(envoy, 99))
 		t.Logf("figure: requests during the 20 change sets: %d, failed %d", total, failed)
-		if p99 := percentile(replicas, 99); p99 > 2*time.Second {
-			t.Errorf("push → live on both replicas p99 %s, goal < 2s", p99)
+		if p99 := percentile(replicas, 99); p99 > goal() {
+			t.Errorf("push → live on both replicas p99 %s, want < %s", p99, goal())
 		}
 		if failed > 0 || total == 0 {
 			t.Errorf("%d of %d requests failed during the change sets", failed, total)
@@ -461,8 +461,8 @@ func TestFleetOnKubernetes(t *testing.T) {
 		replicas := time.Since(began)
 		f.eventually("/rolled", 404, 10*time.Second)
 		t.Logf("figure: rollback live on both replicas %s after the request, on Envoy %s", replicas.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
-		if replicas > 2*time.Second {
-			t.Errorf("rollback took %s to reach both replicas, goal < 2s", replicas)
+		if replicas > goal() {
+			t.Errorf("rollback took %s to reach both replicas, want < %s", replicas, goal())
 		}
 	})
 }
@@ -527,6 +527,16 @@ func (f *fleet) load(t *testing.T, served map[string]string) (stop func() (faile
 		wg.Wait()
 		return failed.Load(), total.Load()
 	}
+}
+
+// goal is the bound push → live must meet: the 2 s where the figure is measured (make
+// bench sets SPECGATE_FLEET_GOALS=1 on a quiet machine), and a guard of 5 s in make test, which
+// shares the machine with other work.
+func goal() time.Duration {
+	if os.Getenv("SPECGATE_FLEET_GOALS") == "1" {
+		return 2 * time.Second
+	}
+	return 5 * time.Second
 }
 
 func percentile(d []time.Duration, p int) time.Duration {
