@@ -2,6 +2,9 @@
 # One image for every specgate role (xds, authz, ratelimit, and the CLI): a static binary on
 # distroless, as a non-root user. Envoy runs from its official image, not this one.
 #   docker build -t specgate/specgate:0.1.0 .
+# Without docker, `make image` builds the same image (same build, path, user, ports, CA
+# certificates) into .tools/images/specgate.tar (scripts/images.sh); deploy/dockerfile_test.go
+# keeps the two aligned.
 
 FROM golang:1.26 AS build
 WORKDIR /src

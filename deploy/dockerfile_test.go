@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,6 +127,68 @@ func TestDockerfile(t *testing.T) {
 		sc := d.Spec.Template.Spec.SecurityContext
 		if strings.Contains(c.Image, "specgate:") && (sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 65532) {
 			t.Errorf("Deployment %s: runAsUser must be 65532, the image's user", d.Name)
+		}
+	}
+}
+
+// `make image` (scripts/images.sh, without docker) builds the image the Dockerfile describes:
+// the same go build, the binary at the same path as the entrypoint, the same user and ports,
+// and the CA certificates that the distroless base has.
+func TestImageScriptMatchesDockerfile(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../scripts/images.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := string(b)
+	ins := parseDockerfile(t, "../Dockerfile")
+	var last int
+	for i, in := range ins {
+		if in.cmd == "FROM" {
+			last = i
+		}
+	}
+	var build, user, entry string
+	var ports []string
+	for i, in := range ins {
+		switch {
+		case in.cmd == "RUN" && strings.Contains(in.args, "go build"):
+			build = in.args
+		case i < last:
+		case in.cmd == "USER":
+			user = in.args
+		case in.cmd == "ENTRYPOINT":
+			entry = in.args
+		case in.cmd == "EXPOSE":
+			ports = append(ports, strings.Fields(in.args)...)
+		}
+	}
+	var argv []string
+	if err := json.Unmarshal([]byte(entry), &argv); err != nil || len(argv) != 1 {
+		t.Fatalf("ENTRYPOINT %s: want one path, in exec form", entry)
+	}
+	bin := argv[0]
+	want := []string{
+		"NONROOT=" + user,
+		`-entrypoint ` + bin + ` -user "$NONROOT"`,
+		`-file "$work/specgate=` + bin + `:0755"`,
+		`gobuild "$work/specgate" ./cmd/specgate`,
+		"CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt",
+		`ca=(-file "$CA_BUNDLE=$CA_BUNDLE:0644"`,
+	}
+	// The go build's environment and flags, as the Dockerfile spells them.
+	for _, flag := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w"`} {
+		if !strings.Contains(strings.ReplaceAll(build, `-ldflags="-s -w"`, `-ldflags "-s -w"`), flag) {
+			t.Errorf("the Dockerfile's go build has no %s: update this test", flag)
+		}
+		want = append(want, flag)
+	}
+	for _, p := range ports {
+		want = append(want, "-expose "+p)
+	}
+	for _, w := range want {
+		if !strings.Contains(script, w) {
+			t.Errorf("scripts/images.sh does not build the Dockerfile's image: no %s", w)
 		}
 	}
 }
