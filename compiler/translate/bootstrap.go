@@ -3,6 +3,7 @@ package translate
 import (
 	"errors"
 	"fmt"
+	caresv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/network/dns_resolver/cares/v3"
 	"maps"
 	"net"
 	"slices"
@@ -70,11 +71,12 @@ func Bootstrap(r *Resources, o BootstrapOptions) (*bootstrapv3.Bootstrap, error)
 		return nil, err
 	}
 	b := &bootstrapv3.Bootstrap{
-		Node:            &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
-		Admin:           &bootstrapv3.Admin{Address: admin},
-		OverloadManager: t.overloadManager(),
-		LayeredRuntime:  runtimeLayers(),
-		StaticResources: static,
+		Node:                   &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
+		Admin:                  &bootstrapv3.Admin{Address: admin},
+		OverloadManager:        t.overloadManager(),
+		LayeredRuntime:         runtimeLayers(),
+		StaticResources:        static,
+		TypedDnsResolverConfig: t.dnsResolver(),
 	}
 	if err := errors.Join(t.err, b.ValidateAll()); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
@@ -138,6 +140,16 @@ func hostPort(s string) (*corev3.Address, error) {
 	return socketAddress(h, uint32(port)), nil
 }
 
+// dnsResolver is c-ares without the search list: a Kubernetes pod's resolv.conf (ndots 5)
+// otherwise makes each lookup of a Service or backend name try every search domain first, and
+// those NXDOMAIN answers were most of a cluster's DNS traffic. Names resolve as written: write
+// them in full (orders.shop.svc.cluster.local).
+func (t *translator) dnsResolver() *corev3.TypedExtensionConfig {
+	return &corev3.TypedExtensionConfig{Name: "envoy.network.dns_resolver.cares", TypedConfig: t.pack(&caresv3.CaresDnsResolverConfig{
+		DnsResolverOptions: &corev3.DnsResolverOptions{NoDefaultSearchDomain: true},
+	})}
+}
+
 // ADSBootstrap is the Envoy bootstrap for a control plane at xdsAddr: listeners and clusters
 // over ADS (delta xDS when delta is set), static clusters for the control plane, authz and
 // ratelimit. envoy/bootstrap.yaml is this with the defaults.
@@ -161,10 +173,11 @@ func ADSBootstrap(o BootstrapOptions, xdsAddr string, delta bool) (*bootstrapv3.
 		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 	}
 	b := &bootstrapv3.Bootstrap{
-		Node:            &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
-		Admin:           &bootstrapv3.Admin{Address: admin},
-		OverloadManager: t.overloadManager(),
-		LayeredRuntime:  runtimeLayers(),
+		Node:                   &corev3.Node{Id: o.NodeID, Cluster: "specgate"},
+		Admin:                  &bootstrapv3.Admin{Address: admin},
+		OverloadManager:        t.overloadManager(),
+		LayeredRuntime:         runtimeLayers(),
+		TypedDnsResolverConfig: t.dnsResolver(),
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
 				ApiType:             api,

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"net"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -56,6 +57,11 @@ func sanMatcher(host string) *tlsv3.SubjectAltNameMatcher {
 func (t *translator) grpcCluster(name string, endpoints []*corev3.Address) *clusterv3.Cluster {
 	sa := endpoints[0].GetSocketAddress()
 	c := endpointCluster(name, sa.Address, sa.GetPortValue())
+	if c.GetType() == clusterv3.Cluster_STRICT_DNS {
+		// A headless Service's name answers the ready pods: a replica that starts or stops
+		// (a rollout) is seen within a second, not Envoy's default 5 s.
+		c.DnsRefreshRate = durationpb.New(time.Second)
+	}
 	for _, e := range endpoints[1:] {
 		lb := c.LoadAssignment.Endpoints[0]
 		lb.LbEndpoints = append(lb.LbEndpoints, &endpointv3.LbEndpoint{
