@@ -98,29 +98,42 @@ func (d *Dir) Live(context.Context) (Revision, map[string][]byte, error) {
 	return last, files, nil
 }
 
-func (d *Dir) Commit(_ context.Context, files map[string][]byte, meta Meta, expect int64) (Revision, error) {
+// begin takes the locks of a write (this process's, then the directory's), finishes a commit
+// another process left half done, and returns the latest revision and the function that
+// releases the locks.
+func (d *Dir) begin(files map[string][]byte) (Revision, func(), error) {
 	if err := checkNames(files); err != nil {
-		return Revision{}, err
+		return Revision{}, nil, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	for _, sub := range []string{"blobs", "revisions"} {
 		if err := os.MkdirAll(filepath.Join(d.meta, sub), 0o755); err != nil {
-			return Revision{}, fmt.Errorf("spec directory %s: %w", d.dir, err)
+			return Revision{}, nil, fmt.Errorf("spec directory %s: %w", d.dir, err)
 		}
 	}
+	d.mu.Lock()
 	unlock, err := d.lock(syscall.LOCK_EX)
 	if err != nil {
-		return Revision{}, err
+		d.mu.Unlock()
+		return Revision{}, nil, err
 	}
-	defer unlock()
-	if err := d.recover(); err != nil { // another process died mid-commit
-		return Revision{}, err
+	end := func() { unlock(); d.mu.Unlock() }
+	var last Revision
+	if err = d.recover(); err == nil {
+		last, err = d.latest()
 	}
-	last, err := d.latest()
+	if err != nil {
+		end()
+		return Revision{}, nil, err
+	}
+	return last, end, nil
+}
+
+func (d *Dir) Commit(_ context.Context, files map[string][]byte, meta Meta, expect int64) (Revision, error) {
+	last, end, err := d.begin(files)
 	if err != nil {
 		return Revision{}, err
 	}
+	defer end()
 	if last.Number != expect {
 		return Revision{}, &ConflictError{Expected: expect, Live: last.Number}
 	}
@@ -147,28 +160,11 @@ func (d *Dir) Commit(_ context.Context, files map[string][]byte, meta Meta, expe
 // expect+1 without touching the files: if they changed again since they were read, it is a
 // conflict and the next reload records the newer ones.
 func (d *Dir) RecordEdit(_ context.Context, files map[string][]byte, meta Meta, expect int64) (Revision, error) {
-	if err := checkNames(files); err != nil {
-		return Revision{}, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, sub := range []string{"blobs", "revisions"} {
-		if err := os.MkdirAll(filepath.Join(d.meta, sub), 0o755); err != nil {
-			return Revision{}, fmt.Errorf("spec directory %s: %w", d.dir, err)
-		}
-	}
-	unlock, err := d.lock(syscall.LOCK_EX)
+	last, end, err := d.begin(files)
 	if err != nil {
 		return Revision{}, err
 	}
-	defer unlock()
-	if err := d.recover(); err != nil {
-		return Revision{}, err
-	}
-	last, err := d.latest()
-	if err != nil {
-		return Revision{}, err
-	}
+	defer end()
 	now, err := compiler.ReadDir(d.dir)
 	if err != nil {
 		return Revision{}, err
