@@ -238,6 +238,7 @@ func Default() Gateway {
 		},
 		RateLimit: RateLimit{Store: "memory"},
 		Authz:     Authz{Timeout: Duration{200 * time.Millisecond}, MaxTokenBytes: 16 << 10},
+		Backends:  Backends{Deny: []string{"*.specgate.svc.cluster.local"}},
 	}
 }
 

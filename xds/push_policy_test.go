@@ -1,10 +1,12 @@
 package xds
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -22,12 +24,23 @@ security: []
 paths:
   /stats: {get: {operationId: stats, responses: {"200": {description: ok}}}}
 `
-	s, err := New(Options{SpecDir: t.TempDir(), Gateway: config.Default(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := config.Default()
+	cfg.Backends.Resolve = func(_ context.Context, host string) ([]netip.Addr, error) {
+		if host == "vm" { // as /etc/hosts says on this kind of machine, and public names like localtest.me
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	s, err := New(Options{SpecDir: t.TempDir(), Gateway: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, backend := range []string{"http://127.0.0.1:9901", "http://localhost:9001", "http://[::1]:18001",
-		"http://0.0.0.0:9901", "http://169.254.169.254", "http://metadata.google.internal"} {
+		"http://0.0.0.0:9901", "http://169.254.169.254", "http://metadata.google.internal",
+		// A name that resolves to loopback (/etc/hosts), and the other clouds' metadata servers.
+		"http://vm:9901", "http://[fd00:ec2::254]", "http://[fd20:ce::254]", "http://100.100.100.200",
+		// The gateway's own Services: the internal listener, reached from the public one.
+		"http://specgate-internal.specgate.svc.cluster.local:8081", "http://specgate-xds.specgate.svc.cluster.local.:18001"} {
 		_, err := s.Push("sneaky", fmt.Appendf(nil, spec, backend), PushOptions{AllowRisky: true})
 		var refused *RefusedError
 		if !errors.As(err, &refused) || len(refused.Lines) == 0 || !strings.HasPrefix(refused.Lines[0], "sneaky.yaml: x-specgate.backend: ") {
@@ -41,7 +54,7 @@ paths:
 		t.Fatalf("a cluster service: %v", err)
 	}
 
-	cfg := config.Default()
+	cfg = config.Default()
 	cfg.Backends.Allow = []string{"127.0.0.0/8"}
 	laptop, err := New(Options{SpecDir: t.TempDir(), Gateway: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
