@@ -162,7 +162,7 @@ k8s-down:
 # README's requests, spec changes, rollouts under load. The test runs inside the cluster's
 # network namespace (nsx), where Service addresses answer.
 K8SE2E_FLAGS ?= -test.v -test.timeout 40m
-k8s-e2e: image k8s
+k8s-e2e: image specs k8s
 	cluster/images.sh
 	go test -c -tags k8se2e -o $(K8S)/e2e.test ./deploy/k8se2e
 	cd deploy/k8se2e && KUBECONFIG=$(K8S)/state/kubeconfig KUBECTL=$(TOOLS)/kube/kubectl $(K8S)/state/nsx $(K8S)/e2e.test $(K8SE2E_FLAGS)

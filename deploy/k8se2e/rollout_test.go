@@ -3,14 +3,18 @@
 package k8se2e
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/specgate/specgate/internal/realspecs"
+	"github.com/specgate/specgate/internal/specgen"
 	"github.com/specgate/specgate/internal/testutil"
 	"github.com/specgate/specgate/xds"
 )
@@ -150,4 +154,64 @@ func TestEnvoyNotReadyWithoutConfig(t *testing.T) {
 	}
 	c.kubectl("-n", ns, "scale", "deployment/specgate-xds", "--replicas=2")
 	c.kubectl("-n", ns, "wait", "pod/"+fresh, "--for=condition=Ready", "--timeout=120s")
+}
+
+// The fleet of the spec store's test (xds/fleet: the 4 real descriptions and 96 synthetic
+// services, 20 MB) loads in the cluster: one sync through the change API, both control-plane
+// replicas serve it, every Envoy pod serves its routes within the pods' memory limits; then
+// a rollback restores the example set.
+func TestFleetLoadsInTheCluster(t *testing.T) {
+	c := up(t)
+	backend := "http://catalog.shop.svc.cluster.local:8080"
+	cs := xds.ChangeSet{Sync: true, AllowRisky: true, Reason: "e2e fleet"}
+	for _, src := range realspecs.All {
+		b, err := realspecs.Prepare(src, backend)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs.Specs = append(cs.Specs, xds.SpecFile{Name: src.Name + filepath.Ext(src.File), Content: b})
+	}
+	for s := range 96 {
+		b := bytes.ReplaceAll(specgen.Documented(s, 20, 20<<10), fmt.Appendf(nil, "http://svc-%d.shop.svc.cluster.local:8080", s), []byte(backend))
+		cs.Specs = append(cs.Specs, xds.SpecFile{Name: fmt.Sprintf("svc-%03d.yaml", s), Content: b})
+	}
+	size := 0
+	for _, f := range cs.Specs {
+		size += len(f.Content)
+	}
+	began := time.Now()
+	code, body := c.admin("POST", c.xds+"/v1/changes", cs)
+	if code != 200 {
+		t.Fatalf("the fleet's sync: %d %.500s", code, body)
+	}
+	defer func() {
+		if code, body := c.admin("POST", c.xds+"/v1/rollback", xds.RollbackRequest{ChangeSet: xds.ChangeSet{AllowRisky: true, Reason: "e2e fleet done"}}); code != 200 {
+			t.Errorf("rollback: %d %.300s", code, body)
+		}
+	}()
+	alice := c.token("alice", "svc0:read")
+	for _, path := range []string{"/github/meta", "/svc0/things0", "/svc95/things1/x"} {
+		tok := ""
+		if strings.HasPrefix(path, "/svc") {
+			tok = alice
+			if path == "/svc95/things1/x" {
+				tok = c.token("alice", "svc95:read")
+			}
+		}
+		testutil.Eventually(t, 60*time.Second, "GET "+path+" through every Envoy pod", func() bool {
+			for range 6 {
+				if code, _, _ := c.do("GET", path, tok); code != 200 {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	t.Logf("figure: a %d-service fleet (%.1f MB) in the cluster: applied and served by every Envoy pod %s after the sync", len(cs.Specs), float64(size)/1e6, time.Since(began).Round(100*time.Millisecond))
+	for _, role := range []string{"xds", "envoy"} {
+		restarts := c.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component="+role, "-o", "jsonpath={.items[*].status.containerStatuses[0].restartCount}")
+		if strings.Trim(restarts, "0 ") != "" {
+			t.Errorf("%s pods restarted while loading the fleet (OOM?): %s", role, restarts)
+		}
+	}
 }
