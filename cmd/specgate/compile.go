@@ -13,15 +13,11 @@ import (
 	"github.com/specgate/specgate/internal/atomicfile"
 )
 
-// compileOptions: the gateway's path ownership rule always applies (with cfg's shared
-// prefixes), its backend policy only with a cfg; the model is planned with cfg (or the
-// defaults). strict adds the warnings of a whole-document OpenAPI validation.
-func compileOptions(strict bool, cfg *config.Gateway) compiler.Options {
-	o := compiler.Options{Strict: strict, Gateway: cfg}
-	if cfg != nil {
-		o.Policy = compiler.PolicyOf(*cfg)
-	}
-	return o
+// compileOptions: what the control plane checks, with cfg (gateway.yaml, or the defaults):
+// its backend policy and shared prefixes, and the plan. strict adds the warnings of a
+// whole-document OpenAPI validation.
+func compileOptions(strict bool, cfg config.Gateway) compiler.Options {
+	return compiler.Options{Strict: strict, Gateway: &cfg, Policy: compiler.PolicyOf(cfg)}
 }
 
 // printDiagnostics prints every diagnostic, one line each; exit code 1 when one is an error.
@@ -45,13 +41,9 @@ func newLintCmd() *cobra.Command {
 		Short: "Validate every OpenAPI file of DIR; exit 1 with one line per error",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var cfg *config.Gateway
-			if gatewayConfig != "" {
-				c, err := loadGatewayConfig(gatewayConfig)
-				if err != nil {
-					return err
-				}
-				cfg = &c
+			cfg, err := loadGatewayConfig(gatewayConfig)
+			if err != nil {
+				return err
 			}
 			files, err := compiler.ReadDir(specs)
 			if err != nil {
@@ -76,7 +68,7 @@ func newLintCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&specs, "specs", "specs", "directory of OpenAPI files")
 	cmd.Flags().BoolVar(&strict, "strict", false, "also validate what the gateway does not use (schemas, examples, defaults, patterns, formats), as warnings")
-	cmd.Flags().StringVar(&gatewayConfig, "config", "", "gateway.yaml: also check its backend policy (backends.allow) and shared prefixes")
+	cmd.Flags().StringVar(&gatewayConfig, "config", "", "gateway.yaml whose backend policy and shared prefixes to check (default: the built-in defaults, as the control plane's)")
 	return cmd
 }
 
@@ -98,7 +90,7 @@ func newCompileCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			compiled, diags, err := compiler.CompileEnvoy(specs, files, compileOptions(false, &cfg),
+			compiled, diags, err := compiler.CompileEnvoy(specs, files, compileOptions(false, cfg),
 				translate.Options{ListenAddress: listen, InlineRoutes: format == "bootstrap"})
 			if err := printDiagnostics(cmd.ErrOrStderr(), diags); err != nil {
 				return err

@@ -23,7 +23,7 @@ func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
 }
 
 func TestLintExitCodes(t *testing.T) {
-	out, _, err := run(t, "lint", "--specs", "../../examples/specs")
+	out, _, err := run(t, "lint", "--specs", "../../examples/specs", "--config", "../../examples/gateway.yaml")
 	if err != nil || !strings.Contains(out, "ok: 3 services") {
 		t.Fatalf("valid specs: %v %q", err, out)
 	}
@@ -35,8 +35,12 @@ func TestLintExitCodes(t *testing.T) {
 	if !strings.Contains(stderr, "b.yaml:7: GET /things/{thingId}: a router cannot tell it from a.yaml:7: GET /things/{id}") {
 		t.Fatalf("diagnostic does not name both files and operations: %q", stderr)
 	}
-	// Warnings alone exit 0.
-	if _, stderr, err := run(t, "lint", "--specs", "../../compiler/testdata/missing-operationid/specs"); err != nil || !strings.Contains(stderr, "warning: no operationId") {
+	// Warnings alone exit 0 (the fixture routes to 127.0.0.1, which a gateway.yaml must allow).
+	laptop := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(laptop, []byte("backends: {allow: [127.0.0.0/8]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := run(t, "lint", "--specs", "../../compiler/testdata/missing-operationid/specs", "--config", laptop); err != nil || !strings.Contains(stderr, "warning: no operationId") {
 		t.Fatalf("warnings: %v %q", err, stderr)
 	}
 }
@@ -105,13 +109,13 @@ func TestLintTenBrokenFiles(t *testing.T) {
 // with the values it takes.
 func TestLogLevelFlag(t *testing.T) {
 	defer logLevel.Set(slog.LevelInfo)
-	if _, _, err := run(t, "--log-level", "debug", "lint", "--specs", "../../examples/specs"); err != nil {
+	if _, _, err := run(t, "--log-level", "debug", "lint", "--specs", "../../examples/specs", "--config", "../../examples/gateway.yaml"); err != nil {
 		t.Fatal(err)
 	}
 	if !logger().Enabled(context.Background(), slog.LevelDebug) {
 		t.Error("--log-level debug: the logger does not log at debug")
 	}
-	if _, _, err := run(t, "--log-level", "warn", "lint", "--specs", "../../examples/specs"); err != nil || logger().Enabled(context.Background(), slog.LevelInfo) {
+	if _, _, err := run(t, "--log-level", "warn", "lint", "--specs", "../../examples/specs", "--config", "../../examples/gateway.yaml"); err != nil || logger().Enabled(context.Background(), slog.LevelInfo) {
 		t.Errorf("--log-level warn: %v, info enabled %v", err, logger().Enabled(context.Background(), slog.LevelInfo))
 	}
 	_, _, err := run(t, "--log-level", "verbose", "lint", "--specs", "../../examples/specs")
@@ -125,5 +129,19 @@ func TestRevokeSubjectNeedsJWT(t *testing.T) {
 	_, _, err := run(t, "revoke", "--sub", "alice", "--subject")
 	if err == nil || !strings.Contains(err.Error(), "--subject goes with --jwt") {
 		t.Errorf("revoke --sub alice --subject: %v", err)
+	}
+}
+
+// lint checks what compile and the control plane check: without --config, the default
+// backend policy (the example specs route to 127.0.0.1, which only examples/gateway.yaml
+// allows).
+func TestLintAppliesTheDefaultBackendPolicy(t *testing.T) {
+	_, stderr, err := run(t, "lint", "--specs", "../../examples/specs")
+	var code exitCode
+	if !errors.As(err, &code) || code != 1 || !strings.Contains(stderr, "x-specgate.backend: 127.0.0.1 is a loopback address") {
+		t.Fatalf("lint without --config: %v %q, want exit 1 naming the loopback backend", err, stderr)
+	}
+	if out, _, err := run(t, "lint", "--specs", "../../examples/specs", "--config", "../../examples/gateway.yaml"); err != nil || !strings.Contains(out, "ok: 3 services") {
+		t.Fatalf("lint with examples/gateway.yaml: %v %q", err, out)
 	}
 }
