@@ -91,11 +91,27 @@ func diffService(o, n ir.Service) []Change {
 	if o.Backend != n.Backend {
 		add(true, "", "backend changed from %s to %s", backendURL(o.Backend), backendURL(n.Backend))
 	}
-	if o.BasePath != n.BasePath || o.StripBasePath != n.StripBasePath {
-		add(false, "", "basePath changed from %q (strip %t) to %q (strip %t)", o.BasePath, o.StripBasePath, n.BasePath, n.StripBasePath)
+	if o.BasePath != n.BasePath {
+		add(false, "", "basePath changed from %q to %q", o.BasePath, n.BasePath)
+	}
+	if o.StripBasePath != n.StripBasePath {
+		// The backend sees other paths: its own routing (and checks) may now match others.
+		add(true, "", "stripBasePath changed from %t to %t", o.StripBasePath, n.StripBasePath)
 	}
 	if added := missing(corsOrigins(n.CORS), corsOrigins(o.CORS)); len(added) > 0 {
 		add(true, "", "CORS origins added: %s", strings.Join(added, ", "))
+	}
+	if n.CORS != nil && n.CORS.AllowCredentials && (o.CORS == nil || !o.CORS.AllowCredentials) {
+		add(true, "", "CORS now allows credentials")
+	}
+	if n.CORS != nil {
+		var was []string
+		if o.CORS != nil {
+			was = o.CORS.ExposeHeaders
+		}
+		if h := missing(n.CORS.ExposeHeaders, was); len(h) > 0 {
+			add(true, "", "CORS exposes headers: %s", strings.Join(h, ", "))
+		}
 	}
 	oldOps := opsByKey(o)
 	newOps := opsByKey(n)
@@ -135,7 +151,17 @@ func diffService(o, n ir.Service) []Change {
 			add(true, where, "%s", l)
 		}
 		if h := missing(nop.AllowedHeaders, oop.AllowedHeaders); len(h) > 0 {
-			add(false, where, "headers now forwarded: %s", strings.Join(h, ", "))
+			// The user's token or session: the backend could replay it against every service
+			// that accepts the same audience.
+			creds := slices.DeleteFunc(slices.Clone(h), func(name string) bool {
+				return !strings.EqualFold(name, "Authorization") && !strings.EqualFold(name, "Cookie")
+			})
+			if len(creds) > 0 {
+				add(true, where, "credentials now forwarded to the backend: %s", strings.Join(creds, ", "))
+			}
+			if rest := slices.DeleteFunc(h, func(name string) bool { return slices.Contains(creds, name) }); len(rest) > 0 {
+				add(false, where, "headers now forwarded: %s", strings.Join(rest, ", "))
+			}
 		}
 		if oop.Timeout != nop.Timeout {
 			add(false, where, "timeout %s → %s", oop.Timeout, nop.Timeout)

@@ -122,3 +122,40 @@ func TestDiffNamesMoves(t *testing.T) {
 		}
 	}
 }
+
+// Forwarding the Authorization header or cookies (a backend could replay users' tokens against
+// every service of the audience), a stripBasePath change and CORS changes that let more
+// through are ! lines.
+func TestDiffFlagsCredentialsStripAndCORS(t *testing.T) {
+	op := ir.Operation{ID: "s.get", Method: "GET", Path: "/s/x", Exposure: ir.Public, Security: ir.Security{Anonymous: true}}
+	old := ir.Service{Name: "s", Backend: ir.Backend{Host: "a", Port: 80}, BasePath: "/s", StripBasePath: false,
+		CORS: &ir.CORS{AllowOrigins: []string{"https://a.example"}}, Operations: []ir.Operation{op}}
+	nw := old
+	nw.StripBasePath = true
+	nw.CORS = &ir.CORS{AllowOrigins: []string{"https://a.example"}, AllowCredentials: true, ExposeHeaders: []string{"X-Balance"}}
+	nop := op
+	nop.AllowedHeaders = []string{"authorization", "Cookie", "X-Tenant"}
+	nw.Operations = []ir.Operation{nop}
+	var risky, safe []string
+	for _, c := range Diff(ir.Gateway{Services: []ir.Service{old}}, ir.Gateway{Services: []ir.Service{nw}}) {
+		if c.Risk {
+			risky = append(risky, c.String())
+		} else {
+			safe = append(safe, c.String())
+		}
+	}
+	got := strings.Join(risky, "\n")
+	for _, want := range []string{
+		"! s GET /s/x: credentials now forwarded to the backend: authorization, Cookie",
+		"! s: stripBasePath changed from false to true",
+		"! s: CORS now allows credentials",
+		"! s: CORS exposes headers: X-Balance",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("risky lines lack %q:\n%s", want, got)
+		}
+	}
+	if s := strings.Join(safe, "\n"); !strings.Contains(s, "headers now forwarded: X-Tenant") {
+		t.Errorf("the plain header line: %s", s)
+	}
+}
