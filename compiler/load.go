@@ -258,6 +258,17 @@ func newRefLoader(absDir string, files map[string][]byte, read func()) *openapi3
 		if b, ok := files[rel]; ok {
 			return b, nil
 		}
+		// On disk, where it really is: a symlink inside the directory may point anywhere.
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			realDir, derr := filepath.EvalSymlinks(absDir)
+			if derr != nil {
+				realDir = absDir
+			}
+			if r, err := filepath.Rel(realDir, real); err != nil || strings.HasPrefix(r, "..") {
+				return nil, fmt.Errorf("$ref %s: outside the spec directory (through a symlink, to %s)", u, real)
+			}
+			p = real
+		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return nil, err
