@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
@@ -36,6 +37,11 @@ func stringClaim(tok jwt.Token, names config.ClaimNames) (string, error) {
 	if !ok {
 		return "", fail(reasonInvalid, fmt.Errorf("claim %s is not a string", name))
 	}
+	// An identity with a line break could not be passed on as a header, but would still key
+	// rate limits and logs: refused, not dropped.
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return "", fail(reasonInvalid, fmt.Errorf("claim %s holds control characters", name))
+	}
 	return s, nil
 }
 
@@ -56,13 +62,24 @@ func scopeClaim(tok jwt.Token, names config.ClaimNames) ([]string, error) {
 			if !ok {
 				return nil, fail(reasonInvalid, fmt.Errorf("claim %s: not a string array", name))
 			}
-			out = append(out, strings.Fields(s)...)
+			out = append(out, s)
 		}
-		return out, nil
+		return oneScopeEach(name, out)
 	case []string:
-		return v, nil
+		return oneScopeEach(name, v)
 	}
 	return nil, fail(reasonInvalid, fmt.Errorf("claim %s: not a string or array", name))
+}
+
+// oneScopeEach refuses an array element that is not exactly one scope: "orders:read admin"
+// in one element would grant admin to a reader that splits it and not to one that does not.
+func oneScopeEach(name string, scopes []string) ([]string, error) {
+	for _, sc := range scopes {
+		if sc == "" || strings.ContainsFunc(sc, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+			return nil, fail(reasonInvalid, fmt.Errorf("claim %s: element %q is not one scope", name, sc))
+		}
+	}
+	return scopes, nil
 }
 
 // headerValue renders a claim for an identity header; values that could split or smuggle

@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -241,6 +244,9 @@ func (v *verifier) verify(ctx context.Context, raw string) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := unambiguous(raw); err != nil {
+		return nil, err
+	}
 	// The provider picked keys by the unverified iss; now that the payload is verified,
 	// make sure it still names that issuer.
 	if got, _ := tok.Issuer(); iss == nil || got != iss.name {
@@ -265,6 +271,28 @@ func (v *verifier) verify(ctx context.Context, raw string) (*identity, error) {
 	}
 	id.keys, id.kid = iss.keys, kid
 	return id, nil
+}
+
+// unambiguous refuses a signed token that says two things, or asks for what authz does not
+// do: a name twice in its header or payload (readers disagree on which one wins: the last one
+// became X-User-Id), or critical header parameters (RFC 7515 4.1.11: reject what is not
+// understood; authz understands none). Run on verified tokens only, once per token (cached).
+func unambiguous(raw string) error {
+	parts := strings.SplitN(raw, ".", 3)
+	for i, what := range []string{"header", "payload"} {
+		b, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			return fail(reasonInvalid, fmt.Errorf("%s: %w", what, err))
+		}
+		var obj map[string]jsontext.Value
+		if err := jsonv2.Unmarshal(b, &obj); err != nil { // duplicate names are an error
+			return fail(reasonInvalid, fmt.Errorf("%s: %w", what, err))
+		}
+		if _, crit := obj["crit"]; crit && i == 0 {
+			return fail(reasonInvalid, errors.New("header: critical parameters (crit) are not supported"))
+		}
+	}
+	return nil
 }
 
 // selectKey is the jws key provider: it trusts only configured issuers, only their allowed
