@@ -296,7 +296,11 @@ func (s *Server) reloadLocked(ctx context.Context, source string) (string, error
 		if cur != nil {
 			old = cur.gw
 		}
-		meta := specstore.Meta{Reason: "spec files edited in place", Author: source, Summary: summarize(compiler.Diff(old, st.gw))}
+		reason := "spec files edited in place"
+		if rev.Number == 0 {
+			reason = "the spec directory's files, first recorded"
+		}
+		meta := specstore.Meta{Reason: reason, Author: source, Summary: summarize(compiler.Diff(old, st.gw))}
 		if r, err := rec.RecordEdit(ctx, files, meta, rev.Number); err != nil {
 			s.log.Warn("the edited spec files are served but not recorded in the history", "err", err)
 		} else {
