@@ -291,6 +291,7 @@ func TestEnvoyBootstrap(t *testing.T) {
 	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{
 		NodeID:        "specgate-envoy",
 		StatsAddress:  "0.0.0.0:9902",
+		AdminAddress:  "unix:/tmp/envoy-admin.sock", // no admin over TCP in the cluster
 		AuthzAddress:  net.JoinHostPort(svc("specgate-authz"), "9001"),
 		RateLimitAddr: net.JoinHostPort(svc("specgate-ratelimit"), "9003"),
 	}, xdsAddr, false)

@@ -69,6 +69,9 @@ func startStatic(t *testing.T, specs, authzAddr string, configure func(*config.G
 	if err := os.WriteFile(bootPath, y, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if strings.HasPrefix(bo.AdminAddress, "unix:") {
+		adminAddr = bo.StatsAddress // the admin is on a socket: wait for /ready through the stats listener
+	}
 	return staticGateway{
 		envoy: testenvoy.Start(t, bootPath, adminAddr),
 		admin: adminAddr,

@@ -1,7 +1,9 @@
 package envoy_test
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -94,5 +96,47 @@ paths: {/a: {get: {operationId: a, responses: {"200": {description: ok}}}}}
 		if _, err := translate.Bootstrap(res, translate.BootstrapOptions{AdminAddress: addr}); err != nil {
 			t.Errorf("admin %s: %v", addr, err)
 		}
+	}
+}
+
+// In deploy/ the admin listens on a Unix socket (mode 0600): nothing reaches it over the
+// network, not even a spec whose backend name resolves to 127.0.0.1 at run time; the stats
+// listener still serves /ready and /stats/prometheus from it.
+func TestAdminOnAUnixSocket(t *testing.T) {
+	backend := e2e.NewBackend(t, "alpha")
+	specs := t.TempDir()
+	e2e.WriteSpec(t, specs, "alpha.yaml", `openapi: 3.1.0
+info: {title: Alpha, version: 1.0.0}
+x-specgate: {backend: "http://127.0.0.1:{{PORT}}", basePath: /alpha}
+security: []
+paths:
+  /things: {get: {operationId: list, responses: {"200": {description: ok}}}}
+`, map[string]string{"PORT": backend.Port()})
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	stats := testutil.FreeAddr(t)
+	startStatic(t, specs, e2e.StartAllowAll(t).Addr, nil, func(o *translate.BootstrapOptions) {
+		o.AdminAddress, o.StatsAddress = "unix:"+sock, stats
+	})
+	for _, path := range []string{"/ready", "/stats/prometheus"} {
+		if resp, err := http.Get("http://" + stats + path); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s through the stats listener: %v", path, err)
+		} else {
+			resp.Body.Close()
+		}
+	}
+	info, err := os.Stat(sock)
+	if err != nil || info.Mode()&os.ModeSocket == 0 || info.Mode().Perm() != 0o600 {
+		t.Fatalf("the admin socket %s: %v %v, want a socket with mode 0600", sock, info, err)
+	}
+	unix := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := unix.Get("http://admin/server_info")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the admin over its socket: %v", err)
+	}
+	resp.Body.Close()
+	if _, err := translate.Bootstrap(&translate.Resources{}, translate.BootstrapOptions{AdminAddress: "unix:relative.sock"}); err == nil {
+		t.Error("a relative socket path was accepted")
 	}
 }

@@ -175,7 +175,7 @@ func newBootstrapCmd() *cobra.Command {
 
 // addPeerFlags registers where a bootstrap puts Envoy's admin and specgate's gRPC peers.
 func addPeerFlags(f *pflag.FlagSet, bo *translate.BootstrapOptions) {
-	f.StringVar(&bo.AdminAddress, "admin-address", "127.0.0.1:9901", "Envoy admin address (loopback only)")
+	f.StringVar(&bo.AdminAddress, "admin-address", "127.0.0.1:9901", "Envoy admin address: unix:/path (a Unix socket: nothing reaches it over the network), or a loopback HOST:PORT")
 	f.StringVar(&bo.StatsAddress, "stats-address", "", "a listener serving only GET /ready and /stats/prometheus from the admin, for probes and Prometheus (e.g. 0.0.0.0:9902)")
 	f.StringVar(&bo.AuthzAddress, "authz-address", "127.0.0.1:9001", "specgate authz gRPC address(es), comma-separated for replicas")
 	f.StringVar(&bo.RateLimitAddr, "ratelimit-address", "127.0.0.1:9003", "specgate ratelimit gRPC address(es), comma-separated for replicas")

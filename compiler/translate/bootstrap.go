@@ -25,7 +25,7 @@ import (
 // BootstrapOptions place a static Envoy next to specgate's services.
 type BootstrapOptions struct {
 	NodeID       string // default "specgate"
-	AdminAddress string // default 127.0.0.1:9901; loopback only
+	AdminAddress string // default 127.0.0.1:9901; a loopback HOST:PORT, or unix:/path
 	// StatsAddress, when set, is a listener serving only GET /ready and /stats/prometheus
 	// from the admin, for the kubelet's probes and Prometheus (stats.go).
 	StatsAddress  string

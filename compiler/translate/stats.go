@@ -3,13 +3,16 @@ package translate
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Envoy's admin answers anyone who reaches it, mutations included (/quitquitquit,
@@ -27,8 +30,16 @@ const (
 // StatsPaths are the admin paths the stats listener forwards.
 var StatsPaths = []string{"/ready", "/stats/prometheus"}
 
-// adminAddress parses the admin address and refuses one that is not loopback.
+// adminAddress parses the admin address: a Unix socket ("unix:/path"), which nothing reaches
+// over the network (deploy/: a spec whose backend name resolves to loopback at run time still
+// finds no admin), or a loopback HOST:PORT, for a laptop and the tests.
 func adminAddress(s string) (*corev3.Address, error) {
+	if path, ok := strings.CutPrefix(s, "unix:"); ok {
+		if !strings.HasPrefix(path, "/") {
+			return nil, fmt.Errorf("bootstrap: admin address %s: want unix:/absolute/path", s)
+		}
+		return &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: path, Mode: 0o600}}}, nil
+	}
 	a, err := hostPort(s)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: admin address: %w", err)
@@ -75,6 +86,24 @@ func (t *translator) statsResources(addr string, admin *corev3.Address) (*listen
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(hcm)},
 		}}}},
 	}
+	if pipe := admin.GetPipe(); pipe != nil {
+		return l, staticCluster(clusterAdmin, admin), t.err
+	}
 	sa := admin.GetSocketAddress()
 	return l, endpointCluster(clusterAdmin, sa.GetAddress(), sa.GetPortValue()), t.err
+}
+
+// staticCluster is a cluster of one fixed address (a Unix socket).
+func staticCluster(name string, addr *corev3.Address) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ConnectTimeout:       durationpb.New(twoSeconds),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: addr}},
+			}}}},
+		},
+	}
 }
