@@ -20,15 +20,7 @@ import (
 // kubelet and Prometheus get what they need through the stats listener: GET /ready and
 // /stats/prometheus, and nothing else of the admin, against the real Envoy.
 func TestStatsListenerServesOnlyProbesAndMetrics(t *testing.T) {
-	backend := e2e.NewBackend(t, "alpha")
-	specs := t.TempDir()
-	e2e.WriteSpec(t, specs, "alpha.yaml", `openapi: 3.1.0
-info: {title: Alpha, version: 1.0.0}
-x-specgate: {backend: "http://127.0.0.1:{{PORT}}", basePath: /alpha}
-security: []
-paths:
-  /things: {get: {operationId: list, responses: {"200": {description: ok}}}}
-`, map[string]string{"PORT": backend.Port()})
+	specs := alphaSpecs(t)
 	stats := testutil.FreeAddr(t)
 	gw := startStatic(t, specs, e2e.StartAllowAll(t).Addr, nil, func(o *translate.BootstrapOptions) { o.StatsAddress = stats })
 	get := func(method, path string) (int, string) {
@@ -103,15 +95,7 @@ paths: {/a: {get: {operationId: a, responses: {"200": {description: ok}}}}}
 // network, not even a spec whose backend name resolves to 127.0.0.1 at run time; the stats
 // listener still serves /ready and /stats/prometheus from it.
 func TestAdminOnAUnixSocket(t *testing.T) {
-	backend := e2e.NewBackend(t, "alpha")
-	specs := t.TempDir()
-	e2e.WriteSpec(t, specs, "alpha.yaml", `openapi: 3.1.0
-info: {title: Alpha, version: 1.0.0}
-x-specgate: {backend: "http://127.0.0.1:{{PORT}}", basePath: /alpha}
-security: []
-paths:
-  /things: {get: {operationId: list, responses: {"200": {description: ok}}}}
-`, map[string]string{"PORT": backend.Port()})
+	specs := alphaSpecs(t)
 	sock := filepath.Join(t.TempDir(), "admin.sock")
 	stats := testutil.FreeAddr(t)
 	startStatic(t, specs, e2e.StartAllowAll(t).Addr, nil, func(o *translate.BootstrapOptions) {
@@ -139,4 +123,18 @@ paths:
 	if _, err := translate.Bootstrap(&translate.Resources{}, translate.BootstrapOptions{AdminAddress: "unix:relative.sock"}); err == nil {
 		t.Error("a relative socket path was accepted")
 	}
+}
+
+// alphaSpecs is a spec directory with one anonymous service on a test backend.
+func alphaSpecs(t *testing.T) string {
+	backend := e2e.NewBackend(t, "alpha")
+	specs := t.TempDir()
+	e2e.WriteSpec(t, specs, "alpha.yaml", `openapi: 3.1.0
+info: {title: Alpha, version: 1.0.0}
+x-specgate: {backend: "http://127.0.0.1:{{PORT}}", basePath: /alpha}
+security: []
+paths:
+  /things: {get: {operationId: list, responses: {"200": {description: ok}}}}
+`, map[string]string{"PORT": backend.Port()})
+	return specs
 }
