@@ -208,6 +208,19 @@ func TestFleetLoadsInTheCluster(t *testing.T) {
 		})
 	}
 	t.Logf("figure: a %d-service fleet (%.1f MB) in the cluster: applied and served by every Envoy pod %s after the sync", len(cs.Specs), float64(size)/1e6, time.Since(began).Round(100*time.Millisecond))
+	for _, ip := range c.podIPs("envoy") { // what the route tables cost Envoy (limit 1 GiB)
+		if resp, err := http.Get("http://" + ip + ":9902/stats/prometheus"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, line := range strings.Split(string(b), "\n") {
+				name, v, ok := strings.Cut(line, " ")
+				if ok && strings.TrimSuffix(name, "{}") == "envoy_server_memory_allocated" {
+					mb, _ := strconv.ParseFloat(v, 64)
+					t.Logf("figure: Envoy pod %s with the fleet: %.0f MB allocated", ip, mb/1e6)
+				}
+			}
+		}
+	}
 	for _, role := range []string{"xds", "envoy"} {
 		restarts := c.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component="+role, "-o", "jsonpath={.items[*].status.containerStatuses[0].restartCount}")
 		if strings.Trim(restarts, "0 ") != "" {
