@@ -56,7 +56,15 @@ func checkOwnership(gw ir.Gateway, shared []string) Diagnostics {
 				other := l.svc
 				// other holding owner's prefix (nesting is judged on owner's basePath), and the
 				// services already reported for nesting, are not reported per operation.
-				if other.Name == owner.Name || nested[other.Name] || other.BasePath != "" && strings.HasPrefix(base, other.BasePath+"/") {
+				outer := other.BasePath != "" && strings.HasPrefix(base, other.BasePath+"/")
+				if other.Name == owner.Name || nested[other.Name] || outer && !slices.Contains(shared, other.BasePath) {
+					continue
+				}
+				// At a shared prefix, the outer service's templates may match the nested
+				// basePath (the nested service's literal paths are ordered first), but a
+				// concrete path inside it would be ordered before the nested service's own
+				// templates and take its requests.
+				if outer && !literalUnder(l.tmpl, prefix) {
 					continue
 				}
 				if under(l.tmpl, prefix) {
@@ -79,6 +87,19 @@ func under(t, prefix ir.Template) bool {
 	for i, p := range prefix.Segments {
 		s := t.Segments[i]
 		if !slices.ContainsFunc(s.Parts, func(x ir.Part) bool { return x.Var != "" }) && !slices.Equal(s.Parts, p.Parts) {
+			return false
+		}
+	}
+	return true
+}
+
+// literalUnder reports whether t spells out prefix's segments literally (no variable in them).
+func literalUnder(t, prefix ir.Template) bool {
+	if len(t.Segments) < len(prefix.Segments) {
+		return false
+	}
+	for i := range prefix.Segments {
+		if slices.ContainsFunc(t.Segments[i].Parts, func(p ir.Part) bool { return p.Var != "" }) {
 			return false
 		}
 	}

@@ -46,3 +46,21 @@ func TestCheckOwnership(t *testing.T) {
 		t.Errorf("shared prefixes still refused: %v", d)
 	}
 }
+
+// A shared prefix lets services serve beside each other under it, never inside another
+// service's basePath: front, at the shared /mall, cannot declare /mall/orders/mine beside
+// orders' /mall/orders/{id} (ordered first, it would take orders' requests and, allowed the
+// Authorization header, their tokens).
+func TestSharedPrefixKeepsNestedBasePathsOwned(t *testing.T) {
+	gw := ir.Gateway{Services: []ir.Service{
+		{Name: "front", File: "front.yaml", BasePath: "/mall", Operations: []ir.Operation{{Method: "GET", Path: "/mall/orders/mine"}, {Method: "GET", Path: "/mall/home"}}},
+		{Name: "orders", File: "orders.yaml", BasePath: "/mall/orders", Operations: []ir.Operation{{Method: "GET", Path: "/mall/orders/{id}"}}},
+	}}
+	var got []string
+	for _, d := range checkOwnership(gw, []string{"/mall"}) {
+		got = append(got, d.String())
+	}
+	if len(got) != 1 || !strings.Contains(got[0], "front.yaml: GET /mall/orders/mine: can match paths under /mall/orders, the basePath of service orders") {
+		t.Fatalf("shared /mall: %q, want front's /mall/orders/mine refused", got)
+	}
+}
