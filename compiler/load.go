@@ -222,11 +222,11 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 	if err := json.Unmarshal(pruned, doc); err != nil {
 		return fail(0, "load: %v", err)
 	}
-	absDir, err := filepath.Abs(dir)
+	absDir, disk, err := setRoot(dir)
 	if err != nil {
 		return fail(0, "load: %v", err)
 	}
-	loader := newRefLoader(absDir, files, func() { r.readsFiles = true })
+	loader := newRefLoader(absDir, disk, files, func() { r.readsFiles = true })
 	if err := loader.ResolveRefsIn(doc, &url.URL{Path: filepath.Join(absDir, name)}); err != nil {
 		return fail(0, "$ref: %s", cleanErr(err, absDir))
 	}
@@ -235,11 +235,22 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 	return r
 }
 
+// setRoot is where a set's $refs resolve: the spec directory dir, or, with no dir (a set held
+// by the control plane's store, not on disk), a root of its own where nothing but the set is
+// read (disk false).
+func setRoot(dir string) (abs string, disk bool, err error) {
+	if dir == "" {
+		return string(filepath.Separator) + "specgate-set", false, nil
+	}
+	abs, err = filepath.Abs(dir)
+	return abs, true, err
+}
+
 // newRefLoader is a kin-openapi loader whose $refs may point at other files of the spec
 // directory (or below it), never outside it, never a URL. A file of the candidate set is read
-// from files (a push has not written it yet), any other from the disk. read is called for
-// each file read.
-func newRefLoader(absDir string, files map[string][]byte, read func()) *openapi3.Loader {
+// from files (a push has not written it yet), any other from the disk when disk is set. read
+// is called for each file read.
+func newRefLoader(absDir string, disk bool, files map[string][]byte, read func()) *openapi3.Loader {
 	loader := openapi3.NewLoader()
 	loader.IsExternalRefsAllowed = true
 	loader.ReadFromURIFunc = func(_ *openapi3.Loader, u *url.URL) ([]byte, error) {
@@ -257,6 +268,9 @@ func newRefLoader(absDir string, files map[string][]byte, read func()) *openapi3
 		read()
 		if b, ok := files[rel]; ok {
 			return b, nil
+		}
+		if !disk {
+			return nil, fmt.Errorf("$ref %s: not a file of the spec set", u)
 		}
 		// On disk, where it really is: a symlink inside the directory may point anywhere.
 		if real, err := filepath.EvalSymlinks(p); err == nil {
@@ -289,12 +303,12 @@ func newRefLoader(absDir string, files map[string][]byte, read func()) *openapi3
 // finds is documentation the gateway does not use: warnings, one line each.
 func Strict(dir string, files map[string][]byte, specs []Spec) Diagnostics {
 	var diags Diagnostics
-	absDir, err := filepath.Abs(dir)
+	absDir, disk, err := setRoot(dir)
 	if err != nil {
 		return Diagnostics{{Severity: Error, File: dir, Message: err.Error()}}
 	}
 	for _, spec := range specs {
-		loader := newRefLoader(absDir, files, func() {})
+		loader := newRefLoader(absDir, disk, files, func() {})
 		doc, err := loader.LoadFromDataWithPath(files[spec.File], &url.URL{Path: filepath.Join(absDir, spec.File)})
 		if err == nil {
 			err = doc.Validate(context.Background(), openapi3.EnableMultiError(), openapi3.EnableExamplesValidation(),

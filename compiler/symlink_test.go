@@ -40,3 +40,20 @@ paths:
 		t.Fatalf("a $ref through a symlink to %s: %v (services %d), want refused", outside, diags.Err(), len(gw.Services))
 	}
 }
+
+// A set compiled without a directory (the control plane's store) reads nothing but its own
+// files: a $ref to any other file is refused, whatever the working directory holds.
+func TestSetWithoutADirectoryReadsOnlyItself(t *testing.T) {
+	spec := `openapi: 3.1.0
+info: {title: A, version: 1.0.0}
+x-specgate: {service: a, backend: "http://a.shop.svc.cluster.local:8080"}
+security: []
+paths:
+  /archive:
+    $ref: "testdata/layout/specs/fragments/paths.yaml#/Archive"
+`
+	_, diags := CompileFiles("", map[string][]byte{"a.yaml": []byte(spec)}, Options{})
+	if !diags.HasErrors() || !strings.Contains(diags.Err().Error(), "not a file of the spec set") {
+		t.Fatalf("a $ref outside a set without a directory: %v", diags.Err())
+	}
+}

@@ -124,7 +124,7 @@ func (s *Server) Apply(ctx context.Context, cs ChangeSet) (PushResult, error) {
 		}
 	}
 	res := PushResult{Version: bs.version, Revision: live, LiveRevision: live, Changes: compiler.Diff(old, bs.gw), Diagnostics: diags}
-	bs.digest = setDigest(files)
+	bs.digest = specstore.FilesDigest(files)
 	if cur != nil && cur.digest == bs.digest && cur.revision.Number == live {
 		res.Unchanged = true
 		return res, nil

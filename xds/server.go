@@ -44,7 +44,7 @@ type Options struct {
 	// Store keeps the spec sets; nil: a directory store on SpecDir (specstore.OpenDir).
 	Store specstore.Store
 	// SpecDir is the spec directory: the store when Store is nil, and where $refs to files
-	// outside the set are looked up.
+	// outside the set are looked up (with a Store and no SpecDir: nowhere, only the set).
 	SpecDir string
 	// SeedDir, when set, is committed as the first revision of an empty store.
 	SeedDir string
@@ -148,10 +148,6 @@ func New(opts Options) (*Server, error) {
 			return nil, err
 		}
 		opts.Store = d
-	} else if opts.SpecDir == "" {
-		// A set's $refs to files outside it find nothing: the control plane's own disk is
-		// no part of the specs.
-		opts.SpecDir = os.TempDir() + "/specgate-no-such-spec-dir"
 	}
 	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), store: opts.Store, loader: compiler.NewLoader(), routes: translate.NewCache(),
 		reading: make(chan struct{}, 1)}
@@ -273,11 +269,11 @@ func (s *Server) reloadLocked(ctx context.Context, source string) (string, error
 		return "", err
 	}
 	s.storeRev = rev.Number
-	if rev.Number == 0 && len(files) == 0 && !isDir(s.store) {
+	if rev.Number == 0 && len(files) == 0 {
 		s.metrics.rebuilds.WithLabelValues(source, "refused").Inc()
 		return "", errEmptyStore
 	}
-	digest := setDigest(files)
+	digest := specstore.FilesDigest(files)
 	cur := s.current.Load()
 	if cur != nil && cur.revision.Number == rev.Number && cur.digest == digest {
 		s.metrics.rebuilds.WithLabelValues(source, "unchanged").Inc()
@@ -324,19 +320,6 @@ func (s *Server) reloadLocked(ctx context.Context, source string) (string, error
 
 // errEmptyStore is a store no set was committed to yet.
 var errEmptyStore = errors.New("the spec store is empty: nothing to serve until a change set arrives (specgate push --sync DIR)")
-
-func isDir(st specstore.Store) bool {
-	_, ok := st.(*specstore.Dir)
-	return ok
-}
-
-func setDigest(files map[string][]byte) string {
-	sums := make(map[string]string, len(files))
-	for name, b := range files {
-		sums[name] = specstore.Digest(b)
-	}
-	return specstore.SetDigest(sums)
-}
 
 // build compiles a set of files into a candidate state and its snapshot, checking everything
 // that can be checked before anything is served.

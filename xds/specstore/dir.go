@@ -170,7 +170,7 @@ func (d *Dir) RecordEdit(_ context.Context, files map[string][]byte, meta Meta, 
 		return Revision{}, err
 	}
 	rev := newRevision(expect+1, files, meta, time.Now())
-	if last.Number != expect || newRevision(0, now, Meta{}, time.Time{}).Digest != rev.Digest {
+	if last.Number != expect || FilesDigest(now) != rev.Digest {
 		return Revision{}, &ConflictError{Expected: expect, Live: last.Number}
 	}
 	if err := d.storeBlobs(rev, files); err != nil {

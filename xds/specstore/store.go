@@ -84,6 +84,15 @@ func SetDigest(files map[string]string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// FilesDigest is SetDigest of files by content: the Digest of the set they would make.
+func FilesDigest(files map[string][]byte) string {
+	sums := make(map[string]string, len(files))
+	for name, b := range files {
+		sums[name] = Digest(b)
+	}
+	return SetDigest(sums)
+}
+
 // newRevision is the record of files as revision n.
 func newRevision(n int64, files map[string][]byte, meta Meta, now time.Time) Revision {
 	r := Revision{Number: n, Time: now.UTC().Truncate(time.Millisecond), Meta: meta, Files: make(map[string]string, len(files))}
