@@ -141,10 +141,7 @@ func (s *Server) Apply(ctx context.Context, cs ChangeSet) (PushResult, error) {
 		return PushResult{}, err
 	}
 	s.storeRev, bs.revision = rev.Number, rev
-	if cur != nil && cur.version == bs.version {
-		s.current.Store(&bs.state) // only comments or formatting: Envoy's config is the same
-		s.metrics.revision.Set(float64(rev.Number))
-	} else if err := s.publish(bs); err != nil {
+	if _, err := s.serve(bs); err != nil {
 		return PushResult{}, err
 	}
 	res.Applied, res.Revision = true, rev.Number

@@ -303,19 +303,28 @@ func (s *Server) reloadLocked(ctx context.Context, source string) (string, error
 			st.revision, s.storeRev = r, r.Number
 		}
 	}
-	if cur != nil && cur.version == st.version {
-		// Same config (a comment or formatting changed): keep serving it, but remember the
-		// files and revision as they are now.
-		s.current.Store(&st.state)
-		s.metrics.revision.Set(float64(st.revision.Number))
-		s.metrics.rebuilds.WithLabelValues(source, "unchanged").Inc()
-		return st.version, nil
-	}
-	if err := s.publish(st); err != nil {
+	changed, err := s.serve(st)
+	if err != nil {
 		return "", err
 	}
-	s.metrics.rebuilds.WithLabelValues(source, "accepted").Inc()
+	result := "accepted"
+	if !changed {
+		result = "unchanged"
+	}
+	s.metrics.rebuilds.WithLabelValues(source, result).Inc()
 	return st.version, nil
+}
+
+// serve makes st what this replica serves. Envoy gets a new snapshot only when the config
+// changed; for the same config (a comment or formatting changed) the files and revision are
+// remembered as they are now.
+func (s *Server) serve(st *builtState) (changed bool, err error) {
+	if cur := s.current.Load(); cur != nil && cur.version == st.version {
+		s.current.Store(&st.state)
+		s.metrics.revision.Set(float64(st.revision.Number))
+		return false, nil
+	}
+	return true, s.publish(st)
 }
 
 // errEmptyStore is a store no set was committed to yet.
