@@ -77,13 +77,7 @@ func (s *Server) putSpec(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxSpecBytes))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.metrics.pushes.WithLabelValues("refused").Inc()
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("spec larger than %d bytes", s.opts.MaxSpecBytes)})
-			return
-		}
-		writeJSON(w, 400, map[string]string{"error": err.Error()})
+		s.refuseBody(w, err, "spec", s.opts.MaxSpecBytes)
 		return
 	}
 	o, err := pushOptions(r)
@@ -174,16 +168,22 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.opts.MaxChangeBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.metrics.pushes.WithLabelValues("refused").Inc()
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("request larger than %d bytes", s.opts.MaxChangeBytes)})
-			return false
-		}
-		writeJSON(w, 400, map[string]string{"error": "request body: " + err.Error()})
+		s.refuseBody(w, err, "request", s.opts.MaxChangeBytes)
 		return false
 	}
 	return true
+}
+
+// refuseBody answers a request whose body could not be read: 413 when it is over limit (what
+// names it), 400 otherwise.
+func (s *Server) refuseBody(w http.ResponseWriter, err error, what string, limit int64) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		s.metrics.pushes.WithLabelValues("refused").Inc()
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("%s larger than %d bytes", what, limit)})
+		return
+	}
+	writeJSON(w, 400, map[string]string{"error": "request body: " + err.Error()})
 }
 
 func (s *Server) answer(w http.ResponseWriter, res PushResult, err error) {
