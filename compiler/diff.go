@@ -66,6 +66,9 @@ func Diff(old, new ir.Gateway) []Change {
 // the same change (a rename, or an operation moved between services), so that a reviewer reads
 // a move, not an unrelated addition. The line stays a risk: the route has a new owner.
 func markMoves(changes []Change, olds, news map[string]ir.Service) {
+	if !slices.ContainsFunc(changes, func(c Change) bool { return strings.HasPrefix(c.Message, "route added, ") }) {
+		return // most changes add no route: no need to index every old operation
+	}
 	was := map[string]string{} // METHOD path → the service that served it and no longer does
 	for name, os := range olds {
 		ns := news[name]
