@@ -3,7 +3,6 @@ package xds
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -16,18 +15,13 @@ import (
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/internal/specgen"
 	"github.com/specgate/specgate/xds/specstore"
 )
 
-// shopSpec is a service at the gateway's root paths (no basePath), so that an operation can
-// move between services and keep its public path.
+// shopSpec is a service at the gateway's root with a backend of the cluster (specgen.Root).
 func shopSpec(name string, paths ...string) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "openapi: 3.1.0\ninfo: {title: %s, version: 1.0.0}\nx-specgate: {service: %s, backend: \"http://%s.shop.svc.cluster.local:8080\"}\nsecurity: []\npaths:\n", name, name, name)
-	for _, p := range paths {
-		fmt.Fprintf(&b, "  %s: {get: {operationId: get%s, responses: {\"200\": {description: ok}}}}\n", p, strings.NewReplacer("/", "_", "{", "", "}", "").Replace(p))
-	}
-	return []byte(b.String())
+	return specgen.Root(name, "http://"+name+".shop.svc.cluster.local:8080", paths...)
 }
 
 func newShop(t *testing.T) (*Server, string) {

@@ -1,4 +1,4 @@
-// Package specgen writes synthetic spec fleets for benchmarks: services × ops operations,
+// Package specgen writes synthetic specs for tests and benchmarks: services × ops operations,
 // half of them templated, a fifth rate limited, a tenth internal — the shape of a real fleet.
 package specgen
 
@@ -55,6 +55,17 @@ components:
 			fmt.Fprintf(&b, "  /things%d/{id}:\n    get: {operationId: get%d, parameters: [{name: id, in: path, required: true, schema: {type: string}}], responses: {\"200\": {description: ok}}}\n", p, p)
 			i++
 		}
+	}
+	return []byte(b.String())
+}
+
+// Root is the spec of an anonymous service at the gateway's root (no basePath) with a GET on
+// each path, so that an operation can move between two services and keep its public path.
+func Root(name, backend string, paths ...string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "openapi: 3.1.0\ninfo: {title: %s, version: 1.0.0}\nx-specgate: {service: %s, backend: %q}\nsecurity: []\npaths:\n", name, name, backend)
+	for _, p := range paths {
+		fmt.Fprintf(&b, "  %s: {get: {operationId: get%s, responses: {\"200\": {description: ok}}}}\n", p, strings.NewReplacer("/", "_", "{", "", "}", "").Replace(p))
 	}
 	return []byte(b.String())
 }

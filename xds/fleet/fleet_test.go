@@ -55,17 +55,6 @@ type fleet struct {
 	backend    *e2e.Backend
 }
 
-// shopSpec is a service at the gateway's root (no basePath), so that an operation can move
-// between two of them and keep its public path.
-func shopSpec(name, backend string, paths ...string) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "openapi: 3.1.0\ninfo: {title: %s, version: 1.0.0}\nx-specgate: {service: %s, backend: %q}\nsecurity: []\npaths:\n", name, name, backend)
-	for _, p := range paths {
-		fmt.Fprintf(&b, "  %s: {get: {operationId: get%s, responses: {\"200\": {description: ok}}}}\n", p, strings.NewReplacer("/", "_", "{", "", "}", "").Replace(p))
-	}
-	return []byte(b.String())
-}
-
 // fleetFiles is 100 services: the 4 real descriptions of make specs, 2 small services at the
 // root, and 94 synthetic ones carrying documentation, at least 20 MB in all; every backend is
 // the test's.
@@ -78,8 +67,8 @@ func fleetFiles(t *testing.T, backend string) map[string][]byte {
 		}
 		files[src.Name+filepath.Ext(src.File)] = b
 	}
-	files["orders.yaml"] = shopSpec("orders", backend, "/orders/{id}")
-	files["catalog.yaml"] = shopSpec("catalog", backend, "/products", "/reviews")
+	files["orders.yaml"] = specgen.Root("orders", backend, "/orders/{id}")
+	files["catalog.yaml"] = specgen.Root("catalog", backend, "/products", "/reviews")
 	for s := range 94 {
 		b := specgen.Documented(s, 20, 20<<10)
 		files[fmt.Sprintf("svc-%03d.yaml", s)] = bytes.ReplaceAll(b, fmt.Appendf(nil, "http://svc-%d.shop.svc.cluster.local:8080", s), []byte(backend))
@@ -285,8 +274,8 @@ func TestFleetOnKubernetes(t *testing.T) {
 		next := maps.Clone(files)
 		delete(next, "svc-001.yaml")
 		next["svc-001-v2.yaml"] = bytes.Replace(files["svc-001.yaml"], []byte("service: svc-1,"), []byte("service: svc-1-v2,"), 1)
-		next["orders.yaml"] = shopSpec("orders", "http://127.0.0.1:"+f.backend.Port(), "/orders/{id}", "/reviews")
-		next["catalog.yaml"] = shopSpec("catalog", "http://127.0.0.1:"+f.backend.Port(), "/products")
+		next["orders.yaml"] = specgen.Root("orders", "http://127.0.0.1:"+f.backend.Port(), "/orders/{id}", "/reviews")
+		next["catalog.yaml"] = specgen.Root("catalog", "http://127.0.0.1:"+f.backend.Port(), "/products")
 		delete(next, "svc-004.yaml")
 		live := f.specs(f.a).Revision
 		code, res := f.sync(next, &live)
@@ -330,7 +319,7 @@ func TestFleetOnKubernetes(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				spec := shopSpec("race-"+p.Name, "http://127.0.0.1:"+f.backend.Port(), "/race-"+p.Name)
+				spec := specgen.Root("race-"+p.Name, "http://127.0.0.1:"+f.backend.Port(), "/race-"+p.Name)
 				cs := xds.ChangeSet{Specs: []xds.SpecFile{{Name: "race.yaml", Content: spec}}, IfVersion: &live, AllowRisky: true}
 				code := f.call(p, "POST", "/v1/changes", cs, nil)
 				mu.Lock()
@@ -368,7 +357,7 @@ func TestFleetOnKubernetes(t *testing.T) {
 		var replicas, envoy []time.Duration
 		for i := range 20 {
 			next := maps.Clone(files)
-			next["orders.yaml"] = shopSpec("orders", "http://127.0.0.1:"+f.backend.Port(), "/orders/{id}", "/reviews", fmt.Sprintf("/probe%d", i))
+			next["orders.yaml"] = specgen.Root("orders", "http://127.0.0.1:"+f.backend.Port(), "/orders/{id}", "/reviews", fmt.Sprintf("/probe%d", i))
 			began := time.Now()
 			code, res := f.sync(next, nil)
 			if code != 200 || !res.Applied {
@@ -402,7 +391,7 @@ func TestFleetOnKubernetes(t *testing.T) {
 			next := maps.Clone(files)
 			// A new 13 MB description (one changed byte) makes the apply long: parse, store.
 			next["github.json"] = bytes.Replace(github, []byte(`"title": "GitHub v3 REST API"`), fmt.Appendf(nil, `"title": "GitHub v3 REST API %d"`, i), 1)
-			next["kill.yaml"] = shopSpec("kill", "http://127.0.0.1:"+f.backend.Port(), fmt.Sprintf("/kill%d", i))
+			next["kill.yaml"] = specgen.Root("kill", "http://127.0.0.1:"+f.backend.Port(), fmt.Sprintf("/kill%d", i))
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
@@ -447,7 +436,7 @@ func TestFleetOnKubernetes(t *testing.T) {
 	t.Run("rollback", func(t *testing.T) {
 		f.t = t
 		next := maps.Clone(files)
-		next["rollback.yaml"] = shopSpec("rollback", "http://127.0.0.1:"+f.backend.Port(), "/rolled")
+		next["rollback.yaml"] = specgen.Root("rollback", "http://127.0.0.1:"+f.backend.Port(), "/rolled")
 		if code, res := f.sync(next, nil); code != 200 || !res.Applied {
 			t.Fatalf("sync: %d %+v", code, res)
 		}
