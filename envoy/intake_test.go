@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -109,5 +110,18 @@ paths:
 				t.Errorf("backend saw %q, want %q", got, tc.seen)
 			}
 		})
+	}
+
+	// Envoy's memory grows with the operations it serves; the pods' limit (deploy/) fixes how
+	// many a fleet can have. A compiled regex per tokenless route made it 250 KB an operation
+	// here (360 MB), the limit's overload threshold at about 3,000 operations.
+	mem, err := gw.envoy.Stat("server.memory_allocated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bytes, _ := strconv.Atoi(mem)
+	t.Logf("Envoy: %d operations, %.0f MB allocated, %.0f KB per operation", gw.ops, float64(bytes)/1e6, float64(bytes)/1e3/float64(gw.ops))
+	if per := bytes / gw.ops; per > 100_000 {
+		t.Errorf("Envoy allocated %d bytes for %d operations: %d per operation, want at most 100 KB", bytes, gw.ops, per)
 	}
 }

@@ -27,6 +27,7 @@ const bodyLimit = 64 << 10
 type staticGateway struct {
 	envoy                *testenvoy.Envoy
 	admin, pub, internal string // admin address; listener URLs
+	ops                  int    // operations compiled
 }
 
 // startStatic compiles specs (refusing on any error), writes the static bootstrap with
@@ -72,7 +73,12 @@ func startStatic(t *testing.T, specs, authzAddr string, configure func(*config.G
 	if strings.HasPrefix(bo.AdminAddress, "unix:") {
 		adminAddr = bo.StatsAddress // the admin is on a socket: wait for /ready through the stats listener
 	}
+	ops := 0
+	for _, svc := range gw.Services {
+		ops += len(svc.Operations)
+	}
 	return staticGateway{
+		ops:   ops,
 		envoy: testenvoy.Start(t, bootPath, adminAddr),
 		admin: adminAddr,
 		pub:   "http://127.0.0.1:" + strconv.Itoa(pub), internal: "http://127.0.0.1:" + strconv.Itoa(internal),

@@ -11,7 +11,6 @@ import (
 	celfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	bufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
-	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/policy"
 )
 
@@ -26,7 +26,7 @@ import (
 // because a filter that waits (ext_authz) receives the body whole, and the buffer filter
 // measures only what it buffers itself; authz (with its decision cache in front when on)
 // decides before the rate limits count.
-func (t *translator) httpFilters() []*hcmv3.HttpFilter {
+func (t *translator) httpFilters(l ir.Listener) []*hcmv3.HttpFilter {
 	fs := []*hcmv3.HttpFilter{
 		t.httpFilter(FilterCORS, &corsv3.Cors{}),
 		t.httpFilter(FilterBuffer, &bufferv3.Buffer{MaxRequestBytes: wrapperspb.UInt32(t.set.MaxRequestBodyBytes)}),
@@ -35,10 +35,7 @@ func (t *translator) httpFilters() []*hcmv3.HttpFilter {
 		fs = append(fs, t.httpFilter(policy.CacheFilter, authzCacheFilter()))
 	}
 	fs = append(fs, t.httpFilter(FilterExtAuthz, t.authzFilter()))
-	if t.set.Tokenless {
-		// Empty: only tokenless routes configure it.
-		fs = append(fs, t.httpFilter(FilterHeaderMutation, &headermutationv3.HeaderMutation{}))
-	}
+	fs = append(fs, t.headerFilters(l)...)
 	return append(fs,
 		t.httpFilter(FilterRateLimit, t.rateLimitFilter()),
 		t.httpFilter(FilterRouter, &routerv3.Router{}),
@@ -46,11 +43,12 @@ func (t *translator) httpFilters() []*hcmv3.HttpFilter {
 }
 
 // listener serves one route table on one port with an edge-hardened HTTP connection manager.
-func (t *translator) listener(name string, port uint32, rc *routev3.RouteConfiguration) *listenerv3.Listener {
+func (t *translator) listener(l ir.Listener, rc *routev3.RouteConfiguration) *listenerv3.Listener {
+	name := l.Name
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:  name,
 		CodecType:   hcmv3.HttpConnectionManager_AUTO,
-		HttpFilters: t.httpFilters(),
+		HttpFilters: t.httpFilters(l),
 		// The client address is the peer's, or the last untrusted X-Forwarded-For hop behind
 		// xffTrustedHops load balancers: the ip rate-limit key cannot be forged.
 		UseRemoteAddress:  wrapperspb.Bool(true),
@@ -96,7 +94,7 @@ func (t *translator) listener(name string, port uint32, rc *routev3.RouteConfigu
 		Name: name,
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 			Address:       t.opts.ListenAddress,
-			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: l.Port},
 		}}},
 		PerConnectionBufferLimitBytes: wrapperspb.UInt32(1 << 20),
 		FilterChains: []*listenerv3.FilterChain{{

@@ -1,7 +1,10 @@
 package translate
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"regexp/syntax"
@@ -12,6 +15,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -25,7 +29,7 @@ import (
 // disables ext_authz and does in Envoy what authz's allow does for them (extauthz's
 // server.allow without an identity):
 //   - every identity header is removed, and every header outside the operation's allow-list
-//     (one header_mutation remove_on_match, whose regex matches exactly the other names);
+//     (a header_mutation remove_on_match, whose regex matches exactly the other names);
 //   - the rate-limit client is "ip:<trusted client address>", the address Envoy derives with
 //     xffTrustedHops, carried in headerTokenlessClient from header_mutation to the rate-limit
 //     descriptors and removed before the backend.
@@ -42,27 +46,22 @@ const headerTokenlessClient = "x-specgate-client"
 // access log: authz was not asked.
 const metaTokenless = "specgate.tokenless"
 
+// The regex of an allow-list lives once per listener, in a header_mutation filter of the
+// HTTP filter chain that is off by default (headerFilters); each tokenless route turns on the
+// one of its operation. Envoy keeps a compiled RE2 of about 100 KB for each regex it is given:
+// one per route, as this was first built, took Envoy to 360 MB for the real descriptions of
+// make specs, and a fleet of anonymous operations past the pods' memory limit.
+
 // tokenlessRoute turns a copy of op's route into its tokenless route.
 func (t *translator) tokenlessRoute(r *routev3.Route, op *ir.Operation) *routev3.Route {
 	r.Match.Headers = append(r.Match.Headers, &routev3.HeaderMatcher{
 		Name:                 "authorization",
 		HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: false},
 	})
-	byClient := slices.ContainsFunc(op.RateLimits, func(rl ir.RateLimit) bool { return rl.Key == ir.KeyClient })
-	muts := []*mutationv3.HeaderMutation{{Action: &mutationv3.HeaderMutation_RemoveOnMatch_{
-		RemoveOnMatch: &mutationv3.HeaderMutation_RemoveOnMatch{KeyMatcher: &matcherv3.StringMatcher{
-			MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{
-				Regex: t.otherHeaders(op),
-			}},
-		}},
-	}}}
-	if byClient {
-		muts = append(muts, &mutationv3.HeaderMutation{Action: &mutationv3.HeaderMutation_Append{
-			Append: header(headerTokenlessClient, "ip:%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
-		}})
-		r.RequestHeadersToRemove = []string{headerTokenlessClient}
-		r.GetRoute().RateLimits = rateLimitActions(op, requestHeader(policy.DescClient, headerTokenlessClient))
-	}
+	// The router removes the identity headers too: a route can reach Envoy before the listener
+	// that carries its header filter (the two are separate xDS resources), and no backend may
+	// meanwhile see a client's X-User-Id.
+	r.RequestHeadersToRemove = slices.Clone(t.set.IdentityHeaders)
 	// The filters with nothing to do here are left out of the request's filter chain (Envoy
 	// does not create them), which costs less than passing through them.
 	off := t.pack(&routev3.FilterConfig{Disabled: true})
@@ -76,31 +75,97 @@ func (t *translator) tokenlessRoute(r *routev3.Route, op *ir.Operation) *routev3
 	if t.edgeCache() {
 		r.TypedPerFilterConfig[policy.CacheFilter] = off
 	}
-	r.TypedPerFilterConfig[FilterHeaderMutation] = t.pack(&headermutationv3.HeaderMutationPerRoute{
-		Mutations: &headermutationv3.Mutations{RequestMutations: muts},
+	// On: a filter off by default needs a route config to turn it on, an empty one here.
+	r.TypedPerFilterConfig[headerFilterName(t.kept(op))] = t.pack(&routev3.FilterConfig{
+		Config: t.pack(&headermutationv3.HeaderMutationPerRoute{}),
 	})
+	if limitsByClient(op) {
+		r.TypedPerFilterConfig[FilterHeaderMutation] = t.pack(&headermutationv3.HeaderMutationPerRoute{
+			Mutations: &headermutationv3.Mutations{RequestMutations: []*mutationv3.HeaderMutation{{
+				Action: &mutationv3.HeaderMutation_Append{
+					Append: header(headerTokenlessClient, "ip:%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+				},
+			}}},
+		})
+		r.RequestHeadersToRemove = append(r.RequestHeadersToRemove, headerTokenlessClient)
+		r.GetRoute().RateLimits = rateLimitActions(op, requestHeader(policy.DescClient, headerTokenlessClient))
+	}
 	r.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
 		metaTokenless: {Fields: map[string]*structpb.Value{"tokenless": structpb.NewBoolValue(true)}},
 	}}
 	return r
 }
 
+// headerFilters are the header_mutation filters of listener l's tokenless routes, all off by
+// default: one per allow-list, ordered by name, then, when an operation limits tokenless
+// requests by client, the one that adds the client header (not on any allow-list: reserved).
+// They come from the model, not from the routes built: those may come from the cache.
+func (t *translator) headerFilters(l ir.Listener) []*hcmv3.HttpFilter {
+	lists, byClient := map[string][]string{}, false
+	for _, r := range l.Routes {
+		if r.Kind == ir.RouteTokenless {
+			op := t.ops[r.Operation]
+			keep := t.kept(op)
+			lists[headerFilterName(keep)] = keep
+			byClient = byClient || limitsByClient(op)
+		}
+	}
+	var fs []*hcmv3.HttpFilter
+	for _, name := range slices.Sorted(maps.Keys(lists)) {
+		fs = append(fs, t.httpFilter(name, &headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{
+			RequestMutations: []*mutationv3.HeaderMutation{{Action: &mutationv3.HeaderMutation_RemoveOnMatch_{
+				RemoveOnMatch: &mutationv3.HeaderMutation_RemoveOnMatch{KeyMatcher: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{
+						Regex: t.otherHeaders(lists[name]),
+					}},
+				}},
+			}}},
+		}}))
+	}
+	if byClient {
+		fs = append(fs, t.httpFilter(FilterHeaderMutation, &headermutationv3.HeaderMutation{}))
+	}
+	for _, f := range fs {
+		f.Disabled = true
+	}
+	return fs
+}
+
+func limitsByClient(op *ir.Operation) bool {
+	return slices.ContainsFunc(op.RateLimits, func(rl ir.RateLimit) bool { return rl.Key == ir.KeyClient })
+}
+
+// headerFilterName names the header filter of an allow-list by its content, so that a
+// listener changes only when the set of allow-lists does.
+func headerFilterName(keep []string) string {
+	sum := sha256.Sum256([]byte(strings.Join(keep, " ")))
+	return headerFilterPrefix + hex.EncodeToString(sum[:6])
+}
+
+// headerFilterPrefix starts the names of the header filters.
+const headerFilterPrefix = "specgate.headers."
+
 // maxRegexProgram is the RE2 program size Envoy accepts (bootstrap runtime). A regex of
 // otherHeaders may use half of it: Go's count, checked here, and RE2's differ a little.
 const maxRegexProgram = 1 << 15
 
-// otherHeaders is the regex of the headers a tokenless request on op loses: all but the base
-// headers and the operation's own, less the identity headers (authz removes those whatever
-// the allow-list says). Most operations share one allow-list: built once per translation.
-func (t *translator) otherHeaders(op *ir.Operation) string {
-	if t.keepRegex == nil { // the first tokenless route of this translation
-		t.keepRegex = map[string]string{}
-	}
+// kept is the allow-list of a tokenless request on op: the base headers and the operation's
+// own, less the identity headers (authz removes those whatever the allow-list says).
+func (t *translator) kept(op *ir.Operation) []string {
 	var keep []string
 	for _, h := range slices.Concat(policy.BaseHeaders, op.AllowedHeaders) {
 		if _, found := slices.BinarySearch(t.set.IdentityHeaders, h); !found {
 			keep = append(keep, h)
 		}
+	}
+	return keep
+}
+
+// otherHeaders is the regex of the headers a tokenless request with allow-list keep loses.
+// Built once per translation and allow-list.
+func (t *translator) otherHeaders(keep []string) string {
+	if t.keepRegex == nil {
+		t.keepRegex = map[string]string{}
 	}
 	key := strings.Join(keep, " ")
 	if rx, ok := t.keepRegex[key]; ok {
@@ -108,7 +173,7 @@ func (t *translator) otherHeaders(op *ir.Operation) string {
 	}
 	rx := otherHeaders(keep)
 	if n := programSize(rx); n > maxRegexProgram/2 {
-		t.fail("route %s: %d allowed headers make a header rule of %d RE2 instructions (at most %d): allow fewer", op.ID, len(keep), n, maxRegexProgram/2)
+		t.fail("header filter %s: %d allowed headers (%s) make a header rule of %d RE2 instructions (at most %d): allow fewer", headerFilterName(keep), len(keep), key, n, maxRegexProgram/2)
 	}
 	t.keepRegex[key] = rx
 	return rx

@@ -97,7 +97,7 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 		subs[i] = t.fork()
 		wg.Go(func() {
 			rcs[i] = subs[i].routeConfig(l)
-			ls[i] = subs[i].listener(l.Name, l.Port, rcs[i])
+			ls[i] = subs[i].listener(l, rcs[i])
 		})
 	}
 	wg.Wait()
