@@ -182,6 +182,42 @@ func checkDisruptionAndScaling(o *Objects, hpaFor []string, minReplicas map[stri
 	return errors.Join(errs...)
 }
 
+// cpuBudget is what the gateway may request at its minimum replicas with every Deployment
+// surging at once (a new image rolls them all): it leaves 430m of an e2-standard-2 node's
+// 1930m allocatable for the node's own pods (kube-proxy, DNS, logging, metrics). Requests above
+// what a node has left leave surge pods Pending while maxUnavailable: 0 keeps the old ones:
+// the rollout never ends (2.3 CPUs at minimum replicas did, on a 2-core node).
+const cpuBudget = 1500 // millicores
+
+// checkCapacity: the CPU requests at minimum replicas, plus one surge of every Deployment, fit
+// in cpuBudget.
+func checkCapacity(o *Objects) error {
+	var total int64
+	var parts []string
+	add := func(kind, name string, pods int32, spec corev1.PodSpec) {
+		var cpu int64
+		for _, c := range spec.Containers {
+			cpu += c.Resources.Requests.Cpu().MilliValue()
+		}
+		total += int64(pods) * cpu
+		parts = append(parts, fmt.Sprintf("%s %s %d×%dm", kind, name, pods, cpu))
+	}
+	for _, d := range o.Deployments {
+		surge := int32(1)
+		if ru := d.Spec.Strategy.RollingUpdate; ru != nil && ru.MaxSurge != nil && ru.MaxSurge.Type == intstr.Int {
+			surge = ru.MaxSurge.IntVal
+		}
+		add("Deployment", d.Name, replicas(d.Spec.Replicas)+surge, d.Spec.Template.Spec)
+	}
+	for _, s := range o.StatefulSets {
+		add("StatefulSet", s.Name, replicas(s.Spec.Replicas), s.Spec.Template.Spec)
+	}
+	if total > cpuBudget {
+		return fmt.Errorf("CPU requests during a rollout of everything: %dm (%s), over the budget of %dm", total, strings.Join(parts, ", "), cpuBudget)
+	}
+	return nil
+}
+
 // checkServices: every Service selects pods and its target ports exist on them; Envoy's public
 // listener is behind a LoadBalancer and its internal one behind a ClusterIP Service.
 func checkServices(o *Objects) error {

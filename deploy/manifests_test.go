@@ -110,6 +110,7 @@ func TestPolicies(t *testing.T) {
 			"disruption":  func(o *Objects) error { return checkDisruptionAndScaling(o, scaled, minReplicas) },
 			"networking":  func(o *Objects) error { return checkNetworkPolicies(o, namespace, intendedIngress(o)) },
 			"deployments": checkRoles,
+			"capacity":    checkCapacity,
 		} {
 			if err := check(o); err != nil {
 				t.Errorf("%s:\n%v", name, err)
@@ -137,7 +138,8 @@ func intendedIngress(o *Objects) []portRule {
 		{"specgate-ratelimit", 9004, adminPeers},
 		{"specgate-xds", 18001, adminPeers},
 		{"specgate-envoy", 9902, adminPeers},
-		{"redis", 6379, []string{"specgate-authz", "specgate-ratelimit"}},
+		{"redis", 6379, []string{"specgate-authz"}},
+		{"redis-ratelimit", 6379, []string{"specgate-ratelimit"}},
 		{"specgate-envoy", 8080, append(slices.Clone(inCluster), "internet")},
 		{"specgate-envoy", 8081, inCluster},
 	}
@@ -198,13 +200,22 @@ func TestGatewayConfig(t *testing.T) {
 		}
 		// In-cluster Redis: the Service the stores name must exist, by its absolute name (a
 		// trailing dot: no search-domain lookups); Memorystore: no Redis pods.
-		host := redisHost(t, g.Revocation.Store)
-		hasRedisService := slices.ContainsFunc(o.Services, func(s corev1.Service) bool { return host == s.Name+"."+namespace+".svc.cluster.local." })
-		if net.ParseIP(host) == nil && !hasRedisService {
-			t.Errorf("revocation store host %q is neither an IP nor the absolute name of a Service of the build (NAME.%s.svc.cluster.local.)", host, namespace)
+		for store, url := range map[string]string{"revocation": g.Revocation.Store, "rateLimit": g.RateLimit.Store} {
+			host := redisHost(t, url)
+			hasRedisService := slices.ContainsFunc(o.Services, func(s corev1.Service) bool { return host == s.Name+"."+namespace+".svc.cluster.local." })
+			if net.ParseIP(host) == nil && !hasRedisService {
+				t.Errorf("%s store host %q is neither an IP nor the absolute name of a Service of the build (NAME.%s.svc.cluster.local.)", store, host, namespace)
+			}
+			if net.ParseIP(host) != nil && len(o.StatefulSets) > 0 {
+				t.Errorf("%s store points at %s but the build still runs a Redis StatefulSet", store, host)
+			}
 		}
-		if net.ParseIP(host) != nil && len(o.StatefulSets) > 0 {
-			t.Errorf("stores point at %s but the build still runs a Redis StatefulSet", host)
+		// Counters are not written to disk; revocations are (deploy/base/redis.yaml).
+		for _, s := range o.StatefulSets {
+			args := strings.Join(s.Spec.Template.Spec.Containers[0].Args, " ")
+			if persistent := strings.Contains(args, "--appendonly yes"); persistent != (s.Name == "redis") {
+				t.Errorf("StatefulSet %s: append-only file %v (want it only for the revocations' Redis)", s.Name, persistent)
+			}
 		}
 	})
 }

@@ -112,7 +112,7 @@ func up(t *testing.T) *cluster {
 	apply("specgate-admin", "--from-literal=token="+adminToken)
 	apply("specgate-dev-key", "--from-file=key.pem="+keyFile)
 	c.kubectl("apply", "-k", "testdata/overlay")
-	for _, w := range []string{"statefulset/redis", "deployment/specgate-xds", "deployment/specgate-authz", "deployment/specgate-ratelimit", "deployment/specgate-envoy"} {
+	for _, w := range []string{"statefulset/redis", "statefulset/redis-ratelimit", "deployment/specgate-xds", "deployment/specgate-authz", "deployment/specgate-ratelimit", "deployment/specgate-envoy"} {
 		c.kubectl("-n", ns, "rollout", "status", w, "--timeout=240s")
 	}
 	for _, w := range []string{"shop/orders", "shop/catalog", "identity/accounts"} {
