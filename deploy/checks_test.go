@@ -3,6 +3,8 @@ package deploy
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -12,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // The checks below each return every problem they find, joined; nil means the objects pass.
@@ -248,8 +251,10 @@ func checkServices(o *Objects) error {
 			switch {
 			case target == 8080 && s.Spec.Type == corev1.ServiceTypeLoadBalancer:
 				lb = true
+			case target == 8080 && len(o.Gateways) > 0 && s.Spec.Type == corev1.ServiceTypeClusterIP:
+				lb = true // behind a Gateway's load balancer: checkEdge
 			case target == 8080:
-				errs = append(errs, fmt.Errorf("Service %s exposes the public listener but is %q, not LoadBalancer", s.Name, s.Spec.Type))
+				errs = append(errs, fmt.Errorf("Service %s exposes the public listener but is %q, not LoadBalancer (or ClusterIP behind a Gateway)", s.Name, s.Spec.Type))
 			case target == 8081 && s.Spec.Type == corev1.ServiceTypeLoadBalancer:
 				errs = append(errs, fmt.Errorf("Service %s puts the internal listener on a LoadBalancer", s.Name))
 			case target == 8081:
@@ -260,7 +265,7 @@ func checkServices(o *Objects) error {
 		}
 	}
 	if !lb {
-		errs = append(errs, errors.New("no LoadBalancer Service targets Envoy's public listener 8080"))
+		errs = append(errs, errors.New("no LoadBalancer Service (or Service behind a Gateway) targets Envoy's public listener 8080"))
 	}
 	if !internal {
 		errs = append(errs, errors.New("no ClusterIP Service targets Envoy's internal listener 8081"))
@@ -438,7 +443,7 @@ type peer struct {
 	labels    map[string]string
 	namespace string
 	nsLabels  map[string]string
-	external  bool
+	addr      netip.Addr // outside the cluster when valid
 }
 
 // admits reports whether the NetworkPolicies let from reach port on the pods of w, following
@@ -508,12 +513,12 @@ func peerMatches(from []networkingv1.NetworkPolicyPeer, policyNamespace string, 
 		if f.IPBlock != nil {
 			// Only traffic from outside the cluster is judged by address here; pod traffic
 			// through an ipBlock is implementation-defined, so no rule of ours may rely on it.
-			if src.external {
+			if src.addr.IsValid() && inIPBlock(*f.IPBlock, src.addr) {
 				return true
 			}
 			continue
 		}
-		if src.external {
+		if src.addr.IsValid() {
 			continue
 		}
 		nsOK := src.namespace == policyNamespace
@@ -544,7 +549,9 @@ type portRule struct {
 // each listed peer must get in, every other one must not. Peers are the workloads of the
 // build plus an unrelated pod of the namespace ("same-namespace"), a pod of another namespace
 // ("other-namespace"), the managed Prometheus collector ("gmp-collector") and an address on
-// the internet ("internet"). A port of no rule must be closed to everyone.
+// the internet ("internet"), Google's load-balancer health checks ("google-health-check") and
+// a regional load balancer's proxy ("proxy-only-subnet", the gke overlay's placeholder range).
+// A port of no rule must be closed to everyone.
 func checkNetworkPolicies(o *Objects, namespace string, rules []portRule) error {
 	nsLabels := map[string]string{"kubernetes.io/metadata.name": namespace}
 	var peers []peer
@@ -557,7 +564,9 @@ func checkNetworkPolicies(o *Objects, namespace string, rules []portRule) error 
 			namespace: "shop", nsLabels: map[string]string{"kubernetes.io/metadata.name": "shop"}},
 		peer{name: "gmp-collector", labels: map[string]string{"app.kubernetes.io/name": "collector"},
 			namespace: "gmp-system", nsLabels: map[string]string{"kubernetes.io/metadata.name": "gmp-system"}},
-		peer{name: "internet", external: true},
+		peer{name: "internet", addr: netip.MustParseAddr("198.51.100.7")},
+		peer{name: "google-health-check", addr: netip.MustParseAddr("35.191.7.8")},
+		peer{name: "proxy-only-subnet", addr: netip.MustParseAddr("10.129.0.9")},
 	)
 	var errs []error
 	byName := map[string]Workload{}
@@ -591,4 +600,117 @@ func checkNetworkPolicies(o *Objects, namespace string, rules []portRule) error 
 	return errors.Join(errs...)
 }
 
+func inIPBlock(b networkingv1.IPBlock, a netip.Addr) bool {
+	p, err := netip.ParsePrefix(b.CIDR)
+	if err != nil || !p.Contains(a) {
+		return false
+	}
+	for _, e := range b.Except {
+		if x, err := netip.ParsePrefix(e); err == nil && x.Contains(a) {
+			return false
+		}
+	}
+	return true
+}
+
 func intOrString(n int32) intstr.IntOrString { return intstr.FromInt32(n) }
+
+// checkEdge: the GKE edge (overlay gke). The external Gateway terminates HTTPS with a
+// Google-managed certificate and answers HTTP only with a redirect to HTTPS; the routes reach
+// Envoy's public listener from it and the internal listener from the internal Gateway; each
+// Service behind a Gateway has a health check on Envoy's /ready and a backend policy whose
+// timeout outlasts Envoy's own, the public one with Cloud Armor; gateway.yaml trusts the
+// load balancer's two X-Forwarded-For entries.
+func checkEdge(o *Objects, xffTrustedHops uint32) error {
+	if len(o.Gateways) == 0 {
+		return nil
+	}
+	var errs []error
+	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if xffTrustedHops != 2 {
+		fail("gateway.yaml xffTrustedHops %d behind Google's Application Load Balancer, want 2 (it appends the client and its own address)", xffTrustedHops)
+	}
+	type listener struct{ gateway, class, section, protocol string }
+	listeners := map[string]listener{} // gateway/section
+	for _, g := range o.Gateways {
+		class := string(g.Spec.GatewayClassName)
+		for _, l := range g.Spec.Listeners {
+			listeners[g.Name+"/"+string(l.Name)] = listener{g.Name, class, string(l.Name), string(l.Protocol)}
+			if l.Protocol == "HTTPS" && g.Annotations["networking.gke.io/certmap"] == "" &&
+				(l.TLS == nil || l.TLS.Options["networking.gke.io/pre-shared-certs"] == "") {
+				fail("Gateway %s listener %s: HTTPS without a certificate (certmap annotation or pre-shared-certs)", g.Name, l.Name)
+			}
+		}
+	}
+	// Service name → the Envoy listener port it targets.
+	envoyPort := map[string]int32{}
+	for _, s := range o.Services {
+		pods := o.podsSelectedBy(s.Namespace, s.Spec.Selector)
+		if len(pods) == 0 || pods[0].Name != "specgate-envoy" || len(s.Spec.Ports) != 1 {
+			continue
+		}
+		p := s.Spec.Ports[0]
+		if target, err := resolvePort(pods[0].Template.Spec, p.TargetPort, p.Port); err == nil {
+			envoyPort[s.Name] = target
+		}
+	}
+	behind := map[string][]string{} // Service → the Gateway classes in front of it
+	for _, r := range o.HTTPRoutes {
+		for _, parent := range r.Spec.ParentRefs {
+			if parent.SectionName == nil {
+				fail("HTTPRoute %s: attach to one listener (sectionName)", r.Name)
+				continue
+			}
+			l, ok := listeners[string(parent.Name)+"/"+string(*parent.SectionName)]
+			if !ok {
+				fail("HTTPRoute %s: no listener %s/%s", r.Name, parent.Name, *parent.SectionName)
+				continue
+			}
+			for _, rule := range r.Spec.Rules {
+				redirects := slices.ContainsFunc(rule.Filters, func(f gatewayv1.HTTPRouteFilter) bool {
+					return f.RequestRedirect != nil && f.RequestRedirect.Scheme != nil && *f.RequestRedirect.Scheme == "https"
+				})
+				if l.class == "gke-l7-global-external-managed" && l.protocol == "HTTP" && (!redirects || len(rule.BackendRefs) > 0) {
+					fail("HTTPRoute %s: plain HTTP on the external Gateway must only redirect to HTTPS", r.Name)
+				}
+				for _, b := range rule.BackendRefs {
+					name := string(b.Name)
+					want := map[string]int32{"gke-l7-global-external-managed": 8080, "gke-l7-rilb": 8081}[l.class]
+					if got := envoyPort[name]; got != want {
+						fail("HTTPRoute %s: Gateway class %s reaches Service %s (Envoy port %d), want Envoy's port %d", r.Name, l.class, name, got, want)
+					}
+					if svc := slices.IndexFunc(o.Services, func(s corev1.Service) bool { return s.Name == name }); svc < 0 ||
+						b.Port == nil || o.Services[svc].Spec.Ports[0].Port != *b.Port {
+						fail("HTTPRoute %s: backend %s port %v is not a port of that Service", r.Name, name, b.Port)
+					}
+					behind[name] = append(behind[name], l.class)
+				}
+			}
+		}
+	}
+	if !slices.ContainsFunc(slices.Collect(maps.Values(behind)), func(c []string) bool { return slices.Contains(c, "gke-l7-global-external-managed") }) {
+		fail("no HTTPRoute takes the external Gateway's HTTPS to Envoy's public listener")
+	}
+	for svc, classes := range behind {
+		hc := slices.IndexFunc(o.HealthChecks, func(p GKEPolicy) bool { return p.Spec.TargetRef.Kind == "Service" && p.Spec.TargetRef.Name == svc })
+		if hc < 0 {
+			fail("Service %s behind a Gateway: no HealthCheckPolicy", svc)
+		} else if c := o.HealthChecks[hc].Spec.Default.Config; c == nil || c.Type != "HTTP" || c.HTTPHealthCheck.Port != 9902 ||
+			c.HTTPHealthCheck.PortSpecification != "USE_FIXED_PORT" || c.HTTPHealthCheck.RequestPath != "/ready" {
+			fail("HealthCheckPolicy %s: want HTTP GET /ready on Envoy's stats port 9902 (fixed port)", o.HealthChecks[hc].Name)
+		}
+		bp := slices.IndexFunc(o.BackendPolicies, func(p GKEPolicy) bool { return p.Spec.TargetRef.Kind == "Service" && p.Spec.TargetRef.Name == svc })
+		if bp < 0 {
+			fail("Service %s behind a Gateway: no GCPBackendPolicy", svc)
+			continue
+		}
+		d := o.BackendPolicies[bp].Spec.Default
+		if d.TimeoutSec <= 60 {
+			fail("GCPBackendPolicy %s: timeoutSec %d, want more than Envoy's 60 s for a request", o.BackendPolicies[bp].Name, d.TimeoutSec)
+		}
+		if slices.Contains(classes, "gke-l7-global-external-managed") && d.SecurityPolicy == "" {
+			fail("GCPBackendPolicy %s: the public listener without a Cloud Armor securityPolicy", o.BackendPolicies[bp].Name)
+		}
+	}
+	return errors.Join(errs...)
+}

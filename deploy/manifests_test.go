@@ -111,6 +111,7 @@ func TestPolicies(t *testing.T) {
 			"networking":  func(o *Objects) error { return checkNetworkPolicies(o, namespace, intendedIngress(o)) },
 			"deployments": checkRoles,
 			"capacity":    checkCapacity,
+			"edge":        func(o *Objects) error { return checkEdge(o, gatewayConfig(t, o).XFFTrustedHops) },
 		} {
 			if err := check(o); err != nil {
 				t.Errorf("%s:\n%v", name, err)
@@ -130,6 +131,13 @@ func intendedIngress(o *Objects) []portRule {
 	}
 	adminPeers := append(slices.Clone(inNamespace), "same-namespace", "gmp-collector")
 	inCluster := append(slices.Clone(adminPeers), "other-namespace")
+	// Behind GKE's load balancers (overlay gke): their health checks on the stats listener and
+	// the internal one's proxies on the internal listener.
+	stats, internal := adminPeers, inCluster
+	if len(o.Gateways) > 0 {
+		stats = append(slices.Clone(adminPeers), "google-health-check")
+		internal = append(slices.Clone(inCluster), "proxy-only-subnet")
+	}
 	return []portRule{
 		{"specgate-authz", 9001, []string{"specgate-envoy"}},
 		{"specgate-ratelimit", 9003, []string{"specgate-envoy"}},
@@ -137,11 +145,11 @@ func intendedIngress(o *Objects) []portRule {
 		{"specgate-authz", 9002, adminPeers},
 		{"specgate-ratelimit", 9004, adminPeers},
 		{"specgate-xds", 18001, adminPeers},
-		{"specgate-envoy", 9902, adminPeers},
+		{"specgate-envoy", 9902, stats},
 		{"redis", 6379, []string{"specgate-authz"}},
 		{"redis-ratelimit", 6379, []string{"specgate-ratelimit"}},
-		{"specgate-envoy", 8080, append(slices.Clone(inCluster), "internet")},
-		{"specgate-envoy", 8081, inCluster},
+		{"specgate-envoy", 8080, append(slices.Clone(inCluster), "internet", "google-health-check", "proxy-only-subnet")},
+		{"specgate-envoy", 8081, internal},
 	}
 }
 
@@ -439,6 +447,24 @@ func TestBrokenManifestsFail(t *testing.T) {
 			t.Fatalf("an unchecked kind must fail, got %v", err)
 		}
 	})
+	t.Run("edge", func(t *testing.T) {
+		t.Parallel()
+		o, err := Build("testdata/edge")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = checkEdge(o, 0)
+		for _, w := range []string{
+			"xffTrustedHops 0", "HTTPRoute specgate-https-redirect: plain HTTP on the external Gateway must only redirect",
+			"HealthCheckPolicy specgate-public: want HTTP GET /ready", "GCPBackendPolicy specgate-public: timeoutSec 30",
+			"GCPBackendPolicy specgate-public: the public listener without a Cloud Armor",
+			"HTTPRoute specgate-internal: Gateway class gke-l7-rilb reaches Service specgate-public (Envoy port 8080), want Envoy's port 8081",
+		} {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("error does not mention %q:\n%v", w, err)
+			}
+		}
+	})
 	t.Run("insecure", func(t *testing.T) {
 		t.Parallel()
 		o, err := Build("testdata/insecure")
@@ -461,7 +487,7 @@ func TestBrokenManifestsFail(t *testing.T) {
 			}},
 			"services": {checkServices(o), []string{
 				"Service web port http: target port 8443 is not a container port", "Service nothing selects no pods",
-				"no LoadBalancer Service targets Envoy's public listener",
+				"no LoadBalancer Service (or Service behind a Gateway) targets Envoy's public listener",
 			}},
 			"volumes":    {checkVolumes(o), []string{"no ConfigMap missing-config", "unknown Secret token"}},
 			"specs":      {checkSpecStore(o), []string{"no Deployment specgate-xds"}},

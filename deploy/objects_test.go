@@ -15,6 +15,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
@@ -36,6 +37,45 @@ type PodMonitoring struct {
 	} `json:"spec"`
 }
 
+// GKEPolicy is GKE's networking.gke.io/v1 HealthCheckPolicy or GCPBackendPolicy, reduced to
+// the fields specgate sets (no Go types are published for them): decoding is strict.
+type GKEPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Default struct {
+			// HealthCheckPolicy
+			CheckIntervalSec   int32 `json:"checkIntervalSec,omitempty"`
+			HealthyThreshold   int32 `json:"healthyThreshold,omitempty"`
+			UnhealthyThreshold int32 `json:"unhealthyThreshold,omitempty"`
+			Config             *struct {
+				Type            string `json:"type"`
+				HTTPHealthCheck struct {
+					PortSpecification string `json:"portSpecification"`
+					Port              int32  `json:"port"`
+					RequestPath       string `json:"requestPath"`
+				} `json:"httpHealthCheck"`
+			} `json:"config,omitempty"`
+			// both
+			TimeoutSec int32 `json:"timeoutSec,omitempty"`
+			// GCPBackendPolicy
+			SecurityPolicy     string `json:"securityPolicy,omitempty"`
+			ConnectionDraining *struct {
+				DrainingTimeoutSec int32 `json:"drainingTimeoutSec"`
+			} `json:"connectionDraining,omitempty"`
+			Logging *struct {
+				Enabled    bool  `json:"enabled"`
+				SampleRate int32 `json:"sampleRate"`
+			} `json:"logging,omitempty"`
+		} `json:"default"`
+		TargetRef struct {
+			Group string `json:"group"`
+			Kind  string `json:"kind"`
+			Name  string `json:"name"`
+		} `json:"targetRef"`
+	} `json:"spec"`
+}
+
 // Objects are the decoded objects of one kustomize build, by kind.
 type Objects struct {
 	Namespaces      []corev1.Namespace
@@ -50,6 +90,10 @@ type Objects struct {
 	Roles           []rbacv1.Role
 	RoleBindings    []rbacv1.RoleBinding
 	ServiceAccounts []corev1.ServiceAccount
+	Gateways        []gatewayv1.Gateway
+	HTTPRoutes      []gatewayv1.HTTPRoute
+	HealthChecks    []GKEPolicy
+	BackendPolicies []GKEPolicy
 }
 
 // Build runs kustomize on dir (a directory holding a kustomization.yaml) and decodes every
@@ -101,6 +145,14 @@ func (o *Objects) add(apiVersion, kind string, b []byte) error {
 		return decodeInto(b, &o.RoleBindings)
 	case "v1/ServiceAccount":
 		return decodeInto(b, &o.ServiceAccounts)
+	case "gateway.networking.k8s.io/v1/Gateway":
+		return decodeInto(b, &o.Gateways)
+	case "gateway.networking.k8s.io/v1/HTTPRoute":
+		return decodeInto(b, &o.HTTPRoutes)
+	case "networking.gke.io/v1/HealthCheckPolicy":
+		return decodeInto(b, &o.HealthChecks)
+	case "networking.gke.io/v1/GCPBackendPolicy":
+		return decodeInto(b, &o.BackendPolicies)
 	}
 	return fmt.Errorf("%s %s: a kind these checks do not know; add it to Objects", apiVersion, kind)
 }
