@@ -17,6 +17,7 @@ import (
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/testenvoy"
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of compiler/testdata (review the diff!)")
@@ -100,6 +101,17 @@ func TestGolden(t *testing.T) {
 			}
 			bootPath := filepath.Join(dir, "bootstrap.yaml")
 			golden(t, bootPath, bootYAML, true)
+			if tl := cfg.Listeners.TLS; tl != nil {
+				// Envoy reads a static secret's files to validate it: the same bootstrap with
+				// the certificate's directory made here.
+				certDir := t.TempDir()
+				testutil.ServerCert(t, certDir, "gateway.test", 1)
+				bootYAML = bytes.ReplaceAll(bootYAML, []byte(filepath.Dir(tl.Certificate)+"/"), []byte(certDir+"/"))
+				bootPath = filepath.Join(t.TempDir(), "bootstrap.yaml")
+				if err := os.WriteFile(bootPath, bootYAML, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if err := testenvoy.Validate(t, bootPath); err != nil {
 				t.Error(err)
 			}

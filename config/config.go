@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -86,6 +87,18 @@ type Listeners struct {
 	// before authz and the backend see the request, and answers 413 beyond it. Each request
 	// in flight may hold this much memory in Envoy, tokenless ones included.
 	MaxRequestBodyBytes uint32 `json:"maxRequestBodyBytes"`
+	// TLS, when set, also serves the public listener's routes over HTTPS on its own port,
+	// for clusters with no load balancer to terminate TLS.
+	TLS *ListenerTLS `json:"tls,omitempty"`
+}
+
+// ListenerTLS is the HTTPS listener: a port and the PEM files of its certificate chain and
+// private key as Envoy sees them (a mounted Kubernetes Secret: tls.crt and tls.key). Envoy
+// watches their directory and serves a new pair from the next handshake on.
+type ListenerTLS struct {
+	Port        uint32 `json:"port"`
+	Certificate string `json:"certificate"`
+	Key         string `json:"key"`
 }
 
 // MaxRequestBodyLimit bounds Listeners.MaxRequestBodyBytes: bodies are held in Envoy's memory.
@@ -290,6 +303,14 @@ func (g Gateway) Validate() error {
 	}
 	if n := g.Listeners.MaxRequestBodyBytes; n == 0 || n > MaxRequestBodyLimit {
 		add("listeners: maxRequestBodyBytes %d is outside 1..%d (64 MiB)", n, MaxRequestBodyLimit)
+	}
+	if t := g.Listeners.TLS; t != nil {
+		if t.Port == 0 || t.Port == g.Listeners.Public || t.Port == g.Listeners.Internal {
+			add("listeners.tls: port %d must be set and differ from the public and internal ports", t.Port)
+		}
+		if !path.IsAbs(t.Certificate) || !path.IsAbs(t.Key) || path.Dir(t.Certificate) != path.Dir(t.Key) || t.Certificate == t.Key {
+			add("listeners.tls: certificate %q and key %q must be two absolute paths in one directory (Envoy watches it for a new pair)", t.Certificate, t.Key)
+		}
 	}
 	seen := map[string]bool{}
 	for i, is := range g.Issuers {

@@ -24,7 +24,10 @@ import (
 
 // kustomizations are every kustomization of deploy/ outside testdata (TestEveryKustomizationChecked
 // keeps this list complete).
-var kustomizations = []string{"base", "overlays/gke", "overlays/gke-cluster"}
+var kustomizations = []string{"base", "overlays/gke", "overlays/gke-cluster", "testdata/tls"}
+
+// componentBuilds are the kustomizations above that check a component of deploy/components.
+var componentBuilds = map[string]string{"components/tls": "testdata/tls"}
 
 const namespace = "specgate"
 
@@ -68,7 +71,13 @@ func TestEveryKustomizationChecked(t *testing.T) {
 			return filepath.SkipDir
 		}
 		if d.Name() == "kustomization.yaml" {
-			found = append(found, filepath.ToSlash(filepath.Dir(p)))
+			dir := filepath.ToSlash(filepath.Dir(p))
+			if build, ok := componentBuilds[dir]; ok {
+				dir = build // a component is checked inside a build that uses it
+			} else if strings.HasPrefix(dir, "components/") {
+				t.Errorf("component %s: no build of componentBuilds uses it", dir)
+			}
+			found = append(found, dir)
 		}
 		return nil
 	})
@@ -96,7 +105,7 @@ func TestPolicies(t *testing.T) {
 		for name, check := range map[string]func(*Objects) error{
 			"containers": checkContainers,
 			"services":   checkServices,
-			"volumes":    func(o *Objects) error { return checkVolumes(o, "specgate-admin") },
+			"volumes":    func(o *Objects) error { return checkVolumes(o, "specgate-admin", "specgate-tls") },
 			"specs":      checkSpecStore,
 			"monitoring": func(o *Objects) error {
 				if strings.HasPrefix(t.Name(), "TestPolicies/overlays/gke") {
@@ -134,6 +143,11 @@ func intendedIngress(o *Objects) []portRule {
 	// Behind GKE's load balancers (overlay gke): their health checks on the stats listener and
 	// the internal one's proxies on the internal listener.
 	stats, internal := adminPeers, inCluster
+	// Envoy's own HTTPS listener (components/tls): open like the public one.
+	var https []string
+	if d := o.Deployment("specgate-envoy"); d != nil && slices.ContainsFunc(d.Spec.Template.Spec.Containers[0].Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == 8443 }) {
+		https = append(slices.Clone(inCluster), "internet", "google-health-check", "proxy-only-subnet")
+	}
 	if len(o.Gateways) > 0 {
 		stats = append(slices.Clone(adminPeers), "google-health-check")
 		internal = append(slices.Clone(inCluster), "proxy-only-subnet")
@@ -150,6 +164,7 @@ func intendedIngress(o *Objects) []portRule {
 		{"redis-ratelimit", 6379, []string{"specgate-ratelimit"}},
 		{"specgate-envoy", 8080, append(slices.Clone(inCluster), "internet", "google-health-check", "proxy-only-subnet")},
 		{"specgate-envoy", 8081, internal},
+		{"specgate-envoy", 8443, https},
 	}
 }
 

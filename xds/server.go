@@ -370,6 +370,9 @@ func snapshot(version string, res *translate.Resources) (*cache.Snapshot, error)
 	for _, c := range res.Clusters {
 		m[resource.ClusterType] = append(m[resource.ClusterType], c)
 	}
+	for _, sc := range res.Secrets {
+		m[resource.SecretType] = append(m[resource.SecretType], sc)
+	}
 	m[resource.RateLimitConfigType] = []types.Resource{res.RateLimit}
 	snap, err := cache.NewSnapshot(version, m)
 	if err != nil {

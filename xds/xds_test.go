@@ -47,10 +47,13 @@ type gateway struct {
 	opts  xds.Options
 }
 
-func newGateway(t *testing.T, specs string) *gateway {
+func newGateway(t *testing.T, specs string, configure ...func(*config.Gateway)) *gateway {
 	g := &gateway{t: t, specs: specs, cfg: config.Default(), authz: e2e.StartAllowAll(t)}
 	g.cfg.Backends.Allow = []string{"127.0.0.0/8"} // the test backends
 	g.cfg.Listeners.Public, g.cfg.Listeners.Internal = uint32(testutil.FreePort(t)), uint32(testutil.FreePort(t))
+	for _, f := range configure {
+		f(&g.cfg)
+	}
 	g.opts = xds.Options{
 		SpecDir: specs, Gateway: g.cfg, AdminToken: adminToken, ListenAddress: "127.0.0.1",
 		Debounce: 50 * time.Millisecond, MaxSpecBytes: 1 << 20, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

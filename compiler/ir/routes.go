@@ -23,6 +23,8 @@ const (
 type Listener struct {
 	Name string `json:"name"`
 	Port uint32 `json:"port"`
+	// TLS, on the public listener, serves the same routes over HTTPS on a port of its own.
+	TLS *config.ListenerTLS `json:"tls,omitempty"`
 	// Routes are in match order: Envoy takes the first that matches. The last is the
 	// catch-all 404.
 	Routes []Route `json:"routes"`
@@ -151,7 +153,7 @@ func (p *Planner) Plan(g Gateway, cfg config.Gateway) (Gateway, error) {
 	}
 	p.last = tmpls
 	g.Listeners = []Listener{
-		{Name: ListenerPublic, Port: cfg.Listeners.Public, Routes: g.routeTable(tmpls, false, s.Tokenless)},
+		{Name: ListenerPublic, Port: cfg.Listeners.Public, TLS: cfg.Listeners.TLS, Routes: g.routeTable(tmpls, false, s.Tokenless)},
 		{Name: ListenerInternal, Port: cfg.Listeners.Internal, Routes: g.routeTable(tmpls, true, s.Tokenless)},
 	}
 	return g, nil

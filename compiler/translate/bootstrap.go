@@ -18,6 +18,7 @@ import (
 	overloadv3 "github.com/envoyproxy/go-control-plane/envoy/config/overload/v3"
 	cgroupv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/cgroup_memory/v3"
 	connectionsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -66,6 +67,7 @@ func Bootstrap(r *Resources, o BootstrapOptions) (*bootstrapv3.Bootstrap, error)
 	static := &bootstrapv3.Bootstrap_StaticResources{
 		Listeners: append([]*listenerv3.Listener{}, r.Listeners...),
 		Clusters:  append(append([]*clusterv3.Cluster{}, r.Clusters...), grpc...),
+		Secrets:   append([]*tlsv3.Secret{}, r.Secrets...),
 	}
 	if err := t.addStats(static, o.StatsAddress, admin); err != nil {
 		return nil, err

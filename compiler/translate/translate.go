@@ -15,6 +15,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	rlconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -63,6 +64,7 @@ type Resources struct {
 	Listeners []*listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
+	Secrets   []*tlsv3.Secret // the HTTPS listener's certificate, by file name
 	RateLimit *rlconfv3.RateLimitConfig
 
 	digests routeDigests // routes already validated, with their content hash
@@ -106,6 +108,13 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 		res.digests = append(res.digests, sub.digests)
 	}
 	res.Routes, res.Listeners = rcs, ls
+	for i, l := range gw.Listeners {
+		if l.TLS != nil {
+			tl, secret := t.tlsListener(ls[i], l)
+			res.Listeners = append(res.Listeners, tl)
+			res.Secrets = append(res.Secrets, secret)
+		}
+	}
 	for _, s := range gw.Services {
 		res.Clusters = append(res.Clusters, t.serviceCluster(s))
 	}
@@ -249,6 +258,9 @@ func (r *Resources) messages() []proto.Message {
 	}
 	for _, c := range r.Clusters {
 		ms = append(ms, c)
+	}
+	for _, sc := range r.Secrets {
+		ms = append(ms, sc)
 	}
 	if r.RateLimit != nil {
 		ms = append(ms, r.RateLimit)

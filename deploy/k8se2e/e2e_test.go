@@ -85,6 +85,34 @@ var devKey = sync.OnceValues(func() (string, error) {
 	return p, err
 })
 
+// publicHost is the name the HTTPS listener's test certificates are for.
+const publicHost = "specgate-public.specgate.svc.cluster.local"
+
+// serverCert is the certificate up puts in Secret specgate-tls: one per test run, in its dir.
+var serverCert = func() func(t *testing.T) string {
+	var once sync.Once
+	var dir string
+	return func(t *testing.T) string {
+		once.Do(func() {
+			dir, _ = os.MkdirTemp("", "k8se2e-tls-")
+			testutil.ServerCert(t, dir, publicHost, 1)
+		})
+		return dir
+	}
+}()
+
+// applyTLS puts dir's tls.crt and tls.key in Secret specgate-tls (type kubernetes.io/tls).
+func (c *cluster) applyTLS(dir string) {
+	c.t.Helper()
+	yaml := c.kubectl("-n", ns, "create", "secret", "tls", "specgate-tls", "--cert="+filepath.Join(dir, "tls.crt"),
+		"--key="+filepath.Join(dir, "tls.key"), "--dry-run=client", "-o", "yaml")
+	cmd := exec.Command(kubectlPath(c.t), "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(yaml)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.t.Fatalf("secret specgate-tls: %v %s", err, out)
+	}
+}
+
 // up applies the e2e overlay with its secrets and waits until every workload is ready; it is
 // idempotent, so every test starts with it.
 func up(t *testing.T) *cluster {
@@ -111,6 +139,7 @@ func up(t *testing.T) *cluster {
 	}
 	apply("specgate-admin", "--from-literal=token="+adminToken)
 	apply("specgate-dev-key", "--from-file=key.pem="+keyFile)
+	c.applyTLS(serverCert(t))
 	c.kubectl("apply", "-k", "testdata/overlay")
 	for _, w := range []string{"statefulset/redis", "statefulset/redis-ratelimit", "deployment/specgate-xds", "deployment/specgate-authz", "deployment/specgate-ratelimit", "deployment/specgate-envoy"} {
 		c.kubectl("-n", ns, "rollout", "status", w, "--timeout=240s")
