@@ -163,6 +163,14 @@ type Revocation struct {
 type RateLimit struct {
 	Store    string `json:"store"` // "memory" or a Redis URL (internal/redisurl)
 	FailOpen *bool  `json:"failOpen"`
+	// MaxHeaderValues bounds the values a header key counts apart, per rule, window and
+	// replica: the values are the clients' to choose, and each would be a counter in the
+	// store until its window ends. Values past the bound share one overflow bucket (per
+	// client for header+client keys).
+	MaxHeaderValues int `json:"maxHeaderValues"`
+	// IPv6Prefix is the prefix length an IPv6 client address is counted by (the ip key and
+	// the ip:<address> client of anonymous requests): one host holds a whole /64.
+	IPv6Prefix int `json:"ipv6Prefix"`
 }
 
 // FailsOpen reports the effective failOpen setting (default true).
@@ -249,7 +257,7 @@ func Default() Gateway {
 			FalsePositiveRate: 1e-7,
 			MaxTokenLifetime:  Duration{24 * time.Hour},
 		},
-		RateLimit: RateLimit{Store: "memory"},
+		RateLimit: RateLimit{Store: "memory", MaxHeaderValues: 10_000, IPv6Prefix: 64},
 		Authz:     Authz{Timeout: Duration{200 * time.Millisecond}, MaxTokenBytes: 16 << 10},
 		Backends:  Backends{Deny: []string{"*.specgate.svc.cluster.local"}},
 	}
@@ -303,6 +311,12 @@ func (g Gateway) Validate() error {
 	}
 	if n := g.Listeners.MaxRequestBodyBytes; n == 0 || n > MaxRequestBodyLimit {
 		add("listeners: maxRequestBodyBytes %d is outside 1..%d (64 MiB)", n, MaxRequestBodyLimit)
+	}
+	if n := g.RateLimit.MaxHeaderValues; n < 1 {
+		add("rateLimit: maxHeaderValues %d must be at least 1", n)
+	}
+	if n := g.RateLimit.IPv6Prefix; n < 1 || n > 128 {
+		add("rateLimit: ipv6Prefix %d is outside 1..128", n)
 	}
 	if t := g.Listeners.TLS; t != nil {
 		if t.Port == 0 || t.Port == g.Listeners.Public || t.Port == g.Listeners.Internal {

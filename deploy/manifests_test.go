@@ -131,7 +131,7 @@ func TestPolicies(t *testing.T) {
 
 // intendedIngress is who may reach which port: the gRPC ports only from their Envoy (and, for
 // ADS, ratelimit) callers; admin and metrics ports from this namespace and the managed
-// Prometheus collectors; Redis from its two clients; Envoy's public listener from anywhere and
+// Prometheus collectors; each Redis from its one client; Envoy's public listener from anywhere and
 // its internal listener from inside the cluster.
 func intendedIngress(o *Objects) []portRule {
 	var inNamespace []string

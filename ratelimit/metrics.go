@@ -29,6 +29,7 @@ type metrics struct {
 	storeErrors   prometheus.Counter
 	failOpen      prometheus.Counter
 	localHits     prometheus.Counter
+	overflow      *prometheus.CounterVec
 	updates       *prometheus.CounterVec
 	rules         prometheus.Gauge
 }
@@ -61,6 +62,10 @@ func newMetrics() *metrics {
 			Name: "specgate_ratelimit_local_over_limit_hits_total",
 			Help: "Descriptors refused from the local over-limit cache without a store round trip.",
 		}),
+		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "specgate_ratelimit_value_overflow_total",
+			Help: "Descriptors counted in their rule's overflow bucket: the rule already counts rateLimit.maxHeaderValues header values apart in this window, by route.",
+		}, []string{"route"}),
 		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "specgate_ratelimit_config_updates_total",
 			Help: "Rate-limit configs received, by result (accepted, rejected).",
@@ -71,7 +76,7 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.decisions, m.unknown, m.storeDuration, m.storeErrors, m.failOpen,
-		m.localHits, m.updates, m.rules,
+		m.localHits, m.overflow, m.updates, m.rules,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,10 +34,14 @@ import (
 // swapped atomically, so a request sees one whole config, old or new.
 type Service struct {
 	lim      limiter.Limiter
+	clock    limiter.TimeSource
 	failOpen bool
-	m        *metrics
-	log      *slog.Logger
-	live     atomic.Pointer[live]
+	// maxValues and ipv6Prefix: gateway.yaml rateLimit.maxHeaderValues and ipv6Prefix.
+	maxValues  int
+	ipv6Prefix int
+	m          *metrics
+	log        *slog.Logger
+	live       atomic.Pointer[live]
 	// storeDown is set while the store fails, so that only the changes are logged.
 	storeDown atomic.Bool
 	// onReady runs once, after the first config is accepted.
@@ -49,6 +54,8 @@ type live struct {
 	version  string
 	table    *rules.Table
 	counters []ruleCounters // by rules.Rule.ID
+	bounds   []*valueBound  // by rules.Rule.ID; nil but for header keys
+	overflow []prometheus.Counter
 }
 
 var _ rlsv3.RateLimitServiceServer = (*Service)(nil)
@@ -75,8 +82,8 @@ func New(o Options) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{lim: lim, failOpen: o.Config.RateLimit.FailsOpen(), m: newMetrics(), log: log,
-		tracer: tracing.Off}, nil
+	return &Service{lim: lim, clock: clock, failOpen: o.Config.RateLimit.FailsOpen(), m: newMetrics(), log: log,
+		maxValues: o.Config.RateLimit.MaxHeaderValues, ipv6Prefix: o.Config.RateLimit.IPv6Prefix, tracer: tracing.Off}, nil
 }
 
 // Registry holds the service's metrics.
@@ -95,9 +102,14 @@ func (s *Service) SetConfig(cfgs []*rlsconf.RateLimitConfig) error {
 		s.m.updates.WithLabelValues("rejected").Inc()
 		return err
 	}
-	l := &live{version: version(cfgs), table: t, counters: make([]ruleCounters, len(t.Rules))}
+	l := &live{version: version(cfgs), table: t, counters: make([]ruleCounters, len(t.Rules)),
+		bounds: make([]*valueBound, len(t.Rules)), overflow: make([]prometheus.Counter, len(t.Rules))}
 	for _, r := range t.Rules {
 		l.counters[r.ID] = s.m.forRule(r.Route, r.Kind)
+		if strings.HasPrefix(r.Kind, "header") {
+			l.bounds[r.ID] = &valueBound{max: s.maxValues}
+			l.overflow[r.ID] = s.m.overflow.WithLabelValues(r.Route)
+		}
 	}
 	s.live.Store(l)
 	s.m.updates.WithLabelValues("accepted").Inc()
@@ -169,6 +181,15 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		n := addend
 		if a := d.GetHitsAddend(); a != nil {
 			n = uint32(min(max(1, a.GetValue()), math.MaxUint32))
+		}
+		if r.PerValue {
+			value = ipBucket(r.Kind, value, s.ipv6Prefix)
+			if b := l.bounds[r.ID]; b != nil {
+				var over bool
+				if value, over = b.bucket(value, s.clock.Now(), r.Window); over {
+					l.overflow[r.ID].Inc()
+				}
+			}
 		}
 		matched = append(matched, r)
 		at = append(at, i)
