@@ -15,6 +15,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/specgate/specgate/compiler/ir"
+	"github.com/specgate/specgate/policy"
 )
 
 const extKey = "x-specgate"
@@ -360,6 +361,7 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 					}
 				}
 				o.Exposure, o.Timeout, o.AllowedHeaders, o.RateLimits = r.exposure, r.timeout, r.headers, r.limits
+				o.QueryToken = declaresQueryToken(item.Parameters) || declaresQueryToken(op.Parameters)
 				reqs := rootSecurity
 				if op.Security != nil {
 					reqs = *op.Security
@@ -395,4 +397,14 @@ func serverPath(doc *openapi3.T) string {
 		return ""
 	}
 	return strings.TrimRight(u.Path, "/")
+}
+
+// declaresQueryToken reports whether params hold an access_token query parameter.
+func declaresQueryToken(params openapi3.Parameters) bool {
+	for _, p := range params {
+		if p != nil && p.Value != nil && p.Value.In == openapi3.ParameterInQuery && strings.EqualFold(p.Value.Name, policy.QueryTokenParam) {
+			return true
+		}
+	}
+	return false
 }

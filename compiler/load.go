@@ -214,6 +214,7 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 	if v := str("openapi"); !(strings.HasPrefix(v, "3.0.") || strings.HasPrefix(v, "3.1.") || strings.HasPrefix(v, "3.2.")) {
 		return fail(s.lines["/openapi"], "openapi %v: specgate reads OpenAPI 3.0, 3.1 and 3.2", root["openapi"])
 	}
+	slimParameters(root)
 	pruned, err := json.Marshal(root)
 	if err != nil {
 		return fail(0, "load: %v", err)

@@ -16,8 +16,9 @@ import (
 // A spec file is read twice over, for two different needs. The scan below reads every byte
 // once: syntax, duplicate keys anywhere, what kind of file it is, the line of every key the
 // gateway reads, and a pruned copy of the document holding only those parts (openapi, info,
-// servers, security, x-*, paths with each operation's operationId, security and x-*, and
-// components.securitySchemes and pathItems). kin-openapi then decodes that small copy. The
+// servers, security, x-*, paths with each operation's operationId, security and x-*, the name
+// and place of each parameter, and components.securitySchemes, parameters and pathItems).
+// kin-openapi then decodes that small copy. The
 // rest — schemas, examples, responses, descriptions, most of the bytes of a real spec — is
 // documentation: checked for syntax and duplicate keys, never decoded, never refused.
 
@@ -56,6 +57,8 @@ func ruleAt(path []string) keepRule {
 			return walk
 		}
 		return whole
+	case k == "components" && path[1] == "parameters" && len(path) == 2:
+		return whole // slimParameters keeps their names and places
 	case k == "components" && path[1] == "pathItems":
 		if len(path) == 2 {
 			return walk
@@ -70,7 +73,7 @@ func pathItemRule(p []string) keepRule {
 	switch {
 	case len(p) == 0:
 		return walk
-	case p[0] == "$ref" || isExt(p[0]):
+	case p[0] == "$ref" || p[0] == "parameters" || isExt(p[0]):
 		if len(p) == 1 {
 			return whole
 		}
@@ -89,10 +92,76 @@ func operationRule(p []string) keepRule {
 	switch {
 	case len(p) == 0:
 		return walk
-	case len(p) == 1 && (p[0] == "operationId" || p[0] == "security" || isExt(p[0])):
+	case len(p) == 1 && (p[0] == "operationId" || p[0] == "security" || p[0] == "parameters" || isExt(p[0])):
 		return whole
 	}
 	return skip
+}
+
+// slimParameters reduces every parameter of the pruned document (of path items, operations
+// and components.parameters) to its name and place, or its $ref: what the gateway reads of
+// them (an access_token query parameter), without the schemas their other keys may name.
+func slimParameters(root map[string]any) {
+	slim := func(v any) any {
+		list, ok := v.([]any)
+		if !ok {
+			return v // not a list: kin-openapi refuses it
+		}
+		out := make([]any, len(list))
+		for i, p := range list {
+			out[i] = slimParameter(p)
+		}
+		return out
+	}
+	items := func(paths any) {
+		m, _ := paths.(map[string]any)
+		for _, item := range m {
+			im, _ := item.(map[string]any)
+			for k, v := range im {
+				switch {
+				case k == "parameters":
+					im[k] = slim(v)
+				case operationKeys[k]:
+					if om, ok := v.(map[string]any); ok && om["parameters"] != nil {
+						om["parameters"] = slim(om["parameters"])
+					}
+				case k == "additionalOperations":
+					ops, _ := v.(map[string]any)
+					for _, op := range ops {
+						if om, ok := op.(map[string]any); ok && om["parameters"] != nil {
+							om["parameters"] = slim(om["parameters"])
+						}
+					}
+				}
+			}
+		}
+	}
+	items(root["paths"])
+	if c, ok := root["components"].(map[string]any); ok {
+		items(c["pathItems"])
+		if ps, ok := c["parameters"].(map[string]any); ok {
+			for name, p := range ps {
+				ps[name] = slimParameter(p)
+			}
+		}
+	}
+}
+
+func slimParameter(p any) any {
+	m, ok := p.(map[string]any)
+	if !ok {
+		return p
+	}
+	if ref, ok := m["$ref"]; ok {
+		return map[string]any{"$ref": ref}
+	}
+	out := map[string]any{}
+	for _, k := range []string{"name", "in"} {
+		if v, ok := m[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // scanned is what the scan learned of one file.

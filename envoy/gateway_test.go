@@ -53,6 +53,8 @@ paths:
     get: {operationId: search, security: [], x-specgate: {rateLimits: [{requests: 2, per: minute, key: "header:X-Session"}]}, responses: {"200": {description: ok}}}
   /subscribe:
     post: {operationId: subscribe, security: [], responses: {"200": {description: ok}}}
+  /feed:
+    get: {operationId: feed, security: [], parameters: [{name: access_token, in: query, schema: {type: string}}], responses: {"200": {description: ok}}}
 `
 
 // gateway is the whole gateway of internal/stack (real Envoy; the control plane, two authz and

@@ -114,6 +114,9 @@ var (
 	deniedInvalid = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token", "the access token is invalid")
 	deniedRevoked = deniedByReason[reasonRevoked]
 	policyError   = denied(http.StatusForbidden, "", "access_denied", "this route is not available")
+	// deniedQueryToken: RFC 6750 §2.3 allows the query only where the resource server says so.
+	deniedQueryToken = denied(http.StatusBadRequest, `Bearer error="invalid_request"`, "invalid_request",
+		"this operation does not take an access_token query parameter: send the token in the Authorization header")
 	// deniedUnavailable is a 503: the client may retry; nothing is wrong with its token.
 	deniedUnavailable = denied(http.StatusServiceUnavailable, "", "temporarily_unavailable", "authorization is starting; retry shortly")
 )

@@ -44,6 +44,7 @@ const (
 	reasonRevoked        = "revoked"
 	reasonScope          = "insufficient_scope"
 	reasonPolicy         = "policy_error"
+	reasonQueryToken     = "query_token"
 	reasonIssuerNotValid = "issuer_not_allowed"
 	// reasonRevocationUnavailable: the revocation list has not loaded yet.
 	reasonRevocationUnavailable = "revocations_unavailable"

@@ -89,7 +89,13 @@ type Route struct {
 	Headers []string `json:"headers,omitempty"`
 	// RateLimitHeaders are the headers named by header:<Name> rate-limit keys (lower case).
 	RateLimitHeaders []string `json:"rateLimitHeaders,omitempty"`
+	// QueryToken routes accept an access_token query parameter (their operation declares
+	// it); the others refuse a request that carries one.
+	QueryToken bool `json:"queryToken,omitempty"`
 }
+
+// QueryTokenParam is RFC 6750's query parameter for a bearer token (§2.3).
+const QueryTokenParam = "access_token"
 
 // Requirement is one OpenAPI security requirement object: every scope is needed (AND), from a
 // token of one of Issuers (any trusted issuer when empty).

@@ -63,6 +63,10 @@ type Operation struct {
 	AllowedHeaders []string      `json:"allowedHeaders,omitempty"` // lower case, sorted
 	RateLimits     []RateLimit   `json:"rateLimits,omitempty"`
 	Security       Security      `json:"security"`
+	// QueryToken: the operation declares an access_token query parameter. Any other refuses
+	// a request that carries one (RFC 6750 §2.3): its backend might act on a token the
+	// gateway never checked.
+	QueryToken bool `json:"queryToken,omitempty"`
 }
 
 // Security is OpenAPI's requirement list for one operation.

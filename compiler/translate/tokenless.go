@@ -58,6 +58,20 @@ func (t *translator) tokenlessRoute(r *routev3.Route, op *ir.Operation) *routev3
 		Name:                 "authorization",
 		HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: false},
 	})
+	if !op.QueryToken {
+		// A request that may carry an access_token query parameter goes to authz, which
+		// refuses it (RFC 6750 §2.3; the backend might act on a token nobody checked). These
+		// match the name anywhere in the path, encoded or not: authz reads the query exactly.
+		for _, name := range []string{policy.QueryTokenParam, strings.Replace(policy.QueryTokenParam, "_", "%5f", 1)} {
+			r.Match.Headers = append(r.Match.Headers, &routev3.HeaderMatcher{
+				Name:        ":path",
+				InvertMatch: true,
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Contains{Contains: name}, IgnoreCase: true,
+				}},
+			})
+		}
+	}
 	// The router removes the identity headers too: a route can reach Envoy before the listener
 	// that carries its header filter (the two are separate xDS resources), and no backend may
 	// meanwhile see a client's X-User-Id.

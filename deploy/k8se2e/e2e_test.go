@@ -169,7 +169,12 @@ func (c *cluster) token(sub, scope string) string {
 
 // do sends a request through specgate-public.
 func (c *cluster) do(method, path, token string, header ...string) (int, http.Header, string) {
-	req, _ := http.NewRequest(method, c.public+path, nil)
+	return c.doAt(c.public, method, path, token, header...)
+}
+
+// doAt sends a request to base (a Service or a pod).
+func (c *cluster) doAt(base, method, path, token string, header ...string) (int, http.Header, string) {
+	req, _ := http.NewRequest(method, base+path, nil)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -198,9 +198,9 @@ func TestFleetLoadsInTheCluster(t *testing.T) {
 				tok = c.token("alice", "svc95:read")
 			}
 		}
-		testutil.Eventually(t, 60*time.Second, "GET "+path+" through every Envoy pod", func() bool {
-			for range 6 {
-				if code, _, _ := c.do("GET", path, tok); code != 200 {
+		testutil.Eventually(t, 60*time.Second, "GET "+path+" from every Envoy pod", func() bool {
+			for _, ip := range c.podIPs("envoy") {
+				if code, _, _ := c.doAt("http://"+ip+":8080", "GET", path, tok); code != 200 {
 					return false
 				}
 			}

@@ -69,6 +69,8 @@ type Options struct {
 	// RedisURL, when set, is the store of both roles (a cluster or Sentinel the test runs)
 	// instead of a single server started for the stack.
 	RedisURL string
+	// RedisArgs are extra server arguments of the stack's own Redis (e.g. --maxmemory).
+	RedisArgs []string
 	// Configure edits gateway.yaml before it is written.
 	Configure func(*config.Gateway)
 }
@@ -115,7 +117,7 @@ func Start(t testing.TB, o Options) *Stack {
 	case o.RedisURL != "":
 		cfg.Revocation.Store, cfg.RateLimit.Store = o.RedisURL, o.RedisURL
 	default:
-		s.Redis = testredis.Start(t)
+		s.Redis = testredis.Start(t, o.RedisArgs...)
 		cfg.Revocation.Store = s.Redis.URL()
 		cfg.RateLimit.Store = s.Redis.URL()
 	}

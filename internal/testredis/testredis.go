@@ -29,9 +29,9 @@ type Server struct {
 func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
 
 // Start runs the server until the test ends. A missing binary fails the test.
-func Start(t testutil.TB) *Server {
+func Start(t testutil.TB, args ...string) *Server {
 	t.Helper()
-	s := &Server{bin: Binary(t), dir: t.TempDir(), t: t}
+	s := &Server{bin: Binary(t), dir: t.TempDir(), t: t, args: args}
 	t.Cleanup(s.Stop) // before start: a start that fails half-way leaves nothing running
 	s.start(testutil.FreePort(t))
 	return s
