@@ -87,6 +87,11 @@ type Listeners struct {
 	// before authz and the backend see the request, and answers 413 beyond it. Each request
 	// in flight may hold this much memory in Envoy, tokenless ones included.
 	MaxRequestBodyBytes uint32 `json:"maxRequestBodyBytes"`
+	// AllowSemicolons lets a path hold ";" (or "%3B"). Off, such a request gets 400: Java
+	// servers (Tomcat, Spring) cut a segment at ";" (matrix parameters), so /items/admin;x=1
+	// would reach the backend's /items/admin through a route the gateway chose for another
+	// path.
+	AllowSemicolons bool `json:"allowSemicolons"`
 	// TLS, when set, also serves the public listener's routes over HTTPS on its own port,
 	// for clusters with no load balancer to terminate TLS.
 	TLS *ListenerTLS `json:"tls,omitempty"`

@@ -77,6 +77,8 @@ type Settings struct {
 	// MaxRequestBodyBytes is the body limit; XFFTrustedHops the load balancers in front.
 	MaxRequestBodyBytes uint32 `json:"maxRequestBodyBytes"`
 	XFFTrustedHops      uint32 `json:"xffTrustedHops,omitempty"`
+	// AllowSemicolons: paths may hold ";" (gateway.yaml listeners.allowSemicolons).
+	AllowSemicolons bool `json:"allowSemicolons,omitempty"`
 	// IdentityHeaders are the headers authz sets on an allow (lower case, sorted): never
 	// taken from a client.
 	IdentityHeaders []string         `json:"identityHeaders,omitempty"`
@@ -121,6 +123,7 @@ func (p *Planner) Plan(g Gateway, cfg config.Gateway) (Gateway, error) {
 			DecisionCacheTTL: cfg.Authz.DecisionCacheTTL},
 		MaxRequestBodyBytes: cfg.Listeners.MaxRequestBodyBytes,
 		XFFTrustedHops:      cfg.XFFTrustedHops,
+		AllowSemicolons:     cfg.Listeners.AllowSemicolons,
 		IdentityHeaders:     cfg.IdentityHeaders(),
 		AccessLog:           cfg.AccessLog,
 		Tracing:             cfg.Tracing,

@@ -274,3 +274,34 @@ func (t Template) sample(i int) string {
 	}
 	return b.String()
 }
+
+// Matches reports whether path (no query) is one of the paths t matches.
+func (t Template) Matches(path string) bool {
+	if !strings.HasPrefix(path, "/") {
+		return false
+	}
+	segs := strings.Split(path[1:], "/")
+	if path == "/" {
+		segs = nil
+	}
+	if len(segs) != len(t.Segments) {
+		return false
+	}
+	for i, s := range segs {
+		switch t.kind(i) {
+		case segLiteral:
+			if s != t.literal(i) {
+				return false
+			}
+		case segVariable:
+			if s == "" {
+				return false
+			}
+		default:
+			if !t.segmentRegex(i).MatchString(s) {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -41,6 +41,10 @@ func (t *translator) template(path string) (ir.Template, error) {
 // routes of one path come from the cache when nothing they depend on changed.
 func (t *translator) routeConfig(l ir.Listener) *routev3.RouteConfiguration {
 	var routes []*routev3.Route
+	if !t.set.AllowSemicolons {
+		routes = append(routes, t.semicolonRoute())
+	}
+	shadowed := t.shadowedLiterals(l)
 	for rest := l.Routes; len(rest) > 0; {
 		n := 1
 		for n < len(rest) && rest[0].Path != "" && rest[n].Path == rest[0].Path {
@@ -49,6 +53,9 @@ func (t *translator) routeConfig(l ir.Listener) *routev3.RouteConfiguration {
 		group := rest[:n]
 		rest = rest[n:]
 		routes = append(routes, t.groupRoutes(group, func() []*routev3.Route { return t.pathRoutes(group) })...)
+		if shadowed[group[0].Path] {
+			routes = append(routes, t.pathFormRoute(group[0].Path))
+		}
 	}
 	return &routev3.RouteConfiguration{
 		Name: l.Name,
