@@ -67,11 +67,12 @@ func Compile(dir string, o Options) (ir.Gateway, Diagnostics) {
 type Policy struct {
 	Backend        func(host string) error // gateway.yaml backends; nil allows any host
 	SharedPrefixes []string
+	PathOverrides  []config.PathOverride
 }
 
 // PolicyOf is the Policy that gateway.yaml cfg sets.
 func PolicyOf(cfg config.Gateway) Policy {
-	return Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes}
+	return Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes, PathOverrides: cfg.PathOverrides}
 }
 
 // Check applies the policy to a built gateway.
@@ -84,7 +85,8 @@ func (p Policy) Check(gw ir.Gateway) Diagnostics {
 			}
 		}
 	}
-	return append(diags, checkOwnership(gw, p.SharedPrefixes)...)
+	diags = append(diags, checkOwnership(gw, p.SharedPrefixes)...)
+	return append(diags, checkRootShadows(gw, p.PathOverrides)...)
 }
 
 // Output is what the gateway serves for one set of specs: the planned model, its Envoy

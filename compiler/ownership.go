@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/specgate/specgate/compiler/ir"
+	"github.com/specgate/specgate/config"
 )
 
 // checkOwnership keeps each service to its own prefix: no operation of one service may match
@@ -104,4 +105,54 @@ func literalUnder(t, prefix ir.Template) bool {
 		}
 	}
 	return true
+}
+
+// checkRootShadows keeps services without a basePath from taking each other's requests: an
+// operation of one service whose path is more specific than a template of another and that
+// the template also matches (promotions' /orders/special beside orders' /orders/{id}) is
+// ordered first and takes those requests, whatever their method (its path answers 405 to the
+// others). That is an error naming both, unless gateway.yaml pathOverrides allows the pair.
+// Services with a basePath are kept to it by checkOwnership.
+func checkRootShadows(gw ir.Gateway, overrides []config.PathOverride) Diagnostics {
+	type located struct {
+		svc  *ir.Service
+		op   ir.Operation
+		tmpl ir.Template
+	}
+	bySegments := map[int][]located{}
+	for i := range gw.Services {
+		s := &gw.Services[i]
+		for _, op := range s.Operations {
+			if t, err := ir.ParseTemplate(op.Path); err == nil {
+				bySegments[len(t.Segments)] = append(bySegments[len(t.Segments)], located{s, op, t})
+			}
+		}
+	}
+	allowed := func(svc, path, over string) bool {
+		return slices.ContainsFunc(overrides, func(o config.PathOverride) bool {
+			return o.Service == svc && o.Path == path && o.Over == over
+		})
+	}
+	var diags Diagnostics
+	reported := map[[3]string]bool{} // service, path, shadowed service
+	for _, group := range bySegments {
+		for _, a := range group {
+			if a.svc.BasePath != "" || !a.tmpl.Templated() {
+				continue
+			}
+			for _, b := range group {
+				key := [3]string{b.svc.Name, b.op.Path, a.svc.Name}
+				// The same shape in two services is refused already (a router cannot tell them).
+				if b.svc.Name == a.svc.Name || reported[key] || b.tmpl.Shape() == a.tmpl.Shape() || ir.ComparePaths(b.tmpl, a.tmpl) >= 0 ||
+					!a.tmpl.Matches(b.tmpl.Sample()) || allowed(b.svc.Name, b.op.Path, a.svc.Name) {
+					continue
+				}
+				reported[key] = true
+				diags.errorf(b.svc.File, b.op.Method+" "+b.op.Path, "is ordered before %s %s of service %s (%s), which also matches %s, and would take its requests: allow the pair in gateway.yaml pathOverrides ({path: %s, service: %s, over: %s}) if that is meant",
+					a.op.Method, a.op.Path, a.svc.Name, a.svc.File, b.op.Path, b.op.Path, b.svc.Name, a.svc.Name)
+			}
+		}
+	}
+	diags.Sort()
+	return diags
 }

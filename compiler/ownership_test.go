@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/specgate/specgate/compiler/ir"
+	"github.com/specgate/specgate/config"
 )
 
 func TestCheckOwnership(t *testing.T) {
@@ -62,5 +63,43 @@ func TestSharedPrefixKeepsNestedBasePathsOwned(t *testing.T) {
 	}
 	if len(got) != 1 || !strings.Contains(got[0], "front.yaml: GET /mall/orders/mine: can match paths under /mall/orders, the basePath of service orders") {
 		t.Fatalf("shared /mall: %q, want front's /mall/orders/mine refused", got)
+	}
+}
+
+// Services without a basePath share the root: promotions' /orders/special, ordered before
+// orders' /orders/{id}, would take the requests orders serves there (any method: its path
+// answers 405 to the others). An error naming both, unless gateway.yaml pathOverrides lets
+// that pair through; a service's own literal beside its own template, and paths no template of
+// another service matches, are fine.
+func TestRootServicesDoNotTakeEachOthersRequests(t *testing.T) {
+	gw := ir.Gateway{Services: []ir.Service{
+		{Name: "orders", File: "orders.yaml", Operations: []ir.Operation{{Method: "GET", Path: "/orders/{id}"}, {Method: "GET", Path: "/orders/mine"}}},
+		{Name: "promotions", File: "promotions.yaml", Operations: []ir.Operation{{Method: "POST", Path: "/orders/special"},
+			{Method: "GET", Path: "/orders/{id}/special"}, {Method: "GET", Path: "/promotions/{id}"}}},
+		{Name: "reports", File: "reports.yaml", Operations: []ir.Operation{{Method: "GET", Path: "/orders/{id}.csv"}}},
+	}}
+	var got []string
+	for _, d := range checkRootShadows(gw, nil) {
+		got = append(got, d.String())
+	}
+	want := []string{
+		"promotions.yaml: POST /orders/special: is ordered before GET /orders/{id} of service orders (orders.yaml)",
+		"reports.yaml: GET /orders/{id}.csv: is ordered before GET /orders/{id} of service orders (orders.yaml)",
+	}
+	all := strings.Join(got, "\n")
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("missing %q in:\n%s", w, all)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d problems, want %d:\n%s", len(got), len(want), all)
+	}
+	allowed := []config.PathOverride{{Path: "/orders/special", Service: "promotions", Over: "orders"}, {Path: "/orders/{id}.csv", Service: "reports", Over: "orders"}}
+	if d := checkRootShadows(gw, allowed); len(d) != 0 {
+		t.Errorf("allowed pairs still refused: %v", d)
+	}
+	if d := checkRootShadows(gw, []config.PathOverride{{Path: "/orders/special", Service: "promotions", Over: "catalog"}}); len(d) != 2 {
+		t.Errorf("an override for another pair let this one through: %v", d)
 	}
 }

@@ -36,6 +36,9 @@ type Gateway struct {
 	// SharedPrefixes are basePaths that other services may serve under (/shop holding
 	// /shop/orders and /shop/cart). Any other basePath belongs to its service alone.
 	SharedPrefixes []string `json:"sharedPrefixes"`
+	// PathOverrides let a service's path take requests that another service's template
+	// serves (/orders/special of promotions beside /orders/{id} of orders): refused otherwise.
+	PathOverrides []PathOverride `json:"pathOverrides"`
 	// XFFTrustedHops is how many X-Forwarded-For hops in front of Envoy are trusted (a cloud
 	// load balancer adds one); the ip rate-limit key and the client fallback use the result.
 	XFFTrustedHops uint32    `json:"xffTrustedHops"`
@@ -95,6 +98,14 @@ type Listeners struct {
 	// TLS, when set, also serves the public listener's routes over HTTPS on its own port,
 	// for clusters with no load balancer to terminate TLS.
 	TLS *ListenerTLS `json:"tls,omitempty"`
+}
+
+// PathOverride allows one pair: Service's operations on Path are ordered before, and so take
+// the requests of, the templates of service Over that also match Path.
+type PathOverride struct {
+	Path    string `json:"path"`
+	Service string `json:"service"`
+	Over    string `json:"over"`
 }
 
 // ListenerTLS is the HTTPS listener: a port and the PEM files of its certificate chain and
@@ -312,6 +323,11 @@ func (g Gateway) Validate() error {
 	for i, p := range g.SharedPrefixes {
 		if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "{}") {
 			add("sharedPrefixes[%d]: %q must be a literal path starting, and not ending, with /", i, p)
+		}
+	}
+	for i, o := range g.PathOverrides {
+		if !strings.HasPrefix(o.Path, "/") || o.Service == "" || o.Over == "" || o.Service == o.Over {
+			add("pathOverrides[%d]: want a path starting with /, and two different services (service takes requests over's templates serve)", i)
 		}
 	}
 	if n := g.Listeners.MaxRequestBodyBytes; n == 0 || n > MaxRequestBodyLimit {

@@ -305,3 +305,16 @@ func (t Template) Matches(path string) bool {
 	}
 	return true
 }
+
+// Sample is one path t matches: its text, with x for each variable.
+func (t Template) Sample() string {
+	if len(t.Segments) == 0 {
+		return "/"
+	}
+	var b strings.Builder
+	for i := range t.Segments {
+		b.WriteByte('/')
+		b.WriteString(t.sample(i))
+	}
+	return b.String()
+}
