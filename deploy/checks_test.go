@@ -714,3 +714,83 @@ func checkEdge(o *Objects, xffTrustedHops uint32) error {
 	}
 	return errors.Join(errs...)
 }
+
+// egressAdmits reports whether the NetworkPolicies let pods of w open a TCP connection to port
+// of to (a pod of the build or another namespace, or an address outside the cluster, whose
+// named ports resolve on spec).
+func egressAdmits(pols []networkingv1.NetworkPolicy, w Workload, to peer, spec corev1.PodSpec, port int32) bool {
+	isolated := false
+	for _, np := range pols {
+		if np.Namespace != w.Namespace || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil || !sel.Matches(labels.Set(w.Template.Labels)) {
+			continue
+		}
+		isolated = true
+		for _, rule := range np.Spec.Egress {
+			if portMatches(rule.Ports, spec, port) && peerMatches(rule.To, np.Namespace, to) {
+				return true
+			}
+		}
+	}
+	return !isolated
+}
+
+// checkEnvoyEgress: Envoy reaches DNS, authz's Check, ratelimit's RLS, the control plane's
+// ADS, pods of other namespaces and the internet; not the gateway's own listeners, admin
+// ports and Redis, nor private and link-local addresses (the metadata server).
+func checkEnvoyEgress(o *Objects) error {
+	var envoy *Workload
+	byName := map[string]Workload{}
+	for _, w := range o.Workloads() {
+		byName[w.Name] = w
+		if w.Name == "specgate-envoy" {
+			envoy = &w
+		}
+	}
+	if envoy == nil {
+		return errors.New("no specgate-envoy")
+	}
+	nsLabels := map[string]string{"kubernetes.io/metadata.name": envoy.Namespace}
+	pod := func(name string) (peer, corev1.PodSpec) {
+		w := byName[name]
+		return peer{name: name, labels: w.Template.Labels, namespace: w.Namespace, nsLabels: nsLabels}, w.Template.Spec
+	}
+	backend := peer{name: "a backend in namespace shop", labels: map[string]string{"app": "orders"}, namespace: "shop",
+		nsLabels: map[string]string{"kubernetes.io/metadata.name": "shop"}}
+	ext := func(addr string) peer { return peer{name: addr, addr: netip.MustParseAddr(addr)} }
+	var errs []error
+	for _, c := range []struct {
+		to   string
+		port int32
+		want bool
+	}{
+		{"specgate-authz", 9001, true}, {"specgate-ratelimit", 9003, true}, {"specgate-xds", 18000, true},
+		{"specgate-authz", 9002, false}, {"specgate-ratelimit", 9004, false}, {"specgate-xds", 18001, false},
+		{"specgate-envoy", 8080, false}, {"specgate-envoy", 8081, false}, {"specgate-envoy", 9902, false},
+		{"redis", 6379, false}, {"redis-ratelimit", 6379, false},
+	} {
+		if _, ok := byName[c.to]; !ok {
+			continue // e.g. no Redis in an overlay
+		}
+		p, spec := pod(c.to)
+		if got := egressAdmits(o.NetworkPolicies, *envoy, p, spec, c.port); got != c.want {
+			errs = append(errs, fmt.Errorf("Envoy → %s port %d: admitted %v, want %v", c.to, c.port, got, c.want))
+		}
+	}
+	for _, c := range []struct {
+		to   peer
+		port int32
+		want bool
+	}{
+		{backend, 8080, true}, {ext("203.0.113.5"), 443, true}, {ext("10.201.0.1"), 53, true},
+		{ext("169.254.169.254"), 80, false}, {ext("10.8.0.5"), 8080, false}, {ext("100.100.100.200"), 80, false},
+	} {
+		if got := egressAdmits(o.NetworkPolicies, *envoy, c.to, corev1.PodSpec{}, c.port); got != c.want {
+			errs = append(errs, fmt.Errorf("Envoy → %s port %d: admitted %v, want %v", c.to.name, c.port, got, c.want))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -120,6 +120,7 @@ func TestPolicies(t *testing.T) {
 			"networking":  func(o *Objects) error { return checkNetworkPolicies(o, namespace, intendedIngress(o)) },
 			"deployments": checkRoles,
 			"capacity":    checkCapacity,
+			"egress":      checkEnvoyEgress,
 			"edge":        func(o *Objects) error { return checkEdge(o, gatewayConfig(t, o).XFFTrustedHops) },
 		} {
 			if err := check(o); err != nil {

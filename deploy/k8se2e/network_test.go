@@ -17,20 +17,34 @@ import (
 // clientPod runs the cluster's echo image as an HTTP client in namespace n with labels, and
 // returns a function that GETs a URL from it (true: a 2xx answer).
 func (c *cluster) clientPod(n, name string, labels ...string) func(url string) bool {
+	return c.client(n, name, true, labels...)
+}
+
+// client is clientPod; a pod that is not ready is never a Service's endpoint, so it may carry
+// the labels of a role (its NetworkPolicies apply) without taking that role's traffic.
+func (c *cluster) client(n, name string, ready bool, labels ...string) func(url string) bool {
 	c.t.Helper()
 	if _, err := c.try("get", "namespace", n); err != nil {
 		c.kubectl("create", "namespace", n)
 	}
 	c.try("-n", n, "delete", "pod", name, "--wait=true", "--grace-period=0", "--force")
 	// Restricted, as specgate's namespace enforces.
+	probe := ""
+	if !ready {
+		probe = `"readinessProbe":{"tcpSocket":{"port":1},"periodSeconds":60},`
+	}
 	restricted := fmt.Sprintf(`{"spec":{"securityContext":{"runAsNonRoot":true,"runAsUser":65532,"seccompProfile":{"type":"RuntimeDefault"}},`+
-		`"containers":[{"name":%q,"image":"localhost/echo:1","imagePullPolicy":"IfNotPresent","securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}`, name)
+		`"containers":[{"name":%q,"image":"localhost/echo:1","imagePullPolicy":"IfNotPresent",%s"securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}`, name, probe)
 	args := []string{"-n", n, "run", name, "--image=localhost/echo:1", "--restart=Never", "--overrides=" + restricted}
 	if len(labels) > 0 {
 		args = append(args, "--labels="+strings.Join(labels, ","))
 	}
 	c.kubectl(args...)
-	c.kubectl("-n", n, "wait", "pod/"+name, "--for=condition=Ready", "--timeout=60s")
+	if ready {
+		c.kubectl("-n", n, "wait", "pod/"+name, "--for=condition=Ready", "--timeout=60s")
+	} else {
+		c.kubectl("-n", n, "wait", "pod/"+name, "--for=jsonpath={.status.phase}=Running", "--timeout=60s")
+	}
 	return func(url string) bool {
 		_, err := c.try("-n", n, "exec", name, "--", "/echo", "get", url)
 		return err == nil
@@ -39,12 +53,19 @@ func (c *cluster) clientPod(n, name string, labels ...string) func(url string) b
 
 // With kube-router enforcing them, deploy/base's NetworkPolicies admit exactly the documented
 // flows: the internal listener from any namespace, the admin and metrics ports only from
-// specgate's own namespace, authz's Check only from Envoy.
+// specgate's own namespace, authz's Check only from Envoy; and Envoy reaches backends in other
+// namespaces but not the gateway's own listeners and admin ports.
 func TestNetworkPolicies(t *testing.T) {
 	c := up(t)
 	authz := c.podIPs("authz")[0]
 	outside := c.clientPod("e2e-outside", "client")
 	inside := c.clientPod(ns, "e2e-client", "app=e2e-client")
+	// Envoy's egress policy applies to a pod with Envoy's labels (never ready: no Service sends
+	// it traffic). The internal listener and the admin ports admit it on ingress, as a pod of
+	// the namespace: only the egress policy refuses.
+	asEnvoy := c.client(ns, "e2e-as-envoy", false, "app.kubernetes.io/name=specgate", "app.kubernetes.io/component=envoy")
+	defer c.try("-n", ns, "delete", "pod", "e2e-as-envoy", "--wait=false")
+	backend := "http://catalog.shop.svc.cluster.local.:8080/products"
 	internal := "http://specgate-internal.specgate.svc.cluster.local.:8081/catalog/products"
 	xdsAdmin := "http://specgate-xds.specgate.svc.cluster.local.:18001/healthz"
 	authzAdmin := "http://" + authz + ":9002/healthz"
@@ -59,6 +80,10 @@ func TestNetworkPolicies(t *testing.T) {
 		{"another namespace → authz's admin port", outside, authzAdmin, false},
 		{"specgate's namespace → the control plane's API", inside, xdsAdmin, true},
 		{"specgate's namespace → authz's admin port", inside, authzAdmin, true},
+		{"Envoy → a backend in another namespace", asEnvoy, backend, true},
+		{"Envoy → its own internal listener", asEnvoy, internal, false},
+		{"Envoy → the control plane's API", asEnvoy, xdsAdmin, false},
+		{"Envoy → authz's admin port", asEnvoy, authzAdmin, false},
 	} {
 		// The policy for a new pod may take a moment to be programmed: poll.
 		testutil.Eventually(t, 15*time.Second, fmt.Sprintf("%s admitted: %t", f.what, f.want), func() bool { return f.from(f.url) == f.want })
