@@ -179,6 +179,10 @@ func TestFleetLoadsInTheCluster(t *testing.T) {
 	for _, f := range cs.Specs {
 		size += len(f.Content)
 	}
+	baseline := map[string]float64{}
+	for _, ip := range c.podIPs("envoy") {
+		baseline[ip] = envoyMemoryMB(ip)
+	}
 	began := time.Now()
 	code, body := c.admin("POST", c.xds+"/v1/changes", cs)
 	if code != 200 {
@@ -208,18 +212,15 @@ func TestFleetLoadsInTheCluster(t *testing.T) {
 		})
 	}
 	t.Logf("figure: a %d-service fleet (%.1f MB) in the cluster: applied and served by every Envoy pod %s after the sync", len(cs.Specs), float64(size)/1e6, time.Since(began).Round(100*time.Millisecond))
-	for _, ip := range c.podIPs("envoy") { // what the route tables cost Envoy (limit 1 GiB)
-		if resp, err := http.Get("http://" + ip + ":9902/stats/prometheus"); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			for _, line := range strings.Split(string(b), "\n") {
-				name, v, ok := strings.Cut(line, " ")
-				if ok && strings.TrimSuffix(name, "{}") == "envoy_server_memory_allocated" {
-					mb, _ := strconv.ParseFloat(v, 64)
-					t.Logf("figure: Envoy pod %s with the fleet: %.0f MB allocated", ip, mb/1e6)
-				}
-			}
-		}
+	// What the route tables cost Envoy (limit 1 GiB). Envoy updates the gauge when it flushes
+	// its stats (every 5 s): wait for a value newer than the one before the sync.
+	for ip, before := range baseline {
+		var mb float64
+		testutil.Eventually(t, 20*time.Second, "Envoy pod "+ip+" flushing its memory gauge", func() bool {
+			mb = envoyMemoryMB(ip)
+			return mb > before+1
+		})
+		t.Logf("figure: Envoy pod %s with the fleet: %.0f MB allocated (%.0f MB before)", ip, mb, before)
 	}
 	for _, role := range []string{"xds", "envoy"} {
 		restarts := c.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component="+role, "-o", "jsonpath={.items[*].status.containerStatuses[0].restartCount}")
@@ -227,4 +228,22 @@ func TestFleetLoadsInTheCluster(t *testing.T) {
 			t.Errorf("%s pods restarted while loading the fleet (OOM?): %s", role, restarts)
 		}
 	}
+}
+
+// envoyMemoryMB is envoy_server_memory_allocated of the Envoy pod at ip, in MB (0 when it
+// cannot be read).
+func envoyMemoryMB(ip string) float64 {
+	resp, err := http.Get("http://" + ip + ":9902/stats/prometheus")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, v, ok := strings.Cut(line, " "); ok && strings.TrimSuffix(name, "{}") == "envoy_server_memory_allocated" {
+			n, _ := strconv.ParseFloat(v, 64)
+			return n / 1e6
+		}
+	}
+	return 0
 }
