@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"time"
@@ -13,7 +14,9 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	wasmcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -57,6 +60,7 @@ type variant struct {
 	key, label string
 	keep       []string // compiled filters kept, in their order
 	jwtAuthn   bool     // insert Envoy's jwt_authn before the router
+	wasm       string   // insert the do-nothing Wasm filter (wasmPlugin) on this runtime before the router
 	accessLog  bool     // gateway.yaml accessLog: {format: json}
 	authz      string   // the Check server ext_authz calls: "" (specgate authz), authzNoop, authzCache
 	wantNoAuth int      // status of a request without a token (proves the auth filter is on)
@@ -104,6 +108,9 @@ func variants() []*variant {
 		{key: "authz+log+trace1", label: "Envoy + specgate authz, JSON access log + tracing 1 %", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzLogTrace, accessLog: true, tracing: 0.01, wantNoAuth: 401},
 		{key: "noop-ext_authz", label: "Envoy + no-op ext_authz server", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzNoop, wantNoAuth: 200},
 		{key: "jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401},
+		// The spike gate of an authz decision inside Envoy: a filter that does nothing, on the one
+		// Wasm runtime this Envoy has (v8; wasmtime and wamr are not compiled in), against jwt_authn.
+		{key: "wasm-noop", label: "Envoy + do-nothing Wasm filter (v8)", keep: []string{filterRouter}, wasm: "v8", wantNoAuth: 200, cpuPeer: "jwt_authn"},
 		{key: "catalog-none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200, load: loadCatalog, cpuPeer: "catalog-none"},
 		{key: "catalog-specgate", label: "Envoy + specgate, tokenless route", keep: compiled, wantNoAuth: 401, load: loadCatalog, cpuPeer: "catalog-none"},
 		{key: "mix-none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200, load: loadMix, cpuPeer: "mix-none"},
@@ -194,9 +201,16 @@ func swapFilters(v *variant, hcm *hcmv3.HttpConnectionManager, key *devissuer.Ke
 			}
 			filters = append(filters, jf)
 		}
+		if f.Name == filterRouter && v.wasm != "" {
+			wf, err := wasmFilter(v.wasm)
+			if err != nil {
+				return err
+			}
+			filters = append(filters, wf)
+		}
 		filters = append(filters, f)
 	}
-	if len(filters) != len(v.keep)+btoi(v.jwtAuthn) {
+	if len(filters) != len(v.keep)+btoi(v.jwtAuthn)+btoi(v.wasm != "") {
 		return fmt.Errorf("%s: compiled HCM lacks one of %v", v.key, v.keep)
 	}
 	hcm.HttpFilters = filters
@@ -252,6 +266,41 @@ func jwtAuthnFilter(key *devissuer.Key) (*hcmv3.HttpFilter, error) {
 		return nil, err
 	}
 	return &hcmv3.HttpFilter{Name: filterJWT, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
+}
+
+// wasmPlugin is the do-nothing plugin (./wasmnoop) that run builds for the wasm variants.
+var wasmPlugin string
+
+// wasmFilter is Envoy's Wasm HTTP filter running wasmPlugin on runtime (envoy.wasm.runtime.*).
+func wasmFilter(runtime string) (*hcmv3.HttpFilter, error) {
+	cfg := &wasmv3.Wasm{Config: &wasmcommonv3.PluginConfig{
+		Name: "noop", RootId: "noop",
+		Vm: &wasmcommonv3.PluginConfig_VmConfig{VmConfig: &wasmcommonv3.VmConfig{
+			VmId: "noop", Runtime: "envoy.wasm.runtime." + runtime,
+			Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{
+				Local: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: wasmPlugin}},
+			}},
+		}},
+	}}
+	if err := cfg.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("wasm: %w", err)
+	}
+	a, err := anypb.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: "envoy.filters.http.wasm", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
+}
+
+// buildWasmPlugin compiles ./wasmnoop for wasip1 into dir.
+func buildWasmPlugin(dir string) (string, error) {
+	out := filepath.Join(dir, "noop.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "github.com/specgate/specgate/bench/gateway/wasmnoop")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the Wasm plugin: %v: %s", err, b)
+	}
+	return out, nil
 }
 
 func btoi(b bool) int {

@@ -291,6 +291,12 @@ func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devi
 			return fmt.Errorf("-only %q: no such variant", o.only)
 		}
 	}
+	if slices.ContainsFunc(vs, func(v *variant) bool { return v.wasm != "" }) {
+		var err error
+		if wasmPlugin, err = buildWasmPlugin(dir); err != nil {
+			return err
+		}
+	}
 	for _, v := range vs {
 		v.otlp = authzs[authzNoop].addr
 		path, err := envoyConfig(v, gw, cfg, key, authzs[v.authz].addr, rlAddr, dir)

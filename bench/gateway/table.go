@@ -133,7 +133,8 @@ func httpRows(t *table, o options, vs []*variant, closed, open map[string][]samp
 	pairs := [][2]string{{"authz", "none"}, {"authz+rl", "none"}, {"authz+cache", "none"}, {"authz+cache+rl", "none"}, {"jwt_authn", "none"},
 		{"authz", "noop-ext_authz"}, {"noop-ext_authz", "jwt_authn"}, {"authz+cache", "authz"}, {"authz+log", "authz"},
 		{"authz+trace1", "authz"}, {"authz+trace100", "authz"}, {"authz+log+trace1", "authz"},
-		{"authz", "jwt_authn"}, {"authz+cache", "jwt_authn"}, {"authz+rl", "jwt_authn"}, {"authz+cache+rl", "jwt_authn"}}
+		{"authz", "jwt_authn"}, {"authz+cache", "jwt_authn"}, {"authz+rl", "jwt_authn"}, {"authz+cache+rl", "jwt_authn"},
+		{"wasm-noop", "none"}, {"wasm-noop", "jwt_authn"}}
 	// The goals (specgate authz against jwt_authn) are judged with and without the cache.
 	goalRow := func(p [2]string) bool { return p[1] == "jwt_authn" && (p[0] == "authz" || p[0] == "authz+cache") }
 	// Observability's goal: the access log and 1 % tracing together cost at most 10 % of rps.
@@ -440,6 +441,10 @@ func cpuRows(t *table, o options, vs []*variant, cpu map[string][]cpuSample) {
 		if v.key == peer || label[peer] == "" {
 			continue
 		}
-		t.row(label[v.key], cell(meds[v.key]), label[peer], cell(meds[peer]), ratio(total(meds[v.key]), total(meds[peer])))
+		g := ""
+		if v.wasm != "" { // the Wasm plugin's spike gate: its floor within 1.3× jwt_authn's Envoy CPU
+			g = goal("Envoy ≤ 1.3× (gate)", meds[v.key][0] <= 1.3*meds[peer][0])
+		}
+		t.row(label[v.key], cell(meds[v.key]), label[peer], cell(meds[peer]), ratio(total(meds[v.key]), total(meds[peer])), g)
 	}
 }
