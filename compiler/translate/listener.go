@@ -114,45 +114,63 @@ func (t *translator) httpFilter(name string, cfg proto.Message) *hcmv3.HttpFilte
 // time the backend takes to answer does not count.
 const requestTimeout = time.Minute
 
-// localReplies turn Envoy's own answers to upstream failures (no healthy host, connection
-// failure, timeout), to a body over the limit (413) and to authz that cannot be reached or
-// answer in time (503, ext_authz_error) into small JSON bodies like every other answer of the
-// gateway. The last also says when to retry: authz comes back within seconds (a restart, a
-// new pod), and clients that honour Retry-After do not hammer it meanwhile.
+// localReplies give Envoy's own answers the gateway's JSON body, {"error": CODE, "status": N},
+// with a stable code: authz unreachable or too slow (503 ext_authz_error, which also says when
+// to retry: authz comes back within seconds, and clients that honour Retry-After do not hammer
+// it meanwhile), a rate limit (429 rate_limited), a refused upgrade such as WebSocket (403
+// upgrade_not_supported), a backend too slow (504 backend_timeout) or down (503
+// backend_unavailable), a body or headers over their limits (413, 431). Routes' direct
+// responses and authz's denials carry their own bodies and match none of these.
 func (t *translator) localReplies() *hcmv3.LocalReplyConfig {
-	body, _ := structpb.NewStruct(map[string]any{
-		"error":  "%RESPONSE_CODE_DETAILS%",
-		"status": "%RESPONSE_CODE%",
-	})
-	format := &corev3.SubstitutionFormatString{
-		Format:      &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: body},
-		ContentType: "application/json",
+	body := func(code string) *corev3.SubstitutionFormatString {
+		b, _ := structpb.NewStruct(map[string]any{"error": code, "status": "%RESPONSE_CODE%"})
+		return &corev3.SubstitutionFormatString{
+			Format:      &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: b},
+			ContentType: "application/json",
+		}
 	}
-	authzError := t.pack(&celfilterv3.ExpressionFilter{Expression: `response.code_details == "ext_authz_error"`})
-	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
-		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{
+	cel := func(expr string) *accesslogv3.AccessLogFilter {
+		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{
 			ExtensionFilter: &accesslogv3.ExtensionFilter{Name: "envoy.access_loggers.extension_filters.cel",
-				ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: authzError}},
-		}},
+				ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: t.pack(&celfilterv3.ExpressionFilter{Expression: expr})}},
+		}}
+	}
+	status := func(code uint32) *accesslogv3.AccessLogFilter {
+		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
+			Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_EQ, Value: &corev3.RuntimeUInt32{DefaultValue: code}},
+		}}}
+	}
+	flags := func(f ...string) *accesslogv3.AccessLogFilter {
+		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{
+			ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: f},
+		}}
+	}
+	// Stable error codes, never Envoy's own details (upstream_reset_before_response_started{…}
+	// says how Envoy failed, not what the client should do). First match wins.
+	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
+		Filter: cel(`response.code_details == "ext_authz_error"`),
 		HeadersToAdd: []*corev3.HeaderValueOption{{
 			Header:       &corev3.HeaderValue{Key: "retry-after", Value: "1"},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		}},
-		BodyFormatOverride: format,
+		BodyFormatOverride: body("ext_authz_error"),
 	}, {
-		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{
-			Filters: []*accesslogv3.AccessLogFilter{
-				{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{
-					ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"UH", "UF", "UT", "URX", "UC", "UO", "NR"}},
-				}},
-				{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
-					Comparison: &accesslogv3.ComparisonFilter{
-						Op:    accesslogv3.ComparisonFilter_EQ,
-						Value: &corev3.RuntimeUInt32{DefaultValue: http.StatusRequestEntityTooLarge},
-					},
-				}}},
-			},
-		}}},
-		BodyFormatOverride: format,
+		Filter:             status(http.StatusTooManyRequests), // the ratelimit filter's, with its Retry-After
+		BodyFormatOverride: body("rate_limited"),
+	}, {
+		Filter:             cel(`response.code_details == "upgrade_failed"`), // WebSocket and other upgrades
+		BodyFormatOverride: body("upgrade_not_supported"),
+	}, {
+		Filter:             flags("UT"),
+		BodyFormatOverride: body("backend_timeout"),
+	}, {
+		Filter:             flags("UH", "UF", "URX", "UC", "UO", "NR"),
+		BodyFormatOverride: body("backend_unavailable"),
+	}, {
+		Filter:             status(http.StatusRequestEntityTooLarge),
+		BodyFormatOverride: body("request_payload_too_large"),
+	}, {
+		Filter:             status(http.StatusRequestHeaderFieldsTooLarge),
+		BodyFormatOverride: body("request_headers_too_large"),
 	}}}
 }
