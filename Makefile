@@ -59,7 +59,7 @@ help:
 	@echo "make interop - the whole gateway against a real Keycloak (needs Java 17+ and mvn)"
 
 build:
-	go build -o $(BIN)/specgate ./cmd/specgate
+	go build -buildvcs=auto -o $(BIN)/specgate ./cmd/specgate
 	go build -o $(BIN)/demo-backend ./examples/demo-backend
 
 run: build envoy

@@ -2,7 +2,8 @@ package extauthz
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/specgate/specgate/internal/buildinfo"
 )
 
 // metrics live in the service's own registry, never the global one, so tests can run many
@@ -51,8 +52,8 @@ func newMetrics() *metrics {
 	}
 	m.cacheHit = m.tokenCache.WithLabelValues("hit")
 	m.cacheMiss = m.tokenCache.WithLabelValues("miss")
-	m.reg.MustRegister(m.checks, m.duration, m.tokenCache, m.revocations, m.jwksRefresh, m.jwksLastOK,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.checks, m.duration, m.tokenCache, m.revocations, m.jwksRefresh, m.jwksLastOK)
+	m.reg.MustRegister(buildinfo.Collectors()...)
 	return m
 }
 

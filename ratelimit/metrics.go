@@ -2,7 +2,8 @@ package ratelimit
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/specgate/specgate/internal/buildinfo"
 )
 
 // Decisions, the label values of specgate_ratelimit_decisions_total.
@@ -76,8 +77,8 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.decisions, m.unknown, m.storeDuration, m.storeErrors, m.failOpen,
-		m.localHits, m.overflow, m.updates, m.rules,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.localHits, m.overflow, m.updates, m.rules)
+	m.reg.MustRegister(buildinfo.Collectors()...)
 	return m
 }
 

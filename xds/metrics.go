@@ -4,6 +4,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/specgate/specgate/internal/buildinfo"
 )
 
 type metrics struct {
@@ -53,8 +55,8 @@ func newMetrics() *metrics {
 			Name: "specgate_xds_acked_version_info", Help: "The version each node last acknowledged, by resource type (value 1).",
 		}, []string{"node", "type", "version"}),
 	}
-	m.reg.MustRegister(m.version, m.revision, m.pushes, m.rebuilds, m.buildSeconds, m.streams, m.acks, m.nacks, m.acked,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.version, m.revision, m.pushes, m.rebuilds, m.buildSeconds, m.streams, m.acks, m.nacks, m.acked)
+	m.reg.MustRegister(buildinfo.Collectors()...)
 	return m
 }
 

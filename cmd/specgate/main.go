@@ -12,6 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+
+	"github.com/specgate/specgate/internal/buildinfo"
 )
 
 func main() {
@@ -31,6 +33,7 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "specgate",
 		Short:         "An API edge gateway on Envoy, configured from OpenAPI files",
+		Version:       buildinfo.Get().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
@@ -60,6 +63,7 @@ func commands() []*cobra.Command {
 		newTokenCmd(),
 		newRevokeCmd(),
 		newStatsCmd(),
+		newVersionCmd(),
 	}
 }
 
@@ -88,5 +92,17 @@ type redisLog struct{ l *slog.Logger }
 func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
 	if r.l.Enabled(ctx, slog.LevelDebug) {
 		r.l.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
+	}
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the build: module version, VCS revision, Go version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), "specgate", buildinfo.Get())
+			return err
+		},
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/specgate/specgate/internal/buildinfo"
 )
 
 // Authorized reports whether r carries "Authorization: Bearer <token>". An empty token
@@ -55,11 +57,12 @@ func Server(h http.Handler) *http.Server {
 }
 
 // Probes serves the probes every role answers the same way, as JSON: GET /healthz, 200 while
-// the process serves; GET /readyz, 200 {"status":"ready", ...more} once ready says so (nil
+// the process serves, with the build's version and revision; GET /readyz, 200 {"status":"ready", ...more} once ready says so (nil
 // error), else 503 {"status":"not ready","reason":...} (a pod is taken out of its Service).
 func Probes(mux *http.ServeMux, ready func() (more map[string]string, err error)) {
+	build := buildinfo.Get()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": build.Version, "revision": build.Revision})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		more, err := ready()

@@ -16,7 +16,8 @@ var built struct {
 }
 
 // Specgate is cmd/specgate, built once per test process into a temporary directory (60 MB);
-// a package that uses it removes it with Main.
+// a package that uses it removes it with Main. Stamped with the VCS revision (-buildvcs=auto
+// overrides a GOFLAGS=-buildvcs=false) as make build stamps it.
 func Specgate(t TB) string {
 	t.Helper()
 	built.once.Do(func() {
@@ -26,7 +27,7 @@ func Specgate(t TB) string {
 			return
 		}
 		built.bin = filepath.Join(dir, "specgate")
-		if out, err := exec.Command("go", "build", "-o", built.bin, "github.com/specgate/specgate/cmd/specgate").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", built.bin, "github.com/specgate/specgate/cmd/specgate").CombinedOutput(); err != nil {
 			built.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
