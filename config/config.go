@@ -393,7 +393,7 @@ func (g Gateway) Validate() error {
 	}
 	switch s := r.Store; {
 	case redisurl.IsRedis(s):
-		if _, _, err := redisurl.Parse(s); err != nil {
+		if err := redisurl.Check(s); err != nil {
 			add("revocation: %v", err)
 		}
 	case s != "" && s != "memory" && !strings.HasPrefix(s, "file://"):
@@ -401,7 +401,7 @@ func (g Gateway) Validate() error {
 	}
 	switch s := g.RateLimit.Store; {
 	case redisurl.IsRedis(s):
-		if _, _, err := redisurl.Parse(s); err != nil {
+		if err := redisurl.Check(s); err != nil {
 			add("rateLimit: %v", err)
 		}
 	case s != "memory":

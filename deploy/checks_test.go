@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -790,6 +791,33 @@ func checkEnvoyEgress(o *Objects) error {
 	} {
 		if got := egressAdmits(o.NetworkPolicies, *envoy, c.to, corev1.PodSpec{}, c.port); got != c.want {
 			errs = append(errs, fmt.Errorf("Envoy → %s port %d: admitted %v, want %v", c.to.name, c.port, got, c.want))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// inlinePassword is a URL's user information with a password that is not a ${NAME}
+// reference; credentialKey a gateway.yaml key whose value is a literal secret.
+var (
+	inlinePassword = regexp.MustCompile(`[a-z+]+://[^/\s"'@]*:(?:[^@/\s"'$]|\$[^{])[^@/\s"']*@`)
+	credentialKey  = regexp.MustCompile(`(?i)\b(password|passwd|secret|auth|apikey)\s*:\s*["']?[^\s"'$\[{]`)
+)
+
+// checkNoCredentials: no ConfigMap holds a credential. A Redis password appears in gateway.yaml
+// as ${NAME}, set from a Secret (deploy/overlays/gke): a ConfigMap is readable by every
+// principal that may read the namespace's configuration, and it lands in git.
+func checkNoCredentials(o *Objects) error {
+	var errs []error
+	for _, cm := range o.ConfigMaps {
+		for key, v := range cm.Data {
+			if m := inlinePassword.FindString(v); m != "" {
+				errs = append(errs, fmt.Errorf("ConfigMap %s key %s: a URL with an inline password (%s…): use ${NAME} and a Secret", cm.Name, key, m[:strings.Index(m, "://")+3]))
+			}
+			if strings.HasPrefix(cm.Name, "specgate-config") {
+				if m := credentialKey.FindString(v); m != "" {
+					errs = append(errs, fmt.Errorf("ConfigMap %s key %s: a literal credential (%s…)", cm.Name, key, strings.SplitN(m, ":", 2)[0]))
+				}
+			}
 		}
 	}
 	return errors.Join(errs...)

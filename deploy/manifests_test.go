@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/specgate/specgate/compiler"
@@ -105,8 +106,10 @@ func TestPolicies(t *testing.T) {
 		for name, check := range map[string]func(*Objects) error{
 			"containers": checkContainers,
 			"services":   checkServices,
-			"volumes":    func(o *Objects) error { return checkVolumes(o, "specgate-admin", "specgate-tls") },
-			"specs":      checkSpecStore,
+			"volumes": func(o *Objects) error {
+				return checkVolumes(o, "specgate-admin", "specgate-tls", "specgate-redis", "specgate-redis-ca")
+			},
+			"specs": checkSpecStore,
 			"monitoring": func(o *Objects) error {
 				if strings.HasPrefix(t.Name(), "TestPolicies/overlays/gke") {
 					return checkPodMonitoring(o)
@@ -121,6 +124,7 @@ func TestPolicies(t *testing.T) {
 			"deployments": checkRoles,
 			"capacity":    checkCapacity,
 			"egress":      checkEnvoyEgress,
+			"credentials": checkNoCredentials,
 			"edge":        func(o *Objects) error { return checkEdge(o, gatewayConfig(t, o).XFFTrustedHops) },
 		} {
 			if err := check(o); err != nil {
@@ -461,6 +465,22 @@ func TestBrokenManifestsFail(t *testing.T) {
 		_, err := Build("testdata/unknownkind")
 		if err == nil || !strings.Contains(err.Error(), "a kind these checks do not know") {
 			t.Fatalf("an unchecked kind must fail, got %v", err)
+		}
+	})
+	t.Run("credentials", func(t *testing.T) {
+		t.Parallel()
+		o := &Objects{ConfigMaps: []corev1.ConfigMap{
+			{ObjectMeta: metav1.ObjectMeta{Name: "specgate-config-abc"}, Data: map[string]string{"gateway.yaml": "revocation: {store: \"rediss://:hunter2@10.0.0.3:6378/0\"}\nrateLimit: {store: \"rediss://:${REDIS_AUTH}@10.0.0.3:6378/1\"}\nsentinel: {password: hunter2}\n"}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "specgate-seed"}, Data: map[string]string{"a.yaml": "flows: {password: {tokenUrl: https://a/token}}\n"}},
+		}}
+		err := checkNoCredentials(o)
+		for _, w := range []string{"key gateway.yaml: a URL with an inline password (rediss://…)", "a literal credential (password…)"} {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("error does not mention %q:\n%v", w, err)
+			}
+		}
+		if err != nil && (strings.Contains(err.Error(), "REDIS_AUTH") || strings.Contains(err.Error(), "specgate-seed")) {
+			t.Errorf("a ${NAME} reference or an OpenAPI password flow refused:\n%v", err)
 		}
 	})
 	t.Run("edge", func(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/adminhttp"
 	"github.com/specgate/specgate/internal/grpcserver"
+	"github.com/specgate/specgate/internal/redisurl"
 	"github.com/specgate/specgate/internal/tracing"
 	"github.com/specgate/specgate/ratelimit/limiter"
 	"github.com/specgate/specgate/ratelimit/rules"
@@ -139,7 +140,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		background = append(background, func(ctx context.Context) error { svc.reloadOnHUP(ctx, o.LimitsFile); return ctx.Err() })
 	}
 	o.Logger.Info("ratelimit serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
-		"store", o.Config.RateLimit.Store, "xds", o.XDSAddr, "limits", o.LimitsFile)
+		"store", redisurl.Redacted(o.Config.RateLimit.Store), "xds", o.XDSAddr, "limits", o.LimitsFile)
 	go func() {
 		s.fail(grpcserver.Serve(ctx, gs, hs, grpcLn, hsrv, httpLn, 5*time.Second, background...))
 		tp.Shutdown() // what is buffered goes out before the process ends

@@ -85,3 +85,37 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+// Credentials may come from the environment, ${NAME}, in the user information and the
+// sentinelPassword option only, escaped for their place; an unset variable is an error that
+// names it; Redacted hides both passwords.
+func TestCredentialsFromTheEnvironment(t *testing.T) {
+	t.Setenv("SG_TEST_PASS", "p@ss:w/rd ?&")
+	t.Setenv("SG_TEST_USER", "gateway")
+	t.Setenv("SG_TEST_HOST", "evil.example")
+	o, _, err := Parse("rediss://${SG_TEST_USER}:${SG_TEST_PASS}@redis.example:6380/0")
+	if err != nil || o.Username != "gateway" || o.Password != "p@ss:w/rd ?&" || o.Addrs[0] != "redis.example:6380" {
+		t.Errorf("user information: %+v %v", o, err)
+	}
+	o, _, err = Parse("redis+sentinel://mymaster@s1:26379/0?sentinelPassword=${SG_TEST_PASS}")
+	if err != nil || o.SentinelPassword != "p@ss:w/rd ?&" {
+		t.Errorf("sentinelPassword: %+v %v", o, err)
+	}
+	if _, _, err := Parse("redis://${SG_TEST_HOST}:6379/0"); err == nil {
+		t.Error("a host was taken from the environment")
+	}
+	if _, _, err := Parse("redis://:${SG_TEST_UNSET}@redis:6379/0"); err == nil || !strings.Contains(err.Error(), "${SG_TEST_UNSET} is not set") {
+		t.Errorf("unset variable: %v", err)
+	}
+	for raw, want := range map[string]string{
+		"redis://:secret@redis:6379/0":                          "redis://:xxxxx@redis:6379/0",
+		"redis+sentinel://m@s1:26379/0?sentinelPassword=secret": "redis+sentinel://m@s1:26379/0?sentinelPassword=xxxxx",
+		"memory":                                "memory",
+		"redis://:${SG_TEST_PASS}@redis:6379/0": "redis://:xxxxx@redis:6379/0",
+		"redis://:se%zzcret@redis:6379/0":       "(a store URL that does not parse)",
+	} {
+		if got := Redacted(raw); got != want {
+			t.Errorf("Redacted(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
