@@ -272,6 +272,7 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 	if err != nil {
 		errAt(extLine, "", "x-specgate.backend: %v", err)
 	}
+	backend.Line = extLine
 	svc.Backend = backend
 	if svc.BasePath != "" {
 		if t, err := ir.ParseTemplate(svc.BasePath); err != nil || t.Templated() || strings.HasSuffix(svc.BasePath, "/") {

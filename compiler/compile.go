@@ -81,7 +81,7 @@ func (p Policy) Check(gw ir.Gateway) Diagnostics {
 	if p.Backend != nil {
 		for _, s := range gw.Services {
 			if err := p.Backend(s.Backend.Host); err != nil {
-				diags.errorf(s.File, "", "x-specgate.backend: %v", err)
+				diags.add(Error, s.File, s.Backend.Line, "", "x-specgate.backend: %v", err)
 			}
 		}
 	}

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/specgate/specgate/config"
 )
 
 // serviceExt is the service-level x-specgate object (docs/vocabulary.md).
@@ -92,7 +96,7 @@ func checkKeys(v any, t reflect.Type) error {
 	for _, k := range keys {
 		ft, ok := fields[k]
 		if !ok {
-			return fmt.Errorf("unknown key %q", k)
+			return fmt.Errorf("unknown key %q%s", k, config.DidYouMean(k, slices.Collect(maps.Keys(fields))))
 		}
 		if err := checkKeys(obj[k], ft); err != nil {
 			return fmt.Errorf("%s: %w", k, err)

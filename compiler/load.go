@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -221,6 +222,27 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 	}
 	doc := &openapi3.T{}
 	if err := json.Unmarshal(pruned, doc); err != nil {
+		// kin-openapi's decoder names the Go type and field (Info.version): find the key's
+		// line, and say what was expected in the file's terms.
+		if m := typeErr.FindStringSubmatch(err.Error()); m != nil {
+			object := "/" + strings.ToLower(m[2][:1]) + m[2][1:]
+			at := func(suffix string) (line int, n int) {
+				for ptr, l := range s.lines {
+					if strings.HasSuffix(ptr, suffix) {
+						line, n = l, n+1
+					}
+				}
+				return line, n
+			}
+			// The key's own line when the scan kept it, else its object's (info is kept whole).
+			line, n := at(object + "/" + m[3])
+			if n != 1 {
+				line, n = at(object)
+			}
+			if n == 1 {
+				return fail(line, "%s.%s: a %s, where OpenAPI wants a %s", strings.ToLower(m[2][:1])+m[2][1:], m[3], m[1], m[4])
+			}
+		}
 		return fail(0, "load: %v", err)
 	}
 	absDir, disk, err := setRoot(dir)
@@ -235,6 +257,9 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 	r.spec = Spec{File: name, Doc: doc, lines: s.lines, built: &builtService{}}
 	return r
 }
+
+// typeErr is kin-openapi's decoding error for a value of the wrong type.
+var typeErr = regexp.MustCompile(`cannot unmarshal (\w+) into field (\w+)\.(\w+) of type (\S+)`)
 
 // setRoot is where a set's $refs resolve: the spec directory dir, or, with no dir (a set held
 // by the control plane's store, not on disk), a root of its own where nothing but the set is

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/specgate/specgate/internal/redisurl"
 )
 
@@ -247,7 +245,7 @@ type Duration struct{ time.Duration }
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string like \"200ms\": %w", err)
+		return errors.New(`duration must be a string like "200ms"`)
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
@@ -297,8 +295,8 @@ func Parse(b []byte) (Gateway, error) {
 	g := Default()
 	// A map decodes by merging into the default one; claimHeaders given replace the default.
 	g.ClaimHeaders = nil
-	if err := yaml.UnmarshalStrict(b, &g); err != nil {
-		return Gateway{}, fmt.Errorf("decode gateway config: %w", err)
+	if err := decode(b, &g); err != nil {
+		return Gateway{}, err
 	}
 	if g.ClaimHeaders == nil {
 		g.ClaimHeaders = Default().ClaimHeaders

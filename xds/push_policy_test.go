@@ -43,7 +43,7 @@ paths:
 		"http://specgate-internal.specgate.svc.cluster.local:8081", "http://specgate-xds.specgate.svc.cluster.local.:18001"} {
 		_, err := s.Push("sneaky", fmt.Appendf(nil, spec, backend), PushOptions{AllowRisky: true})
 		var refused *RefusedError
-		if !errors.As(err, &refused) || len(refused.Lines) == 0 || !strings.HasPrefix(refused.Lines[0], "sneaky.yaml: x-specgate.backend: ") {
+		if !errors.As(err, &refused) || len(refused.Lines) == 0 || !strings.HasPrefix(refused.Lines[0], "sneaky.yaml:3: x-specgate.backend: ") {
 			t.Errorf("%s: %v, want refused with the lint line", backend, err)
 		}
 	}

@@ -40,6 +40,8 @@ type Backend struct {
 	Port uint32 `json:"port"`
 	// PathPrefix is put in front of every forwarded path (http://svc:8080/api → /api).
 	PathPrefix string `json:"pathPrefix,omitempty"`
+	// Line is where the spec file sets it, for diagnostics of gateway.yaml's backend policy.
+	Line int `json:"-"`
 }
 
 // Exposure says on which listeners an operation is served.
