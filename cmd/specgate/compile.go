@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 
@@ -31,10 +32,18 @@ func printDiagnostics(w io.Writer, diags compiler.Diagnostics) error {
 	return nil
 }
 
+// lintResult is lint's answer with --output json.
+type lintResult struct {
+	OK          bool                  `json:"ok"`
+	Services    int                   `json:"services"`
+	Operations  int                   `json:"operations"`
+	Diagnostics []compiler.Diagnostic `json:"diagnostics"`
+}
+
 func newLintCmd() *cobra.Command {
 	var (
-		specs, gatewayConfig string
-		strict               bool
+		specs, gatewayConfig, output string
+		strict                       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "lint --specs DIR [--strict] [--config gateway.yaml]",
@@ -51,6 +60,27 @@ func newLintCmd() *cobra.Command {
 			}
 			// Translation checks what the model cannot (Envoy's own constraints).
 			out, diags, err := compiler.CompileEnvoy(specs, files, compileOptions(strict, cfg), translate.Options{})
+			res := lintResult{OK: err == nil && !diags.HasErrors(), Diagnostics: append(compiler.Diagnostics{}, diags...)}
+			if err != nil && !diags.HasErrors() { // a translation error: no diagnostic says it
+				res.Diagnostics = append(res.Diagnostics, compiler.Diagnostic{Severity: compiler.Error, Message: err.Error()})
+			}
+			if res.OK {
+				res.Services = len(out.Model.Services)
+				for _, s := range out.Model.Services {
+					res.Operations += len(s.Operations)
+				}
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(res); err != nil {
+					return err
+				}
+				if !res.OK {
+					return exitCode(1)
+				}
+				return nil
+			}
 			if err := printDiagnostics(cmd.ErrOrStderr(), diags); err != nil {
 				return err
 			}
@@ -58,17 +88,14 @@ func newLintCmd() *cobra.Command {
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return exitCode(1)
 			}
-			gw, n := out.Model, 0
-			for _, s := range gw.Services {
-				n += len(s.Operations)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d services, %d operations\n", len(gw.Services), n)
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d services, %d operations\n", res.Services, res.Operations)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&specs, "specs", "specs", "directory of OpenAPI files")
 	cmd.Flags().BoolVar(&strict, "strict", false, "also validate what the gateway does not use (schemas, examples, defaults, patterns, formats), as warnings")
 	cmd.Flags().StringVar(&gatewayConfig, "config", "", "gateway.yaml whose backend policy and shared prefixes to check (default: the built-in defaults, as the control plane's)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text (one line per problem, on stderr) or json (one document on stdout; exit codes the same)")
 	return cmd
 }
 

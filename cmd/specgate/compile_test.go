@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/specgate/specgate/compiler"
 )
 
 func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
@@ -143,5 +147,28 @@ func TestLintAppliesTheDefaultBackendPolicy(t *testing.T) {
 	}
 	if out, _, err := run(t, "lint", "--specs", "../../examples/specs", "--config", "../../examples/gateway.yaml"); err != nil || !strings.Contains(out, "ok: 3 services") {
 		t.Fatalf("lint with examples/gateway.yaml: %v %q", err, out)
+	}
+}
+
+// lint --output json: one document on stdout with the same verdict and exit code as the text
+// form, each diagnostic with its file, line and operation.
+func TestLintJSON(t *testing.T) {
+	out, _, err := run(t, "lint", "--specs", "../../examples/specs", "--config", "../../examples/gateway.yaml", "-o", "json")
+	var ok lintResult
+	if err != nil || json.Unmarshal([]byte(out), &ok) != nil || !ok.OK || ok.Services != 3 || ok.Operations == 0 || ok.Diagnostics == nil {
+		t.Fatalf("valid specs: %v %+v %s", err, ok, out)
+	}
+	out, _, err = run(t, "lint", "--specs", "../../compiler/testdata/duplicate-route/specs", "-o", "json")
+	var code exitCode
+	var bad lintResult
+	if !errors.As(err, &code) || code != 1 || json.Unmarshal([]byte(out), &bad) != nil || bad.OK || len(bad.Diagnostics) == 0 {
+		t.Fatalf("refused specs: err %v, %s", err, out)
+	}
+	i := slices.IndexFunc(bad.Diagnostics, func(d compiler.Diagnostic) bool { return d.File == "b.yaml" && d.Line == 7 })
+	if i < 0 {
+		t.Fatalf("no diagnostic at b.yaml:7: %s", out)
+	}
+	if d := bad.Diagnostics[i]; d.Severity != "error" || d.Operation != "GET /things/{thingId}" || !strings.Contains(d.Message, "a router cannot tell it from a.yaml:7") {
+		t.Errorf("diagnostic: %+v", d)
 	}
 }
