@@ -8,33 +8,45 @@ import (
 	"github.com/specgate/specgate/config"
 )
 
+// located is an operation with its service and parsed path.
+type located struct {
+	svc  *ir.Service
+	op   ir.Operation
+	tmpl ir.Template
+}
+
+// locate is every operation of gw whose path parses (Build reports the others).
+func locate(gw ir.Gateway) []located {
+	var out []located
+	for i := range gw.Services {
+		s := &gw.Services[i]
+		for _, op := range s.Operations {
+			if t, err := ir.ParseTemplate(op.Path); err == nil {
+				out = append(out, located{s, op, t})
+			}
+		}
+	}
+	return out
+}
+
 // checkOwnership keeps each service to its own prefix: no operation of one service may match
 // a path under another service's basePath, and no basePath may lie under another's, unless
 // that basePath is one of shared (gateway.yaml sharedPrefixes). Without it a new service's
 // GET /orders/mine would win over orders' /orders/{id} and, with Authorization allowed,
 // receive orders' bearer tokens.
 func checkOwnership(gw ir.Gateway, shared []string) Diagnostics {
-	type located struct {
-		svc  *ir.Service
-		op   ir.Operation
-		tmpl ir.Template
-	}
 	// Operations by their first segment's text ("" when it has a variable): an operation can
 	// only lie under /orders if its first segment is orders or a variable.
 	byFirst := map[string][]located{}
-	for i := range gw.Services {
-		s := &gw.Services[i]
-		for _, op := range s.Operations {
-			t, err := ir.ParseTemplate(op.Path)
-			if err != nil || len(t.Segments) == 0 {
-				continue
-			}
-			first := ""
-			if !slices.ContainsFunc(t.Segments[0].Parts, func(p ir.Part) bool { return p.Var != "" }) {
-				first = t.Segments[0].Parts[0].Literal
-			}
-			byFirst[first] = append(byFirst[first], located{s, op, t})
+	for _, l := range locate(gw) {
+		if len(l.tmpl.Segments) == 0 {
+			continue
 		}
+		first := ""
+		if !slices.ContainsFunc(l.tmpl.Segments[0].Parts, func(p ir.Part) bool { return p.Var != "" }) {
+			first = l.tmpl.Segments[0].Parts[0].Literal
+		}
+		byFirst[first] = append(byFirst[first], l)
 	}
 	var diags Diagnostics
 	for _, owner := range gw.Services {
@@ -114,19 +126,9 @@ func literalUnder(t, prefix ir.Template) bool {
 // others). That is an error naming both, unless gateway.yaml pathOverrides allows the pair.
 // Services with a basePath are kept to it by checkOwnership.
 func checkRootShadows(gw ir.Gateway, overrides []config.PathOverride) Diagnostics {
-	type located struct {
-		svc  *ir.Service
-		op   ir.Operation
-		tmpl ir.Template
-	}
 	bySegments := map[int][]located{}
-	for i := range gw.Services {
-		s := &gw.Services[i]
-		for _, op := range s.Operations {
-			if t, err := ir.ParseTemplate(op.Path); err == nil {
-				bySegments[len(t.Segments)] = append(bySegments[len(t.Segments)], located{s, op, t})
-			}
-		}
+	for _, l := range locate(gw) {
+		bySegments[len(l.tmpl.Segments)] = append(bySegments[len(l.tmpl.Segments)], l)
 	}
 	allowed := func(svc, path, over string) bool {
 		return slices.ContainsFunc(overrides, func(o config.PathOverride) bool {

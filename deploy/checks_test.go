@@ -451,9 +451,22 @@ type peer struct {
 // the Kubernetes semantics: a pod selected by no Ingress policy admits everything; otherwise a
 // connection needs one rule whose ports and peers both match.
 func admits(pols []networkingv1.NetworkPolicy, w Workload, port int32, from peer) bool {
+	return allowedBy(pols, w, hasIngressType, func(np networkingv1.NetworkPolicy) bool {
+		for _, rule := range np.Spec.Ingress {
+			if portMatches(rule.Ports, w.Template.Spec, port) && peerMatches(rule.From, np.Namespace, from) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// allowedBy is NetworkPolicy's rule for one direction: a pod of w that no policy of that
+// direction (applies) selects is not isolated; otherwise one selecting policy must allow.
+func allowedBy(pols []networkingv1.NetworkPolicy, w Workload, applies, allows func(networkingv1.NetworkPolicy) bool) bool {
 	isolated := false
 	for _, np := range pols {
-		if np.Namespace != w.Namespace || !hasIngressType(np) {
+		if np.Namespace != w.Namespace || !applies(np) {
 			continue
 		}
 		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
@@ -461,10 +474,8 @@ func admits(pols []networkingv1.NetworkPolicy, w Workload, port int32, from peer
 			continue
 		}
 		isolated = true
-		for _, rule := range np.Spec.Ingress {
-			if portMatches(rule.Ports, w.Template.Spec, port) && peerMatches(rule.From, np.Namespace, from) {
-				return true
-			}
+		if allows(np) {
+			return true
 		}
 	}
 	return !isolated
@@ -720,23 +731,17 @@ func checkEdge(o *Objects, xffTrustedHops uint32) error {
 // of to (a pod of the build or another namespace, or an address outside the cluster, whose
 // named ports resolve on spec).
 func egressAdmits(pols []networkingv1.NetworkPolicy, w Workload, to peer, spec corev1.PodSpec, port int32) bool {
-	isolated := false
-	for _, np := range pols {
-		if np.Namespace != w.Namespace || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
-			continue
-		}
-		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
-		if err != nil || !sel.Matches(labels.Set(w.Template.Labels)) {
-			continue
-		}
-		isolated = true
+	egress := func(np networkingv1.NetworkPolicy) bool {
+		return slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
+	}
+	return allowedBy(pols, w, egress, func(np networkingv1.NetworkPolicy) bool {
 		for _, rule := range np.Spec.Egress {
 			if portMatches(rule.Ports, spec, port) && peerMatches(rule.To, np.Namespace, to) {
 				return true
 			}
 		}
-	}
-	return !isolated
+		return false
+	})
 }
 
 // checkEnvoyEgress: Envoy reaches DNS, authz's Check, ratelimit's RLS, the control plane's
