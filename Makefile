@@ -209,8 +209,10 @@ test: envoy redis kube etcd specs vet
 	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v '/xds/fleet$$')
 	go test -count=1 -timeout 15m ./xds/fleet/
 
+# The fast tier: every test that needs no real Envoy, Redis or Kubernetes binary (those are
+# skipped, by name), no network beyond loopback; under 90 s on 2 cores with a warm build cache.
 unit:
-	go test -count=1 -short ./...
+	SPECGATE_UNIT=1 go test -count=1 ./...
 
 # Whole-gateway benchmarks, side by side, one table (< 10 min on 2 cores).
 bench: build envoy redis kube etcd specs

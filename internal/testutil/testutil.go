@@ -39,8 +39,15 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 // Tool finds a binary the tests need: $env, else the copy the Makefile fetched into .tools
 // (tools, relative to the module root), else name on PATH. A missing tool fails the test —
 // never skips it: a test that skips can silently stop running. `make test` fetches them all.
+// The one exception is the fast tier, `make unit` (SPECGATE_UNIT=1): there every test that
+// needs a real binary (Envoy, Redis, etcd, kube-apiserver, kubectl) is skipped, by name.
 func Tool(t TB, env, tools, name, makeTarget string) string {
 	t.Helper()
+	if os.Getenv("SPECGATE_UNIT") != "" {
+		if s, ok := t.(interface{ Skip(...any) }); ok {
+			s.Skip("make unit: needs " + name)
+		}
+	}
 	if b := os.Getenv(env); b != "" {
 		return b
 	}
