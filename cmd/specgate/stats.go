@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,29 +15,60 @@ import (
 )
 
 func newStatsCmd() *cobra.Command {
-	var server string
+	var (
+		servers []string
+		output  string
+	)
 	cmd := &cobra.Command{
-		Use:   "stats",
-		Short: "Summarise the authz service's metrics: decisions by reason, latency, revocations, JWKS state",
-		Args:  cobra.NoArgs,
+		Use:   "stats [--server URL]... [--output text|json]",
+		Short: "Summarise the authz replicas' metrics: decisions by reason, latency, refusals, revocations, JWKS state",
+		Long: `Summarise the metrics of one authz replica, or of several added up (--server once per
+replica, e.g. each pod of the headless Service specgate-authz): decisions by reason,
+latency, denied routes, refused issuers and audiences, the token cache, revocations and
+each issuer's JWKS. Counters run from each replica's start.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("--output %q: want text or json", output)
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(server, "/")+"/metrics", nil)
+			var bodies []io.Reader
+			for _, server := range servers {
+				b, err := scrape(ctx, strings.TrimSuffix(server, "/")+"/metrics")
+				if err != nil {
+					return fmt.Errorf("stats: %s: %w", server, err)
+				}
+				bodies = append(bodies, bytes.NewReader(b))
+			}
+			s, err := stats.Read(bodies...)
 			if err != nil {
 				return err
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return fmt.Errorf("stats: %w", err)
+			if output == "json" {
+				return s.WriteJSON(cmd.OutOrStdout())
 			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("stats: GET /metrics: %s", resp.Status)
-			}
-			return stats.Summarize(io.LimitReader(resp.Body, 64<<20), cmd.OutOrStdout(), time.Now())
+			return s.WriteText(cmd.OutOrStdout(), time.Now())
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:9002", "authz HTTP URL")
+	cmd.Flags().StringArrayVar(&servers, "server", []string{"http://127.0.0.1:9002"}, "authz HTTP URL (repeat for each replica)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
+}
+
+// scrape is the body of GET url.
+func scrape(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 }

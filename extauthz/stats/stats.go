@@ -1,11 +1,13 @@
-// Package stats turns the authorization service's /metrics into the readable summary that
-// `specgate stats` prints.
+// Package stats turns the authorization service's /metrics, of one replica or of all of them,
+// into the summary that `specgate stats` prints, as text or JSON.
 package stats
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -17,189 +19,287 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// Summarize reads Prometheus text exposition from r and writes the summary to w.
-func Summarize(r io.Reader, w io.Writer, now time.Time) error {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(r)
-	if err != nil {
-		return fmt.Errorf("stats: parse metrics: %w", err)
-	}
-	if _, ok := mfs["specgate_authz_checks_total"]; !ok {
-		if _, ok := mfs["specgate_authz_check_duration_seconds"]; !ok {
-			return fmt.Errorf("stats: no specgate_authz metrics (is this the authz HTTP port?)")
-		}
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	defer tw.Flush()
+// Summary is what the authz replicas' counters say since each started: decisions, latency,
+// what was refused, the token cache, revocations and each issuer's JWKS.
+type Summary struct {
+	Replicas         int        `json:"replicas"`
+	Checks           float64    `json:"checks"`
+	Allowed          float64    `json:"allowed"`
+	Denied           float64    `json:"denied"`
+	Decisions        []Decision `json:"decisions"`         // by decision and reason, largest first
+	Latency          *Latency   `json:"latency,omitempty"` // nil before the first check
+	DeniedRoutes     []Count    `json:"deniedRoutes"`
+	RefusedIssuers   []Count    `json:"refusedIssuers"`   // iss of refused tokens (unverified)
+	RefusedAudiences []Count    `json:"refusedAudiences"` // aud of refused tokens (unverified)
+	TokenCacheHits   float64    `json:"tokenCacheHits"`
+	TokenCacheMisses float64    `json:"tokenCacheMisses"`
+	Revocations      Revocation `json:"revocations"`
+	JWKS             []JWKS     `json:"jwks"`
+}
 
-	type row struct {
-		key string
-		n   float64
+// Decision is a count of checks with one decision and reason.
+type Decision struct {
+	Decision string  `json:"decision"`
+	Reason   string  `json:"reason"`
+	Count    float64 `json:"count"`
+}
+
+// Count is a count under a name (a route id, an issuer, an audience).
+type Count struct {
+	Name  string  `json:"name"`
+	Count float64 `json:"count"`
+}
+
+// Latency of a Check, estimated from the histogram of every replica, in seconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	Mean float64 `json:"mean"`
+}
+
+// Revocation is the revocation state: accepted sums the replicas; the set's figures are the
+// largest replica's (every replica holds the same set once it has synced).
+type Revocation struct {
+	Accepted    float64 `json:"accepted"`
+	LiveEntries float64 `json:"liveEntries"`
+	BloomFill   float64 `json:"bloomFill"`
+	BloomFP     float64 `json:"bloomEstimatedFalsePositives"`
+}
+
+// JWKS is one issuer's key set over the replicas: the fewest keys any replica holds, fetches
+// summed, and the oldest last success (0: some replica never fetched).
+type JWKS struct {
+	Issuer      string    `json:"issuer"`
+	Keys        float64   `json:"keys"`
+	FetchesOK   float64   `json:"fetchesOK"`
+	FetchErrors float64   `json:"fetchErrors"`
+	LastSuccess time.Time `json:"lastSuccess,omitzero"`
+}
+
+// Read summarizes the Prometheus text exposition of each replica's /metrics.
+func Read(replicas ...io.Reader) (*Summary, error) {
+	var all []map[string]*dto.MetricFamily
+	for i, r := range replicas {
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := p.TextToMetricFamilies(r)
+		if err != nil {
+			return nil, fmt.Errorf("stats: parse the metrics of replica %d: %w", i+1, err)
+		}
+		_, checks := mfs["specgate_authz_checks_total"]
+		_, durations := mfs["specgate_authz_check_duration_seconds"]
+		if !checks && !durations {
+			return nil, fmt.Errorf("stats: replica %d has no specgate_authz metrics (is this the authz HTTP port?)", i+1)
+		}
+		all = append(all, mfs)
 	}
-	byReason := map[string]float64{}
-	byDeniedRoute := map[string]float64{}
-	var allow, deny float64
-	for _, m := range metrics(mfs, "specgate_authz_checks_total") {
+	each := func(name string, f func(m *dto.Metric, l map[string]string)) {
+		for _, mfs := range all {
+			for _, m := range mfs[name].GetMetric() {
+				f(m, labels(m))
+			}
+		}
+	}
+	s := &Summary{Replicas: len(all)}
+	decisions, denied := map[[2]string]float64{}, map[string]float64{}
+	each("specgate_authz_checks_total", func(m *dto.Metric, l map[string]string) {
 		v := m.GetCounter().GetValue()
-		l := labels(m)
-		byReason[l["decision"]+"\t"+l["reason"]] += v
+		decisions[[2]string{l["decision"], l["reason"]}] += v
 		if l["decision"] == "allow" {
-			allow += v
+			s.Allowed += v
 		} else {
-			deny += v
-			byDeniedRoute[l["route"]] += v
+			s.Denied += v
+			denied[l["route"]] += v
+		}
+	})
+	s.Checks = s.Allowed + s.Denied
+	for k, v := range decisions {
+		s.Decisions = append(s.Decisions, Decision{k[0], k[1], v})
+	}
+	slices.SortFunc(s.Decisions, func(a, b Decision) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Decision+a.Reason, b.Decision+b.Reason))
+	})
+	s.DeniedRoutes = counts(denied)
+
+	var buckets map[float64]uint64 // upper bound → cumulative count, summed over replicas
+	var sum float64
+	var n uint64
+	each("specgate_authz_check_duration_seconds", func(m *dto.Metric, _ map[string]string) {
+		h := m.GetHistogram()
+		if buckets == nil {
+			buckets = map[float64]uint64{}
+		}
+		for _, b := range h.GetBucket() {
+			buckets[b.GetUpperBound()] += b.GetCumulativeCount()
+		}
+		sum, n = sum+h.GetSampleSum(), n+h.GetSampleCount()
+	})
+	if n > 0 {
+		h := &dto.Histogram{SampleCount: &n}
+		for _, ub := range slices.Sorted(maps.Keys(buckets)) {
+			h.Bucket = append(h.Bucket, &dto.Bucket{UpperBound: &ub, CumulativeCount: ptr(buckets[ub])})
+		}
+		s.Latency = &Latency{P50: quantile(h, 0.5), P90: quantile(h, 0.9), P99: quantile(h, 0.99), Mean: sum / float64(n)}
+	}
+
+	refused := map[string]map[string]float64{"iss": {}, "aud": {}}
+	each("specgate_authz_refused_claims_total", func(m *dto.Metric, l map[string]string) {
+		if byValue := refused[l["claim"]]; byValue != nil {
+			byValue[l["value"]] += m.GetCounter().GetValue()
+		}
+	})
+	s.RefusedIssuers, s.RefusedAudiences = counts(refused["iss"]), counts(refused["aud"])
+
+	each("specgate_authz_token_cache_total", func(m *dto.Metric, l map[string]string) {
+		if l["result"] == "hit" {
+			s.TokenCacheHits += m.GetCounter().GetValue()
+		} else {
+			s.TokenCacheMisses += m.GetCounter().GetValue()
+		}
+	})
+	each("specgate_authz_revocations_total", func(m *dto.Metric, _ map[string]string) { s.Revocations.Accepted += m.GetCounter().GetValue() })
+	for name, into := range map[string]*float64{"specgate_authz_revocation_entries": &s.Revocations.LiveEntries,
+		"specgate_authz_bloom_fill_ratio": &s.Revocations.BloomFill, "specgate_authz_bloom_estimated_fp_rate": &s.Revocations.BloomFP} {
+		each(name, func(m *dto.Metric, _ map[string]string) { *into = max(*into, m.GetGauge().GetValue()) })
+	}
+
+	issuers := map[string]*JWKS{}
+	replicasWith := map[string]map[int]bool{} // issuer → replicas that report a last success
+	for i, mfs := range all {
+		for _, m := range mfs["specgate_authz_jwks_keys"].GetMetric() {
+			iss := labels(m)["issuer"]
+			j := issuers[iss]
+			if j == nil {
+				j = &JWKS{Issuer: iss, Keys: math.Inf(1)}
+				issuers[iss] = j
+			}
+			j.Keys = min(j.Keys, m.GetGauge().GetValue())
+		}
+		for _, m := range mfs["specgate_authz_jwks_last_success_timestamp_seconds"].GetMetric() {
+			iss := labels(m)["issuer"]
+			if j := issuers[iss]; j != nil && m.GetGauge().GetValue() > 0 {
+				at := time.Unix(int64(m.GetGauge().GetValue()), 0)
+				if j.LastSuccess.IsZero() || at.Before(j.LastSuccess) {
+					j.LastSuccess = at
+				}
+				if replicasWith[iss] == nil {
+					replicasWith[iss] = map[int]bool{}
+				}
+				replicasWith[iss][i] = true
+			}
 		}
 	}
-	sorted := func(m map[string]float64) []row {
-		var rs []row
-		for k, v := range m {
-			rs = append(rs, row{k, v})
+	each("specgate_authz_jwks_refresh_total", func(m *dto.Metric, l map[string]string) {
+		if j := issuers[l["issuer"]]; j != nil {
+			if l["result"] == "ok" {
+				j.FetchesOK += m.GetCounter().GetValue()
+			} else {
+				j.FetchErrors += m.GetCounter().GetValue()
+			}
 		}
-		slices.SortFunc(rs, func(a, b row) int { return cmp.Or(cmp.Compare(b.n, a.n), strings.Compare(a.key, b.key)) })
-		return rs
+	})
+	for _, iss := range slices.Sorted(maps.Keys(issuers)) {
+		j := issuers[iss]
+		if len(replicasWith[iss]) < len(all) {
+			j.LastSuccess = time.Time{} // some replica never fetched
+		}
+		s.JWKS = append(s.JWKS, *j)
 	}
-	total := allow + deny
-	fmt.Fprintf(tw, "DECISIONS\t%.0f checks\tallow %.0f (%s)\tdeny %.0f (%s)\n", total, allow, pct(allow, total), deny, pct(deny, total))
+	return s, nil
+}
+
+// WriteJSON writes s as one JSON document.
+func (s *Summary) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
+}
+
+// WriteText writes s as the readable summary; now dates the JWKS fetches.
+func (s *Summary) WriteText(w io.Writer, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if s.Replicas > 1 {
+		fmt.Fprintf(tw, "%d authz replicas, each counting since it started\n\n", s.Replicas)
+	}
+	fmt.Fprintf(tw, "DECISIONS\t%.0f checks\tallow %.0f (%s)\tdeny %.0f (%s)\n", s.Checks, s.Allowed, pct(s.Allowed, s.Checks), s.Denied, pct(s.Denied, s.Checks))
 	fmt.Fprintln(tw, "  decision\treason\tcount\tshare")
-	for _, r := range sorted(byReason) {
-		fmt.Fprintf(tw, "  %s\t%.0f\t%s\n", r.key, r.n, pct(r.n, total))
+	for _, d := range s.Decisions {
+		fmt.Fprintf(tw, "  %s\t%s\t%.0f\t%s\n", d.Decision, d.Reason, d.Count, pct(d.Count, s.Checks))
 	}
 
 	fmt.Fprintln(tw, "\nLATENCY (Check, estimated from the histogram)")
-	if h := histogram(mfs, "specgate_authz_check_duration_seconds"); h != nil && h.GetSampleCount() > 0 {
-		fmt.Fprintf(tw, "  p50\t%s\n  p90\t%s\n  p99\t%s\n  mean\t%s\n",
-			dur(quantile(h, 0.50)), dur(quantile(h, 0.90)), dur(quantile(h, 0.99)),
-			dur(h.GetSampleSum()/float64(h.GetSampleCount())))
+	if l := s.Latency; l != nil {
+		fmt.Fprintf(tw, "  p50\t%s\n  p90\t%s\n  p99\t%s\n  mean\t%s\n", dur(l.P50), dur(l.P90), dur(l.P99), dur(l.Mean))
 	} else {
 		fmt.Fprintln(tw, "  no checks yet")
 	}
 
-	var denials []row
-	for _, r := range sorted(byReason) {
-		if reason, ok := strings.CutPrefix(r.key, "deny\t"); ok {
-			denials = append(denials, row{reason, r.n})
+	fmt.Fprintln(tw, "\nTOP DENIAL REASONS")
+	shown := 0
+	for _, d := range s.Decisions {
+		if d.Decision == "deny" && shown < 5 {
+			fmt.Fprintf(tw, "  %s\t%.0f\t%s of denials\n", d.Reason, d.Count, pct(d.Count, s.Denied))
+			shown++
 		}
 	}
-	fmt.Fprintln(tw, "\nTOP DENIAL REASONS")
-	for _, r := range denials[:min(5, len(denials))] {
-		fmt.Fprintf(tw, "  %s\t%.0f\t%s of denials\n", r.key, r.n, pct(r.n, deny))
-	}
-	if len(denials) == 0 {
+	if shown == 0 {
 		fmt.Fprintln(tw, "  none")
 	}
 	// top prints the five largest counts under a title; unnamed is the name of the "" key.
-	top := func(title, unnamed string, counts map[string]float64) {
+	top := func(title, unnamed string, cs []Count) {
 		fmt.Fprintln(tw, "\n"+title)
-		rs := sorted(counts)
-		for _, r := range rs[:min(5, len(rs))] {
-			name := r.key
-			if name == "" {
-				name = unnamed
-			}
-			fmt.Fprintf(tw, "  %s\t%.0f\n", name, r.n)
+		for _, c := range cs[:min(5, len(cs))] {
+			fmt.Fprintf(tw, "  %s\t%.0f\n", cmp.Or(c.Name, unnamed), c.Count)
 		}
-		if len(rs) == 0 {
+		if len(cs) == 0 {
 			fmt.Fprintln(tw, "  none")
 		}
 	}
-	top("TOP DENIED ROUTES", "(no route id)", byDeniedRoute)
+	top("TOP DENIED ROUTES", "(no route id)", s.DeniedRoutes)
+	// A wrong issuer or audience is the usual misconfiguration (localhost vs 127.0.0.1 in a
+	// Keycloak issuer): what the refused tokens said they were, unverified.
+	top("TOP REFUSED ISSUERS (iss of refused tokens)", "(none)", s.RefusedIssuers)
+	top("TOP REFUSED AUDIENCES (aud of refused tokens)", "(none)", s.RefusedAudiences)
 
-	// What the refused tokens said they were (unverified): a wrong issuer or audience is the
-	// usual misconfiguration, e.g. localhost vs 127.0.0.1 in a Keycloak issuer.
-	refused := map[string]map[string]float64{"iss": {}, "aud": {}}
-	for _, m := range metrics(mfs, "specgate_authz_refused_claims_total") {
-		l := labels(m)
-		if byValue := refused[l["claim"]]; byValue != nil {
-			byValue[l["value"]] += m.GetCounter().GetValue()
-		}
-	}
-	top("TOP REFUSED ISSUERS (iss of refused tokens)", "(none)", refused["iss"])
-	top("TOP REFUSED AUDIENCES (aud of refused tokens)", "(none)", refused["aud"])
+	hits, misses := s.TokenCacheHits, s.TokenCacheMisses
+	fmt.Fprintf(tw, "\nTOKEN CACHE\thits %.0f\tmisses %.0f\thit ratio %s\n", hits, misses, pct(hits, hits+misses))
 
-	var hit, miss float64
-	for _, m := range metrics(mfs, "specgate_authz_token_cache_total") {
-		if labels(m)["result"] == "hit" {
-			hit += m.GetCounter().GetValue()
-		} else {
-			miss += m.GetCounter().GetValue()
-		}
-	}
-	fmt.Fprintf(tw, "\nTOKEN CACHE\thits %.0f\tmisses %.0f\thit ratio %s\n", hit, miss, pct(hit, hit+miss))
-
+	r := s.Revocations
 	fmt.Fprintln(tw, "\nREVOCATIONS")
-	fmt.Fprintf(tw, "  accepted by this replica\t%.0f\n", scalar(mfs, "specgate_authz_revocations_total"))
-	fmt.Fprintf(tw, "  live entries\t%.0f\n", scalar(mfs, "specgate_authz_revocation_entries"))
-	fmt.Fprintf(tw, "  bloom fill\t%.4f%%\n", 100*scalar(mfs, "specgate_authz_bloom_fill_ratio"))
-	fmt.Fprintf(tw, "  bloom est. false positives\t%.3g\n", scalar(mfs, "specgate_authz_bloom_estimated_fp_rate"))
+	fmt.Fprintf(tw, "  accepted\t%.0f\n", r.Accepted)
+	fmt.Fprintf(tw, "  live entries\t%.0f\n", r.LiveEntries)
+	fmt.Fprintf(tw, "  bloom fill\t%.4f%%\n", 100*r.BloomFill)
+	fmt.Fprintf(tw, "  bloom est. false positives\t%.3g\n", r.BloomFP)
 
 	fmt.Fprintln(tw, "\nJWKS")
-	type jwks struct{ keys, ok, errs, last float64 }
-	issuers := map[string]*jwks{}
-	get := func(m *dto.Metric) *jwks {
-		iss := labels(m)["issuer"]
-		if issuers[iss] == nil {
-			issuers[iss] = &jwks{}
-		}
-		return issuers[iss]
-	}
-	for _, m := range metrics(mfs, "specgate_authz_jwks_keys") {
-		get(m).keys = m.GetGauge().GetValue()
-	}
-	for _, m := range metrics(mfs, "specgate_authz_jwks_last_success_timestamp_seconds") {
-		get(m).last = m.GetGauge().GetValue()
-	}
-	for _, m := range metrics(mfs, "specgate_authz_jwks_refresh_total") {
-		if labels(m)["result"] == "ok" {
-			get(m).ok += m.GetCounter().GetValue()
-		} else {
-			get(m).errs += m.GetCounter().GetValue()
-		}
-	}
-	names := make([]string, 0, len(issuers))
-	for k := range issuers {
-		names = append(names, k)
-	}
-	slices.Sort(names)
 	fmt.Fprintln(tw, "  issuer\tkeys\tfetches ok\tfetch errors\tlast success\tstate")
-	for _, n := range names {
-		j := issuers[n]
+	for _, j := range s.JWKS {
 		last, state := "never", "NO KEYS: tokens refused"
-		if j.last > 0 {
-			last = now.Sub(time.Unix(int64(j.last), 0)).Round(time.Second).String() + " ago"
+		if !j.LastSuccess.IsZero() {
+			last = now.Sub(j.LastSuccess).Round(time.Second).String() + " ago"
 		}
-		if j.keys > 0 {
+		if j.Keys > 0 {
 			state = "ok"
 		}
-		fmt.Fprintf(tw, "  %s\t%.0f\t%.0f\t%.0f\t%s\t%s\n", n, j.keys, j.ok, j.errs, last, state)
+		fmt.Fprintf(tw, "  %s\t%.0f\t%.0f\t%.0f\t%s\t%s\n", j.Issuer, j.Keys, j.FetchesOK, j.FetchErrors, last, state)
 	}
-	if len(names) == 0 {
+	if len(s.JWKS) == 0 {
 		fmt.Fprintln(tw, "  no issuers configured")
 	}
-	return nil
+	return tw.Flush()
 }
 
-func metrics(mfs map[string]*dto.MetricFamily, name string) []*dto.Metric {
-	if mf, ok := mfs[name]; ok {
-		return mf.GetMetric()
+// counts are m's entries, largest first.
+func counts(m map[string]float64) []Count {
+	out := []Count{}
+	for k, v := range m {
+		out = append(out, Count{k, v})
 	}
-	return nil
+	slices.SortFunc(out, func(a, b Count) int { return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Name, b.Name)) })
+	return out
 }
 
-func scalar(mfs map[string]*dto.MetricFamily, name string) float64 {
-	var v float64
-	for _, m := range metrics(mfs, name) {
-		v += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
-	}
-	return v
-}
-
-func histogram(mfs map[string]*dto.MetricFamily, name string) *dto.Histogram {
-	ms := metrics(mfs, name)
-	if len(ms) == 0 {
-		return nil
-	}
-	return ms[0].GetHistogram()
-}
+func ptr[T any](v T) *T { return &v }
 
 func labels(m *dto.Metric) map[string]string {
 	out := map[string]string{}

@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -40,8 +41,12 @@ specgate_authz_jwks_refresh_total{issuer="https://b/",result="error"} 7
 `
 
 func TestSummarize(t *testing.T) {
+	s, err := Read(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var b strings.Builder
-	if err := Summarize(strings.NewReader(sample), &b, time.Now()); err != nil {
+	if err := s.WriteText(&b, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -55,8 +60,34 @@ func TestSummarize(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
 	}
-	if err := Summarize(strings.NewReader("# TYPE x counter\nx 1\n"), &b, time.Now()); err == nil {
+	if _, err := Read(strings.NewReader("# TYPE x counter\nx 1\n")); err == nil {
 		t.Error("non-authz metrics accepted")
+	}
+}
+
+// Several replicas add up: counters summed, histograms merged bucket by bucket, the revocation
+// set's figures the largest replica's, an issuer's keys the fewest any replica holds. As JSON,
+// the same figures.
+func TestSummarizeReplicas(t *testing.T) {
+	other := strings.NewReplacer(`route="orders.get"} 90`, `route="orders.get"} 10`,
+		`specgate_authz_jwks_keys{issuer="https://a/"} 2`, `specgate_authz_jwks_keys{issuer="https://a/"} 1`,
+		"specgate_authz_revocation_entries 3", "specgate_authz_revocation_entries 5").Replace(sample)
+	s, err := Read(strings.NewReader(sample), strings.NewReader(other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := s.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var got Summary
+	if err := json.Unmarshal([]byte(b.String()), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Replicas != 2 || got.Checks != 120 || got.Allowed != 100 || got.Denied != 20 || got.Revocations.Accepted != 6 ||
+		got.Revocations.LiveEntries != 5 || got.TokenCacheHits != 160 || got.JWKS[0].Keys != 1 || got.JWKS[0].FetchesOK != 8 ||
+		got.Latency == nil || got.Latency.P50 != 1e-5 || len(got.RefusedIssuers) != 2 || got.RefusedIssuers[0].Count != 14 {
+		t.Errorf("two replicas: %s", b.String())
 	}
 }
 
