@@ -64,10 +64,12 @@ type panel struct {
 		UID  string `json:"uid"`
 	} `json:"datasource"`
 	GridPos struct{ H, W, X, Y int } `json:"gridPos"`
-	Targets []struct {
-		RefID string `json:"refId"`
-		Expr  string `json:"expr"`
-	} `json:"targets"`
+	Targets []target                 `json:"targets"`
+}
+
+type target struct {
+	RefID string `json:"refId"`
+	Expr  string `json:"expr"`
 }
 
 // The dashboard queries only metrics that exist, covers what operators need, and every panel
@@ -130,6 +132,18 @@ func TestDashboard(t *testing.T) {
 	} {
 		if !used[m] {
 			t.Errorf("the dashboard has no panel on %s", m)
+		}
+	}
+	// Per route: the backends' latency and authz's decisions (the route id is the label).
+	perRoute := map[string]*regexp.Regexp{
+		"backend latency by route": regexp.MustCompile(`histogram_quantile\(0\.99, sum by \(envoy_route, le\) \(rate\(envoy_vhost_route_upstream_rq_time_bucket`),
+		"authz decisions by route": regexp.MustCompile(`sum by \(route, decision\) \(rate\(specgate_authz_checks_total`),
+	}
+	for what, re := range perRoute {
+		if !slices.ContainsFunc(d.Panels, func(p panel) bool {
+			return slices.ContainsFunc(p.Targets, func(tg target) bool { return re.MatchString(tg.Expr) })
+		}) {
+			t.Errorf("the dashboard has no panel of %s", what)
 		}
 	}
 	var vars []string
