@@ -81,7 +81,9 @@ func routeLimit(n uint32, unit rlsconf.RateLimitUnit) *rlsconf.RateLimitConfig {
 func TestXDSSubscription(t *testing.T) {
 	t.Parallel()
 	snaps := cache.NewSnapshotCache(false, cache.IDHash{}, nil)
-	cp := startControlPlane(t, "127.0.0.1:0", snaps)
+	// A port below the ephemeral range: the restart below binds it again, and an outgoing
+	// connection of any process could take a port the kernel chose.
+	cp := startControlPlane(t, testutil.FreeAddr(t), snaps)
 	cp.set(t, "1", routeLimit(1, rlsconf.RateLimitUnit_HOUR))
 
 	clock := &fakeClock{}

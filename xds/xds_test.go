@@ -58,7 +58,9 @@ func newGateway(t *testing.T, specs string, configure ...func(*config.Gateway)) 
 		SpecDir: specs, Gateway: g.cfg, AdminToken: adminToken, ListenAddress: "127.0.0.1",
 		Debounce: 50 * time.Millisecond, MaxSpecBytes: 1 << 20, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
-	g.start("127.0.0.1:0", "127.0.0.1:0")
+	// Ports below the kernel's ephemeral range: a restart binds them again, and an outgoing
+	// connection of any process may take a port the kernel chose (bind: address in use).
+	g.start(testutil.FreeAddr(t), testutil.FreeAddr(t))
 	return g
 }
 
@@ -259,7 +261,7 @@ func TestPushValidatedByEnvoy(t *testing.T) {
 	g := newGateway(t, dir)
 	g.kill()
 	g.opts.EnvoyBin = testenvoy.Binary(t)
-	g.start("127.0.0.1:0", "127.0.0.1:0")
+	g.start(testutil.FreeAddr(t), testutil.FreeAddr(t))
 	g.envoy("envoy-1", false)
 	g.eventually("/alpha/things", "a", 10*time.Second)
 	start := time.Now()
