@@ -33,7 +33,7 @@ func decode(b []byte, g *Gateway) error {
 		// The pointer names the unknown key itself.
 		name := ptr.LastToken()
 		what = fmt.Sprintf("unknown key %q", name)
-		what += DidYouMean(name, knownKeys(g, ptr.Parent()))
+		what += DidYouMean(name, knownKeys(ptr.Parent()))
 	case se.Err != nil:
 		what = se.Err.Error()
 	case se.GoType != nil:
@@ -62,7 +62,7 @@ func typeName(t string) string {
 }
 
 // knownKeys are the keys gateway.yaml accepts at ptr.
-func knownKeys(g *Gateway, ptr jsontext.Pointer) []string {
+func knownKeys(ptr jsontext.Pointer) []string {
 	var keys []string
 	d := Default()
 	b, err := json.Marshal(&d, json.Deterministic(true))

@@ -279,15 +279,9 @@ func newHistoryCmd() *cobra.Command {
 		Short: "List the kept versions of the spec set: when, who, why and what changed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if token == "" {
-				token = os.Getenv("SPECGATE_ADMIN_TOKEN")
-			}
-			code, out, err := adminRequest(cmd.Context(), http.MethodGet, server+"/v1/history", token, nil)
+			out, err := adminGet(cmd.Context(), server+"/v1/history", token)
 			if err != nil {
 				return err
-			}
-			if code != http.StatusOK {
-				return adminError(code, out, token)
 			}
 			if output == "json" {
 				_, err := cmd.OutOrStdout().Write(append(bytes.TrimSpace(out), '\n'))
@@ -346,6 +340,22 @@ func adminRequest(ctx context.Context, method, url, token string, body any) (int
 	defer resp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	return resp.StatusCode, out, err
+}
+
+// adminGet is the answer of GET url on an admin API, with token (default
+// $SPECGATE_ADMIN_TOKEN); anything but 200 is an error that says why.
+func adminGet(ctx context.Context, url, token string) ([]byte, error) {
+	if token == "" {
+		token = os.Getenv("SPECGATE_ADMIN_TOKEN")
+	}
+	code, out, err := adminRequest(ctx, http.MethodGet, url, token, nil)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, adminError(code, out, token)
+	}
+	return out, nil
 }
 
 // adminError explains an admin API's refusal; a 401 says what to do about it.

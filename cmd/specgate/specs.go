@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
-	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -21,17 +19,7 @@ func newSpecsCmd() *cobra.Command {
 	}
 	var server, token, output string
 	admin := func(cmd *cobra.Command, path string) ([]byte, error) {
-		if token == "" {
-			token = os.Getenv("SPECGATE_ADMIN_TOKEN")
-		}
-		code, out, err := adminRequest(cmd.Context(), http.MethodGet, server+path, token, nil)
-		if err != nil {
-			return nil, err
-		}
-		if code != http.StatusOK {
-			return nil, adminError(code, out, token)
-		}
-		return out, nil
+		return adminGet(cmd.Context(), server+path, token)
 	}
 	flags := func(c *cobra.Command) {
 		c.Flags().StringVar(&server, "server", "http://127.0.0.1:18001", "control plane API")
