@@ -21,23 +21,52 @@ func compileOptions(strict bool, cfg config.Gateway) compiler.Options {
 	return compiler.Options{Strict: strict, Gateway: &cfg, Policy: compiler.PolicyOf(cfg)}
 }
 
-// printDiagnostics prints every diagnostic, one line each; exit code 1 when one is an error.
-func printDiagnostics(w io.Writer, diags compiler.Diagnostics) error {
-	for _, d := range diags {
+// report is what lint and compile found: with --output json (lint) or --diagnostics json
+// (compile), one document.
+type report struct {
+	OK          bool                  `json:"ok"`
+	Services    int                   `json:"services"`
+	Operations  int                   `json:"operations"`
+	Diagnostics []compiler.Diagnostic `json:"diagnostics"`
+}
+
+// newReport sums up a compilation: err is a translation error when no diagnostic says it.
+func newReport(out *compiler.Output, diags compiler.Diagnostics, err error) report {
+	r := report{OK: err == nil && !diags.HasErrors(), Diagnostics: append(compiler.Diagnostics{}, diags...)}
+	if err != nil && !diags.HasErrors() {
+		r.Diagnostics = append(r.Diagnostics, compiler.Diagnostic{Severity: compiler.Error, Message: err.Error()})
+	}
+	if r.OK {
+		r.Services = len(out.Model.Services)
+		for _, s := range out.Model.Services {
+			r.Operations += len(s.Operations)
+		}
+	}
+	return r
+}
+
+// writeText prints every diagnostic, one line each; exit code 1 when the specs are refused.
+func (r report) writeText(w io.Writer) error {
+	for _, d := range r.Diagnostics {
 		fmt.Fprintln(w, d.String())
 	}
-	if diags.HasErrors() {
+	if !r.OK {
 		return exitCode(1)
 	}
 	return nil
 }
 
-// lintResult is lint's answer with --output json.
-type lintResult struct {
-	OK          bool                  `json:"ok"`
-	Services    int                   `json:"services"`
-	Operations  int                   `json:"operations"`
-	Diagnostics []compiler.Diagnostic `json:"diagnostics"`
+// writeJSON writes the report as one document; exit code 1 when the specs are refused.
+func (r report) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return err
+	}
+	if !r.OK {
+		return exitCode(1)
+	}
+	return nil
 }
 
 func newLintCmd() *cobra.Command {
@@ -50,6 +79,9 @@ func newLintCmd() *cobra.Command {
 		Short: "Validate every OpenAPI file of DIR; exit 1 with one line per error",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("--output %q: want text or json", output)
+			}
 			cfg, err := loadGatewayConfig(gatewayConfig)
 			if err != nil {
 				return err
@@ -60,33 +92,12 @@ func newLintCmd() *cobra.Command {
 			}
 			// Translation checks what the model cannot (Envoy's own constraints).
 			out, diags, err := compiler.CompileEnvoy(specs, files, compileOptions(strict, cfg), translate.Options{})
-			res := lintResult{OK: err == nil && !diags.HasErrors(), Diagnostics: append(compiler.Diagnostics{}, diags...)}
-			if err != nil && !diags.HasErrors() { // a translation error: no diagnostic says it
-				res.Diagnostics = append(res.Diagnostics, compiler.Diagnostic{Severity: compiler.Error, Message: err.Error()})
-			}
-			if res.OK {
-				res.Services = len(out.Model.Services)
-				for _, s := range out.Model.Services {
-					res.Operations += len(s.Operations)
-				}
-			}
+			res := newReport(out, diags, err)
 			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(res); err != nil {
-					return err
-				}
-				if !res.OK {
-					return exitCode(1)
-				}
-				return nil
+				return res.writeJSON(cmd.OutOrStdout())
 			}
-			if err := printDiagnostics(cmd.ErrOrStderr(), diags); err != nil {
+			if err := res.writeText(cmd.ErrOrStderr()); err != nil {
 				return err
-			}
-			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitCode(1)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d services, %d operations\n", res.Services, res.Operations)
 			return nil
@@ -101,14 +112,17 @@ func newLintCmd() *cobra.Command {
 
 func newCompileCmd() *cobra.Command {
 	var (
-		specs, format, out, gatewayConfig, listen string
-		bo                                        translate.BootstrapOptions
+		specs, format, out, gatewayConfig, listen, diagnostics string
+		bo                                                     translate.BootstrapOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "compile --specs DIR --format bootstrap|resources|ratelimit -o FILE",
 		Short: "Compile the specs into Envoy configuration",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if diagnostics != "text" && diagnostics != "json" {
+				return fmt.Errorf("--diagnostics %q: want text or json", diagnostics)
+			}
 			cfg, err := loadGatewayConfig(gatewayConfig)
 			if err != nil {
 				return err
@@ -119,8 +133,11 @@ func newCompileCmd() *cobra.Command {
 			}
 			compiled, diags, err := compiler.CompileEnvoy(specs, files, compileOptions(false, cfg),
 				translate.Options{ListenAddress: listen, InlineRoutes: format == "bootstrap"})
-			if err := printDiagnostics(cmd.ErrOrStderr(), diags); err != nil {
-				return err
+			r := newReport(compiled, diags, err)
+			if diagnostics == "json" {
+				err = r.writeJSON(cmd.ErrOrStderr())
+			} else {
+				err = r.writeText(cmd.ErrOrStderr())
 			}
 			if err != nil {
 				return err
@@ -156,6 +173,7 @@ func newCompileCmd() *cobra.Command {
 	f.StringVarP(&out, "output", "o", "-", "output file (- for stdout)")
 	f.StringVar(&gatewayConfig, "config", "", "gateway.yaml (default: built-in defaults)")
 	f.StringVar(&listen, "listen-address", "0.0.0.0", "IP the listeners bind")
+	f.StringVar(&diagnostics, "diagnostics", "text", "how problems print on stderr: text (one line each) or json (one document, as lint --output json)")
 	addPeerFlags(f, &bo)
 	return cmd
 }

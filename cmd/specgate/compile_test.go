@@ -5,14 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
-
-	"github.com/specgate/specgate/compiler"
 )
 
 func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
@@ -150,25 +148,54 @@ func TestLintAppliesTheDefaultBackendPolicy(t *testing.T) {
 	}
 }
 
-// lint --output json: one document on stdout with the same verdict and exit code as the text
-// form, each diagnostic with its file, line and operation.
-func TestLintJSON(t *testing.T) {
+var update = flag.Bool("update", false, "rewrite the golden files of --output json")
+
+// golden compares got with testdata/name, or rewrites it with -update (review the diff).
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs (go test ./cmd/specgate -run %s -update, and review the diff):\n%s", path, t.Name(), got)
+	}
+}
+
+// lint --output json and compile --diagnostics json: one document with the same verdict and
+// exit code as the text form, each diagnostic with its file, line and operation.
+func TestDiagnosticsJSON(t *testing.T) {
 	out, _, err := run(t, "lint", "--specs", "../../examples/specs", "--config", "../../examples/gateway.yaml", "-o", "json")
-	var ok lintResult
+	var ok report
 	if err != nil || json.Unmarshal([]byte(out), &ok) != nil || !ok.OK || ok.Services != 3 || ok.Operations == 0 || ok.Diagnostics == nil {
 		t.Fatalf("valid specs: %v %+v %s", err, ok, out)
 	}
 	out, _, err = run(t, "lint", "--specs", "../../compiler/testdata/duplicate-route/specs", "-o", "json")
-	var code exitCode
-	var bad lintResult
-	if !errors.As(err, &code) || code != 1 || json.Unmarshal([]byte(out), &bad) != nil || bad.OK || len(bad.Diagnostics) == 0 {
-		t.Fatalf("refused specs: err %v, %s", err, out)
+	if code := (exitCode(0)); !errors.As(err, &code) || code != 1 {
+		t.Errorf("lint of refused specs: %v, want exit code 1", err)
 	}
-	i := slices.IndexFunc(bad.Diagnostics, func(d compiler.Diagnostic) bool { return d.File == "b.yaml" && d.Line == 7 })
-	if i < 0 {
-		t.Fatalf("no diagnostic at b.yaml:7: %s", out)
+	golden(t, "lint-refused.json", out)
+
+	laptop := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(laptop, []byte("backends: {allow: [127.0.0.0/8]}\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if d := bad.Diagnostics[i]; d.Severity != "error" || d.Operation != "GET /things/{thingId}" || !strings.Contains(d.Message, "a router cannot tell it from a.yaml:7") {
-		t.Errorf("diagnostic: %+v", d)
+	stdout, stderr, err := run(t, "compile", "--specs", "../../compiler/testdata/missing-operationid/specs", "--config", laptop, "--diagnostics", "json")
+	if err != nil || len(stdout) == 0 {
+		t.Errorf("compile with warnings: %v, %d bytes of config", err, len(stdout))
+	}
+	golden(t, "compile-warnings.json", stderr)
+	_, stderr, err = run(t, "compile", "--specs", "../../compiler/testdata/duplicate-route/specs", "--diagnostics", "json")
+	if code := (exitCode(0)); !errors.As(err, &code) || code != 1 {
+		t.Errorf("compile of refused specs: %v, want exit code 1", err)
+	}
+	if stderr != out {
+		t.Errorf("compile --diagnostics json and lint --output json differ on refused specs:\n%s\n%s", stderr, out)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,16 +11,21 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/specgate/specgate/extauthz/revocation"
 )
 
 func newRevokeCmd() *cobra.Command {
-	var server, jti, sub, issuer, jwt, token, before string
+	var server, jti, sub, issuer, jwt, token, before, output string
 	var bySubject bool
 	cmd := &cobra.Command{
 		Use:   "revoke",
 		Short: "Revoke a token (--jti, --jwt) or every token of a subject issued before now (--sub, --jwt T --subject)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("--output %q: want text or json", output)
+			}
 			body := map[string]any{}
 			for k, v := range map[string]string{"jti": jti, "sub": sub, "token": jwt} {
 				if v != "" {
@@ -57,7 +63,21 @@ func newRevokeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), out)
+			if output == "json" {
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), out)
+				return err
+			}
+			var e revocation.Entry
+			if err := json.Unmarshal([]byte(out), &e); err != nil {
+				return fmt.Errorf("revoke: bad answer %q: %v", out, err)
+			}
+			until := e.Expires.UTC().Format(time.RFC3339)
+			if strings.HasPrefix(e.Key, revocation.PrefixSubject) {
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "revoked %s: its tokens issued at or before %s are refused until %s\n",
+					e.Key, e.At.UTC().Format(time.RFC3339), until)
+			} else {
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "revoked %s: refused until %s\n", e.Key, until)
+			}
 			return err
 		},
 	}
@@ -70,6 +90,7 @@ func newRevokeCmd() *cobra.Command {
 	f.StringVar(&jwt, "jwt", "", "the token itself (its jti, or the hash of what it signs when it has none)")
 	f.BoolVar(&bySubject, "subject", false, "with --jwt: every token of that token's subject at its issuer, issued until now")
 	f.StringVar(&token, "token", "", "admin token (default $SPECGATE_ADMIN_TOKEN)")
+	f.StringVarP(&output, "output", "o", "text", "text or json (the stored entry: key, at, expires)")
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"os"
@@ -11,6 +12,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/stats"
@@ -141,5 +146,29 @@ func threeReplicas(t *testing.T) (*stack.Stack, func(allowed, denied int)) {
 			}
 			resp.Body.Close()
 		}
+	}
+}
+
+// --kube-service reads each ready pod once, on the port named http: not a pod that is not
+// ready, not a slice without that port, not a pod's second address family.
+func TestReadyURLs(t *testing.T) {
+	const httpPort, grpcPort = "http", "grpc"
+	port := func(name string, p int32) discoveryv1.EndpointPort {
+		return discoveryv1.EndpointPort{Name: &name, Port: &p}
+	}
+	pod := func(uid, addr string, ready bool) discoveryv1.Endpoint {
+		return discoveryv1.Endpoint{Addresses: []string{addr}, Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", UID: types.UID(uid)}}
+	}
+	got := readyURLs([]discoveryv1.EndpointSlice{
+		{AddressType: discoveryv1.AddressTypeIPv4, Ports: []discoveryv1.EndpointPort{port(grpcPort, 9001), port(httpPort, 9002)},
+			Endpoints: []discoveryv1.Endpoint{pod("b", "10.0.0.2", true), pod("a", "10.0.0.1", true), pod("c", "10.0.0.3", false)}},
+		{AddressType: discoveryv1.AddressTypeIPv6, Ports: []discoveryv1.EndpointPort{port(httpPort, 9002)},
+			Endpoints: []discoveryv1.Endpoint{pod("a", "fd00::1", true)}},
+		{AddressType: discoveryv1.AddressTypeIPv4, Ports: []discoveryv1.EndpointPort{port(grpcPort, 9001)},
+			Endpoints: []discoveryv1.Endpoint{pod("d", "10.0.0.4", true)}},
+	})
+	if want := "[http://10.0.0.1:9002 http://10.0.0.2:9002]"; fmt.Sprint(got) != want {
+		t.Errorf("readyURLs: %v, want %s", got, want)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/extauthz/stats"
 	"github.com/specgate/specgate/internal/testutil"
 )
 
@@ -323,5 +324,16 @@ func TestReadmeRequests(t *testing.T) {
 	}
 	if fmt.Sprint(codes) != "[200 200 200 429]" {
 		t.Errorf("four signups: %v, want [200 200 200 429]", codes)
+	}
+
+	// specgate stats finds every authz pod through the headless Service's EndpointSlices,
+	// as an operator runs it with a kubeconfig, and adds up what they decided above.
+	out, err := exec.Command(testutil.Specgate(t), "stats", "--kube-service", "specgate-authz", "--namespace", ns, "-o", "json").CombinedOutput()
+	var st stats.Summary
+	if err != nil || json.Unmarshal(out, &st) != nil {
+		t.Fatalf("specgate stats --kube-service: %v\n%s", err, out)
+	}
+	if st.Replicas != len(authz) || st.Allowed < 2 || st.Denied < 10 {
+		t.Errorf("stats over the authz pods: %d replicas (want %d), %v allowed, %v denied\n%s", st.Replicas, len(authz), st.Allowed, st.Denied, out)
 	}
 }
