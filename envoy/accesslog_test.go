@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/e2e"
-	"github.com/specgate/specgate/internal/stack"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/e2e"
+	"github.com/specgate/specgate/test/harness/stack"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // logLine is what the access log test reads of a line.

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/specgate/specgate/compiler/translate"
-	"github.com/specgate/specgate/internal/testenvoy"
+	"github.com/specgate/specgate/test/harness/testenvoy"
 )
 
 // envoy/bootstrap.yaml is what `specgate bootstrap` writes with its defaults, and the real

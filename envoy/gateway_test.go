@@ -13,8 +13,8 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
-	"github.com/specgate/specgate/internal/e2e"
-	"github.com/specgate/specgate/internal/stack"
+	"github.com/specgate/specgate/test/harness/e2e"
+	"github.com/specgate/specgate/test/harness/stack"
 )
 
 const shopSpec = `openapi: 3.1.0
@@ -57,7 +57,7 @@ paths:
     get: {operationId: feed, security: [], parameters: [{name: access_token, in: query, schema: {type: string}}], responses: {"200": {description: ok}}}
 `
 
-// gateway is the whole gateway of internal/stack (real Envoy; the control plane, two authz and
+// gateway is the whole gateway of test/harness/stack (real Envoy; the control plane, two authz and
 // two ratelimit replicas as processes; real Redis; a JWKS) in front of one echo backend.
 type gateway struct {
 	*stack.Stack

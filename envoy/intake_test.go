@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/specgate/specgate/internal/e2e"
-	"github.com/specgate/specgate/internal/realspecs"
+	"github.com/specgate/specgate/test/harness/e2e"
+	"github.com/specgate/specgate/test/harness/realspecs"
 )
 
 // TestRealWorldSpecsServedByEnvoy compiles the real public descriptions (GitHub's REST API,

@@ -3,7 +3,7 @@ package envoy_test
 import (
 	"testing"
 
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // TestMain removes the specgate binary the stacks ran.

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/e2e"
-	"github.com/specgate/specgate/internal/stack"
+	"github.com/specgate/specgate/test/harness/e2e"
+	"github.com/specgate/specgate/test/harness/stack"
 )
 
 const pathFormsSpec = `openapi: 3.1.0

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/specgate/specgate/internal/e2e"
-	"github.com/specgate/specgate/internal/stack"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/e2e"
+	"github.com/specgate/specgate/test/harness/stack"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // Every answer Envoy makes itself has the gateway's JSON body with a stable error code, never

@@ -14,9 +14,9 @@ import (
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/e2e"
-	"github.com/specgate/specgate/internal/testenvoy"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/e2e"
+	"github.com/specgate/specgate/test/harness/testenvoy"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // bodyLimit is listeners.maxRequestBodyBytes in TestStaticBootstrapEndToEnd: small, so the

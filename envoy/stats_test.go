@@ -12,8 +12,8 @@ import (
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/translate"
-	"github.com/specgate/specgate/internal/e2e"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/e2e"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // Envoy's admin takes mutations from anyone who reaches it, so it binds loopback only, and the

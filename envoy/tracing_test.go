@@ -10,9 +10,9 @@ import (
 
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/e2e"
-	"github.com/specgate/specgate/internal/stack"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/e2e"
+	"github.com/specgate/specgate/test/harness/stack"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // With gateway.yaml tracing, one request through the real Envoy is one trace: Envoy's ingress

@@ -17,8 +17,8 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/grpcserver"
-	"github.com/specgate/specgate/internal/testredis"
 	"github.com/specgate/specgate/internal/tracing"
+	"github.com/specgate/specgate/test/harness/testredis"
 )
 
 func benchServer(b *testing.B) (*server, *testIdP) {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
-	"github.com/specgate/specgate/internal/testenvoy"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/testenvoy"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 func TestJWKSDownAtStart(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
-	"github.com/specgate/specgate/internal/testenvoy"
+	"github.com/specgate/specgate/test/harness/testenvoy"
 )
 
 // A refused token's 401 says which check failed; the log says it at Info with the token's

@@ -21,8 +21,8 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
-	"github.com/specgate/specgate/internal/testredis"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/testredis"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 const adminToken = "test-admin-token"

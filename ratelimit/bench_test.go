@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/testredis"
 	"github.com/specgate/specgate/policy"
+	"github.com/specgate/specgate/test/harness/testredis"
 )
 
 // benchLimits is one per-client limit high enough that every request is counted in the

@@ -11,8 +11,8 @@ import (
 	rlsconf "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/specgate/specgate/internal/testredis"
 	"github.com/specgate/specgate/ratelimit/rules"
+	"github.com/specgate/specgate/test/harness/testredis"
 )
 
 // clusterLimits gives six routes a route-wide, a per-client and a per-IP limit each.

@@ -12,9 +12,9 @@ import (
 	rlsconf "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/testredis"
-	"github.com/specgate/specgate/internal/testutil"
 	"github.com/specgate/specgate/policy"
+	"github.com/specgate/specgate/test/harness/testredis"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 func redisConfig(url string, failOpen bool) config.Gateway {

@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/testutil"
 	"github.com/specgate/specgate/policy"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // controlPlane is a go-control-plane ADS server on loopback that counts NACKs.

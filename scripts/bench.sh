@@ -18,7 +18,7 @@ command -v "$REDIS_SERVER" >/dev/null || { echo "bench: no Redis server: run mak
 export REDIS_SERVER
 [[ -x bin/specgate ]] || { echo "bench: bin/specgate missing: run make build" >&2; exit 1; }
 
-go build -o "$tmp/bench" ./bench/gateway
+go build -o "$tmp/bench" ./test/bench/gateway
 
 say "compiler, control plane and replica fan-out (go test)"
 {
@@ -29,19 +29,19 @@ say "compiler, control plane and replica fan-out (go test)"
   go test -run '^$' -bench 'ReplicasOneKey' -benchtime 3x ./ratelimit/
 } >"$tmp/go.txt" 2>&1 || { cat "$tmp/go.txt" >&2; exit 1; }
 
-say "spec store: 100-service fleet through a real kube-apiserver (xds/fleet)"
+say "spec store: 100-service fleet through a real kube-apiserver (test/fleet)"
 {
-  SPECGATE_FLEET_GOALS=1 go test -count=1 -run 'TestFleetOnKubernetes' -v -timeout 15m ./xds/fleet/
+  SPECGATE_FLEET_GOALS=1 go test -count=1 -run 'TestFleetOnKubernetes' -v -timeout 15m ./test/fleet/
   go test -run '^$' -bench 'CommitOneOfHundred' -benchtime 20x -count 5 ./xds/specstore/
 } >"$tmp/fleet.txt" 2>&1 || { cat "$tmp/fleet.txt" >&2; exit 1; }
 
-say "specgate ratelimit vs envoyproxy/ratelimit on one Redis server (ratelimit/bench/compare.sh)"
-N=100000 D=$D C=64 ROUNDS=$ROUNDS ratelimit/bench/compare.sh >"$tmp/ratelimit.txt" 2>&1 || { cat "$tmp/ratelimit.txt" >&2; exit 1; }
+say "specgate ratelimit vs envoyproxy/ratelimit on one Redis server (test/bench/ratelimit/compare.sh)"
+N=100000 D=$D C=64 ROUNDS=$ROUNDS test/bench/ratelimit/compare.sh >"$tmp/ratelimit.txt" 2>&1 || { cat "$tmp/ratelimit.txt" >&2; exit 1; }
 
-say "spec intake: lint and compile beside envoy --mode validate (bench/intake)"
-go run ./bench/intake -specgate bin/specgate -rounds "$ROUNDS" >"$tmp/intake.txt" || exit 1
+say "spec intake: lint and compile beside envoy --mode validate (test/bench/intake)"
+go run ./test/bench/intake -specgate bin/specgate -rounds "$ROUNDS" >"$tmp/intake.txt" || exit 1
 
-say "gateway: Envoy variants and gRPC Check (bench/gateway)"
+say "gateway: Envoy variants and gRPC Check (test/bench/gateway)"
 "$tmp/bench" -specgate bin/specgate -rounds "$ROUNDS" -d "$D" \
   -ratelimit-report "$tmp/ratelimit.txt" -go-report "$tmp/go.txt" ${PROFILE:+-profile "$PROFILE"}
 echo
@@ -49,7 +49,7 @@ echo "### Spec intake"
 echo
 cat "$tmp/intake.txt"
 echo
-echo "### Spec store (Kubernetes API server path, xds/fleet)"
+echo "### Spec store (Kubernetes API server path, test/fleet)"
 echo
 sed -n 's/^ *fleet_test.go:[0-9]*: figure: /- /p' "$tmp/fleet.txt"
 echo

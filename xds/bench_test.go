@@ -9,7 +9,7 @@ import (
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/specgen"
+	"github.com/specgate/specgate/test/harness/specgen"
 )
 
 // BenchmarkSnapshotBuild is the whole candidate pipeline of a push: compile, translate,

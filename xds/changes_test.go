@@ -15,7 +15,7 @@ import (
 
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/specgen"
+	"github.com/specgate/specgate/test/harness/specgen"
 	"github.com/specgate/specgate/xds/specstore"
 )
 

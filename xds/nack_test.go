@@ -20,8 +20,8 @@ import (
 
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/testenvoy"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/testenvoy"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // A config Envoy rejects (here a route regex RE2 cannot compile, which protobuf validation

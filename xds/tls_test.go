@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/e2e"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/e2e"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // The HTTPS listener (listeners.tls) serves the public routes with the certificate its files

@@ -19,10 +19,10 @@ import (
 
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/e2e"
-	"github.com/specgate/specgate/internal/testenvoy"
-	"github.com/specgate/specgate/internal/testutil"
-	"github.com/specgate/specgate/internal/testxds"
+	"github.com/specgate/specgate/test/harness/e2e"
+	"github.com/specgate/specgate/test/harness/testenvoy"
+	"github.com/specgate/specgate/test/harness/testutil"
+	"github.com/specgate/specgate/test/harness/testxds"
 	"github.com/specgate/specgate/xds"
 )
 

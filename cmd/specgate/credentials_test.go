@@ -16,9 +16,9 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
-	"github.com/specgate/specgate/internal/stack"
-	"github.com/specgate/specgate/internal/testredis"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/stack"
+	"github.com/specgate/specgate/test/harness/testredis"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // A Redis password reaches the roles from the environment (${NAME} in the store URL, so that

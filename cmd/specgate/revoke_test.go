@@ -17,7 +17,7 @@ import (
 	"github.com/specgate/specgate/extauthz"
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/extauthz/revocation"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // specgate revoke says what it stored, in a line or (--output json) as the entry itself.
@@ -58,7 +58,7 @@ func TestRevokeOutput(t *testing.T) {
 
 	out, _, err := run(t, "revoke", "--server", server, "--token", "t0k", "--sub", "alice")
 	const stamp = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`
-	if err != nil || !regexp.MustCompile(`^revoked sub:alice: its tokens issued at or before ` + stamp + ` are refused until ` + stamp + "\n$").MatchString(out) {
+	if err != nil || !regexp.MustCompile(`^revoked sub:alice: its tokens issued at or before `+stamp+` are refused until `+stamp+"\n$").MatchString(out) {
 		t.Errorf("revoke --sub: %v %q", err, out)
 	}
 	out, _, err = run(t, "revoke", "--server", server, "--token", "t0k", "--jti", "abc", "-o", "json")

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/specgate/specgate/config"
-	"github.com/specgate/specgate/internal/testxds"
+	"github.com/specgate/specgate/test/harness/testxds"
 	"github.com/specgate/specgate/xds"
 )
 

@@ -19,9 +19,9 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/stats"
-	"github.com/specgate/specgate/internal/e2e"
-	"github.com/specgate/specgate/internal/stack"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/e2e"
+	"github.com/specgate/specgate/test/harness/stack"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // specgate stats adds up the authz replicas: through a real Envoy balancing over three of

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // A built binary names its revision: specgate version and --version print the commit the

@@ -1,7 +1,9 @@
 // Package translate turns the gateway model (package ir) into Envoy resources: one listener
 // per exposure, their route configurations, one cluster per service, and the rate-limit
 // service's RateLimitConfig. It is pure and deterministic: the same model gives the same bytes.
-// One file per feature: routes, listener, clusters, authz, ratelimit, cors, bootstrap.
+// One file per feature: routes (with pathforms and tokenless), listener (with filters,
+// accesslog, tracing and stats), clusters, tls, authz, ratelimit, cors, bootstrap; cache.go
+// reuses the routes of every path whose model did not change.
 package translate
 
 import (

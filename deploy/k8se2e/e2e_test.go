@@ -24,7 +24,7 @@ import (
 
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/extauthz/stats"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 const (

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // clientPod runs the cluster's echo image as an HTTP client in namespace n with labels, and

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/specgate/specgate/internal/realspecs"
-	"github.com/specgate/specgate/internal/specgen"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/realspecs"
+	"github.com/specgate/specgate/test/harness/specgen"
+	"github.com/specgate/specgate/test/harness/testutil"
 	"github.com/specgate/specgate/xds"
 )
 
@@ -156,7 +156,7 @@ func TestEnvoyNotReadyWithoutConfig(t *testing.T) {
 	c.kubectl("-n", ns, "wait", "pod/"+fresh, "--for=condition=Ready", "--timeout=120s")
 }
 
-// The fleet of the spec store's test (xds/fleet: the 4 real descriptions and 96 synthetic
+// The fleet of the spec store's test (test/fleet: the 4 real descriptions and 96 synthetic
 // services, 20 MB) loads in the cluster: one sync through the change API, both control-plane
 // replicas serve it, every Envoy pod serves its routes within the pods' memory limits; then
 // a rollback restores the example set.

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // Envoy terminates HTTPS itself (components/tls): specgate-public's port 443 serves the

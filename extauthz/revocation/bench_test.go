@@ -10,7 +10,7 @@ import (
 
 	"github.com/bits-and-blooms/bloom/v3"
 
-	"github.com/specgate/specgate/internal/testredis"
+	"github.com/specgate/specgate/test/harness/testredis"
 )
 
 func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/specgate/specgate/internal/testredis"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/testredis"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // following is a store on url whose set follows it until the test ends, loaded once.

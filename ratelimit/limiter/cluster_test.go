@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/specgate/specgate/internal/testredis"
-	"github.com/specgate/specgate/internal/testutil"
+	"github.com/specgate/specgate/test/harness/testredis"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // On a Redis Cluster (3 masters, 1 replica each), two limiter replicas count exactly, keys

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/specgate/specgate/internal/testredis"
+	"github.com/specgate/specgate/test/harness/testredis"
 )
 
 type fakeClock struct{ ns atomic.Int64 }

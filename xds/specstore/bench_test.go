@@ -6,8 +6,8 @@ import (
 	"maps"
 	"testing"
 
-	"github.com/specgate/specgate/internal/specgen"
-	"github.com/specgate/specgate/internal/testkube"
+	"github.com/specgate/specgate/test/harness/specgen"
+	"github.com/specgate/specgate/test/harness/testkube"
 )
 
 // BenchmarkCommitOneOfHundred: a change set that changes one file of a 100-service, 20 MB

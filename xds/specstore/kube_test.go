@@ -14,7 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/specgate/specgate/internal/testkube"
+	"github.com/specgate/specgate/test/harness/testkube"
 )
 
 func TestMain(m *testing.M) { testkube.Main(m) }

@@ -1,0 +1,322 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	wasmcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/specgate/specgate/compiler/ir"
+	"github.com/specgate/specgate/compiler/translate"
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/policy"
+)
+
+// The Check servers other than specgate authz: the no-op server, specgate authz with
+// authz.decisionCacheTTL = benchCacheTTL, whose Envoys have the decision cache too, specgate
+// authz with the access log on (it then returns the decision for the log), with tracing on
+// (exporting to the no-op server, which also takes OTLP), and with both.
+const (
+	authzNoop     = "noop"
+	authzCache    = "cache"
+	authzLog      = "log"
+	authzTrace    = "trace"
+	authzLogTrace = "logtrace"
+)
+
+// benchCacheTTL is the decision cache's TTL in the cache variants, as docs/operations.md
+// suggests: a revocation takes effect at the edge within it.
+const benchCacheTTL = 500 * time.Millisecond
+
+// The compiled HCM's filters (translate.Filter*), and Envoy's jwt_authn for its variant.
+const (
+	filterCORS      = translate.FilterCORS
+	filterBuffer    = translate.FilterBuffer
+	filterExtAuthz  = translate.FilterExtAuthz
+	filterMutation  = translate.FilterHeaderMutation
+	filterRateLimit = translate.FilterRateLimit
+	filterRouter    = translate.FilterRouter
+	filterJWT       = "envoy.filters.http.jwt_authn"
+)
+
+// variant is one Envoy of the comparison: the compiled config with some filters removed (and
+// for jwt_authn one added), everything else (route, hardening, clusters) as compiled.
+type variant struct {
+	key, label string
+	keep       []string // compiled filters kept, in their order
+	jwtAuthn   bool     // insert Envoy's jwt_authn before the router
+	wasm       string   // insert the do-nothing Wasm filter (wasmPlugin) on this runtime before the router
+	accessLog  bool     // gateway.yaml accessLog: {format: json}
+	authz      string   // the Check server ext_authz calls: "" (specgate authz), authzNoop, authzCache
+	wantNoAuth int      // status of a request without a token (proves the auth filter is on)
+	tracing    float64  // gateway.yaml tracing.sampling (0: off); spans go to the no-op server
+	load       string   // what it is sent: "" (GET /orders/{id} with the token), loadCatalog, loadMix
+	cpuPeer    string   // the variant its CPU per request is compared with ("": the first)
+
+	url, admin string
+	otlp       string // the OTLP receiver's address
+	envoy      *proc
+}
+
+// The loads other than GET /orders/{id} with a token: the anonymous GET /catalog/{id} without
+// a token, and a storefront's mix of 80 % of those and 20 % of the first.
+const (
+	loadCatalog = "catalog"
+	loadMix     = "mix"
+)
+
+// targets are the requests of v's load, sent in turn.
+func (v *variant) targets(token string) []vegeta.Target {
+	orders, catalog := get(v.url+"/orders/42", token), get(v.url+"/catalog/42", "")
+	switch v.load {
+	case loadCatalog:
+		return []vegeta.Target{catalog}
+	case loadMix:
+		return []vegeta.Target{catalog, catalog, catalog, catalog, orders}
+	}
+	return []vegeta.Target{orders}
+}
+
+// compiled is the whole HTTP filter chain as compiled, ratelimit aside (nothing to count here).
+var compiled = []string{filterCORS, filterBuffer, filterExtAuthz, filterMutation, filterRouter}
+
+func variants() []*variant {
+	return []*variant{
+		{key: "none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200},
+		{key: "authz", label: "Envoy + specgate authz", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, wantNoAuth: 401},
+		{key: "authz+rl", label: "Envoy + specgate authz + ratelimit", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRateLimit, filterRouter}, wantNoAuth: 401},
+		{key: "authz+cache", label: "Envoy + specgate authz, decision cache", keep: []string{filterCORS, filterBuffer, policy.CacheFilter, filterExtAuthz, filterRouter}, authz: authzCache, wantNoAuth: 401},
+		{key: "authz+cache+rl", label: "Envoy + specgate authz, decision cache + ratelimit", keep: []string{filterCORS, filterBuffer, policy.CacheFilter, filterExtAuthz, filterRateLimit, filterRouter}, authz: authzCache, wantNoAuth: 401},
+		{key: "authz+log", label: "Envoy + specgate authz, JSON access log", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzLog, accessLog: true, wantNoAuth: 401},
+		{key: "authz+trace1", label: "Envoy + specgate authz, tracing 1 %", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzTrace, tracing: 0.01, wantNoAuth: 401},
+		{key: "authz+trace100", label: "Envoy + specgate authz, tracing 100 %", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzTrace, tracing: 1, wantNoAuth: 401},
+		{key: "authz+log+trace1", label: "Envoy + specgate authz, JSON access log + tracing 1 %", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzLogTrace, accessLog: true, tracing: 0.01, wantNoAuth: 401},
+		{key: "noop-ext_authz", label: "Envoy + no-op ext_authz server", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzNoop, wantNoAuth: 200},
+		{key: "jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401},
+		// The spike gate of an authz decision inside Envoy: a filter that does nothing, on the one
+		// Wasm runtime this Envoy has (v8; wasmtime and wamr are not compiled in), against jwt_authn.
+		{key: "wasm-noop", label: "Envoy + do-nothing Wasm filter (v8)", keep: []string{filterRouter}, wasm: "v8", wantNoAuth: 200, cpuPeer: "jwt_authn"},
+		{key: "catalog-none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200, load: loadCatalog, cpuPeer: "catalog-none"},
+		{key: "catalog-specgate", label: "Envoy + specgate, tokenless route", keep: compiled, wantNoAuth: 401, load: loadCatalog, cpuPeer: "catalog-none"},
+		{key: "mix-none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200, load: loadMix, cpuPeer: "mix-none"},
+		{key: "mix-specgate", label: "Envoy + specgate (authz for the 20 %)", keep: compiled, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
+		{key: "mix-specgate+cache", label: "Envoy + specgate, decision cache", keep: slices.Insert(slices.Clone(compiled), 2, policy.CacheFilter), authz: authzCache, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
+		{key: "mix-jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
+	}
+}
+
+// envoyConfig writes v's static bootstrap into dir: specgate's compiled listeners (routes
+// inline) with the HCM unpacked, its filters swapped, and packed again.
+func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.Key, authzAddr, rlAddr, dir string) (string, error) {
+	pub, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	internal, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	if v.admin, err = freeAddr(); err != nil {
+		return "", err
+	}
+	cfg.Listeners.Public, cfg.Listeners.Internal = port(pub), port(internal)
+	if v.authz == authzCache {
+		cfg.Authz.DecisionCacheTTL.Duration = benchCacheTTL
+	}
+	if v.accessLog {
+		cfg.AccessLog = config.AccessLog{Format: "json"}
+	}
+	if v.tracing > 0 {
+		cfg.Tracing = config.Tracing{OTLP: v.otlp, Sampling: v.tracing}
+	}
+	res, err := envoyResources(gw, cfg, translate.Options{ListenAddress: "127.0.0.1", InlineRoutes: true})
+	if err != nil {
+		return "", err
+	}
+	boot, err := translate.Bootstrap(res, translate.BootstrapOptions{NodeID: "bench-" + v.key, AdminAddress: v.admin,
+		AuthzAddress: authzAddr, RateLimitAddr: rlAddr})
+	if err != nil {
+		return "", err
+	}
+	for _, l := range boot.StaticResources.Listeners {
+		f := l.FilterChains[0].Filters[0]
+		hcm := &hcmv3.HttpConnectionManager{}
+		if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+			return "", fmt.Errorf("%s: listener %s: %w", v.key, l.Name, err)
+		}
+		if err := swapFilters(v, hcm, key); err != nil {
+			return "", err
+		}
+		if err := hcm.ValidateAll(); err != nil {
+			return "", fmt.Errorf("%s: listener %s: %w", v.key, l.Name, err)
+		}
+		a, err := anypb.New(hcm)
+		if err != nil {
+			return "", err
+		}
+		f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
+	}
+	if err := boot.ValidateAll(); err != nil {
+		return "", fmt.Errorf("%s: bootstrap: %w", v.key, err)
+	}
+	y, err := translate.YAML(boot)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "envoy-"+v.key+".yaml")
+	if err := os.WriteFile(path, y, 0o644); err != nil {
+		return "", err
+	}
+	v.url = "http://" + pub
+	return path, nil
+}
+
+// swapFilters keeps v's filters of the compiled HCM, adds jwt_authn if asked, and drops the
+// per-route settings of the filters removed (ext_authz per-route config, rate_limits actions).
+func swapFilters(v *variant, hcm *hcmv3.HttpConnectionManager, key *devissuer.Key) error {
+	var filters []*hcmv3.HttpFilter
+	for _, f := range hcm.HttpFilters {
+		if !slices.Contains(v.keep, f.Name) {
+			continue
+		}
+		if f.Name == filterRouter && v.jwtAuthn {
+			jf, err := jwtAuthnFilter(key)
+			if err != nil {
+				return err
+			}
+			filters = append(filters, jf)
+		}
+		if f.Name == filterRouter && v.wasm != "" {
+			wf, err := wasmFilter(v.wasm)
+			if err != nil {
+				return err
+			}
+			filters = append(filters, wf)
+		}
+		filters = append(filters, f)
+	}
+	if len(filters) != len(v.keep)+btoi(v.jwtAuthn)+btoi(v.wasm != "") {
+		return fmt.Errorf("%s: compiled HCM lacks one of %v", v.key, v.keep)
+	}
+	hcm.HttpFilters = filters
+	for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
+		for _, r := range vh.Routes {
+			for name := range r.TypedPerFilterConfig {
+				if !slices.Contains(v.keep, name) {
+					delete(r.TypedPerFilterConfig, name)
+				}
+			}
+			if ra := r.GetRoute(); ra != nil && !slices.Contains(v.keep, filterRateLimit) {
+				ra.RateLimits = nil
+			}
+		}
+	}
+	return nil
+}
+
+// jwtAuthnFilter is Envoy's native JWT filter with the same key (local JWKS), issuer and
+// audience as specgate authz, requiring a valid token on every path but the anonymous
+// /catalog/, with its verified-token cache on (specgate caches too) and the subject forwarded
+// as a header like specgate's.
+func jwtAuthnFilter(key *devissuer.Key) (*hcmv3.HttpFilter, error) {
+	rec := httptest.NewRecorder()
+	devissuer.JWKS(key).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusOK {
+		return nil, fmt.Errorf("jwks: %d", rec.Code)
+	}
+	cfg := &jwtv3.JwtAuthentication{
+		Providers: map[string]*jwtv3.JwtProvider{"bench": {
+			Issuer:    issuer,
+			Audiences: []string{audience},
+			JwksSourceSpecifier: &jwtv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{
+				Specifier: &corev3.DataSource_InlineString{InlineString: rec.Body.String()},
+			}},
+			ClaimToHeaders: []*jwtv3.JwtClaimToHeader{{HeaderName: "x-user-id", ClaimName: "sub"}},
+			JwtCacheConfig: &jwtv3.JwtCacheConfig{JwtCacheSize: 1000},
+		}},
+		Rules: []*jwtv3.RequirementRule{{
+			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/catalog/"}}, // no requirement
+		}, {
+			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			RequirementType: &jwtv3.RequirementRule_Requires{Requires: &jwtv3.JwtRequirement{
+				RequiresType: &jwtv3.JwtRequirement_ProviderName{ProviderName: "bench"},
+			}},
+		}},
+	}
+	if err := cfg.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("jwt_authn: %w", err)
+	}
+	a, err := anypb.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: filterJWT, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
+}
+
+// wasmPlugin is the do-nothing plugin (./wasmnoop) that run builds for the wasm variants.
+var wasmPlugin string
+
+// wasmFilter is Envoy's Wasm HTTP filter running wasmPlugin on runtime (envoy.wasm.runtime.*).
+func wasmFilter(runtime string) (*hcmv3.HttpFilter, error) {
+	cfg := &wasmv3.Wasm{Config: &wasmcommonv3.PluginConfig{
+		Name: "noop", RootId: "noop",
+		Vm: &wasmcommonv3.PluginConfig_VmConfig{VmConfig: &wasmcommonv3.VmConfig{
+			VmId: "noop", Runtime: "envoy.wasm.runtime." + runtime,
+			Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{
+				Local: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: wasmPlugin}},
+			}},
+		}},
+	}}
+	if err := cfg.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("wasm: %w", err)
+	}
+	a, err := anypb.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: "envoy.filters.http.wasm", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
+}
+
+// buildWasmPlugin compiles ./wasmnoop for wasip1 into dir.
+func buildWasmPlugin(dir string) (string, error) {
+	out := filepath.Join(dir, "noop.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "github.com/specgate/specgate/test/bench/gateway/wasmnoop")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the Wasm plugin: %v: %s", err, b)
+	}
+	return out, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// startEnvoy runs v's Envoy (2 workers, like every other peer here) until stopAll.
+func startEnvoy(v *variant, bin, path string) error {
+	var err error
+	v.envoy, err = start("envoy-"+v.key, nil, bin, "-c", path, "--use-dynamic-base-id", "--log-level", "warn",
+		"--concurrency", "2", "--drain-time-s", "1", "--parent-shutdown-time-s", "2")
+	if err != nil {
+		return err
+	}
+	return v.envoy.waitHTTP("http://"+v.admin+"/ready", 30*time.Second)
+}
