@@ -257,7 +257,15 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 		errAt(0, "", "x-specgate is missing: a service needs at least a backend")
 		return ir.Service{}, nil, false
 	}
-	if err := decodeExt(raw, &ext); err != nil {
+	obj, err := extObject(raw, serviceKeys)
+	if err == nil {
+		svcOnly := maps.Clone(obj)
+		for _, k := range overrideKeys {
+			delete(svcOnly, k.name)
+		}
+		err = decodeExt(svcOnly, &ext)
+	}
+	if err != nil {
 		errAt(extLine, "", "%v", err)
 		return ir.Service{}, nil, false
 	}
@@ -296,8 +304,9 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 		}
 		svc.CORS = &c
 	}
-	svcDefaults := resolved{exposure: ir.Public}
-	resolveOverrides(file, extLine, "", ext.operationExt, &svcDefaults, diags)
+	// Every operation starts from the service's values of the operation keys.
+	svcDefaults := ir.Operation{Exposure: ir.Public}
+	applyOverrideKeys(obj, &svcDefaults, func(format string, a ...any) { errAt(extLine, "", format, a...) })
 
 	rootSecurity := doc.Security
 	ids := map[string]string{}
@@ -336,7 +345,15 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 					continue
 				}
 				strayExtensions(spec, opPtr, where, op.Extensions, diags, extKey)
-				o := ir.Operation{Method: method, Path: gwPath}
+				o := svcDefaults
+				o.Method, o.Path = method, gwPath
+				if rawOp, ok := op.Extensions[extKey]; ok {
+					if obj, err := extObject(rawOp, overrideKeyNames()); err != nil {
+						errAt(line, where, "%v", err)
+					} else {
+						applyOverrideKeys(obj, &o, func(format string, a ...any) { errAt(line, where, format, a...) })
+					}
+				}
 				opID := op.OperationID
 				if opID == "" {
 					opID = strings.ToLower(method) + "-" + cmp.Or(slug(routed), "root")
@@ -352,16 +369,6 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 					diags.add(Warning, file, line, where, "route id %s has the same Envoy stat name %s as %s: their stats add up", o.ID, stat, other)
 				}
 				stats[stat] = where
-				r := svcDefaults
-				if rawOp, ok := op.Extensions[extKey]; ok {
-					var oe operationExt
-					if err := decodeExt(rawOp, &oe); err != nil {
-						errAt(line, where, "%v", err)
-					} else {
-						resolveOverrides(file, line, where, oe, &r, diags)
-					}
-				}
-				o.Exposure, o.Timeout, o.AllowedHeaders, o.RateLimits = r.exposure, r.timeout, r.headers, r.limits
 				o.QueryToken = declaresQueryToken(item.Parameters) || declaresQueryToken(op.Parameters)
 				reqs := rootSecurity
 				if op.Security != nil {

@@ -125,10 +125,8 @@ func diffService(o, n ir.Service) []Change {
 			continue
 		}
 		where := opName(nop)
-		if oop.Exposure == ir.Internal && nop.Exposure == ir.Public {
-			add(true, where, "became public")
-		} else if oop.Exposure != nop.Exposure {
-			add(false, where, "became %s", nop.Exposure)
+		for _, key := range overrideKeys {
+			key.diff(&oop, &nop, func(risk bool, format string, a ...any) { add(risk, where, format, a...) })
 		}
 		if !oop.Security.Anonymous && nop.Security.Anonymous {
 			add(true, where, "became anonymous")
@@ -149,25 +147,6 @@ func diffService(o, n ir.Service) []Change {
 			return slices.Equal(a.Issuers, b.Issuers)
 		}) {
 			add(false, where, "trusted issuers changed")
-		}
-		for _, l := range loosened(oop.RateLimits, nop.RateLimits) {
-			add(true, where, "%s", l)
-		}
-		if h := missing(nop.AllowedHeaders, oop.AllowedHeaders); len(h) > 0 {
-			// The user's token or session: the backend could replay it against every service
-			// that accepts the same audience.
-			creds := slices.DeleteFunc(slices.Clone(h), func(name string) bool {
-				return !strings.EqualFold(name, "Authorization") && !strings.EqualFold(name, "Cookie")
-			})
-			if len(creds) > 0 {
-				add(true, where, "credentials now forwarded to the backend: %s", strings.Join(creds, ", "))
-			}
-			if rest := slices.DeleteFunc(h, func(name string) bool { return slices.Contains(creds, name) }); len(rest) > 0 {
-				add(false, where, "headers now forwarded: %s", strings.Join(rest, ", "))
-			}
-		}
-		if oop.Timeout != nop.Timeout {
-			add(false, where, "timeout %s → %s", oop.Timeout, nop.Timeout)
 		}
 	}
 	for k, oop := range oldOps {

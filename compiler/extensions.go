@@ -3,6 +3,7 @@ package compiler
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -13,24 +14,22 @@ import (
 	"github.com/specgate/specgate/config"
 )
 
-// serviceExt is the service-level x-specgate object (docs/vocabulary.md).
+// serviceExt holds the service-level x-specgate keys (docs/vocabulary.md) but the operation
+// keys, which overrideKeys decodes.
 type serviceExt struct {
-	Service       string `json:"service"`
-	Backend       string `json:"backend"`
-	BasePath      string `json:"basePath"`
-	StripBasePath bool   `json:"stripBasePath"`
-	operationExt
-	CORS *corsExt `json:"cors"`
+	Service       string   `json:"service"`
+	Backend       string   `json:"backend"`
+	BasePath      string   `json:"basePath"`
+	StripBasePath bool     `json:"stripBasePath"`
+	CORS          *corsExt `json:"cors"`
 }
 
-// operationExt holds the keys an operation may override. Pointers tell "absent" from "empty"
-// so that an operation can clear a service's list with [].
-type operationExt struct {
-	Exposure       *string         `json:"exposure"`
-	Timeout        *string         `json:"timeout"`
-	AllowedHeaders *[]string       `json:"allowedHeaders"`
-	RateLimits     *[]rateLimitExt `json:"rateLimits"`
-}
+// serviceKeys are serviceExt's keys and the operation keys: what a service's x-specgate may hold.
+var serviceKeys = func() []string {
+	fields := map[string]reflect.Type{}
+	collectFields(reflect.TypeOf(serviceExt{}), fields)
+	return slices.Concat(slices.Sorted(maps.Keys(fields)), overrideKeyNames())
+}()
 
 type rateLimitExt struct {
 	Requests int    `json:"requests"`
@@ -59,9 +58,29 @@ func decodeExt(v any, into any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(into); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("x-specgate: %s: a %s, where %s is wanted", te.Field, te.Value, kindName(te.Type))
+		}
 		return fmt.Errorf("x-specgate: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	return nil
+}
+
+// kindName names a Go type as YAML would: a string, a number, a list, an object.
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Struct, reflect.Map, reflect.Pointer:
+		return "an object"
+	default:
+		return "a number"
+	}
 }
 
 // checkKeys walks v (decoded YAML/JSON) beside the Go type it will be decoded into and

@@ -1,0 +1,203 @@
+package compiler
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/specgate/specgate/compiler/ir"
+	"github.com/specgate/specgate/config"
+)
+
+// An override key is an x-specgate key that a service sets for every operation and that an
+// operation may override (docs/vocabulary.md, Operation level). overrideKeys is the one list
+// of them: decoding, the override of the service's value, the security diff and the docs' key
+// list all read it, and TestOverrideKeys fails when one of them misses a key. Adding a key is
+// an entry here, its ir.Operation field, and what translate makes of that field.
+type overrideKey struct {
+	name string
+	// set decodes the key's value (decoded YAML or JSON) into o, reporting each problem
+	// through errorf; the value is the service's, or the operation's own override.
+	set func(v any, o *ir.Operation, errorf func(format string, a ...any))
+	// diff describes what changed between two versions of an operation: add's risk marks a
+	// change that widens access. It adds nothing when the key's value is the same.
+	diff func(old, new *ir.Operation, add func(risk bool, format string, a ...any))
+}
+
+var overrideKeys = []overrideKey{{
+	name: "exposure",
+	set: func(v any, o *ir.Operation, errorf func(string, ...any)) {
+		s, ok := v.(string)
+		if x := ir.Exposure(s); ok && (x == ir.Public || x == ir.Internal) {
+			o.Exposure = x
+			return
+		}
+		errorf("x-specgate.exposure %s: must be public or internal", quoteValue(v))
+	},
+	diff: func(old, new *ir.Operation, add func(bool, string, ...any)) {
+		if old.Exposure == ir.Internal && new.Exposure == ir.Public {
+			add(true, "became public")
+		} else if old.Exposure != new.Exposure {
+			add(false, "became %s", new.Exposure)
+		}
+	},
+}, {
+	name: "timeout",
+	set: func(v any, o *ir.Operation, errorf func(string, ...any)) {
+		s, _ := v.(string)
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			errorf("x-specgate.timeout %s: must be a positive duration like 15s", quoteValue(v))
+		}
+		o.Timeout = d
+	},
+	diff: func(old, new *ir.Operation, add func(bool, string, ...any)) {
+		if old.Timeout != new.Timeout {
+			add(false, "timeout %s → %s", old.Timeout, new.Timeout)
+		}
+	},
+}, {
+	name: "allowedHeaders",
+	set: func(v any, o *ir.Operation, errorf func(string, ...any)) {
+		var names []string
+		if err := decodeExt(v, &names); err != nil {
+			errorf("x-specgate.allowedHeaders: %s, where a list of header names is wanted", typeOf(v))
+			return
+		}
+		o.AllowedHeaders = nil
+		for _, h := range names {
+			if !ir.ValidHeaderName(h) {
+				errorf("x-specgate.allowedHeaders: %q is not a header name", h)
+				continue
+			}
+			if strings.HasPrefix(strings.ToLower(h), "x-specgate-") {
+				errorf("x-specgate.allowedHeaders: %q: X-Specgate-* headers are the gateway's own", h)
+				continue
+			}
+			o.AllowedHeaders = append(o.AllowedHeaders, strings.ToLower(h))
+		}
+		slices.Sort(o.AllowedHeaders)
+		o.AllowedHeaders = slices.Compact(o.AllowedHeaders)
+	},
+	diff: func(old, new *ir.Operation, add func(bool, string, ...any)) {
+		h := missing(new.AllowedHeaders, old.AllowedHeaders)
+		if len(h) == 0 {
+			return
+		}
+		// The user's token or session: the backend could replay it against every service
+		// that accepts the same audience.
+		creds := slices.DeleteFunc(slices.Clone(h), func(name string) bool {
+			return !strings.EqualFold(name, "Authorization") && !strings.EqualFold(name, "Cookie")
+		})
+		if len(creds) > 0 {
+			add(true, "credentials now forwarded to the backend: %s", strings.Join(creds, ", "))
+		}
+		if rest := slices.DeleteFunc(h, func(name string) bool { return slices.Contains(creds, name) }); len(rest) > 0 {
+			add(false, "headers now forwarded: %s", strings.Join(rest, ", "))
+		}
+	},
+}, {
+	name: "rateLimits",
+	set: func(v any, o *ir.Operation, errorf func(string, ...any)) {
+		list, ok := v.([]any)
+		if !ok {
+			errorf("x-specgate.rateLimits: %s, where a list of {requests, per, key} is wanted", typeOf(v))
+			return
+		}
+		o.RateLimits = nil
+		for i, item := range list {
+			var l rateLimitExt
+			if err := decodeExt(item, &l); err != nil {
+				errorf("x-specgate.rateLimits[%d]: %s", i, strings.TrimPrefix(err.Error(), "x-specgate: "))
+				continue
+			}
+			rl := ir.RateLimit{Per: ir.Unit(l.Per), Key: ir.KeyKind(l.Key)}
+			if l.Requests > 0 && l.Requests <= 1<<31 {
+				rl.Requests = uint32(l.Requests)
+			}
+			if name, ok := strings.CutPrefix(l.Key, "header:"); ok {
+				rl.Key, rl.Header = ir.KeyHeader, name
+			} else if name, ok := strings.CutPrefix(l.Key, "header+client:"); ok {
+				rl.Key, rl.Header = ir.KeyHeaderClient, name
+			}
+			if l.Requests <= 0 {
+				errorf("x-specgate.rateLimits[%d]: requests must be > 0, got %d", i, l.Requests)
+				continue
+			}
+			if err := rl.Validate(); err != nil {
+				errorf("x-specgate.rateLimits[%d]: %v (per: second|minute|hour|day; key: route|client|ip|header:<Name>|header+client:<Name>)", i, err)
+				continue
+			}
+			o.RateLimits = append(o.RateLimits, rl)
+		}
+	},
+	diff: func(old, new *ir.Operation, add func(bool, string, ...any)) {
+		for _, l := range loosened(old.RateLimits, new.RateLimits) {
+			add(true, "%s", l)
+		}
+	},
+}}
+
+// overrideKeyNames lists the names of overrideKeys, in the table's order.
+func overrideKeyNames() []string {
+	names := make([]string, len(overrideKeys))
+	for i, k := range overrideKeys {
+		names[i] = k.name
+	}
+	return names
+}
+
+// extObject is an x-specgate value as an object whose keys known lists, or the error to report.
+func extObject(v any, known []string) (map[string]any, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("x-specgate: %s, where an object is wanted", typeOf(v))
+	}
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		if !slices.Contains(known, k) {
+			return nil, fmt.Errorf("x-specgate: unknown key %q%s", k, config.DidYouMean(k, known))
+		}
+	}
+	return obj, nil
+}
+
+// applyOverrideKeys sets o from the operation keys of ext, in the table's order.
+func applyOverrideKeys(ext map[string]any, o *ir.Operation, errorf func(string, ...any)) {
+	for _, k := range overrideKeys {
+		if v, ok := ext[k.name]; ok {
+			k.set(v, o, errorf)
+		}
+	}
+}
+
+// typeOf names the kind of a decoded YAML or JSON value, for messages.
+func typeOf(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "a list"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// quoteValue shows a scalar value as it was written ("15s", 15, true), else its kind.
+func quoteValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return fmt.Sprintf("%q", x)
+	case map[string]any, []any, nil:
+		return "(" + typeOf(v) + ")"
+	default:
+		return fmt.Sprint(x)
+	}
+}
