@@ -3,6 +3,7 @@ package compiler
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -138,7 +139,30 @@ var overrideKeys = []overrideKey{{
 			add(true, "%s", l)
 		}
 	},
+}, {
+	name: "maxRequestBodyBytes",
+	set: func(v any, o *ir.Operation, errorf func(string, ...any)) {
+		n, ok := v.(float64)
+		if !ok || n != math.Trunc(n) || n < 1 || n > config.MaxRequestBodyLimit {
+			errorf("x-specgate.maxRequestBodyBytes %s: must be a whole number of bytes from 1 to %d", quoteValue(v), config.MaxRequestBodyLimit)
+			return
+		}
+		o.MaxRequestBodyBytes = uint32(n)
+	},
+	diff: func(old, new *ir.Operation, add func(bool, string, ...any)) {
+		if old.MaxRequestBodyBytes != new.MaxRequestBodyBytes {
+			add(false, "body limit %s → %s", bodyLimit(old), bodyLimit(new))
+		}
+	},
 }}
+
+// bodyLimit shows an operation's body limit for the diff.
+func bodyLimit(o *ir.Operation) string {
+	if o.MaxRequestBodyBytes == 0 {
+		return "the gateway's"
+	}
+	return fmt.Sprintf("%d bytes", o.MaxRequestBodyBytes)
+}
 
 // overrideKeyNames lists the names of overrideKeys, in the table's order.
 func overrideKeyNames() []string {

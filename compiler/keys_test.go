@@ -17,10 +17,11 @@ import (
 func TestOverrideKeys(t *testing.T) {
 	// Two values of each key, as written in YAML (flow style), the second one wider or looser.
 	samples := map[string][2]string{
-		"exposure":       {"internal", "public"},
-		"timeout":        {"5s", "30s"},
-		"allowedHeaders": {"[X-Tenant]", "[X-Tenant, Authorization]"},
-		"rateLimits":     {"[{requests: 10, per: minute, key: client}]", "[]"},
+		"exposure":            {"internal", "public"},
+		"timeout":             {"5s", "30s"},
+		"allowedHeaders":      {"[X-Tenant]", "[X-Tenant, Authorization]"},
+		"rateLimits":          {"[{requests: 10, per: minute, key: client}]", "[]"},
+		"maxRequestBodyBytes": {"1048576", "10485760"},
 	}
 	doc, err := os.ReadFile("../docs/vocabulary.md")
 	if err != nil {

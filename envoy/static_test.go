@@ -212,16 +212,20 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 	})
 
 	t.Run("request bodies: whole up to the limit, 413 beyond it", func(t *testing.T) {
+		const uploadLimit = 262144 // alpha.upload's own x-specgate maxRequestBodyBytes
 		for _, tc := range []struct {
 			name    string
+			path    string
 			size    int
 			chunked bool // no Content-Length: Envoy learns the size only as the body arrives
 			status  int
 		}{
-			{"at the limit", bodyLimit, false, 200},
-			{"one byte over", bodyLimit + 1, false, 413},
-			{"chunked within", 1000, true, 200},
-			{"chunked over", 4 * bodyLimit, true, 413},
+			{"at the limit", "/alpha/items", bodyLimit, false, 200},
+			{"one byte over", "/alpha/items", bodyLimit + 1, false, 413},
+			{"chunked within", "/alpha/items", 1000, true, 200},
+			{"chunked over", "/alpha/items", 4 * bodyLimit, true, 413},
+			{"an operation's own limit", "/alpha/uploads", uploadLimit, true, 200},
+			{"over an operation's own limit", "/alpha/uploads", uploadLimit + 1, false, 413},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				hits := alpha.Hits()
@@ -229,7 +233,7 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 				if tc.chunked {
 					body = io.MultiReader(body) // hides the length from net/http
 				}
-				req, _ := http.NewRequest("POST", pubURL+"/alpha/items", body)
+				req, _ := http.NewRequest("POST", pubURL+tc.path, body)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)

@@ -64,7 +64,10 @@ type Operation struct {
 	Timeout        time.Duration `json:"timeout,omitempty"`
 	AllowedHeaders []string      `json:"allowedHeaders,omitempty"` // lower case, sorted
 	RateLimits     []RateLimit   `json:"rateLimits,omitempty"`
-	Security       Security      `json:"security"`
+	// MaxRequestBodyBytes replaces gateway.yaml's listeners.maxRequestBodyBytes for this
+	// operation (an upload); 0 keeps it.
+	MaxRequestBodyBytes uint32   `json:"maxRequestBodyBytes,omitempty"`
+	Security            Security `json:"security"`
 	// QueryToken: the operation declares an access_token query parameter. Any other refuses
 	// a request that carries one (RFC 6750 §2.3): its backend might act on a token the
 	// gateway never checked.

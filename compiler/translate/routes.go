@@ -2,6 +2,7 @@ package translate
 
 import (
 	"encoding/json"
+	bufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
 	"regexp"
 	"strings"
 
@@ -219,6 +220,10 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 	perFilter := map[string]*anypb.Any{FilterExtAuthz: authz}
 	if svc.CORS != nil {
 		perFilter[FilterCORS] = t.pack(corsPolicy(svc.CORS, allow))
+	}
+	if op.MaxRequestBodyBytes > 0 {
+		perFilter[FilterBuffer] = t.pack(&bufferv3.BufferPerRoute{Override: &bufferv3.BufferPerRoute_Buffer{
+			Buffer: &bufferv3.Buffer{MaxRequestBytes: wrapperspb.UInt32(op.MaxRequestBodyBytes)}}})
 	}
 	return &routev3.Route{
 		Name:                 op.ID,
