@@ -174,9 +174,9 @@ func onePolicy(ops []ir.Operation) bool {
 }
 
 // samePolicy reports whether two operations would be served alike: everything but their
-// name and how their path was written.
+// name, how their path was written and where.
 func samePolicy(a, b ir.Operation) bool {
-	a.ID, a.Path, b.ID, b.Path = "", "", "", ""
+	a.ID, a.Path, a.Line, b.ID, b.Path, b.Line = "", "", 0, "", "", 0
 	return reflect.DeepEqual(a, b)
 }
 
@@ -346,7 +346,7 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 				}
 				strayExtensions(spec, opPtr, where, op.Extensions, diags, extKey)
 				o := svcDefaults
-				o.Method, o.Path = method, gwPath
+				o.Method, o.Path, o.Line = method, gwPath, line
 				if rawOp, ok := op.Extensions[extKey]; ok {
 					if obj, err := extObject(rawOp, overrideKeyNames()); err != nil {
 						errAt(line, where, "%v", err)

@@ -44,7 +44,12 @@ func CompileFiles(dir string, files map[string][]byte, o Options) (ir.Gateway, D
 			cfg = &d
 		}
 		var err error
-		if gw, err = o.Loader.planner.Plan(gw, *cfg); err != nil {
+		var located ir.Problems
+		if gw, err = o.Loader.planner.Plan(gw, *cfg); errors.As(err, &located) {
+			for _, p := range located {
+				diags.add(Error, p.File, p.Line, p.Operation, "%s", p.Message)
+			}
+		} else if err != nil {
 			diags.errorf("gateway.yaml", "", "%v", err)
 		}
 	}

@@ -43,7 +43,7 @@ func (s *server) allow(pol *routePolicy, headers map[string]string, id *identity
 	}
 	slices.Sort(ok.HeadersToRemove[n:])
 
-	ip := "ip:" + addr
+	ip := policy.AnonymousClient(addr)
 	subject, client := "", ip
 	if id != nil {
 		subject = id.subject

@@ -150,7 +150,35 @@ func Decode(s string) (Route, error) {
 	return r, r.Validate()
 }
 
-// Allowed reports whether a lower-case header name may reach the backend of r.
+// What reaches a backend of the clients' headers is one rule, written here: BaseHeaders and
+// the route's allowed headers, but never an identity header, which only authz sets. The
+// compiler's plan computes each route's list with Forwarded (Envoy's tokenless routes and the
+// edge decision cache read that list); authz, which gets the route's own headers on every
+// check, asks Allowed and removes the identity headers it does not set.
+
+// Forwarded is the sorted list of client headers that reach the backend of a route that
+// allows the headers allowed (lower case, sorted), identity being the identity headers
+// (lower case, sorted).
+func Forwarded(allowed, identity []string) []string {
+	out := make([]string, 0, len(BaseHeaders)+len(allowed))
+	for _, h := range slices.Concat(BaseHeaders, allowed) {
+		if _, id := slices.BinarySearch(identity, h); !id {
+			out = append(out, h)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// AnonymousClient is the rate-limit client of a request without a token: its trusted client
+// address (MetaClient), in authz's answers and on Envoy's tokenless routes alike.
+func AnonymousClient(addr string) string { return AnonymousClientPrefix + addr }
+
+// AnonymousClientPrefix starts every AnonymousClient.
+const AnonymousClientPrefix = "ip:"
+
+// Allowed reports whether a lower-case header name may reach the backend of r: the rule of
+// Forwarded, the identity headers aside.
 func (r Route) Allowed(name string) bool {
 	_, base := slices.BinarySearch(BaseHeaders, name)
 	if base {

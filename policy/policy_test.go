@@ -49,3 +49,20 @@ func TestAllowed(t *testing.T) {
 		t.Fatal("Allowed mismatch")
 	}
 }
+
+// Forwarded and Allowed are one rule: a header is forwarded exactly when the route allows it
+// and it is not an identity header.
+func TestForwardedIsAllowed(t *testing.T) {
+	identity := []string{"x-client-id", "x-user-id"}
+	r := Route{ID: "a.b", Anonymous: true, Headers: []string{"authorization", "x-tenant", "x-user-id"}}
+	got := Forwarded(r.Headers, identity)
+	if !slices.IsSorted(got) {
+		t.Errorf("Forwarded is not sorted: %v", got)
+	}
+	for _, name := range slices.Concat(BaseHeaders, r.Headers, identity, []string{"cookie", "x-other"}) {
+		_, id := slices.BinarySearch(identity, name)
+		if want := r.Allowed(name) && !id; slices.Contains(got, name) != want {
+			t.Errorf("%s: forwarded %v, allowed and not identity %v", name, !want, want)
+		}
+	}
+}

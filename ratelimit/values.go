@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/specgate/specgate/policy"
 )
 
 // overflow is the bucket of the header values past rateLimit.maxHeaderValues. It holds a NUL,
@@ -50,12 +52,12 @@ func ipBucket(kind, value string, bits int) string {
 	case "ip":
 		return maskIPv6(value, bits)
 	case "client", "header+client":
-		rest, ok := strings.CutPrefix(value, "ip:")
+		rest, ok := strings.CutPrefix(value, policy.AnonymousClientPrefix)
 		if !ok {
 			return value
 		}
 		addr, tail, _ := strings.Cut(rest, "\x00")
-		masked := "ip:" + maskIPv6(addr, bits)
+		masked := policy.AnonymousClient(maskIPv6(addr, bits))
 		if len(rest) > len(addr) {
 			masked += "\x00" + tail
 		}

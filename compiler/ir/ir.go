@@ -72,6 +72,8 @@ type Operation struct {
 	// a request that carries one (RFC 6750 §2.3): its backend might act on a token the
 	// gateway never checked.
 	QueryToken bool `json:"queryToken,omitempty"`
+	// Line is where the spec file declares the operation, for the plan's diagnostics.
+	Line int `json:"-"`
 }
 
 // Security is OpenAPI's requirement list for one operation.

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/policy"
 )
 
 // Names of the two listeners: public (internet-facing) and internal (in-cluster).
@@ -66,6 +68,11 @@ type Route struct {
 	// Allow is every method this listener serves on Path: the 405's Allow header and the
 	// CORS policy's methods.
 	Allow []string `json:"allow,omitempty"`
+	// Forward is every client header that reaches the backend (operation and tokenless
+	// routes; lower case, sorted): policy.Forwarded of the operation's allowed headers. A
+	// tokenless route removes the others itself (HeaderRule), and so does the edge decision
+	// cache on an operation route.
+	Forward []string `json:"forward,omitempty"`
 }
 
 // Settings are the gateway-wide settings of gateway.yaml that shape the Envoy resources,
@@ -155,11 +162,62 @@ func (p *Planner) Plan(g Gateway, cfg config.Gateway) (Gateway, error) {
 		}
 	}
 	p.last = tmpls
+	fw := forwarding{identity: s.IdentityHeaders, lists: map[string][]string{}, checked: map[string]bool{}}
 	g.Listeners = []Listener{
-		{Name: ListenerPublic, Port: cfg.Listeners.Public, TLS: cfg.Listeners.TLS, Routes: g.routeTable(tmpls, false, s.Tokenless)},
-		{Name: ListenerInternal, Port: cfg.Listeners.Internal, Routes: g.routeTable(tmpls, true, s.Tokenless)},
+		{Name: ListenerPublic, Port: cfg.Listeners.Public, TLS: cfg.Listeners.TLS, Routes: g.routeTable(tmpls, false, s.Tokenless, &fw)},
+		{Name: ListenerInternal, Port: cfg.Listeners.Internal, Routes: g.routeTable(tmpls, true, s.Tokenless, &fw)},
+	}
+	if len(fw.problems) > 0 {
+		return g, fw.problems
 	}
 	return g, nil
+}
+
+// Problem is a refusal of the plan located in a spec file.
+type Problem struct {
+	File, Operation, Message string
+	Line                     int
+}
+
+// Problems are the plan's refusals, as its error.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	msgs := make([]string, len(ps))
+	for i, p := range ps {
+		msgs[i] = fmt.Sprintf("%s:%d: %s: %s", p.File, p.Line, p.Operation, p.Message)
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// forwarding computes each operation's Forward list once (operations with the same allowed
+// headers share one), and checks the header rule of each list a tokenless route uses.
+type forwarding struct {
+	identity []string
+	lists    map[string][]string // by the allowed headers, joined
+	checked  map[string]bool     // header rules checked, by the same key
+	problems Problems
+}
+
+func (fw *forwarding) forward(svc *Service, op *Operation, tokenless bool) []string {
+	key := strings.Join(op.AllowedHeaders, " ")
+	list, ok := fw.lists[key]
+	if !ok {
+		list = policy.Forwarded(op.AllowedHeaders, fw.identity)
+		fw.lists[key] = list
+	}
+	if tokenless && !fw.checked[key] {
+		fw.checked[key] = true
+		if n := programSize(HeaderRule(list)); n > MaxRegexProgram/2 {
+			path := strings.TrimPrefix(op.Path, svc.BasePath) // as the spec file writes it
+			if path == "" {
+				path = "/"
+			}
+			fw.problems = append(fw.problems, Problem{File: svc.File, Line: op.Line, Operation: op.Method + " " + path,
+				Message: fmt.Sprintf("the %d headers its anonymous requests forward make a header rule of %d RE2 instructions, past Envoy's %d: allow fewer headers (x-specgate.allowedHeaders)", len(list), n, MaxRegexProgram/2)})
+		}
+	}
+	return list
 }
 
 // shape is every operation of one path shape that a listener serves.
@@ -178,7 +236,7 @@ type shapeOp struct {
 // with Allow; then a 404 for every other path. A path whose operations are all internal still
 // gets a 404 of its own on the public listener, in its place in the order: otherwise a public
 // template after it (/orders/{id} after /orders/admin) would carry the request to a backend.
-func (g Gateway) routeTable(tmpls map[string]parsedPath, internal, tokenless bool) []Route {
+func (g Gateway) routeTable(tmpls map[string]parsedPath, internal, tokenless bool, fw *forwarding) []Route {
 	byShape := map[string]*shape{}
 	for si := range g.Services {
 		svc := &g.Services[si]
@@ -210,12 +268,12 @@ func (g Gateway) routeTable(tmpls map[string]parsedPath, internal, tokenless boo
 	}
 	routes := make([]Route, 0, n)
 	for _, sh := range shapes {
-		routes = sh.appendRoutes(routes, tokenless)
+		routes = sh.appendRoutes(routes, tokenless, fw)
 	}
 	return append(routes, Route{Name: "specgate.404", Kind: RouteNotFound})
 }
 
-func (sh *shape) appendRoutes(routes []Route, tokenless bool) []Route {
+func (sh *shape) appendRoutes(routes []Route, tokenless bool, fw *forwarding) []Route {
 	path, name := sh.tmpl.Raw, sh.shape
 	if len(sh.ops) == 0 {
 		return append(routes, Route{Name: "specgate.404:" + name, Kind: RouteNotFound, Path: path})
@@ -232,9 +290,10 @@ func (sh *shape) appendRoutes(routes []Route, tokenless bool) []Route {
 	}
 	for _, o := range sh.ops {
 		op, svc := o.op, o.svc
+		served := tokenless && op.servedTokenless()
 		r := Route{Name: op.ID, Kind: RouteOperation, Path: path, Method: op.Method, Service: svc.Name,
-			Operation: op.ID, Allow: allow}
-		if tokenless && op.servedTokenless() {
+			Operation: op.ID, Allow: allow, Forward: fw.forward(svc, op, served)}
+		if served {
 			t := r
 			t.Kind = RouteTokenless
 			routes = append(routes, t)
@@ -319,6 +378,9 @@ func (r Route) validate(ops map[string]*Operation, svcs map[string]bool, paths m
 		}
 		if r.Kind == RouteTokenless && !op.servedTokenless() {
 			return errors.New("tokenless, but its operation needs authz")
+		}
+		if len(r.Forward) == 0 || !slices.IsSorted(r.Forward) {
+			return errors.New("forward must list the headers the backend gets, sorted (Plan computes it)")
 		}
 	case RoutePreflight, RouteMethodNotAllowed:
 		if !svcs[r.Service] || r.Path == "" || len(r.Allow) == 0 {

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
-	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -66,9 +65,9 @@ func (t *translator) authzFilter() *extauthzv3.ExtAuthz {
 
 // authzPerRoute hands the authz service the policy of exactly this route, in the same RDS
 // update as the route itself, so the service keeps no per-route state.
-// With the decision cache on, the route's metadata gives the cache the route's key and
-// allow-list (authzCacheMetadata).
-func (t *translator) authzPerRoute(op *ir.Operation) (*anypb.Any, *corev3.Metadata) {
+// With the decision cache on, the route's metadata gives the cache the route's key and the
+// headers it forwards (authzCacheMetadata).
+func (t *translator) authzPerRoute(op *ir.Operation, forward []string) (*anypb.Any, *corev3.Metadata) {
 	pol := policy.Route{ID: op.ID, Anonymous: op.Security.Anonymous, Headers: op.AllowedHeaders, QueryToken: op.QueryToken}
 	for _, r := range op.Security.AnyOf {
 		pol.AnyOf = append(pol.AnyOf, policy.Requirement{Scopes: r.Scopes, Issuers: r.Issuers})
@@ -89,20 +88,19 @@ func (t *translator) authzPerRoute(op *ir.Operation) (*anypb.Any, *corev3.Metada
 	if !t.edgeCache() {
 		return per, nil
 	}
-	return per, t.authzCacheMetadata(pol, ext[policy.ExtPolicy])
+	return per, t.authzCacheMetadata(pol, ext[policy.ExtPolicy], forward)
 }
 
 // authzCacheMetadata is what the decision cache needs of a route: a key that changes with the
 // route's policy and with the gateway's settings (ir.AuthzSettings.Rules), so that no allow
-// made under other rules is reused, and the headers it forwards.
-func (t *translator) authzCacheMetadata(pol policy.Route, encoded string) *corev3.Metadata {
+// made under other rules is reused, and the headers it forwards (the plan's ir.Route.Forward).
+func (t *translator) authzCacheMetadata(pol policy.Route, encoded string, forward []string) *corev3.Metadata {
 	h := sha256.New()
 	h.Write([]byte(t.set.Authz.Rules))
 	h.Write([]byte(encoded))
 	sum := h.Sum(nil)
-	// What Route.Allowed accepts: the base set and the route's own headers.
 	var allow []*structpb.Value
-	for _, name := range slices.Concat(policy.BaseHeaders, pol.Headers) {
+	for _, name := range forward {
 		allow = append(allow, structpb.NewStringValue(name))
 	}
 	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{policy.CacheFilter: {Fields: map[string]*structpb.Value{

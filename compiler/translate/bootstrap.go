@@ -21,6 +21,8 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/specgate/specgate/compiler/ir"
 )
 
 // BootstrapOptions place a static Envoy next to specgate's services.
@@ -98,11 +100,11 @@ const (
 )
 
 // runtimeLayers raises RE2's program size limit (Envoy's default is 100) to fit the header
-// rules of tokenless routes (otherHeaders). An Envoy started from an older bootstrap refuses
+// rules of tokenless routes (ir.HeaderRule). An Envoy started from an older bootstrap refuses
 // those routes: the push fails whole (NACK), nothing is half applied. The admin layer is the
 // one Envoy has when no runtime is configured.
 func runtimeLayers() *bootstrapv3.LayeredRuntime {
-	static, _ := structpb.NewStruct(map[string]any{"re2.max_program_size.error_level": maxRegexProgram})
+	static, _ := structpb.NewStruct(map[string]any{"re2.max_program_size.error_level": ir.MaxRegexProgram})
 	return &bootstrapv3.LayeredRuntime{Layers: []*bootstrapv3.RuntimeLayer{
 		{Name: "specgate", LayerSpecifier: &bootstrapv3.RuntimeLayer_StaticLayer{StaticLayer: static}},
 		{Name: "admin", LayerSpecifier: &bootstrapv3.RuntimeLayer_AdminLayer_{AdminLayer: &bootstrapv3.RuntimeLayer_AdminLayer{}}},

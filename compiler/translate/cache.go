@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"slices"
-	"strconv"
 	"sync"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -86,26 +85,18 @@ type fingerprints struct {
 	op  map[*ir.Operation][]byte
 }
 
-// groupKey is the key of one path's routes: the routes as the model gives them, and each of
-// their services (but the operations) and operations, written once however many of the
-// path's routes name it.
+// groupKey is the key of one path's routes: the routes as the model gives them (their JSON,
+// so that a new field of ir.Route is part of the key), and each of their services (but the
+// operations) and operations, written once however many of the path's routes name it.
 func (t *translator) groupKey(group []ir.Route) [32]byte {
 	f := &t.prints
 	h := sha256.New()
-	field := func(s string) {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
+	rb, _ := json.Marshal(group)
+	h.Write(rb)
+	h.Write([]byte{0})
 	var svcs []*ir.Service
 	var ops []*ir.Operation
 	for _, r := range group {
-		for _, s := range [...]string{r.Name, string(r.Kind), r.Path, r.Method, r.Service, r.Operation} {
-			field(s)
-		}
-		field(strconv.Itoa(len(r.Allow)))
-		for _, m := range r.Allow {
-			field(m)
-		}
 		if svc := t.svcs[r.Service]; svc != nil && !slices.Contains(svcs, svc) {
 			svcs = append(svcs, svc)
 			sb, ok := f.svc[svc]

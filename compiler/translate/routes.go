@@ -86,10 +86,10 @@ func (t *translator) pathRoutes(group []ir.Route) []*routev3.Route {
 		case ir.RouteOperation, ir.RouteTokenless:
 			op := t.ops[r.Operation]
 			if base == nil || base.Name != op.ID {
-				base = t.operationRoute(tmpl, svc, op, r.Allow)
+				base = t.operationRoute(tmpl, svc, op, r)
 			}
 			if r.Kind == ir.RouteTokenless {
-				routes = append(routes, t.tokenlessRoute(proto.Clone(base).(*routev3.Route), op))
+				routes = append(routes, t.tokenlessRoute(proto.Clone(base).(*routev3.Route), op, r))
 			} else {
 				routes = append(routes, base)
 			}
@@ -203,8 +203,9 @@ func methodMatch(m *routev3.RouteMatch, method string) *routev3.RouteMatch {
 	return m
 }
 
-// operationRoute forwards one operation to its service with the operation's policy.
-func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Operation, allow []string) *routev3.Route {
+// operationRoute forwards one operation to its service with the operation's policy (r: its
+// route or its tokenless route, which share what is read here).
+func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Operation, r ir.Route) *routev3.Route {
 	action := &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: svc.Name},
 		RateLimits:       rateLimitActions(op, authzMetadata(policy.DescClient, policy.MetaClient)),
@@ -216,10 +217,10 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 	if !isIP(svc.Backend.Host) {
 		action.HostRewriteSpecifier = &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}
 	}
-	authz, md := t.authzPerRoute(op)
+	authz, md := t.authzPerRoute(op, r.Forward)
 	perFilter := map[string]*anypb.Any{FilterExtAuthz: authz}
 	if svc.CORS != nil {
-		perFilter[FilterCORS] = t.pack(corsPolicy(svc.CORS, allow))
+		perFilter[FilterCORS] = t.pack(corsPolicy(svc.CORS, r.Allow))
 	}
 	if op.MaxRequestBodyBytes > 0 {
 		perFilter[FilterBuffer] = t.pack(&bufferv3.BufferPerRoute{Override: &bufferv3.BufferPerRoute_Buffer{

@@ -3,11 +3,7 @@ package translate
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"maps"
-	"math"
-	"regexp"
-	"regexp/syntax"
 	"slices"
 	"strings"
 
@@ -52,8 +48,8 @@ const metaTokenless = "specgate.tokenless"
 // one per route, as this was first built, took Envoy to 360 MB for the real descriptions of
 // make specs, and a fleet of anonymous operations past the pods' memory limit.
 
-// tokenlessRoute turns a copy of op's route into its tokenless route.
-func (t *translator) tokenlessRoute(r *routev3.Route, op *ir.Operation) *routev3.Route {
+// tokenlessRoute turns a copy of op's route into its tokenless route, route.
+func (t *translator) tokenlessRoute(r *routev3.Route, op *ir.Operation, route ir.Route) *routev3.Route {
 	r.Match.Headers = append(r.Match.Headers, &routev3.HeaderMatcher{
 		Name:                 "authorization",
 		HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: false},
@@ -90,14 +86,14 @@ func (t *translator) tokenlessRoute(r *routev3.Route, op *ir.Operation) *routev3
 		r.TypedPerFilterConfig[policy.CacheFilter] = off
 	}
 	// On: a filter off by default needs a route config to turn it on, an empty one here.
-	r.TypedPerFilterConfig[headerFilterName(t.kept(op))] = t.pack(&routev3.FilterConfig{
+	r.TypedPerFilterConfig[headerFilterName(route.Forward)] = t.pack(&routev3.FilterConfig{
 		Config: t.pack(&headermutationv3.HeaderMutationPerRoute{}),
 	})
 	if limitsByClient(op) {
 		r.TypedPerFilterConfig[FilterHeaderMutation] = t.pack(&headermutationv3.HeaderMutationPerRoute{
 			Mutations: &headermutationv3.Mutations{RequestMutations: []*mutationv3.HeaderMutation{{
 				Action: &mutationv3.HeaderMutation_Append{
-					Append: header(headerTokenlessClient, "ip:%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+					Append: header(headerTokenlessClient, policy.AnonymousClient("%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%")),
 				},
 			}}},
 		})
@@ -118,10 +114,8 @@ func (t *translator) headerFilters(l ir.Listener) []*hcmv3.HttpFilter {
 	lists, byClient := map[string][]string{}, false
 	for _, r := range l.Routes {
 		if r.Kind == ir.RouteTokenless {
-			op := t.ops[r.Operation]
-			keep := t.kept(op)
-			lists[headerFilterName(keep)] = keep
-			byClient = byClient || limitsByClient(op)
+			lists[headerFilterName(r.Forward)] = r.Forward
+			byClient = byClient || limitsByClient(t.ops[r.Operation])
 		}
 	}
 	var fs []*hcmv3.HttpFilter
@@ -159,51 +153,23 @@ func headerFilterName(keep []string) string {
 // headerFilterPrefix starts the names of the header filters.
 const headerFilterPrefix = "specgate.headers."
 
-// maxRegexProgram is the RE2 program size Envoy accepts (bootstrap runtime). A regex of
-// otherHeaders may use half of it: Go's count, checked here, and RE2's differ a little.
-const maxRegexProgram = 1 << 15
 
-// kept is the allow-list of a tokenless request on op: the base headers and the operation's
-// own, less the identity headers (authz removes those whatever the allow-list says).
-func (t *translator) kept(op *ir.Operation) []string {
-	var keep []string
-	for _, h := range slices.Concat(policy.BaseHeaders, op.AllowedHeaders) {
-		if _, found := slices.BinarySearch(t.set.IdentityHeaders, h); !found {
-			keep = append(keep, h)
-		}
-	}
-	return keep
-}
 
-// otherHeaders is the regex of the headers a tokenless request with allow-list keep loses.
-// Built once per translation and allow-list.
+// otherHeaders is the regex of the headers a tokenless request with allow-list keep loses
+// (ir.HeaderRule, whose size Plan checked). Built once per translation and allow-list.
 func (t *translator) otherHeaders(keep []string) string {
 	if t.keepRegex == nil {
 		t.keepRegex = map[string]string{}
 	}
 	key := strings.Join(keep, " ")
-	if rx, ok := t.keepRegex[key]; ok {
-		return rx
+	rx, ok := t.keepRegex[key]
+	if !ok {
+		rx = ir.HeaderRule(keep)
+		t.keepRegex[key] = rx
 	}
-	rx := otherHeaders(keep)
-	if n := programSize(rx); n > maxRegexProgram/2 {
-		t.fail("header filter %s: %d allowed headers (%s) make a header rule of %d RE2 instructions (at most %d): allow fewer", headerFilterName(keep), len(keep), key, n, maxRegexProgram/2)
-	}
-	t.keepRegex[key] = rx
 	return rx
 }
 
-func programSize(rx string) int {
-	re, err := syntax.Parse(rx, syntax.Perl)
-	if err != nil {
-		return math.MaxInt
-	}
-	p, err := syntax.Compile(re.Simplify())
-	if err != nil {
-		return math.MaxInt
-	}
-	return len(p.Inst)
-}
 
 func requestHeader(descriptorKey, name string) *routev3.RateLimit_Action {
 	return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_RequestHeaders_{
@@ -211,78 +177,3 @@ func requestHeader(descriptorKey, name string) *routev3.RateLimit_Action {
 	}}
 }
 
-// otherHeaders is an anchored RE2 regex matching every header name except keep's (lower
-// case) and the pseudo-headers (":path"...). RE2 has no negative lookahead, so it walks
-// keep's trie: at each node a name either ends where no kept name does, leaves the trie with
-// a byte no kept name has there, or goes on into a child. Its program is some hundreds of
-// instructions, past Envoy's default limit of 100 (bootstrap runtime raises it).
-func otherHeaders(keep []string) string {
-	root := &trieNode{}
-	for _, name := range keep {
-		root.add(name)
-	}
-	var b strings.Builder
-	b.WriteByte('^')
-	root.other(&b, true)
-	b.WriteByte('$')
-	return b.String()
-}
-
-type trieNode struct {
-	end  bool
-	next map[byte]*trieNode
-}
-
-func (n *trieNode) add(s string) {
-	for i := 0; i < len(s); i++ {
-		if n.next == nil {
-			n.next = map[byte]*trieNode{}
-		}
-		c := n.next[s[i]]
-		if c == nil {
-			c = &trieNode{}
-			n.next[s[i]] = c
-		}
-		n = c
-	}
-	n.end = true
-}
-
-// other writes the alternatives for the rest of a name that is not kept, from node n.
-func (n *trieNode) other(b *strings.Builder, root bool) {
-	next := make([]byte, 0, len(n.next))
-	for c := range n.next {
-		next = append(next, c)
-	}
-	slices.Sort(next)
-	b.WriteString("(?:")
-	if !n.end && !root {
-		b.WriteString("|") // ends here, where no kept name does (never empty: not at the root)
-	}
-	if len(next) == 0 && !root {
-		b.WriteString(".+") // goes on past a kept name's end
-	} else {
-		b.WriteString("[^") // leaves the trie here; pseudo-headers (":path") stay
-		if root {
-			b.WriteString(`\x3a`)
-		}
-		for _, c := range next {
-			if isAlnum(c) {
-				b.WriteByte(c)
-			} else {
-				fmt.Fprintf(b, `\x%02x`, c) // "-" would make a range
-			}
-		}
-		b.WriteString("].*")
-	}
-	for _, c := range next {
-		b.WriteByte('|')
-		b.WriteString(regexp.QuoteMeta(string(c)))
-		n.next[c].other(b, false)
-	}
-	b.WriteByte(')')
-}
-
-func isAlnum(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-}

@@ -1,4 +1,4 @@
-package translate
+package ir
 
 import (
 	"math/rand/v2"
@@ -10,13 +10,13 @@ import (
 	"github.com/specgate/specgate/policy"
 )
 
-// otherHeaders must match exactly the names outside keep, pseudo-headers aside: a kept name
+// HeaderRule must match exactly the names outside keep, pseudo-headers aside: a kept name
 // it matched would be removed from every tokenless request, a name it missed would reach the
 // backend past the allow-list. Checked on every prefix and extension of a kept name, which
 // is where a trie-built regex goes wrong, and on random names.
-func TestOtherHeadersMatchesExactlyTheOthers(t *testing.T) {
+func TestHeaderRuleMatchesExactlyTheOthers(t *testing.T) {
 	keep := slices.Concat(policy.BaseHeaders, []string{"x-cart-id", "x-cart", "a", "x-1-2", "if-none-match", "x.dot", "x_under", "-lead"})
-	re := regexp.MustCompile(otherHeaders(keep))
+	re := regexp.MustCompile(HeaderRule(keep))
 	names := []string{":path", ":authority", ":method", "x", "-", ".", "xx", "host:", "accepts", "acce", "content-", "x-cart-", "x-cart-idd", "x-1-3", "x-1", "xdot", "x-dot", "X-Cart-Id"}
 	for _, k := range keep {
 		for i := 1; i <= len(k); i++ {
@@ -38,7 +38,7 @@ func TestOtherHeadersMatchesExactlyTheOthers(t *testing.T) {
 			t.Errorf("%q: removed %v, want %v", n, got, want)
 		}
 	}
-	if n := programSize(otherHeaders(keep)); n > maxRegexProgram/2 {
+	if n := programSize(HeaderRule(keep)); n > MaxRegexProgram/2 {
 		t.Errorf("the rule for %d headers is %d instructions", len(keep), n)
 	}
 }
