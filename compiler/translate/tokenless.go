@@ -153,8 +153,6 @@ func headerFilterName(keep []string) string {
 // headerFilterPrefix starts the names of the header filters.
 const headerFilterPrefix = "specgate.headers."
 
-
-
 // otherHeaders is the regex of the headers a tokenless request with allow-list keep loses
 // (ir.HeaderRule, whose size Plan checked). Built once per translation and allow-list.
 func (t *translator) otherHeaders(keep []string) string {
@@ -170,10 +168,8 @@ func (t *translator) otherHeaders(keep []string) string {
 	return rx
 }
 
-
 func requestHeader(descriptorKey, name string) *routev3.RateLimit_Action {
 	return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_RequestHeaders_{
 		RequestHeaders: &routev3.RateLimit_Action_RequestHeaders{HeaderName: name, DescriptorKey: descriptorKey},
 	}}
 }
-
