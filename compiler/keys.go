@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -154,7 +155,119 @@ var overrideKeys = []overrideKey{{
 			add(false, "body limit %s → %s", bodyLimit(old), bodyLimit(new))
 		}
 	},
+}, {
+	name: "ipAllow",
+	set: func(v any, o *ir.Operation, errorf func(string, ...any)) {
+		var cidrs []string
+		if err := decodeExt(v, &cidrs); err != nil {
+			errorf("x-specgate.ipAllow: %s, where a list of CIDRs is wanted", typeOf(v))
+			return
+		}
+		o.IPAllow = nil
+		for _, c := range cidrs {
+			p, err := parseCIDR(c)
+			if err != nil {
+				errorf("x-specgate.ipAllow: %v", err)
+				continue
+			}
+			o.IPAllow = append(o.IPAllow, p)
+		}
+		slices.Sort(o.IPAllow)
+		o.IPAllow = slices.Compact(o.IPAllow)
+	},
+	diff: func(old, new *ir.Operation, add func(bool, string, ...any)) {
+		switch {
+		case len(new.IPAllow) == 0 && len(old.IPAllow) > 0:
+			add(true, "IP allow list removed: every address may call it")
+		case len(new.IPAllow) > 0 && len(old.IPAllow) == 0:
+			add(false, "IP allow list added: %s", strings.Join(new.IPAllow, ", "))
+		default:
+			if wider := uncovered(new.IPAllow, old.IPAllow); len(wider) > 0 {
+				add(true, "IP allow list widened: %s", strings.Join(wider, ", "))
+			} else if !slices.Equal(old.IPAllow, new.IPAllow) {
+				add(false, "IP allow list narrowed: %s", strings.Join(new.IPAllow, ", "))
+			}
+		}
+	},
+}, {
+	name: "websocket",
+	set: func(v any, o *ir.Operation, errorf func(string, ...any)) {
+		if on, ok := v.(bool); ok {
+			o.WebSocket = nil
+			if on {
+				o.WebSocket = &ir.WebSocket{IdleTimeout: ir.DefaultWebSocketIdle, MaxDuration: ir.DefaultWebSocketMax}
+			}
+			return
+		}
+		var w struct {
+			IdleTimeout string `json:"idleTimeout"`
+			MaxDuration string `json:"maxDuration"`
+		}
+		if err := decodeExt(v, &w); err != nil {
+			errorf("x-specgate.websocket: %s", strings.TrimPrefix(err.Error(), "x-specgate: "))
+			return
+		}
+		ws := &ir.WebSocket{IdleTimeout: ir.DefaultWebSocketIdle, MaxDuration: ir.DefaultWebSocketMax}
+		for _, f := range []struct {
+			name, value string
+			into        *time.Duration
+		}{{"idleTimeout", w.IdleTimeout, &ws.IdleTimeout}, {"maxDuration", w.MaxDuration, &ws.MaxDuration}} {
+			if f.value == "" {
+				continue
+			}
+			d, err := time.ParseDuration(f.value)
+			if err != nil || d <= 0 {
+				errorf("x-specgate.websocket.%s %q: must be a positive duration like 10m", f.name, f.value)
+				continue
+			}
+			*f.into = d
+		}
+		o.WebSocket = ws
+	},
+	diff: func(old, new *ir.Operation, add func(bool, string, ...any)) {
+		switch {
+		case old.WebSocket == nil && new.WebSocket != nil:
+			add(true, "WebSocket upgrades accepted: an open connection outlives its token's revocation, for up to %s", new.WebSocket.MaxDuration)
+		case old.WebSocket != nil && new.WebSocket == nil:
+			add(false, "WebSocket upgrades refused")
+		case old.WebSocket != nil && *old.WebSocket != *new.WebSocket:
+			add(new.WebSocket.MaxDuration > old.WebSocket.MaxDuration, "WebSocket idle timeout %s → %s, longest connection %s → %s",
+				old.WebSocket.IdleTimeout, new.WebSocket.IdleTimeout, old.WebSocket.MaxDuration, new.WebSocket.MaxDuration)
+		}
+	},
 }}
+
+// parseCIDR reads a CIDR or a lone address (a /32 or /128) as its canonical prefix. A prefix
+// with host bits set (10.0.0.1/8) is refused: it could mean the host or the network.
+func parseCIDR(s string) (string, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()).String(), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return "", fmt.Errorf("%q is neither an address nor a CIDR", s)
+	}
+	if p.Masked() != p {
+		return "", fmt.Errorf("%q has host bits set: write %s for the network or %s for the host", s, p.Masked(), p.Addr())
+	}
+	return p.String(), nil
+}
+
+// uncovered lists the prefixes of new that no prefix of old contains: the addresses a change
+// lets in.
+func uncovered(new, old []string) []string {
+	var out []string
+	for _, n := range new {
+		np := netip.MustParsePrefix(n)
+		if !slices.ContainsFunc(old, func(o string) bool {
+			op := netip.MustParsePrefix(o)
+			return op.Bits() <= np.Bits() && op.Contains(np.Addr())
+		}) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
 
 // bodyLimit shows an operation's body limit for the diff.
 func bodyLimit(o *ir.Operation) string {

@@ -22,13 +22,15 @@ func TestOverrideKeys(t *testing.T) {
 		"allowedHeaders":      {"[X-Tenant]", "[X-Tenant, Authorization]"},
 		"rateLimits":          {"[{requests: 10, per: minute, key: client}]", "[]"},
 		"maxRequestBodyBytes": {"1048576", "10485760"},
+		"ipAllow":             {"[10.0.0.0/8]", "[10.0.0.0/8, 192.0.2.0/24]"},
+		"websocket":           {"false", "{maxDuration: 10m}"},
 	}
 	doc, err := os.ReadFile("../docs/vocabulary.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, opLevel, _ := strings.Cut(string(doc), "\n## Operation level\n")
-	sentence, _, _ := strings.Cut(opLevel, " override the service's value")
+	sentence, _, _ := strings.Cut(opLevel, "override the service's value")
 	documented := regexp.MustCompile("`([A-Za-z]+)`").FindAllStringSubmatch(sentence, -1)
 	var names []string
 	for _, m := range documented {

@@ -92,6 +92,9 @@ type Route struct {
 	// QueryToken routes accept an access_token query parameter (their operation declares
 	// it); the others refuse a request that carries one.
 	QueryToken bool `json:"queryToken,omitempty"`
+	// WebSocket routes also forward WebSocketHeaders. (An authz older than this field refuses
+	// such a route's policy: upgrade authz before using x-specgate websocket.)
+	WebSocket bool `json:"webSocket,omitempty"`
 }
 
 // QueryTokenParam is RFC 6750's query parameter for a bearer token (§2.3).
@@ -157,11 +160,15 @@ func Decode(s string) (Route, error) {
 // check, asks Allowed and removes the identity headers it does not set.
 
 // Forwarded is the sorted list of client headers that reach the backend of a route that
-// allows the headers allowed (lower case, sorted), identity being the identity headers
-// (lower case, sorted).
-func Forwarded(allowed, identity []string) []string {
-	out := make([]string, 0, len(BaseHeaders)+len(allowed))
-	for _, h := range slices.Concat(BaseHeaders, allowed) {
+// allows the headers allowed (lower case, sorted), and the WebSocket handshake's when
+// webSocket, identity being the identity headers (lower case, sorted).
+func Forwarded(allowed []string, webSocket bool, identity []string) []string {
+	all := slices.Concat(BaseHeaders, allowed)
+	if webSocket {
+		all = append(all, WebSocketHeaders...)
+	}
+	out := make([]string, 0, len(all))
+	for _, h := range all {
 		if _, id := slices.BinarySearch(identity, h); !id {
 			out = append(out, h)
 		}
@@ -177,12 +184,24 @@ func AnonymousClient(addr string) string { return AnonymousClientPrefix + addr }
 // AnonymousClientPrefix starts every AnonymousClient.
 const AnonymousClientPrefix = "ip:"
 
+// WebSocketHeaders reach the backend of a WebSocket route (Route.WebSocket): the handshake
+// (RFC 6455), and Origin, by which a WebSocket server refuses other sites' pages.
+var WebSocketHeaders = []string{
+	"connection", "origin", "sec-websocket-extensions", "sec-websocket-key", "sec-websocket-protocol",
+	"sec-websocket-version", "upgrade",
+}
+
 // Allowed reports whether a lower-case header name may reach the backend of r: the rule of
 // Forwarded, the identity headers aside.
 func (r Route) Allowed(name string) bool {
 	_, base := slices.BinarySearch(BaseHeaders, name)
 	if base {
 		return true
+	}
+	if r.WebSocket {
+		if _, ws := slices.BinarySearch(WebSocketHeaders, name); ws {
+			return true
+		}
 	}
 	_, ok := slices.BinarySearch(r.Headers, name)
 	return ok

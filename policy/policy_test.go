@@ -55,7 +55,7 @@ func TestAllowed(t *testing.T) {
 func TestForwardedIsAllowed(t *testing.T) {
 	identity := []string{"x-client-id", "x-user-id"}
 	r := Route{ID: "a.b", Anonymous: true, Headers: []string{"authorization", "x-tenant", "x-user-id"}}
-	got := Forwarded(r.Headers, identity)
+	got := Forwarded(r.Headers, false, identity)
 	if !slices.IsSorted(got) {
 		t.Errorf("Forwarded is not sorted: %v", got)
 	}
@@ -63,6 +63,16 @@ func TestForwardedIsAllowed(t *testing.T) {
 		_, id := slices.BinarySearch(identity, name)
 		if want := r.Allowed(name) && !id; slices.Contains(got, name) != want {
 			t.Errorf("%s: forwarded %v, allowed and not identity %v", name, !want, want)
+		}
+	}
+	if !slices.IsSorted(WebSocketHeaders) {
+		t.Fatal("WebSocketHeaders must stay sorted for binary search")
+	}
+	r.WebSocket = true
+	ws := Forwarded(r.Headers, true, identity)
+	for _, name := range slices.Concat(WebSocketHeaders, got, []string{"cookie"}) {
+		if r.Allowed(name) != slices.Contains(ws, name) {
+			t.Errorf("WebSocket route, %s: allowed %v, forwarded %v", name, r.Allowed(name), slices.Contains(ws, name))
 		}
 	}
 }

@@ -66,8 +66,14 @@ type Operation struct {
 	RateLimits     []RateLimit   `json:"rateLimits,omitempty"`
 	// MaxRequestBodyBytes replaces gateway.yaml's listeners.maxRequestBodyBytes for this
 	// operation (an upload); 0 keeps it.
-	MaxRequestBodyBytes uint32   `json:"maxRequestBodyBytes,omitempty"`
-	Security            Security `json:"security"`
+	MaxRequestBodyBytes uint32 `json:"maxRequestBodyBytes,omitempty"`
+	// IPAllow, when set, admits only clients whose address (the trusted one, after
+	// xffTrustedHops) is in one of these canonical prefixes; the others get 403.
+	IPAllow []string `json:"ipAllow,omitempty"`
+	// WebSocket, when set, lets a request upgrade to a WebSocket once it passed authz and the
+	// rate limits.
+	WebSocket *WebSocket `json:"websocket,omitempty"`
+	Security  Security   `json:"security"`
 	// QueryToken: the operation declares an access_token query parameter. Any other refuses
 	// a request that carries one (RFC 6750 §2.3): its backend might act on a token the
 	// gateway never checked.
@@ -75,6 +81,20 @@ type Operation struct {
 	// Line is where the spec file declares the operation, for the plan's diagnostics.
 	Line int `json:"-"`
 }
+
+// WebSocket bounds an operation's upgraded connections: closed after IdleTimeout without a
+// frame either way, and after MaxDuration in any case (an open connection is not checked
+// again, so this is how long it can outlive its token).
+type WebSocket struct {
+	IdleTimeout time.Duration `json:"idleTimeout"`
+	MaxDuration time.Duration `json:"maxDuration"`
+}
+
+// The WebSocket bounds of `websocket: true`.
+const (
+	DefaultWebSocketIdle = 5 * time.Minute
+	DefaultWebSocketMax  = time.Hour
+)
 
 // Security is OpenAPI's requirement list for one operation.
 type Security struct {

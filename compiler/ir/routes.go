@@ -194,16 +194,19 @@ func (ps Problems) Error() string {
 // headers share one), and checks the header rule of each list a tokenless route uses.
 type forwarding struct {
 	identity []string
-	lists    map[string][]string // by the allowed headers, joined
+	lists    map[string][]string // by the allowed headers, joined, and whether WebSocket
 	checked  map[string]bool     // header rules checked, by the same key
 	problems Problems
 }
 
 func (fw *forwarding) forward(svc *Service, op *Operation, tokenless bool) []string {
 	key := strings.Join(op.AllowedHeaders, " ")
+	if op.WebSocket != nil {
+		key += " +websocket"
+	}
 	list, ok := fw.lists[key]
 	if !ok {
-		list = policy.Forwarded(op.AllowedHeaders, fw.identity)
+		list = policy.Forwarded(op.AllowedHeaders, op.WebSocket != nil, fw.identity)
 		fw.lists[key] = list
 	}
 	if tokenless && !fw.checked[key] {

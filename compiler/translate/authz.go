@@ -68,7 +68,8 @@ func (t *translator) authzFilter() *extauthzv3.ExtAuthz {
 // With the decision cache on, the route's metadata gives the cache the route's key and the
 // headers it forwards (authzCacheMetadata).
 func (t *translator) authzPerRoute(op *ir.Operation, forward []string) (*anypb.Any, *corev3.Metadata) {
-	pol := policy.Route{ID: op.ID, Anonymous: op.Security.Anonymous, Headers: op.AllowedHeaders, QueryToken: op.QueryToken}
+	pol := policy.Route{ID: op.ID, Anonymous: op.Security.Anonymous, Headers: op.AllowedHeaders, QueryToken: op.QueryToken,
+		WebSocket: op.WebSocket != nil}
 	for _, r := range op.Security.AnyOf {
 		pol.AnyOf = append(pol.AnyOf, policy.Requirement{Scopes: r.Scopes, Issuers: r.Issuers})
 	}

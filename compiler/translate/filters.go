@@ -1,7 +1,8 @@
 package translate
 
 // The HTTP filters of the compiled HCM, by Envoy's names, in their order in the chain (built by
-// httpFilters): CORS answers preflights first; buffer holds a body until it is complete (413
+// httpFilters): CORS answers preflights first; RBAC, on listeners with IP allow lists,
+// refuses other addresses (ipallow.go); buffer holds a body until it is complete (413
 // beyond the limit, so no backend sees a body cut short); the edge decision cache
 // (policy.CacheFilter, with authz.decisionCacheTTL) replays allows; ext_authz asks specgate
 // authz; header_mutation applies the header rules of tokenless routes (tokenless.go), where
@@ -9,6 +10,7 @@ package translate
 // filters by these names.
 const (
 	FilterCORS           = "envoy.filters.http.cors"
+	FilterRBAC           = "envoy.filters.http.rbac"
 	FilterBuffer         = "envoy.filters.http.buffer"
 	FilterExtAuthz       = "envoy.filters.http.ext_authz"
 	FilterHeaderMutation = "envoy.filters.http.header_mutation"

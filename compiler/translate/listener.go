@@ -27,10 +27,11 @@ import (
 // measures only what it buffers itself; authz (with its decision cache in front when on)
 // decides before the rate limits count.
 func (t *translator) httpFilters(l ir.Listener) []*hcmv3.HttpFilter {
-	fs := []*hcmv3.HttpFilter{
-		t.httpFilter(FilterCORS, &corsv3.Cors{}),
-		t.httpFilter(FilterBuffer, &bufferv3.Buffer{MaxRequestBytes: wrapperspb.UInt32(t.set.MaxRequestBodyBytes)}),
+	fs := []*hcmv3.HttpFilter{t.httpFilter(FilterCORS, &corsv3.Cors{})}
+	if t.usesIPAllow(l) {
+		fs = append(fs, t.ipAllowFilter())
 	}
+	fs = append(fs, t.httpFilter(FilterBuffer, &bufferv3.Buffer{MaxRequestBytes: wrapperspb.UInt32(t.set.MaxRequestBodyBytes)}))
 	if t.edgeCache() {
 		fs = append(fs, t.httpFilter(policy.CacheFilter, authzCacheFilter()))
 	}
@@ -45,10 +46,11 @@ func (t *translator) httpFilters(l ir.Listener) []*hcmv3.HttpFilter {
 // listener serves one route table on one port with an edge-hardened HTTP connection manager.
 func (t *translator) listener(l ir.Listener, rc *routev3.RouteConfiguration) *listenerv3.Listener {
 	name := l.Name
+	hcmFilters := t.httpFilters(l)
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:  name,
 		CodecType:   hcmv3.HttpConnectionManager_AUTO,
-		HttpFilters: t.httpFilters(l),
+		HttpFilters: hcmFilters,
 		// The client address is the peer's, or the last untrusted X-Forwarded-For hop behind
 		// xffTrustedHops load balancers: the ip rate-limit key cannot be forged.
 		UseRemoteAddress:  wrapperspb.Bool(true),
@@ -75,7 +77,8 @@ func (t *translator) listener(l ir.Listener, rc *routev3.RouteConfiguration) *li
 		StreamIdleTimeout:     durationpb.New(5 * time.Minute),
 		ServerName:            "specgate",
 		StripMatchingHostPort: true,
-		LocalReplyConfig:      t.localReplies(),
+		LocalReplyConfig:      t.localReplies(t.usesIPAllow(l)),
+		UpgradeConfigs:        t.upgradeConfigs(l, hcmFilters),
 		AccessLog:             t.accessLogs(),
 		Tracing:               t.tracing(),
 	}
@@ -106,6 +109,25 @@ func (t *translator) listener(l ir.Listener, rc *routev3.RouteConfiguration) *li
 	}
 }
 
+// upgradeWebSocket is Envoy's name of the WebSocket upgrade.
+const upgradeWebSocket = "websocket"
+
+// upgradeConfigs lets the WebSocket operations of listener l (x-specgate websocket) upgrade:
+// off for the listener, each such route turns it on, and an upgrade runs the listener's
+// filters without the buffer, which would hold the upgraded stream waiting for a body's end.
+func (t *translator) upgradeConfigs(l ir.Listener, filters []*hcmv3.HttpFilter) []*hcmv3.HttpConnectionManager_UpgradeConfig {
+	if !t.anyOperation(l, func(op *ir.Operation) bool { return op.WebSocket != nil }) {
+		return nil
+	}
+	var chain []*hcmv3.HttpFilter
+	for _, f := range filters {
+		if f.Name != FilterBuffer {
+			chain = append(chain, proto.Clone(f).(*hcmv3.HttpFilter))
+		}
+	}
+	return []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: upgradeWebSocket, Filters: chain, Enabled: wrapperspb.Bool(false)}}
+}
+
 func (t *translator) httpFilter(name string, cfg proto.Message) *hcmv3.HttpFilter {
 	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(cfg)}}
 }
@@ -119,9 +141,10 @@ const requestTimeout = time.Minute
 // to retry: authz comes back within seconds, and clients that honour Retry-After do not hammer
 // it meanwhile), a rate limit (429 rate_limited), a refused upgrade such as WebSocket (403
 // upgrade_not_supported), a backend too slow (504 backend_timeout) or down (503
-// backend_unavailable), a body or headers over their limits (413, 431). Routes' direct
+// backend_unavailable), a body or headers over their limits (413, 431), and, on listeners
+// with IP allow lists, an address outside one (403 ip_not_allowed). Routes' direct
 // responses and authz's denials carry their own bodies and match none of these.
-func (t *translator) localReplies() *hcmv3.LocalReplyConfig {
+func (t *translator) localReplies(ipAllow bool) *hcmv3.LocalReplyConfig {
 	body := func(code string) *corev3.SubstitutionFormatString {
 		b, _ := structpb.NewStruct(map[string]any{"error": code, "status": "%RESPONSE_CODE%"})
 		return &corev3.SubstitutionFormatString{
@@ -147,7 +170,14 @@ func (t *translator) localReplies() *hcmv3.LocalReplyConfig {
 	}
 	// Stable error codes, never Envoy's own details (upstream_reset_before_response_started{…}
 	// says how Envoy failed, not what the client should do). First match wins.
-	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
+	var mappers []*hcmv3.ResponseMapper
+	if ipAllow {
+		mappers = append(mappers, &hcmv3.ResponseMapper{
+			Filter:             cel(`response.code_details.startsWith("rbac_access_denied")`),
+			BodyFormatOverride: body("ip_not_allowed"),
+		})
+	}
+	return &hcmv3.LocalReplyConfig{Mappers: append(mappers, []*hcmv3.ResponseMapper{{
 		Filter: cel(`response.code_details == "ext_authz_error"`),
 		HeadersToAdd: []*corev3.HeaderValueOption{{
 			Header:       &corev3.HeaderValue{Key: "retry-after", Value: "1"},
@@ -172,5 +202,5 @@ func (t *translator) localReplies() *hcmv3.LocalReplyConfig {
 	}, {
 		Filter:             status(http.StatusRequestHeaderFieldsTooLarge),
 		BodyFormatOverride: body("request_headers_too_large"),
-	}}}
+	}}...)}
 }

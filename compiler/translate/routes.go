@@ -222,6 +222,14 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 	if svc.CORS != nil {
 		perFilter[FilterCORS] = t.pack(corsPolicy(svc.CORS, r.Allow))
 	}
+	if len(op.IPAllow) > 0 {
+		perFilter[FilterRBAC] = t.ipAllowPerRoute(op.IPAllow)
+	}
+	if ws := op.WebSocket; ws != nil {
+		action.UpgradeConfigs = []*routev3.RouteAction_UpgradeConfig{{UpgradeType: upgradeWebSocket, Enabled: wrapperspb.Bool(true)}}
+		action.IdleTimeout = durationpb.New(ws.IdleTimeout)
+		action.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: durationpb.New(ws.MaxDuration)}
+	}
 	if op.MaxRequestBodyBytes > 0 {
 		perFilter[FilterBuffer] = t.pack(&bufferv3.BufferPerRoute{Override: &bufferv3.BufferPerRoute_Buffer{
 			Buffer: &bufferv3.Buffer{MaxRequestBytes: wrapperspb.UInt32(op.MaxRequestBodyBytes)}}})
