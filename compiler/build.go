@@ -304,6 +304,8 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 		}
 		svc.CORS = &c
 	}
+	svc.CircuitBreaker = circuitBreaker(ext.CircuitBreaker, func(format string, a ...any) { errAt(extLine, "", format, a...) })
+	svc.OutlierDetection = outlierDetection(ext.OutlierDetection, func(format string, a ...any) { errAt(extLine, "", format, a...) })
 	// Every operation starts from the service's values of the operation keys.
 	svcDefaults := ir.Operation{Exposure: ir.Public}
 	applyOverrideKeys(obj, &svcDefaults, func(format string, a ...any) { errAt(extLine, "", format, a...) })

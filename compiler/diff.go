@@ -94,6 +94,12 @@ func diffService(o, n ir.Service) []Change {
 	if o.Backend != n.Backend {
 		add(true, "", "backend changed from %s to %s", backendURL(o.Backend), backendURL(n.Backend))
 	}
+	if !reflect.DeepEqual(o.CircuitBreaker, n.CircuitBreaker) {
+		add(false, "", "circuit breaker: %s → %s", orNone(o.CircuitBreaker), orNone(n.CircuitBreaker))
+	}
+	if !reflect.DeepEqual(o.OutlierDetection, n.OutlierDetection) {
+		add(false, "", "outlier detection: %s → %s", orNone(o.OutlierDetection), orNone(n.OutlierDetection))
+	}
 	if o.BasePath != n.BasePath {
 		add(false, "", "basePath changed from %q to %q", o.BasePath, n.BasePath)
 	}
@@ -280,4 +286,15 @@ func missing(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// orNone shows a setting in the diff, "none" when absent.
+func orNone[T any, P interface {
+	*T
+	fmt.Stringer
+}](v P) string {
+	if v == nil {
+		return "none"
+	}
+	return v.String()
 }

@@ -22,6 +22,24 @@ type serviceExt struct {
 	BasePath      string   `json:"basePath"`
 	StripBasePath bool     `json:"stripBasePath"`
 	CORS          *corsExt `json:"cors"`
+	// The backend's protection: how much of it one Envoy may use, and when Envoy stops
+	// sending to a failing host.
+	CircuitBreaker   *circuitBreakerExt `json:"circuitBreaker"`
+	OutlierDetection *outlierExt        `json:"outlierDetection"`
+}
+
+type circuitBreakerExt struct {
+	MaxConnections     int     `json:"maxConnections"`
+	MaxPendingRequests int     `json:"maxPendingRequests"`
+	MaxRequests        int     `json:"maxRequests"`
+	RetryBudgetPercent float64 `json:"retryBudgetPercent"`
+}
+
+type outlierExt struct {
+	Consecutive5xx     int    `json:"consecutive5xx"`
+	Interval           string `json:"interval"`
+	BaseEjectionTime   string `json:"baseEjectionTime"`
+	MaxEjectionPercent int    `json:"maxEjectionPercent"`
 }
 
 // serviceKeys are serviceExt's keys and the operation keys: what a service's x-specgate may hold.

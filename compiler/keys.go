@@ -235,6 +235,61 @@ var overrideKeys = []overrideKey{{
 				old.WebSocket.IdleTimeout, new.WebSocket.IdleTimeout, old.WebSocket.MaxDuration, new.WebSocket.MaxDuration)
 		}
 	},
+}, {
+	name: "retries",
+	set: func(v any, o *ir.Operation, errorf func(string, ...any)) {
+		if on, ok := v.(bool); ok && !on {
+			o.Retries = nil
+			return
+		}
+		var r struct {
+			Attempts      int      `json:"attempts"`
+			On            []string `json:"on"`
+			PerTryTimeout string   `json:"perTryTimeout"`
+			NonIdempotent bool     `json:"nonIdempotent"`
+		}
+		if err := decodeExt(v, &r); err != nil {
+			errorf("x-specgate.retries: %s", strings.TrimPrefix(err.Error(), "x-specgate: "))
+			return
+		}
+		rt := &ir.Retries{NonIdempotent: r.NonIdempotent, On: ir.DefaultRetryOn}
+		if r.Attempts < 1 || r.Attempts > ir.MaxRetries {
+			errorf("x-specgate.retries.attempts %d: must be 1 to %d (or retries: false)", r.Attempts, ir.MaxRetries)
+			return
+		}
+		rt.Attempts = uint32(r.Attempts)
+		if r.On != nil {
+			rt.On = nil
+			for _, c := range r.On {
+				if !slices.Contains(ir.RetryConditions, c) {
+					errorf("x-specgate.retries.on %q: must be one of %s", c, strings.Join(ir.RetryConditions, ", "))
+					return
+				}
+				rt.On = append(rt.On, c)
+			}
+			slices.Sort(rt.On)
+			rt.On = slices.Compact(rt.On)
+		}
+		if r.PerTryTimeout != "" {
+			d, err := time.ParseDuration(r.PerTryTimeout)
+			if err != nil || d <= 0 {
+				errorf("x-specgate.retries.perTryTimeout %q: must be a positive duration like 2s", r.PerTryTimeout)
+				return
+			}
+			rt.PerTryTimeout = d
+		}
+		o.Retries = rt
+	},
+	diff: func(old, new *ir.Operation, add func(bool, string, ...any)) {
+		switch {
+		case old.Retries == nil && new.Retries != nil:
+			add(false, "retries added: %s", new.Retries)
+		case old.Retries != nil && new.Retries == nil:
+			add(false, "retries removed")
+		case old.Retries != nil && old.Retries.String() != new.Retries.String():
+			add(false, "retries %s → %s", old.Retries, new.Retries)
+		}
+	},
 }}
 
 // parseCIDR reads a CIDR or a lone address (a /32 or /128) as its canonical prefix. A prefix

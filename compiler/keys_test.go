@@ -24,6 +24,7 @@ func TestOverrideKeys(t *testing.T) {
 		"maxRequestBodyBytes": {"1048576", "10485760"},
 		"ipAllow":             {"[10.0.0.0/8]", "[10.0.0.0/8, 192.0.2.0/24]"},
 		"websocket":           {"false", "{maxDuration: 10m}"},
+		"retries":             {"false", "{attempts: 2}"},
 	}
 	doc, err := os.ReadFile("../docs/vocabulary.md")
 	if err != nil {

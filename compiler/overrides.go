@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/specgate/specgate/compiler/ir"
 )
@@ -51,4 +52,61 @@ func parseBackend(s string) (ir.Backend, error) {
 		return ir.Backend{}, fmt.Errorf("%q: invalid host", s)
 	}
 	return b, nil
+}
+
+// circuitBreaker checks x-specgate.circuitBreaker.
+func circuitBreaker(e *circuitBreakerExt, errorf func(string, ...any)) *ir.CircuitBreaker {
+	if e == nil {
+		return nil
+	}
+	cb := &ir.CircuitBreaker{}
+	for _, f := range []struct {
+		name string
+		v    int
+		into *uint32
+	}{{"maxConnections", e.MaxConnections, &cb.MaxConnections}, {"maxPendingRequests", e.MaxPendingRequests, &cb.MaxPendingRequests}, {"maxRequests", e.MaxRequests, &cb.MaxRequests}} {
+		if f.v < 0 || f.v > 1<<20 {
+			errorf("x-specgate.circuitBreaker.%s %d: must be 1 to %d (0 or absent: Envoy's 1024)", f.name, f.v, 1<<20)
+			continue
+		}
+		*f.into = uint32(f.v)
+	}
+	if e.RetryBudgetPercent < 0 || e.RetryBudgetPercent > 100 {
+		errorf("x-specgate.circuitBreaker.retryBudgetPercent %g: must be 0 to 100", e.RetryBudgetPercent)
+	}
+	cb.RetryBudgetPercent = e.RetryBudgetPercent
+	return cb
+}
+
+// outlierDetection checks x-specgate.outlierDetection; absent fields take the defaults.
+func outlierDetection(e *outlierExt, errorf func(string, ...any)) *ir.OutlierDetection {
+	if e == nil {
+		return nil
+	}
+	od := &ir.OutlierDetection{Consecutive5xx: 5, Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second, MaxEjectionPercent: 50}
+	if e.Consecutive5xx < 0 || e.Consecutive5xx > 1000 {
+		errorf("x-specgate.outlierDetection.consecutive5xx %d: must be 1 to 1000", e.Consecutive5xx)
+	} else if e.Consecutive5xx > 0 {
+		od.Consecutive5xx = uint32(e.Consecutive5xx)
+	}
+	if e.MaxEjectionPercent < 0 || e.MaxEjectionPercent > 100 {
+		errorf("x-specgate.outlierDetection.maxEjectionPercent %d: must be 1 to 100", e.MaxEjectionPercent)
+	} else if e.MaxEjectionPercent > 0 {
+		od.MaxEjectionPercent = uint32(e.MaxEjectionPercent)
+	}
+	for _, f := range []struct {
+		name, v string
+		into    *time.Duration
+	}{{"interval", e.Interval, &od.Interval}, {"baseEjectionTime", e.BaseEjectionTime, &od.BaseEjectionTime}} {
+		if f.v == "" {
+			continue
+		}
+		d, err := time.ParseDuration(f.v)
+		if err != nil || d <= 0 {
+			errorf("x-specgate.outlierDetection.%s %q: must be a positive duration like 10s", f.name, f.v)
+			continue
+		}
+		*f.into = d
+	}
+	return od
 }

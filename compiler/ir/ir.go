@@ -24,14 +24,60 @@ type Gateway struct {
 
 // Service is one OpenAPI file.
 type Service struct {
-	Name          string      `json:"name"`
-	File          string      `json:"file"`
-	Backend       Backend     `json:"backend"`
-	BasePath      string      `json:"basePath,omitempty"`
-	StripBasePath bool        `json:"stripBasePath,omitempty"`
-	CORS          *CORS       `json:"cors,omitempty"`
-	Operations    []Operation `json:"operations"` // sorted by Path, then Method
+	Name          string  `json:"name"`
+	File          string  `json:"file"`
+	Backend       Backend `json:"backend"`
+	BasePath      string  `json:"basePath,omitempty"`
+	StripBasePath bool    `json:"stripBasePath,omitempty"`
+	CORS          *CORS   `json:"cors,omitempty"`
+	// CircuitBreaker and OutlierDetection protect the backend (nil: Envoy's defaults, no
+	// ejection).
+	CircuitBreaker   *CircuitBreaker   `json:"circuitBreaker,omitempty"`
+	OutlierDetection *OutlierDetection `json:"outlierDetection,omitempty"`
+	Operations       []Operation       `json:"operations"` // sorted by Path, then Method
 }
+
+// CircuitBreaker bounds what one Envoy sends a backend at once; beyond, requests fail at once
+// (503 backend_unavailable) instead of queueing behind a backend that cannot keep up. Zero
+// fields keep Envoy's defaults (1024 each). RetryBudgetPercent bounds retries in flight as a
+// share of the requests in flight (default 20 %, whenever an operation retries).
+type CircuitBreaker struct {
+	MaxConnections     uint32  `json:"maxConnections,omitempty"`
+	MaxPendingRequests uint32  `json:"maxPendingRequests,omitempty"`
+	MaxRequests        uint32  `json:"maxRequests,omitempty"`
+	RetryBudgetPercent float64 `json:"retryBudgetPercent,omitempty"`
+}
+
+// OutlierDetection ejects a backend host after Consecutive5xx failures in a row, for
+// BaseEjectionTime (longer each time), never more than MaxEjectionPercent of the hosts; it
+// matters for a backend of several hosts (a headless Service).
+type OutlierDetection struct {
+	Consecutive5xx     uint32        `json:"consecutive5xx"`
+	Interval           time.Duration `json:"interval"`
+	BaseEjectionTime   time.Duration `json:"baseEjectionTime"`
+	MaxEjectionPercent uint32        `json:"maxEjectionPercent"`
+}
+
+func (c *CircuitBreaker) String() string {
+	n := func(v uint32) string {
+		if v == 0 {
+			return "default"
+		}
+		return fmt.Sprint(v)
+	}
+	budget := "default"
+	if c.RetryBudgetPercent > 0 {
+		budget = fmt.Sprintf("%g%%", c.RetryBudgetPercent)
+	}
+	return fmt.Sprintf("connections %s, pending %s, requests %s, retry budget %s", n(c.MaxConnections), n(c.MaxPendingRequests), n(c.MaxRequests), budget)
+}
+
+func (o *OutlierDetection) String() string {
+	return fmt.Sprintf("eject after %d 5xx in a row (checked every %s) for %s, at most %d%% of hosts", o.Consecutive5xx, o.Interval, o.BaseEjectionTime, o.MaxEjectionPercent)
+}
+
+// DefaultRetryBudgetPercent is CircuitBreaker.RetryBudgetPercent when unset.
+const DefaultRetryBudgetPercent = 20
 
 // Backend is where a service's requests go.
 type Backend struct {
@@ -73,7 +119,9 @@ type Operation struct {
 	// WebSocket, when set, lets a request upgrade to a WebSocket once it passed authz and the
 	// rate limits.
 	WebSocket *WebSocket `json:"websocket,omitempty"`
-	Security  Security   `json:"security"`
+	// Retries, when set, retries a failed request on the service's backend.
+	Retries  *Retries `json:"retries,omitempty"`
+	Security Security `json:"security"`
 	// QueryToken: the operation declares an access_token query parameter. Any other refuses
 	// a request that carries one (RFC 6750 §2.3): its backend might act on a token the
 	// gateway never checked.
@@ -95,6 +143,70 @@ const (
 	DefaultWebSocketIdle = 5 * time.Minute
 	DefaultWebSocketMax  = time.Hour
 )
+
+// Retries retry a failed request up to Attempts more times, on the conditions On (Envoy's
+// retry_on names), each try within PerTryTimeout when set. An operation whose method is not
+// idempotent retries only where the request never reached a backend, unless NonIdempotent.
+type Retries struct {
+	Attempts      uint32        `json:"attempts"`
+	On            []string      `json:"on"`
+	PerTryTimeout time.Duration `json:"perTryTimeout,omitempty"`
+	NonIdempotent bool          `json:"nonIdempotent,omitempty"`
+}
+
+func (r *Retries) String() string {
+	s := fmt.Sprintf("%d on %s", r.Attempts, strings.Join(r.On, ","))
+	if r.PerTryTimeout > 0 {
+		s += fmt.Sprintf(", %s per try", r.PerTryTimeout)
+	}
+	if r.NonIdempotent {
+		s += ", non-idempotent methods too"
+	}
+	return s
+}
+
+// For is the retry_on conditions for a request of method: all of On when the method is
+// idempotent or NonIdempotent is set, else only those where no backend saw the request
+// (reset becomes reset-before-request). Empty: no retry.
+func (r *Retries) For(method string) []string {
+	if Idempotent(method) || r.NonIdempotent {
+		return r.On
+	}
+	var on []string
+	for _, c := range r.On {
+		if c == "reset" {
+			c = "reset-before-request"
+		}
+		if slices.Contains(RetrySafe, c) && !slices.Contains(on, c) {
+			on = append(on, c)
+		}
+	}
+	slices.Sort(on)
+	return on
+}
+
+// MaxRetries bounds Retries.Attempts: each retry is another request to a backend that is
+// failing.
+const MaxRetries = 5
+
+// RetryConditions are the retry_on conditions a spec may name; DefaultRetryOn those of
+// retries without on. RetrySafe are those where no backend saw the request, which every
+// method may retry.
+var (
+	RetryConditions = []string{"5xx", "connect-failure", "gateway-error", "refused-stream", "reset", "reset-before-request", "retriable-4xx"}
+	DefaultRetryOn  = []string{"connect-failure", "gateway-error", "refused-stream", "reset"}
+	RetrySafe       = []string{"connect-failure", "refused-stream", "reset-before-request"}
+)
+
+// Idempotent reports whether a method may be sent twice with the effect of once (RFC 9110
+// §9.2.2; QUERY is safe).
+func Idempotent(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", "QUERY":
+		return true
+	}
+	return false
+}
 
 // Security is OpenAPI's requirement list for one operation.
 type Security struct {

@@ -1,7 +1,9 @@
 package translate
 
 import (
+	"cmp"
 	"net"
+	"slices"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -10,8 +12,10 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/specgate/specgate/compiler/ir"
 )
@@ -38,7 +42,44 @@ func (t *translator) serviceCluster(s ir.Service) *clusterv3.Cluster {
 			})},
 		}
 	}
+	t.protect(c, s)
 	return c
+}
+
+// protect sets the service's circuit breaker and outlier detection, and a retry budget when
+// one of its operations retries: retries never exceed that share of the requests in flight,
+// so a failing backend is not hit by a retry storm.
+func (t *translator) protect(c *clusterv3.Cluster, s ir.Service) {
+	retries := slices.ContainsFunc(s.Operations, func(op ir.Operation) bool { return op.Retries != nil })
+	if cb := s.CircuitBreaker; cb != nil || retries {
+		th := &clusterv3.CircuitBreakers_Thresholds{}
+		if cb == nil {
+			cb = &ir.CircuitBreaker{}
+		}
+		for _, f := range []struct {
+			v    uint32
+			into **wrapperspb.UInt32Value
+		}{{cb.MaxConnections, &th.MaxConnections}, {cb.MaxPendingRequests, &th.MaxPendingRequests}, {cb.MaxRequests, &th.MaxRequests}} {
+			if f.v > 0 {
+				*f.into = wrapperspb.UInt32(f.v)
+			}
+		}
+		if retries {
+			th.RetryBudget = &clusterv3.CircuitBreakers_Thresholds_RetryBudget{
+				BudgetPercent:       &typev3.Percent{Value: cmp.Or(cb.RetryBudgetPercent, ir.DefaultRetryBudgetPercent)},
+				MinRetryConcurrency: wrapperspb.UInt32(3),
+			}
+		}
+		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
+	}
+	if od := s.OutlierDetection; od != nil {
+		c.OutlierDetection = &clusterv3.OutlierDetection{
+			Consecutive_5Xx:    wrapperspb.UInt32(od.Consecutive5xx),
+			Interval:           durationpb.New(od.Interval),
+			BaseEjectionTime:   durationpb.New(od.BaseEjectionTime),
+			MaxEjectionPercent: wrapperspb.UInt32(od.MaxEjectionPercent),
+		}
+	}
 }
 
 func sanMatcher(host string) *tlsv3.SubjectAltNameMatcher {

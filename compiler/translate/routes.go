@@ -3,6 +3,7 @@ package translate
 import (
 	"encoding/json"
 	bufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	"regexp"
 	"strings"
 
@@ -225,6 +226,9 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 	if len(op.IPAllow) > 0 {
 		perFilter[FilterRBAC] = t.ipAllowPerRoute(op.IPAllow)
 	}
+	if op.Retries != nil {
+		action.RetryPolicy = t.retryPolicy(op.Retries, op.Method)
+	}
 	if ws := op.WebSocket; ws != nil {
 		action.UpgradeConfigs = []*routev3.RouteAction_UpgradeConfig{{UpgradeType: upgradeWebSocket, Enabled: wrapperspb.Bool(true)}}
 		action.IdleTimeout = durationpb.New(ws.IdleTimeout)
@@ -306,4 +310,26 @@ func header(name, value string) *corev3.HeaderValueOption {
 		Header:       &corev3.HeaderValue{Key: name, Value: value},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}
+}
+
+// retryPolicy retries a request of method as r says (ir.Retries.For), each retry on another
+// backend host when the service has several (a headless Service's pods).
+func (t *translator) retryPolicy(r *ir.Retries, method string) *routev3.RetryPolicy {
+	on := r.For(method)
+	if len(on) == 0 {
+		return nil
+	}
+	p := &routev3.RetryPolicy{
+		RetryOn:    strings.Join(on, ","),
+		NumRetries: wrapperspb.UInt32(r.Attempts),
+		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
+			Name:       "envoy.retry_host_predicates.previous_hosts",
+			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: t.pack(&previoushostsv3.PreviousHostsPredicate{})},
+		}},
+		HostSelectionRetryMaxAttempts: 3,
+	}
+	if r.PerTryTimeout > 0 {
+		p.PerTryTimeout = durationpb.New(r.PerTryTimeout)
+	}
+	return p
 }
