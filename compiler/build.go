@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"net"
 	"net/url"
 	"reflect"
 	"regexp"
@@ -281,6 +282,17 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 		errAt(extLine, "", "x-specgate.backend: %v", err)
 	}
 	backend.Line = extLine
+	if bt := ext.BackendTLS; bt != nil {
+		switch {
+		case !backend.TLS:
+			errAt(extLine, "", "x-specgate.backendTLS: the backend is not https")
+		case bt.Profile == "":
+			errAt(extLine, "", "x-specgate.backendTLS.profile: name one of gateway.yaml's backendTLS profiles")
+		case bt.SAN != "" && !validSAN(bt.SAN):
+			errAt(extLine, "", "x-specgate.backendTLS.san %q: must be a host name or an IP address", bt.SAN)
+		}
+		backend.TLSProfile, backend.SAN = bt.Profile, bt.SAN
+	}
 	svc.Backend = backend
 	if svc.BasePath != "" {
 		if t, err := ir.ParseTemplate(svc.BasePath); err != nil || t.Templated() || strings.HasSuffix(svc.BasePath, "/") {
@@ -417,4 +429,17 @@ func declaresQueryToken(params openapi3.Parameters) bool {
 		}
 	}
 	return false
+}
+
+// validSAN reports whether s can be a certificate's DNS or IP subject alternative name.
+func validSAN(s string) bool {
+	if net.ParseIP(s) != nil {
+		return true
+	}
+	for _, label := range strings.Split(strings.TrimPrefix(s, "*."), ".") {
+		if label == "" || len(label) > 63 || strings.Trim(label, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			return false
+		}
+	}
+	return len(s) <= 253
 }

@@ -2,6 +2,8 @@ package compiler
 
 import (
 	"errors"
+	"maps"
+	"slices"
 
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/compiler/translate"
@@ -73,11 +75,14 @@ type Policy struct {
 	Backend        func(host string) error // gateway.yaml backends; nil allows any host
 	SharedPrefixes []string
 	PathOverrides  []config.PathOverride
+	// TLSProfiles are gateway.yaml's backendTLS profiles, which x-specgate backendTLS names.
+	TLSProfiles []string
 }
 
 // PolicyOf is the Policy that gateway.yaml cfg sets.
 func PolicyOf(cfg config.Gateway) Policy {
-	return Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes, PathOverrides: cfg.PathOverrides}
+	return Policy{Backend: cfg.Backends.Check, SharedPrefixes: cfg.SharedPrefixes, PathOverrides: cfg.PathOverrides,
+		TLSProfiles: slices.Sorted(maps.Keys(cfg.BackendTLS))}
 }
 
 // Check applies the policy to a built gateway.
@@ -88,6 +93,11 @@ func (p Policy) Check(gw ir.Gateway) Diagnostics {
 			if err := p.Backend(s.Backend.Host); err != nil {
 				diags.add(Error, s.File, s.Backend.Line, "", "x-specgate.backend: %v", err)
 			}
+		}
+	}
+	for _, s := range gw.Services {
+		if name := s.Backend.TLSProfile; name != "" && !slices.Contains(p.TLSProfiles, name) {
+			diags.add(Error, s.File, s.Backend.Line, "", "x-specgate.backendTLS.profile %q: gateway.yaml backendTLS has no such profile%s", name, config.DidYouMean(name, p.TLSProfiles))
 		}
 	}
 	diags = append(diags, checkOwnership(gw, p.SharedPrefixes)...)

@@ -91,7 +91,9 @@ func diffService(o, n ir.Service) []Change {
 	add := func(risk bool, op, format string, a ...any) {
 		out = append(out, Change{Risk: risk, Service: n.Name, Operation: op, Message: fmt.Sprintf(format, a...)})
 	}
-	if o.Backend != n.Backend {
+	ob, nb := o.Backend, n.Backend
+	ob.Line, nb.Line = 0, 0 // where it is written is no change
+	if ob != nb {
 		add(true, "", "backend changed from %s to %s", backendURL(o.Backend), backendURL(n.Backend))
 	}
 	if !reflect.DeepEqual(o.CircuitBreaker, n.CircuitBreaker) {
@@ -267,7 +269,11 @@ func backendURL(b ir.Backend) string {
 	if b.TLS {
 		scheme = "https"
 	}
-	return fmt.Sprintf("%s://%s:%d%s", scheme, b.Host, b.Port, b.PathPrefix)
+	u := fmt.Sprintf("%s://%s:%d%s", scheme, b.Host, b.Port, b.PathPrefix)
+	if b.TLSProfile != "" {
+		u += fmt.Sprintf(" (TLS profile %s, certificate for %s)", b.TLSProfile, cmp.Or(b.SAN, b.Host))
+	}
+	return u
 }
 
 func corsOrigins(c *ir.CORS) []string {

@@ -159,3 +159,27 @@ func TestDiffFlagsCredentialsStripAndCORS(t *testing.T) {
 		t.Errorf("the plain header line: %s", s)
 	}
 }
+
+// An edit that moves lines and changes nothing else (a comment above x-specgate) is no
+// change: the diff is empty, not "backend changed from X to X".
+func TestDiffIgnoresWhereThingsAreWritten(t *testing.T) {
+	spec := `openapi: 3.1.0
+info: {title: A, version: 1.0.0}
+x-specgate: {service: a, backend: "http://a.shop.svc.cluster.local:8080", basePath: /a}
+security: []
+paths:
+  /x:
+    get: {operationId: x, responses: {"200": {description: ok}}}
+`
+	before, diags := CompileFiles("", map[string][]byte{"a.yaml": []byte(spec)}, Options{})
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	after, diags := CompileFiles("", map[string][]byte{"a.yaml": []byte("# owned by the a team\n\n" + spec)}, Options{})
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if changes := Diff(before, after); len(changes) != 0 {
+		t.Errorf("moved lines make a diff: %v", changes)
+	}
+}

@@ -26,6 +26,14 @@ type serviceExt struct {
 	// sending to a failing host.
 	CircuitBreaker   *circuitBreakerExt `json:"circuitBreaker"`
 	OutlierDetection *outlierExt        `json:"outlierDetection"`
+	// BackendTLS names a gateway.yaml TLS profile for an https backend, and the name its
+	// certificate must carry (default: the backend's host).
+	BackendTLS *backendTLSExt `json:"backendTLS"`
+}
+
+type backendTLSExt struct {
+	Profile string `json:"profile"`
+	SAN     string `json:"san"`
 }
 
 type circuitBreakerExt struct {

@@ -3,10 +3,13 @@ package compiler_test
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -109,6 +112,25 @@ func TestGolden(t *testing.T) {
 			} else {
 				if fileExists(bootPath) {
 					t.Errorf("%s: only %s keeps a bootstrap golden", bootPath, bootstrapCase)
+				}
+				bootPath = filepath.Join(t.TempDir(), "bootstrap.yaml")
+				if err := os.WriteFile(bootPath, bootYAML, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Envoy reads the files of static secrets to validate them: each backend TLS
+			// profile's directories, made here with tls.crt, tls.key and ca.crt.
+			for _, name := range slices.Sorted(maps.Keys(cfg.BackendTLS)) {
+				p := cfg.BackendTLS[name]
+				made := t.TempDir()
+				crt := testutil.ServerCert(t, made, name+".test", 1)
+				if err := os.WriteFile(filepath.Join(made, "ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: crt.Raw}), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range []string{p.CA, p.Certificate} {
+					if f != "" {
+						bootYAML = bytes.ReplaceAll(bootYAML, []byte(filepath.Dir(f)+"/"), []byte(made+"/"))
+					}
 				}
 				bootPath = filepath.Join(t.TempDir(), "bootstrap.yaml")
 				if err := os.WriteFile(bootPath, bootYAML, 0o600); err != nil {

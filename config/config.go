@@ -37,6 +37,10 @@ type Gateway struct {
 	// PathOverrides let a service's path take requests that another service's template
 	// serves (/orders/special of promotions beside /orders/{id} of orders): refused otherwise.
 	PathOverrides []PathOverride `json:"pathOverrides"`
+	// BackendTLS are the TLS profiles that specs name for their https backends
+	// (x-specgate backendTLS.profile): a CA and a client certificate, as files Envoy reads and
+	// watches (mounted Secrets), so that specs never name a file of the gateway's pods.
+	BackendTLS map[string]BackendTLSProfile `json:"backendTLS,omitempty"`
 	// XFFTrustedHops is how many X-Forwarded-For hops in front of Envoy are trusted (a cloud
 	// load balancer adds one); the ip rate-limit key and the client fallback use the result.
 	XFFTrustedHops uint32    `json:"xffTrustedHops"`
@@ -104,6 +108,15 @@ type PathOverride struct {
 	Path    string `json:"path"`
 	Service string `json:"service"`
 	Over    string `json:"over"`
+}
+
+// BackendTLSProfile is one backend TLS profile: the PEM files of the CA that signs the
+// backends' certificates (empty: the system CAs) and of a client certificate chain and key
+// for mutual TLS (both or neither). Envoy reloads them when their directory changes.
+type BackendTLSProfile struct {
+	CA          string `json:"ca,omitempty"`
+	Certificate string `json:"certificate,omitempty"`
+	Key         string `json:"key,omitempty"`
 }
 
 // ListenerTLS is the HTTPS listener: a port and the PEM files of its certificate chain and
@@ -345,6 +358,23 @@ func (g Gateway) Validate() error {
 			add("listeners.tls: certificate %q and key %q must be two absolute paths in one directory (Envoy watches it for a new pair)", t.Certificate, t.Key)
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(g.BackendTLS)) {
+		p := g.BackendTLS[name]
+		if !validProfileName(name) {
+			add("backendTLS: profile name %q must be 1-63 of [a-z0-9-]", name)
+		}
+		if p.CA == "" && p.Certificate == "" {
+			add("backendTLS.%s: set ca, or certificate and key, or both", name)
+		}
+		if (p.Certificate == "") != (p.Key == "") || p.Certificate != "" && (path.Dir(p.Certificate) != path.Dir(p.Key) || p.Certificate == p.Key) {
+			add("backendTLS.%s: certificate and key go together, two files in one directory (Envoy watches it for a new pair)", name)
+		}
+		for _, f := range []string{p.CA, p.Certificate, p.Key} {
+			if f != "" && !path.IsAbs(f) {
+				add("backendTLS.%s: %q must be an absolute path", name, f)
+			}
+		}
+	}
 	seen := map[string]bool{}
 	for i, is := range g.Issuers {
 		if is.Issuer == "" {
@@ -449,3 +479,16 @@ func (g Gateway) Validate() error {
 
 // validSubject is a setting of how a log shows subjects.
 func validSubject(s string) bool { return s == "" || s == "plain" || s == "hash" || s == "omit" }
+
+// validProfileName: a backend TLS profile's name is part of Envoy secret names.
+func validProfileName(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -86,6 +86,11 @@ type Backend struct {
 	Port uint32 `json:"port"`
 	// PathPrefix is put in front of every forwarded path (http://svc:8080/api → /api).
 	PathPrefix string `json:"pathPrefix,omitempty"`
+	// TLSProfile names gateway.yaml's backendTLS profile (its CA, its client certificate);
+	// empty: the system CAs, no client certificate. SAN is the name the backend's
+	// certificate must carry (default: Host).
+	TLSProfile string `json:"tlsProfile,omitempty"`
+	SAN        string `json:"san,omitempty"`
 	// Line is where the spec file sets it, for diagnostics of gateway.yaml's backend policy.
 	Line int `json:"-"`
 }

@@ -91,6 +91,8 @@ type Settings struct {
 	IdentityHeaders []string         `json:"identityHeaders,omitempty"`
 	AccessLog       config.AccessLog `json:"accessLog"`
 	Tracing         config.Tracing   `json:"tracing"`
+	// BackendTLS are gateway.yaml's backend TLS profiles, which Backend.TLSProfile names.
+	BackendTLS map[string]config.BackendTLSProfile `json:"backendTLS,omitempty"`
 }
 
 // AuthzSettings are Envoy's side of authz.
@@ -134,6 +136,7 @@ func (p *Planner) Plan(g Gateway, cfg config.Gateway) (Gateway, error) {
 		IdentityHeaders:     cfg.IdentityHeaders(),
 		AccessLog:           cfg.AccessLog,
 		Tracing:             cfg.Tracing,
+		BackendTLS:          cfg.BackendTLS,
 	}
 	if cfg.Authz.DecisionCacheTTL.Duration > 0 {
 		cfg.Revocation.Store, cfg.RateLimit.Store = "", ""

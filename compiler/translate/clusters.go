@@ -3,6 +3,7 @@ package translate
 import (
 	"cmp"
 	"net"
+	"path"
 	"slices"
 	"time"
 
@@ -24,26 +25,55 @@ import (
 const systemCAs = "/etc/ssl/certs/ca-certificates.crt"
 
 // serviceCluster is one service's backend: a static address for an IP, DNS otherwise (a
-// Kubernetes Service name), TLS with SNI and system CAs for https backends.
-func (t *translator) serviceCluster(s ir.Service) *clusterv3.Cluster {
+// Kubernetes Service name), TLS with SNI for https backends, verified with the system CAs or
+// the CA of its backend TLS profile, which may also give a client certificate; and the
+// secrets of that profile, which the cluster names through SDS.
+func (t *translator) serviceCluster(s ir.Service) (*clusterv3.Cluster, []*tlsv3.Secret) {
 	c := endpointCluster(s.Name, s.Backend.Host, s.Backend.Port)
-	if s.Backend.TLS {
+	var secrets []*tlsv3.Secret
+	if b := s.Backend; b.TLS {
+		// A trusted chain is not enough: the certificate must name the backend.
+		verify := &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{sanMatcher(cmp.Or(b.SAN, b.Host))}}
+		common := &tlsv3.CommonTlsContext{}
+		profile, ok := t.set.BackendTLS[b.TLSProfile]
+		if ok && profile.CA != "" {
+			sds, sc := t.backendSecret(b.TLSProfile, "ca", &tlsv3.Secret{Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa:        &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: profile.CA}},
+				WatchedDirectory: &corev3.WatchedDirectory{Path: path.Dir(profile.CA)},
+			}}})
+			secrets = append(secrets, sc)
+			common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+				DefaultValidationContext:         verify,
+				ValidationContextSdsSecretConfig: sds,
+			}}
+		} else {
+			verify.TrustedCa = &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: systemCAs}}
+			common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: verify}
+		}
+		if ok && profile.Certificate != "" {
+			sds, sc := t.backendSecret(b.TLSProfile, "cert", &tlsv3.Secret{Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: profile.Certificate}},
+				PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: profile.Key}},
+				WatchedDirectory: &corev3.WatchedDirectory{Path: path.Dir(profile.Certificate)},
+			}}})
+			secrets = append(secrets, sc)
+			common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sds}
+		}
 		c.TransportSocket = &corev3.TransportSocket{
-			Name: "envoy.transport_sockets.tls",
-			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: t.pack(&tlsv3.UpstreamTlsContext{
-				Sni: s.Backend.Host,
-				CommonTlsContext: &tlsv3.CommonTlsContext{
-					ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-						TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: systemCAs}},
-						// A trusted chain is not enough: the certificate must name the backend.
-						MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{sanMatcher(s.Backend.Host)},
-					}},
-				},
-			})},
+			Name:       "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: t.pack(&tlsv3.UpstreamTlsContext{Sni: b.Host, CommonTlsContext: common})},
 		}
 	}
 	t.protect(c, s)
-	return c
+	return c, secrets
+}
+
+// backendSecret names secret as the secret kind ("ca" or "cert") of backend TLS profile
+// profile, and returns the cluster's reference to it. Its files are read and watched as the
+// HTTPS listener's certificate is (tls.go).
+func (t *translator) backendSecret(profile, kind string, secret *tlsv3.Secret) (*tlsv3.SdsSecretConfig, *tlsv3.Secret) {
+	secret.Name = "backend_tls_" + profile + "_" + kind
+	return t.sdsConfig(secret.Name), secret
 }
 
 // protect sets the service's circuit breaker and outlier detection, and a retry budget when

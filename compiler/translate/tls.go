@@ -27,13 +27,7 @@ func (t *translator) tlsListener(plain *listenerv3.Listener, l ir.Listener) (*li
 			WatchedDirectory: &corev3.WatchedDirectory{Path: path.Dir(l.TLS.Certificate)},
 		}},
 	}
-	sds := &tlsv3.SdsSecretConfig{Name: name}
-	if !t.opts.InlineRoutes {
-		sds.SdsConfig = &corev3.ConfigSource{
-			ResourceApiVersion:    corev3.ApiVersion_V3,
-			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
-		}
-	}
+	sds := t.sdsConfig(name)
 	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 		TlsParams:                      &tlsv3.TlsParameters{TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_2},
 		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds},
@@ -47,4 +41,17 @@ func (t *translator) tlsListener(plain *listenerv3.Listener, l ir.Listener) (*li
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: t.pack(ctx)},
 	}
 	return tl, secret
+}
+
+// sdsConfig refers to the secret name: served over ADS with the rest, or, in a static
+// bootstrap, one of its static secrets.
+func (t *translator) sdsConfig(name string) *tlsv3.SdsSecretConfig {
+	sds := &tlsv3.SdsSecretConfig{Name: name}
+	if !t.opts.InlineRoutes {
+		sds.SdsConfig = &corev3.ConfigSource{
+			ResourceApiVersion:    corev3.ApiVersion_V3,
+			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+		}
+	}
+	return sds
 }

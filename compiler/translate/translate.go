@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,7 +67,7 @@ type Resources struct {
 	Listeners []*listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
-	Secrets   []*tlsv3.Secret // the HTTPS listener's certificate, by file name
+	Secrets   []*tlsv3.Secret // the HTTPS listener's certificate and backend TLS profiles' files
 	RateLimit *rlconfv3.RateLimitConfig
 
 	digests routeDigests // routes already validated, with their content hash
@@ -118,7 +119,13 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 		}
 	}
 	for _, s := range gw.Services {
-		res.Clusters = append(res.Clusters, t.serviceCluster(s))
+		c, secrets := t.serviceCluster(s)
+		res.Clusters = append(res.Clusters, c)
+		for _, sc := range secrets {
+			if !slices.ContainsFunc(res.Secrets, func(have *tlsv3.Secret) bool { return have.Name == sc.Name }) {
+				res.Secrets = append(res.Secrets, sc)
+			}
+		}
 	}
 	if gw.Settings.Tracing.OTLP != "" {
 		res.Clusters = append(res.Clusters, t.otlpCluster())

@@ -81,7 +81,11 @@ func (r *Resources) YAML() ([]byte, error) {
 		{"listeners", toMessages(r.Listeners)},
 		{"routes", toMessages(r.Routes)},
 		{"clusters", toMessages(r.Clusters)},
+		{"secrets", toMessages(r.Secrets)}, // files' names, never key material
 	} {
+		if part.key == "secrets" && len(part.ms) == 0 {
+			continue // most gateways have none
+		}
 		w.out.WriteString(part.key + ":")
 		if len(part.ms) == 0 {
 			w.out.WriteString(" []\n")
