@@ -25,10 +25,10 @@ import (
 
 // kustomizations are every kustomization of deploy/ outside testdata (TestEveryKustomizationChecked
 // keeps this list complete).
-var kustomizations = []string{"base", "overlays/gke", "overlays/gke-cluster", "testdata/tls"}
+var kustomizations = []string{"base", "overlays/gke", "overlays/gke-cluster", "testdata/backend-tls", "testdata/tls"}
 
 // componentBuilds are the kustomizations above that check a component of deploy/components.
-var componentBuilds = map[string]string{"components/tls": "testdata/tls"}
+var componentBuilds = map[string]string{"components/tls": "testdata/tls", "components/backend-tls": "testdata/backend-tls"}
 
 const namespace = "specgate"
 
@@ -107,7 +107,7 @@ func TestPolicies(t *testing.T) {
 			"containers": checkContainers,
 			"services":   checkServices,
 			"volumes": func(o *Objects) error {
-				return checkVolumes(o, "specgate-admin", "specgate-tls", "specgate-redis", "specgate-redis-ca")
+				return checkVolumes(o, "specgate-admin", "specgate-tls", "specgate-backend-tls", "specgate-redis", "specgate-redis-ca")
 			},
 			"specs": checkSpecStore,
 			"monitoring": func(o *Objects) error {
