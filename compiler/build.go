@@ -247,7 +247,7 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 	if doc.Components != nil {
 		for _, name := range slices.Sorted(maps.Keys(doc.Components.SecuritySchemes)) {
 			if ref := doc.Components.SecuritySchemes[name]; ref != nil && ref.Value != nil {
-				strayExtensions(spec, schemePointer(name), "securityScheme "+name, ref.Value.Extensions, diags, schemeIssuersKey)
+				strayExtensions(spec, schemePointer(name), "securityScheme "+name, ref.Value.Extensions, diags, schemeIssuersKey, schemePrefixKey)
 			}
 		}
 	}

@@ -140,7 +140,11 @@ func diffService(o, n ir.Service) []Change {
 			add(true, where, "became anonymous")
 		}
 		for _, r := range nop.Security.AnyOf {
-			if !covered(r, oop.Security.AnyOf) {
+			switch {
+			case covered(r, oop.Security.AnyOf):
+			case r.APIKey != nil:
+				add(true, where, "now accepts an API key (%s in %s %s) with [%s]", r.APIKey.Scheme, r.APIKey.In, r.APIKey.Name, strings.Join(r.Scopes, " "))
+			default:
 				add(true, where, "lost scope: now accepts a token with [%s]", strings.Join(r.Scopes, " "))
 			}
 		}
@@ -169,11 +173,20 @@ func diffService(o, n ir.Service) []Change {
 // token r accepts was accepted before.
 func covered(r ir.Requirement, old []ir.Requirement) bool {
 	for _, o := range old {
-		if len(missing(o.Scopes, r.Scopes)) == 0 {
+		if sameCredential(o, r) && len(missing(o.Scopes, r.Scopes)) == 0 {
 			return true
 		}
 	}
 	return false
+}
+
+// sameCredential reports whether two requirements take the same kind of credential: a token,
+// or an API key in the same place.
+func sameCredential(a, b ir.Requirement) bool {
+	if a.APIKey == nil || b.APIKey == nil {
+		return a.APIKey == nil && b.APIKey == nil
+	}
+	return a.APIKey.In == b.APIKey.In && strings.EqualFold(a.APIKey.Name, b.APIKey.Name) && a.APIKey.Prefix == b.APIKey.Prefix
 }
 
 // widensIssuers reports whether r accepts a token from an issuer that no old requirement

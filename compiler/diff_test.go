@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +182,43 @@ paths:
 	}
 	if changes := Diff(before, after); len(changes) != 0 {
 		t.Errorf("moved lines make a diff: %v", changes)
+	}
+}
+
+// Accepting an API key where only tokens were accepted is a new way in: a ! line. A token
+// requirement is not covered by an API key's (nor the reverse).
+func TestDiffFlagsAPIKeys(t *testing.T) {
+	spec := func(security string) []byte {
+		return []byte(`openapi: 3.1.0
+info: {title: A, version: 1.0.0}
+x-specgate: {service: a, backend: "http://a.shop.svc.cluster.local:8080", basePath: /a}
+security: ` + security + `
+components:
+  securitySchemes:
+    key: {type: apiKey, in: header, name: X-API-Key}
+    oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://a.test/token", scopes: {read: r}}}}
+paths:
+  /x:
+    get: {operationId: x, responses: {"200": {description: ok}}}
+`)
+	}
+	compile := func(security string) ir.Gateway {
+		gw, diags := CompileFiles("", map[string][]byte{"a.yaml": spec(security)}, Options{})
+		if err := diags.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return gw
+	}
+	for _, tc := range []struct{ from, to, want string }{
+		{"[{oauth: [read]}]", "[{oauth: [read]}, {key: [read]}]", "! a GET /a/x: now accepts an API key (key in header X-API-Key) with [read]"},
+		{"[{key: [read]}]", "[{key: [read]}, {oauth: []}]", "! a GET /a/x: lost scope: now accepts a token with []"},
+	} {
+		var got []string
+		for _, c := range Diff(compile(tc.from), compile(tc.to)) {
+			got = append(got, c.String())
+		}
+		if !slices.Contains(got, tc.want) {
+			t.Errorf("%s → %s: %v, want %q", tc.from, tc.to, got, tc.want)
+		}
 	}
 }

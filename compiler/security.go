@@ -80,11 +80,19 @@ func buildSecurity(file string, line int, where string, doc *openapi3.T, reqs op
 		}
 		slices.Sort(names)
 		for _, name := range names {
-			issuers, err := schemeIssuers(doc, name)
+			issuers, key, err := schemeOf(doc, name)
 			if err != nil {
 				schemes.note(name, err.Error(), where, line)
 				ok = false
 				continue
+			}
+			if key != nil {
+				if len(names) > 1 {
+					errorf("security: the apiKey scheme %s cannot be combined with other schemes in one requirement; list them as alternatives ([{%s: []}, {…}])", name, name)
+					ok = false
+					continue
+				}
+				out.APIKey = key
 			}
 			for _, s := range req[name] {
 				if !policy.ValidScope(s) {
@@ -120,37 +128,73 @@ func buildSecurity(file string, line int, where string, doc *openapi3.T, reqs op
 	return sec
 }
 
-// schemeIssuersKey pins the issuers a security scheme accepts.
-const schemeIssuersKey = "x-specgate-issuers"
+// schemeIssuersKey pins the issuers a security scheme accepts; schemePrefixKey is what an
+// apiKey scheme's value starts with before the key (Discord's "Bot ").
+const (
+	schemeIssuersKey = "x-specgate-issuers"
+	schemePrefixKey  = "x-specgate-prefix"
+)
 
-// schemeIssuers checks that a named scheme means "a JWT from a trusted issuer" and returns
-// its x-specgate-issuers pin (nil: any configured issuer).
-func schemeIssuers(doc *openapi3.T, name string) ([]string, error) {
+// schemeOf checks that a named scheme is one specgate enforces: "a JWT from a trusted
+// issuer", with its x-specgate-issuers pin (nil: any configured issuer), or an API key, with
+// where requests carry it.
+func schemeOf(doc *openapi3.T, name string) ([]string, *ir.APIKey, error) {
 	var ref *openapi3.SecuritySchemeRef
 	if doc.Components != nil {
 		ref = doc.Components.SecuritySchemes[name]
 	}
 	if ref == nil || ref.Value == nil {
-		return nil, errors.New("it is not defined in components.securitySchemes")
+		return nil, nil, errors.New("it is not defined in components.securitySchemes")
 	}
 	s := ref.Value
 	switch {
 	case s.Type == "oauth2", s.Type == "openIdConnect":
 	case s.Type == "http" && strings.EqualFold(s.Scheme, "bearer"):
+	case s.Type == "apiKey":
+		key, err := apiKeyScheme(name, s)
+		return nil, key, err
 	default:
 		kind := s.Type
 		if s.Type == "http" {
 			kind = "http " + s.Scheme
 		}
-		return nil, fmt.Errorf("its type %s is not one specgate can enforce (use oauth2, openIdConnect or http bearer)", kind)
+		return nil, nil, fmt.Errorf("its type %s is not one specgate can enforce (use oauth2, openIdConnect, http bearer or apiKey)", kind)
+	}
+	if _, ok := s.Extensions[schemePrefixKey]; ok {
+		return nil, nil, fmt.Errorf("%s is for apiKey schemes", schemePrefixKey)
 	}
 	raw, ok := s.Extensions[schemeIssuersKey]
 	if !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var issuers []string
 	if err := decodeExt(raw, &issuers); err != nil || len(issuers) == 0 {
-		return nil, errors.New("x-specgate-issuers must be a non-empty list of issuer URLs")
+		return nil, nil, errors.New("x-specgate-issuers must be a non-empty list of issuer URLs")
 	}
-	return issuers, nil
+	return issuers, nil, nil
+}
+
+// apiKeyScheme reads an apiKey scheme: in header, query or cookie, a name, and the optional
+// x-specgate-prefix.
+func apiKeyScheme(name string, s *openapi3.SecurityScheme) (*ir.APIKey, error) {
+	key := &ir.APIKey{Scheme: name, In: s.In, Name: s.Name}
+	switch {
+	case s.In != "header" && s.In != "query" && s.In != "cookie":
+		return nil, fmt.Errorf("apiKey in %q: must be header, query or cookie", s.In)
+	case s.Name == "" || s.In == "header" && !ir.ValidHeaderName(s.Name):
+		return nil, fmt.Errorf("apiKey name %q: must be a header, query parameter or cookie name", s.Name)
+	case s.In == "header" && strings.HasPrefix(strings.ToLower(s.Name), "x-specgate-"):
+		return nil, fmt.Errorf("apiKey name %q: X-Specgate-* headers are the gateway's own", s.Name)
+	}
+	if _, pinned := s.Extensions[schemeIssuersKey]; pinned {
+		return nil, fmt.Errorf("%s is for token schemes: an API key has no issuer", schemeIssuersKey)
+	}
+	if raw, ok := s.Extensions[schemePrefixKey]; ok {
+		p, isString := raw.(string)
+		if !isString || p == "" || len(p) > 32 || strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+			return nil, fmt.Errorf("%s must be a short printable string, such as \"Bot \"", schemePrefixKey)
+		}
+		key.Prefix = p
+	}
+	return key, nil
 }

@@ -30,7 +30,10 @@ func (a *admin) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.srv.m.reg, promhttp.HandlerOpts{}))
 	adminhttp.Probes(mux, a.ready)
-	mux.HandleFunc("POST /v1/revocations", a.revoke)
+	mux.HandleFunc("POST /v1/revocations", a.authorized(a.revoke))
+	mux.HandleFunc("POST /v1/keys", a.authorized(a.createKey))
+	mux.HandleFunc("GET /v1/keys", a.authorized(a.listKeys))
+	mux.HandleFunc("DELETE /v1/keys/{id}", a.authorized(a.revokeKey))
 	if a.dev != nil {
 		mux.Handle("GET "+devissuer.JWKSPath, devissuer.JWKS(a.dev))
 	}
@@ -58,12 +61,19 @@ type revocationRequest struct {
 	BySubject bool `json:"bySubject,omitempty"`
 }
 
-func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
-	if !adminhttp.Authorized(r, a.token) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="specgate-admin"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
-		return
+// authorized lets only the admin token's holder call h.
+func (a *admin) authorized(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !adminhttp.Authorized(r, a.token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="specgate-admin"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+			return
+		}
+		h(w, r)
 	}
+}
+
+func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
 	var req revocationRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
@@ -77,26 +87,33 @@ func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e, err := a.list.Revoke(r.Context(), key, at)
-	if errors.Is(err, revocation.ErrNotReplicated) {
-		a.log.Error("revocation not confirmed by a Redis replica", "key", key, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "revocation stored on the Redis primary " +
-			"and in force, but no Redis replica confirmed it: a failover could lose it; retry (revoking again is harmless)"})
-		return
-	}
-	if errors.Is(err, revocation.ErrUncertain) {
-		a.log.Error("revocation store did not answer", "key", key, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the revocation store did not answer: " +
-			"the revocation may or may not be stored; retry (revoking again is harmless)"})
-		return
-	}
-	if err != nil {
-		a.log.Error("revocation not stored", "key", key, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "revocation store unavailable; nothing was revoked, retry"})
+	if a.storeFailed(w, err, "revocation", key) {
 		return
 	}
 	a.srv.m.revocations.Inc()
 	a.log.Info("revoked", "key", key, "at", e.At, "expires", e.Expires)
 	writeJSON(w, http.StatusOK, e)
+}
+
+// storeFailed answers 503 when the store did not take an entry (what: a revocation, an API
+// key), saying whether it may be in force and that a retry is harmless.
+func (a *admin) storeFailed(w http.ResponseWriter, err error, what, key string) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, revocation.ErrNotReplicated):
+		a.log.Error(what+" not confirmed by a Redis replica", "key", key, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": what + " stored on the Redis primary " +
+			"and in force, but no Redis replica confirmed it: a failover could lose it; retry (a retry is harmless)"})
+	case errors.Is(err, revocation.ErrUncertain):
+		a.log.Error("revocation store did not answer", "key", key, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the revocation store did not answer: " +
+			"the " + what + " may or may not be stored; retry (a retry is harmless)"})
+	default:
+		a.log.Error(what+" not stored", "key", key, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "revocation store unavailable; nothing was stored, retry"})
+	}
+	return true
 }
 
 // entryKey turns a request into the entry key and revocation time.

@@ -26,10 +26,7 @@ func (s *server) allow(pol *routePolicy, headers map[string]string, id *identity
 	ok := &authv3.OkHttpResponse{}
 	for i, h := range claimHeaders {
 		if id != nil && id.headers[i] != "" {
-			ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
-				Header:       &corev3.HeaderValue{Key: h.name, Value: id.headers[i]},
-				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-			})
+			ok.Headers = append(ok.Headers, overwrite(h.name, id.headers[i]))
 		} else {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, h.lower)
 		}
@@ -156,15 +153,9 @@ func deniedResponse(code int, wwwAuth, body string) *authv3.CheckResponse {
 	case http.StatusServiceUnavailable:
 		grpcCode = codes.Unavailable
 	}
-	hs := []*corev3.HeaderValueOption{{
-		Header:       &corev3.HeaderValue{Key: "content-type", Value: "application/json"},
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-	}}
+	hs := []*corev3.HeaderValueOption{overwrite("content-type", "application/json")}
 	if wwwAuth != "" {
-		hs = append(hs, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: "www-authenticate", Value: wwwAuth},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		})
+		hs = append(hs, overwrite("www-authenticate", wwwAuth))
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(grpcCode)},
@@ -173,5 +164,13 @@ func deniedResponse(code int, wwwAuth, body string) *authv3.CheckResponse {
 			Headers: hs,
 			Body:    body,
 		}},
+	}
+}
+
+// overwrite sets a header, replacing any value the request or response had.
+func overwrite(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}
 }

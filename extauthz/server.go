@@ -169,6 +169,8 @@ type routePolicy struct {
 	denied     *authv3.CheckResponse // insufficient scope
 	limitHdrs  []string              // lower-case header names of header:<Name> keys
 	limitMetas []string              // policy.MetaHeader of each
+	// keys: a requirement takes an API key; keysOnly: every requirement does.
+	keys, keysOnly bool
 }
 
 // maxPolicies bounds the decoded-policy cache (a route table has a few thousand routes).
@@ -182,6 +184,8 @@ func (s *server) routePolicy(raw string) *routePolicy {
 	p := &routePolicy{Route: r, err: err}
 	if err == nil {
 		p.denied = insufficientScope(r)
+		withKey := slices.ContainsFunc(r.AnyOf, func(q policy.Requirement) bool { return q.APIKey != nil })
+		p.keys, p.keysOnly = withKey, withKey && !slices.ContainsFunc(r.AnyOf, func(q policy.Requirement) bool { return q.APIKey == nil })
 		for _, h := range r.RateLimitHeaders {
 			p.limitHdrs = append(p.limitHdrs, strings.ToLower(h))
 			p.limitMetas = append(p.limitMetas, policy.MetaHeader(h))
@@ -286,7 +290,18 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 	}
 	headers := requestHeaders(attrs.GetRequest().GetHttp())
 	addr := clientAddress(attrs, headers, s.xffHops)
+	if pol.keys {
+		if resp, reason, done := s.checkAPIKey(pol, headers, attrs.GetRequest().GetHttp().GetPath(), addr); done {
+			return resp, reason
+		}
+	}
 	auth, present := headers["authorization"]
+	if pol.keysOnly { // no requirement takes a token: Authorization is no credential here
+		if pol.Anonymous {
+			return s.allow(pol, headers, nil, addr), reasonAnonymous
+		}
+		return deniedMissingKey(pol), reasonKeyMissing
+	}
 	if !present {
 		if pol.Anonymous {
 			return s.allow(pol, headers, nil, addr), reasonAnonymous

@@ -44,6 +44,8 @@ const (
 	// is allow or deny, MetaReason the reason (specgate_authz_checks_total's), and
 	// MetaSubjectHash the hex SHA-256 of the subject (MetaSubject) when accessLog.subject is
 	// hash.
+	// MetaPlan is the quota plan of the request's API key ("" otherwise).
+	MetaPlan        = "plan"
 	MetaDecision    = "decision"
 	MetaReason      = "reason"
 	MetaSubjectHash = "subject_hash"
@@ -105,6 +107,18 @@ const QueryTokenParam = "access_token"
 type Requirement struct {
 	Scopes  []string `json:"scopes,omitempty"`
 	Issuers []string `json:"issuers,omitempty"`
+	// APIKey, when set, is met by an API key instead of a token: one whose grant holds
+	// Scopes. (An authz older than this field refuses such a route's policy.)
+	APIKey *APIKey `json:"apiKey,omitempty"`
+}
+
+// APIKey says where a request carries its key: OpenAPI's apiKey scheme (its name, in
+// header, query or cookie, under Name), after Prefix when set (Discord's "Bot ").
+type APIKey struct {
+	Scheme string `json:"scheme"`
+	In     string `json:"in"`
+	Name   string `json:"name"`
+	Prefix string `json:"prefix,omitempty"`
 }
 
 // Validate reports a policy the services cannot enforce; they refuse such a route.
@@ -117,6 +131,9 @@ func (r Route) Validate() error {
 		errs = append(errs, fmt.Errorf("policy %s: neither anonymous nor any requirement", r.ID))
 	}
 	for _, req := range r.AnyOf {
+		if k := req.APIKey; k != nil && (k.Name == "" || k.In != "header" && k.In != "query" && k.In != "cookie") {
+			errs = append(errs, fmt.Errorf("policy %s: apiKey %s: in %q, name %q", r.ID, k.Scheme, k.In, k.Name))
+		}
 		for _, s := range req.Scopes {
 			if !ValidScope(s) {
 				errs = append(errs, fmt.Errorf("policy %s: invalid scope %q", r.ID, s))

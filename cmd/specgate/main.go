@@ -62,6 +62,7 @@ func commands() []*cobra.Command {
 		newAuthzCmd(),
 		newTokenCmd(),
 		newRevokeCmd(),
+		newKeysCmd(),
 		newStatsCmd(),
 		newSpecsCmd(),
 		newVersionCmd(),

@@ -311,12 +311,13 @@ func (sh *shape) appendRoutes(routes []Route, tokenless bool, fw *forwarding) []
 }
 
 // servedTokenless reports whether the operation's requests without a token can be served
-// without authz: anonymous, and no rate limit keyed by a header (authz picks the header's
-// value or the address per request; Envoy cannot).
+// without authz: anonymous, no rate limit keyed by a header (authz picks the header's value
+// or the address per request; Envoy cannot), and no API key that a request may carry
+// elsewhere than in Authorization (authz identifies its client).
 func (o *Operation) servedTokenless() bool {
 	return o.Security.Anonymous && !slices.ContainsFunc(o.RateLimits, func(rl RateLimit) bool {
 		return rl.Key == KeyHeader || rl.Key == KeyHeaderClient
-	})
+	}) && !slices.ContainsFunc(o.Security.AnyOf, func(r Requirement) bool { return r.APIKey != nil })
 }
 
 // validateListeners checks that every route refers to what the model holds.

@@ -32,7 +32,7 @@ func (t *translator) accessLogs() []*accesslogv3.AccessLog {
 	// Two kinds of request are allowed without asking authz, so decision and reason are
 	// empty: edgeCache is true when the edge decision cache replayed an earlier allow of
 	// authz, tokenless when a tokenless route served an anonymous request (tokenless.go).
-	authz := map[string]any{"decision": meta(policy.MetaDecision), "reason": meta(policy.MetaReason),
+	authz := map[string]any{"decision": meta(policy.MetaDecision), "reason": meta(policy.MetaReason), "plan": meta(policy.MetaPlan),
 		"edgeCache": "%DYNAMIC_METADATA(" + policy.CacheFilter + ":hit)%",
 		"tokenless": "%METADATA(ROUTE:" + metaTokenless + ":tokenless)%"}
 	switch a.Subject {

@@ -43,15 +43,49 @@ func ContentHash(token string) [32]byte {
 
 // Entry is one revocation. A jti: or tok: entry refuses that token; a sub: entry refuses
 // every token of the subject issued at or before At.
+//
+// An apikey: entry is an API key instead (the hash of the key; the key itself is never
+// stored): Grant says whom it identifies, At when it was created, Expires when it stops
+// working; Revoked refuses it. The same store and the same channel carry keys and
+// revocations to every replica.
 type Entry struct {
 	Key     string    `json:"key"`
 	At      time.Time `json:"at"`
 	Expires time.Time `json:"expires"`
+	Grant   *Grant    `json:"grant,omitempty"`
+	Revoked bool      `json:"revoked,omitempty"`
+}
+
+// Grant is what an API key stands for: a client, its scopes (sorted) and its quota plan.
+type Grant struct {
+	Client string   `json:"client"`
+	Scopes []string `json:"scopes,omitempty"`
+	Plan   string   `json:"plan,omitempty"`
+}
+
+// PrefixAPIKey keys API key entries by the hex SHA-256 of the key.
+const PrefixAPIKey = "apikey:"
+
+// APIKeyKey is the entry key of an API key.
+func APIKeyKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return PrefixAPIKey + hex.EncodeToString(sum[:])
 }
 
 // merge keeps the later revocation time and expiry of two entries for one key: a second
-// revocation of a subject moves its cut-off forward, never back.
+// revocation of a subject moves its cut-off forward, never back. An API key stays revoked
+// once one of its entries says so, and keeps the grant it was created with.
 func merge(a, b Entry) Entry {
+	if a.Grant != nil || b.Grant != nil {
+		if a.Grant == nil {
+			a.Grant, a.At = b.Grant, b.At
+		}
+		a.Revoked = a.Revoked || b.Revoked
+		if b.Expires.After(a.Expires) {
+			a.Expires = b.Expires
+		}
+		return a
+	}
 	if b.At.After(a.At) {
 		a.At = b.At
 	}
@@ -168,6 +202,29 @@ func (s *Set) SubjectRevoked(sub string, iat time.Time) bool {
 		return iat.IsZero() || iat.Unix() <= e.At.Unix()
 	}
 	return false
+}
+
+// APIKey returns the entry of an API key, by the key as the client sent it: found, and not
+// revoked, is a key that works.
+func (s *Set) APIKey(key string) (Entry, bool) {
+	var buf [len(PrefixAPIKey) + 64]byte
+	sum := sha256.Sum256([]byte(key))
+	k := hex.AppendEncode(append(buf[:0], PrefixAPIKey...), sum[:])
+	e, ok := s.Lookup(k)
+	return e, ok && e.Grant != nil
+}
+
+// APIKeys lists the API key entries, revoked ones included.
+func (s *Set) APIKeys() []Entry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Entry
+	for k, e := range s.exact {
+		if strings.HasPrefix(k, PrefixAPIKey) && e.Grant != nil {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Add applies one entry (idempotent; an expired entry is ignored).

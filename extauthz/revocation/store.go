@@ -2,6 +2,8 @@ package revocation
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,16 +96,43 @@ func (l *List) Revoke(ctx context.Context, key string, at time.Time) (Entry, err
 	if !e.Expires.After(l.Now()) {
 		return e, nil // every token it could concern has expired already
 	}
+	return e, l.put(ctx, e)
+}
+
+// NewAPIKey makes an API key for grant that works until expires, stores it (its hash) and
+// applies it locally. The key is returned once: only its hash is kept.
+func (l *List) NewAPIKey(ctx context.Context, grant Grant, expires time.Time) (string, Entry, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", Entry{}, err
+	}
+	key := APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	e := Entry{Key: APIKeyKey(key), At: l.Now().UTC(), Expires: expires.UTC(), Grant: &grant}
+	return key, e, l.put(ctx, e)
+}
+
+// RevokeAPIKey refuses the API key of entry e from now on, everywhere.
+func (l *List) RevokeAPIKey(ctx context.Context, e Entry) (Entry, error) {
+	e.Revoked = true
+	return e, l.put(ctx, e)
+}
+
+// APIKeyPrefix starts every API key, so that a key found in a log or a repository is
+// recognisable (secret scanners match such prefixes).
+const APIKeyPrefix = "sgk_"
+
+// put stores e and applies it locally, with Revoke's error meanings.
+func (l *List) put(ctx context.Context, e Entry) error {
 	if err := l.Store.Add(ctx, e); errors.Is(err, ErrNotReplicated) {
 		l.Set.Add(e, l.Now()) // in force here and on every replica that got it published
-		return e, err
+		return err
 	} else if errors.Is(err, ErrUncertain) {
-		return e, err
+		return err
 	} else if err != nil {
-		return e, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	l.Set.Add(e, l.Now())
-	return e, nil
+	return nil
 }
 
 // Run keeps the set current and expires entries until ctx ends.
