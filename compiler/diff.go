@@ -3,6 +3,7 @@ package compiler
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -211,39 +212,59 @@ func issuerList(issuers []string) string {
 	return strings.Join(issuers, ", ")
 }
 
-// loosened lists the quotas of old that new removes or raises, by key.
+// loosened lists the quotas of old that new removes or raises, by key (and plan).
 func loosened(old, new []ir.RateLimit) []string {
 	var out []string
-	for _, o := range old {
-		key := limitKey(o)
+	olds, news := quotas(old), quotas(new)
+	for _, o := range olds {
 		best := -1.0
-		for _, n := range new {
-			if limitKey(n) == key {
-				if r := perSecond(n); best < 0 || r < best {
+		for _, n := range news {
+			if n.key == o.key {
+				if r := n.perSecond(); best < 0 || r < best {
 					best = r
 				}
 			}
 		}
 		switch {
 		case best < 0:
-			out = append(out, fmt.Sprintf("rate limit removed: %d per %s by %s", o.Requests, o.Per, key))
-		case best > perSecond(o):
-			out = append(out, fmt.Sprintf("rate limit loosened: %d per %s by %s is now %.4g per second", o.Requests, o.Per, key, best))
+			out = append(out, fmt.Sprintf("rate limit removed: %d per %s by %s", o.requests, o.per, o.key))
+		case best > o.perSecond():
+			out = append(out, fmt.Sprintf("rate limit loosened: %d per %s by %s is now %.4g per second", o.requests, o.per, o.key, best))
 		}
 	}
 	return out
 }
 
-func limitKey(r ir.RateLimit) string {
-	if r.Key == ir.KeyHeader || r.Key == ir.KeyHeaderClient {
-		return string(r.Key) + ":" + r.Header
-	}
-	return string(r.Key)
+// quota is one count of a rate limit: a limit with plans counts one per plan and one for
+// the default, each compared with its own.
+type quota struct {
+	key      string // what it counts by, and the plan
+	requests uint32
+	per      ir.Unit
 }
 
-func perSecond(r ir.RateLimit) float64 {
-	secs := map[ir.Unit]float64{ir.Second: 1, ir.Minute: 60, ir.Hour: 3600, ir.Day: 86400}[r.Per]
-	return float64(r.Requests) / secs
+func quotas(ls []ir.RateLimit) []quota {
+	var out []quota
+	for _, r := range ls {
+		key := string(r.Key)
+		if r.Key == ir.KeyHeader || r.Key == ir.KeyHeaderClient {
+			key += ":" + r.Header
+		}
+		if r.Plans == nil {
+			out = append(out, quota{key, r.Requests, r.Per})
+			continue
+		}
+		for _, name := range slices.Sorted(maps.Keys(r.Plans.Limits)) {
+			out = append(out, quota{key + " on plan " + name, r.Plans.Limits[name], r.Per})
+		}
+		out = append(out, quota{key + " on other plans", r.Plans.Default, r.Per})
+	}
+	return out
+}
+
+func (q quota) perSecond() float64 {
+	secs := map[ir.Unit]float64{ir.Second: 1, ir.Minute: 60, ir.Hour: 3600, ir.Day: 86400}[q.per]
+	return float64(q.requests) / secs
 }
 
 func describe(op ir.Operation) string {

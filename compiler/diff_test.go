@@ -222,3 +222,17 @@ paths:
 		}
 	}
 }
+
+// A plan's limit raised is a loosened quota, named with its plan; a plan's limit lowered is
+// not a risk.
+func TestDiffFlagsLoosenedPlans(t *testing.T) {
+	limits := func(gold, def uint32) []ir.RateLimit {
+		return []ir.RateLimit{{Key: ir.KeyClient, Per: ir.Minute, Plans: &ir.Plans{Limits: map[string]uint32{"gold": gold}, Default: def}}}
+	}
+	if got := loosened(limits(100, 10), limits(200, 5)); len(got) != 1 || got[0] != "rate limit loosened: 100 per minute by client on plan gold is now 3.333 per second" {
+		t.Errorf("gold raised, default lowered: %q", got)
+	}
+	if got := loosened(limits(100, 10), limits(50, 10)); len(got) != 0 {
+		t.Errorf("gold lowered: %q", got)
+	}
+}

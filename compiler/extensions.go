@@ -58,9 +58,17 @@ var serviceKeys = func() []string {
 }()
 
 type rateLimitExt struct {
-	Requests int    `json:"requests"`
-	Per      string `json:"per"`
-	Key      string `json:"key"`
+	Requests int       `json:"requests"`
+	Per      string    `json:"per"`
+	Key      string    `json:"key"`
+	Plans    *plansExt `json:"plans"`
+}
+
+// plansExt gives a rate limit's requests per quota plan: limits by plan name, default for
+// the others.
+type plansExt struct {
+	Limits  map[string]int `json:"limits"`
+	Default int            `json:"default"`
 }
 
 type corsExt struct {

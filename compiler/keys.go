@@ -124,12 +124,28 @@ var overrideKeys = []overrideKey{{
 			} else if name, ok := strings.CutPrefix(l.Key, "header+client:"); ok {
 				rl.Key, rl.Header = ir.KeyHeaderClient, name
 			}
-			if l.Requests <= 0 {
+			switch {
+			case l.Plans != nil && l.Requests != 0:
+				errorf("x-specgate.rateLimits[%d]: requests or plans, not both", i)
+				continue
+			case l.Plans != nil:
+				rl.Plans = &ir.Plans{Limits: map[string]uint32{}}
+				if l.Plans.Default > 0 && l.Plans.Default <= 1<<31 {
+					rl.Plans.Default = uint32(l.Plans.Default)
+				}
+				for name, n := range l.Plans.Limits {
+					if n > 0 && n <= 1<<31 {
+						rl.Plans.Limits[name] = uint32(n)
+					} else {
+						rl.Plans.Limits[name] = 0 // Validate names it
+					}
+				}
+			case l.Requests <= 0:
 				errorf("x-specgate.rateLimits[%d]: requests must be > 0, got %d", i, l.Requests)
 				continue
 			}
 			if err := rl.Validate(); err != nil {
-				errorf("x-specgate.rateLimits[%d]: %v (per: second|minute|hour|day; key: route|client|ip|header:<Name>|header+client:<Name>)", i, err)
+				errorf("x-specgate.rateLimits[%d]: %v (per: second|minute|hour|day; key: route|client|ip|header:<Name>|header+client:<Name>; plans: {limits: {<plan>: n}, default: n})", i, err)
 				continue
 			}
 			o.RateLimits = append(o.RateLimits, rl)

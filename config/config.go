@@ -148,6 +148,9 @@ type Claims struct {
 	Subject ClaimNames `json:"subject"`
 	Client  ClaimNames `json:"client"`
 	Scope   ClaimNames `json:"scope"`
+	// Plan is the claim naming the token's quota plan (rate limits with plans); none by
+	// default: tokens count against a limit's default, API keys carry their own plan.
+	Plan ClaimNames `json:"plan"`
 }
 
 // ClaimNames is an ordered list of claim names: the first one a token carries (non-empty)
@@ -402,7 +405,7 @@ func (g Gateway) Validate() error {
 	if len(g.Claims.Subject) == 0 || len(g.Claims.Scope) == 0 {
 		add("claims: subject and scope must be set")
 	}
-	for name, list := range map[string]ClaimNames{"subject": g.Claims.Subject, "client": g.Claims.Client, "scope": g.Claims.Scope} {
+	for name, list := range map[string]ClaimNames{"subject": g.Claims.Subject, "client": g.Claims.Client, "scope": g.Claims.Scope, "plan": g.Claims.Plan} {
 		if slices.Contains(list, "") {
 			add("claims.%s: an empty claim name", name)
 		}

@@ -2,6 +2,7 @@ package envoy_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/test/harness/e2e"
 	"github.com/specgate/specgate/test/harness/stack"
 	"github.com/specgate/specgate/test/harness/testutil"
@@ -132,4 +135,75 @@ func TestAPIKeys(t *testing.T) {
 		return true
 	})
 	t.Logf("figure: a revoked API key refused by both replicas %s after keys revoke returned", d)
+}
+
+const plansSpec = `openapi: 3.1.0
+info: {title: Search, version: 1.0.0}
+x-specgate: {service: search, backend: "http://127.0.0.1:{{PORT}}", basePath: /search,
+  rateLimits: [{key: client, per: minute, plans: {limits: {gold: 3, free: 1}, default: 2}}]}
+security: [{ApiKeyAuth: []}, {oauth: []}]
+components:
+  securitySchemes:
+    ApiKeyAuth: {type: apiKey, in: header, name: X-API-Key}
+    oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://a.test/token", scopes: {read: r}}}}
+paths:
+  /query:
+    get: {operationId: query, responses: {"200": {description: ok}}}
+`
+
+// Quota plans through real Envoy and specgate ratelimit on Redis: each caller gets its plan's
+// count per minute (an API key's plan, a token's plan claim with claims.plan set), a plan
+// that is not listed and no plan get the default; the 429 and X-RateLimit-Limit say the
+// caller's plan.
+func TestQuotaPlans(t *testing.T) {
+	t.Parallel()
+	b := e2e.NewBackend(t, "search")
+	s := stack.Start(t, stack.Options{Specs: map[string]string{"search.yaml": plansSpec}, Vars: map[string]string{"PORT": b.Port()},
+		Configure: func(c *config.Gateway) { c.Claims.Plan = config.ClaimNames{"plan"} }})
+	newKey := func(client, plan string) string {
+		out, err := exec.Command(testutil.Specgate(t), "keys", "create", "--server", "http://"+s.Authz[0].HTTP, "--token", stack.AdminToken,
+			"--client", client, "--plan", plan).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	token := func(sub, plan string) string {
+		tok, err := devissuer.Mint(s.Key, stack.Issuer, stack.Audience, sub, nil, time.Hour, map[string]any{"plan": plan})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, tc := range []struct {
+		name, header, value string
+		allowed             int
+	}{
+		{"gold key", "X-API-Key", newKey("acme", "gold"), 3},
+		{"free key", "X-API-Key", newKey("bob", "free"), 1},
+		{"key without a plan", "X-API-Key", newKey("carol", ""), 2},
+		{"token of plan gold", "Authorization", "Bearer " + token("dave", "gold"), 3},
+		{"token of an unlisted plan", "Authorization", "Bearer " + token("erin", "platinum"), 2},
+	} {
+		var codes []int
+		var limit string
+		for range tc.allowed + 1 {
+			req, _ := http.NewRequest("GET", s.Public+"/search/query", nil)
+			req.Header.Set(tc.header, tc.value)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes = append(codes, resp.StatusCode)
+			if resp.StatusCode == 429 {
+				limit = resp.Header.Get("X-RateLimit-Limit")
+			}
+		}
+		want := strings.Repeat("200 ", tc.allowed) + "429"
+		if got := strings.Trim(fmt.Sprint(codes), "[]"); got != want || !strings.HasPrefix(limit, fmt.Sprint(tc.allowed)) {
+			t.Errorf("%s: %s with X-RateLimit-Limit %q, want %s and %d", tc.name, got, limit, want, tc.allowed)
+		}
+	}
 }

@@ -87,7 +87,7 @@ func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e, err := a.list.Revoke(r.Context(), key, at)
-	if a.storeFailed(w, err, "revocation", key) {
+	if a.storeFailed(w, err, "revocation", "nothing was revoked", key) {
 		return
 	}
 	a.srv.m.revocations.Inc()
@@ -96,8 +96,9 @@ func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
 }
 
 // storeFailed answers 503 when the store did not take an entry (what: a revocation, an API
-// key), saying whether it may be in force and that a retry is harmless.
-func (a *admin) storeFailed(w http.ResponseWriter, err error, what, key string) bool {
+// key), saying whether it may be in force (nothing: that it is not) and that a retry is
+// harmless.
+func (a *admin) storeFailed(w http.ResponseWriter, err error, what, nothing, key string) bool {
 	switch {
 	case err == nil:
 		return false
@@ -111,7 +112,7 @@ func (a *admin) storeFailed(w http.ResponseWriter, err error, what, key string) 
 			"the " + what + " may or may not be stored; retry (a retry is harmless)"})
 	default:
 		a.log.Error(what+" not stored", "key", key, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "revocation store unavailable; nothing was stored, retry"})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "revocation store unavailable; " + nothing + ", retry"})
 	}
 	return true
 }

@@ -51,6 +51,9 @@ func (s *server) allow(pol *routePolicy, headers map[string]string, id *identity
 	fields := make(map[string]*structpb.Value, 2+len(pol.limitHdrs))
 	fields[policy.MetaSubject] = structpb.NewStringValue(subject)
 	fields[policy.MetaClient] = structpb.NewStringValue(client)
+	if id != nil && id.plan != "" { // absent: the rate limits' descriptor says no plan
+		fields[policy.MetaPlan] = structpb.NewStringValue(id.plan)
+	}
 	for i, h := range pol.limitHdrs {
 		// "h:" keeps a client's header value from naming another bucket, e.g. "ip:<addr>".
 		v := ip

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/specgate/specgate/extauthz/revocation"
 	"github.com/specgate/specgate/policy"
@@ -113,7 +112,7 @@ func (s *server) checkAPIKey(pol *routePolicy, headers map[string]string, path, 
 	if matched == nil {
 		return pol.denied, reasonScope, true
 	}
-	id := &identity{client: "key:" + entry.Grant.Client, scopes: entry.Grant.Scopes, headers: s.keyHeaders(entry.Grant)}
+	id := &identity{client: "key:" + entry.Grant.Client, scopes: entry.Grant.Scopes, plan: entry.Grant.Plan, headers: s.keyHeaders(entry.Grant)}
 	resp := s.allow(pol, headers, id, addr)
 	ok := resp.GetOkResponse()
 	switch k := matched.APIKey; k.In {
@@ -127,7 +126,6 @@ func (s *server) checkAPIKey(pol *routePolicy, headers map[string]string, path, 
 			}
 		}
 	}
-	resp.DynamicMetadata.Fields[policy.MetaPlan] = structpb.NewStringValue(entry.Grant.Plan)
 	// The edge decision cache replays allows of tokens; a key's allow is decided here each
 	// time (its plan, its removal from the request).
 	delete(resp.DynamicMetadata.Fields, policy.MetaCache)
@@ -260,7 +258,7 @@ func (a *admin) createKey(w http.ResponseWriter, r *http.Request) {
 	}
 	scopes := slices.Compact(slices.Sorted(slices.Values(req.Scopes)))
 	key, e, err := a.list.NewAPIKey(r.Context(), revocation.Grant{Client: req.Client, Scopes: scopes, Plan: req.Plan}, expires)
-	if a.storeFailed(w, err, "API key", e.Key) {
+	if a.storeFailed(w, err, "API key", "no key was created", e.Key) {
 		return
 	}
 	info := keyInfoOf(e)
@@ -288,7 +286,7 @@ func (a *admin) revokeKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e, err := a.list.RevokeAPIKey(r.Context(), keys[i])
-	if a.storeFailed(w, err, "API key revocation", e.Key) {
+	if a.storeFailed(w, err, "API key revocation", "nothing was revoked", e.Key) {
 		return
 	}
 	a.log.Info("API key revoked", "id", id, "client", e.Grant.Client)

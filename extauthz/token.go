@@ -136,6 +136,7 @@ type identity struct {
 	iat       time.Time // zero when absent
 	exp       time.Time
 	scopes    []string // sorted
+	plan      string   // quota plan (claims.plan, or an API key's)
 	headers   []string // value per verifier.claimHeaders entry; "" when the claim is absent
 	// keys and kid: the issuer's keys and the kid that verified the token. A cached token
 	// stays valid only while its key is in the issuer's JWKS.
@@ -402,6 +403,7 @@ func (v *verifier) identity(tok jwt.Token, issuer string, exp time.Time) (*ident
 	}
 	slices.Sort(scopes)
 	id.scopes = slices.Compact(scopes)
+	id.plan = headerValue(tok, v.claims.Plan)
 	id.headers = make([]string, len(v.claimHeaders))
 	for i, h := range v.claimHeaders {
 		id.headers[i] = headerValue(tok, h.claims)

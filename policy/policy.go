@@ -26,6 +26,8 @@ const (
 	DescRoute  = "route"
 	DescLimit  = "limit"
 	DescClient = "client"
+	// DescPlan is the quota plan of a rate limit with plans (MetaPlan, "*" without one).
+	DescPlan = "plan"
 	// DescIP is fixed by Envoy: its remote_address action always emits this key.
 	DescIP     = "remote_address"
 	DescHeader = "header"

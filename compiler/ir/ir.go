@@ -6,8 +6,10 @@ package ir
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -265,7 +267,21 @@ type RateLimit struct {
 	Per      Unit    `json:"per"`
 	Key      KeyKind `json:"key"`
 	Header   string  `json:"header,omitempty"` // for KeyHeader and KeyHeaderClient
+	// Plans, instead of Requests, gives each quota plan its own count: the plan of the
+	// request's API key or token (gateway.yaml claims.plan), Default for any other plan and
+	// for requests without one.
+	Plans *Plans `json:"plans,omitempty"`
 }
+
+// Plans are a rate limit's requests per quota plan.
+type Plans struct {
+	Limits  map[string]uint32 `json:"limits"`
+	Default uint32            `json:"default"`
+}
+
+// NoPlan is the plan descriptor value of a request without a plan: not a plan name
+// ([a-z0-9-]), so that it always counts against Default.
+const NoPlan = "*"
 
 // CORS is a service's cross-origin policy.
 type CORS struct {
@@ -383,8 +399,24 @@ func (o Operation) Validate() error {
 // Validate reports a quota Envoy and the rate-limit service cannot enforce.
 func (r RateLimit) Validate() error {
 	var errs []error
-	if r.Requests == 0 {
+	switch p := r.Plans; {
+	case p == nil && r.Requests == 0:
 		errs = append(errs, errors.New("rate limit: requests must be > 0"))
+	case p != nil && r.Requests != 0:
+		errs = append(errs, errors.New("rate limit: requests or plans, not both"))
+	case p != nil:
+		if p.Default == 0 || len(p.Limits) == 0 {
+			errs = append(errs, errors.New("rate limit: plans need limits and a default > 0"))
+		}
+		var bad []string
+		for _, name := range slices.Sorted(maps.Keys(p.Limits)) {
+			if !planName.MatchString(name) || p.Limits[name] == 0 {
+				bad = append(bad, strconv.Quote(name))
+			}
+		}
+		if len(bad) > 0 {
+			errs = append(errs, fmt.Errorf("rate limit: plans %s: each needs a name of [a-z0-9-] and requests > 0", strings.Join(bad, ", ")))
+		}
 	}
 	switch r.Per {
 	case Second, Minute, Hour, Day:
@@ -403,8 +435,18 @@ func (r RateLimit) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("rate limit: unknown key kind %q", r.Key))
 	}
-	return errors.Join(errs...)
+	// One line: each is about the same rate limit.
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = strings.TrimPrefix(err.Error(), "rate limit: ")
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return errors.New("rate limit: " + strings.Join(msgs, "; "))
 }
+
+var planName = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 
 // Validate reports an unusable CORS policy.
 func (c CORS) Validate() error {

@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -44,6 +46,11 @@ func rateLimitActions(op *ir.Operation, client *routev3.RateLimit_Action) []*rou
 		actions := []*routev3.RateLimit_Action{
 			genericKey(policy.DescRoute, op.ID),
 			genericKey(policy.DescLimit, strconv.Itoa(i)),
+		}
+		if rl.Plans != nil {
+			plan := authzMetadata(policy.DescPlan, policy.MetaPlan)
+			plan.GetMetadata().DefaultValue = ir.NoPlan // no plan (an anonymous request): the default
+			actions = append(actions, plan)
 		}
 		switch rl.Key {
 		case ir.KeyClient:
@@ -92,20 +99,20 @@ func rateLimitConfig(gw ir.Gateway) *rlconfv3.RateLimitConfig {
 			}
 			d := &rlconfv3.RateLimitDescriptor{Key: policy.DescRoute, Value: op.ID}
 			for i, rl := range op.RateLimits {
-				limit := &rlconfv3.RateLimitPolicy{Unit: unit(rl.Per), RequestsPerUnit: rl.Requests}
 				ld := &rlconfv3.RateLimitDescriptor{Key: policy.DescLimit, Value: strconv.Itoa(i)}
-				switch rl.Key {
-				case ir.KeyRoute:
-					ld.RateLimit = limit
-				case ir.KeyClient:
-					ld.Descriptors = []*rlconfv3.RateLimitDescriptor{{Key: policy.DescClient, RateLimit: limit}}
-				case ir.KeyIP:
-					ld.Descriptors = []*rlconfv3.RateLimitDescriptor{{Key: policy.DescIP, RateLimit: limit}}
-				case ir.KeyHeader:
-					ld.Descriptors = []*rlconfv3.RateLimitDescriptor{{Key: policy.DescHeader, RateLimit: limit}}
-				case ir.KeyHeaderClient:
-					ld.Descriptors = []*rlconfv3.RateLimitDescriptor{{Key: policy.DescClient,
-						Descriptors: []*rlconfv3.RateLimitDescriptor{{Key: policy.DescHeader, RateLimit: limit}}}}
+				if p := rl.Plans; p != nil {
+					// A level per plan, and one without value for every other plan and for
+					// requests without one (ir.NoPlan): the exact value wins.
+					for _, name := range slices.Sorted(maps.Keys(p.Limits)) {
+						pd := &rlconfv3.RateLimitDescriptor{Key: policy.DescPlan, Value: name}
+						countBy(pd, rl.Key, &rlconfv3.RateLimitPolicy{Unit: unit(rl.Per), RequestsPerUnit: p.Limits[name]})
+						ld.Descriptors = append(ld.Descriptors, pd)
+					}
+					pd := &rlconfv3.RateLimitDescriptor{Key: policy.DescPlan}
+					countBy(pd, rl.Key, &rlconfv3.RateLimitPolicy{Unit: unit(rl.Per), RequestsPerUnit: p.Default})
+					ld.Descriptors = append(ld.Descriptors, pd)
+				} else {
+					countBy(ld, rl.Key, &rlconfv3.RateLimitPolicy{Unit: unit(rl.Per), RequestsPerUnit: rl.Requests})
 				}
 				d.Descriptors = append(d.Descriptors, ld)
 			}
@@ -113,6 +120,24 @@ func rateLimitConfig(gw ir.Gateway) *rlconfv3.RateLimitConfig {
 		}
 	}
 	return cfg
+}
+
+// countBy puts limit under d, counted by key: at d itself (route), or in a level without
+// value, a bucket per client, address or header value.
+func countBy(d *rlconfv3.RateLimitDescriptor, key ir.KeyKind, limit *rlconfv3.RateLimitPolicy) {
+	switch key {
+	case ir.KeyRoute:
+		d.RateLimit = limit
+	case ir.KeyClient:
+		d.Descriptors = []*rlconfv3.RateLimitDescriptor{{Key: policy.DescClient, RateLimit: limit}}
+	case ir.KeyIP:
+		d.Descriptors = []*rlconfv3.RateLimitDescriptor{{Key: policy.DescIP, RateLimit: limit}}
+	case ir.KeyHeader:
+		d.Descriptors = []*rlconfv3.RateLimitDescriptor{{Key: policy.DescHeader, RateLimit: limit}}
+	case ir.KeyHeaderClient:
+		d.Descriptors = []*rlconfv3.RateLimitDescriptor{{Key: policy.DescClient,
+			Descriptors: []*rlconfv3.RateLimitDescriptor{{Key: policy.DescHeader, RateLimit: limit}}}}
+	}
 }
 
 func unit(u ir.Unit) rlconfv3.RateLimitUnit {

@@ -92,6 +92,10 @@ func (t *Table) Lookup(entries []*rlcommon.RateLimitDescriptor_Entry) (*Rule, st
 			continue
 		}
 		if nx := cur.wild[k]; nx != nil {
+			if k == policy.DescPlan { // any other plan: the default, shared by the client's plans
+				cur = nx
+				continue
+			}
 			if bucket != "" { // several per-value levels (header+client): one bucket per pair
 				v = bucket + "\x00" + v
 			}
@@ -202,13 +206,16 @@ func (b *builder) rule(n *node, rl *rlsconf.RateLimitPolicy, path []entry) {
 	leaf := path[len(path)-1]
 	kind := leaf.key
 	switch kind {
-	case policy.DescLimit:
+	case policy.DescLimit, policy.DescPlan:
 		kind = policy.DescRoute
 	case policy.DescIP:
 		kind = "ip" // Envoy fixes the descriptor key (remote_address); the label says what it is
 	}
 	perValue := false
 	for i, e := range path {
+		if e.key == policy.DescPlan {
+			continue // a plan selects the limit, not the bucket
+		}
 		if e.value == "" {
 			if perValue && i == len(path)-1 { // client, then header: header+client
 				kind = path[i].key + "+" + path[i-1].key

@@ -221,3 +221,50 @@ descriptors:
 		t.Errorf("other domain: %v, %v", tab, err)
 	}
 }
+
+// A limit with quota plans: the request's plan picks its limit, any other plan (and "*", no
+// plan) the default; the bucket is the client's either way, so a client whose plan is not
+// listed shares one default bucket across plan names.
+func TestPlans(t *testing.T) {
+	tb, err := Build([]*rlsconf.RateLimitConfig{load(t, `
+name: specgate
+domain: specgate
+descriptors:
+- key: route
+  value: api.search
+  descriptors:
+  - key: limit
+    value: "0"
+    descriptors:
+    - {key: plan, value: gold, descriptors: [{key: client, rate_limit: {unit: MINUTE, requests_per_unit: 1000}}]}
+    - {key: plan, descriptors: [{key: client, rate_limit: {unit: MINUTE, requests_per_unit: 60}}]}
+  - key: limit
+    value: "1"
+    descriptors:
+    - {key: plan, value: gold, rate_limit: {unit: DAY, requests_per_unit: 9}}
+    - {key: plan, rate_limit: {unit: DAY, requests_per_unit: 3}}
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		limit, plan, client string
+		want                uint32
+		kind, bucket        string
+	}{
+		{"0", "gold", "key:acme", 1000, "client", "key:acme"},
+		{"0", "silver", "key:acme", 60, "client", "key:acme"},
+		{"0", "*", "ip:198.51.100.1", 60, "client", "ip:198.51.100.1"},
+		{"1", "gold", "", 9, "route", ""},
+		{"1", "free", "", 3, "route", ""},
+	} {
+		kv := []string{"route", "api.search", "limit", tc.limit, "plan", tc.plan}
+		if tc.client != "" {
+			kv = append(kv, "client", tc.client)
+		}
+		r, bucket, err := tb.Lookup(desc(kv...))
+		if err != nil || r.Limit != tc.want || r.Kind != tc.kind || bucket != tc.bucket {
+			t.Errorf("limit %s, plan %s: %+v bucket %q %v; want %d %s %q", tc.limit, tc.plan, r, bucket, err, tc.want, tc.kind, tc.bucket)
+		}
+	}
+}
