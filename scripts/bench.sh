@@ -29,6 +29,12 @@ say "compiler, control plane and replica fan-out (go test)"
   go test -run '^$' -bench 'ReplicasOneKey' -benchtime 3x ./ratelimit/
 } >"$tmp/go.txt" 2>&1 || { cat "$tmp/go.txt" >&2; exit 1; }
 
+say "authz: an API key check beside a cached token's ($ROUNDS alternating rounds)"
+go test -c -o "$tmp/authz.test" ./extauthz/ || exit 1
+for _ in $(seq "$ROUNDS"); do
+  (cd extauthz && "$tmp/authz.test" -test.run '^$' -test.bench 'CheckCached$|CheckAPIKey' -test.benchtime 20000x)
+done >"$tmp/keys.txt" 2>&1 || { cat "$tmp/keys.txt" >&2; exit 1; }
+
 say "spec store: 100-service fleet through a real kube-apiserver (test/fleet)"
 {
   SPECGATE_FLEET_GOALS=1 go test -count=1 -run 'TestFleetOnKubernetes' -v -timeout 15m ./test/fleet/
@@ -48,6 +54,13 @@ echo
 echo "### Spec intake"
 echo
 cat "$tmp/intake.txt"
+echo
+echo "### Authz: an API key check beside a cached token check (in-process Check, ns/op, median of $ROUNDS)"
+echo
+for name in BenchmarkCheckCached BenchmarkCheckAPIKey; do
+  grep "^$name-" "$tmp/keys.txt" | awk '{print $3}' | sort -n |
+    awk -v name="$name" '{v[NR] = $1} END {print "    " name " " v[int((NR + 1) / 2)]}'
+done
 echo
 echo "### Spec store (Kubernetes API server path, test/fleet)"
 echo
