@@ -138,7 +138,7 @@ const (
 // schemeOf checks that a named scheme is one specgate enforces: "a JWT from a trusted
 // issuer", with its x-specgate-issuers pin (nil: any configured issuer), or an API key, with
 // where requests carry it.
-func schemeOf(doc *openapi3.T, name string) ([]string, *ir.APIKey, error) {
+func schemeOf(doc *openapi3.T, name string) ([]string, *policy.APIKey, error) {
 	var ref *openapi3.SecuritySchemeRef
 	if doc.Components != nil {
 		ref = doc.Components.SecuritySchemes[name]
@@ -176,8 +176,8 @@ func schemeOf(doc *openapi3.T, name string) ([]string, *ir.APIKey, error) {
 
 // apiKeyScheme reads an apiKey scheme: in header, query or cookie, a name, and the optional
 // x-specgate-prefix.
-func apiKeyScheme(name string, s *openapi3.SecurityScheme) (*ir.APIKey, error) {
-	key := &ir.APIKey{Scheme: name, In: s.In, Name: s.Name}
+func apiKeyScheme(name string, s *openapi3.SecurityScheme) (*policy.APIKey, error) {
+	key := &policy.APIKey{Scheme: name, In: s.In, Name: s.Name}
 	switch {
 	case s.In != "header" && s.In != "query" && s.In != "cookie":
 		return nil, fmt.Errorf("apiKey in %q: must be header, query or cookie", s.In)

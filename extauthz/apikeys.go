@@ -191,8 +191,9 @@ type keyRequest struct {
 	Expires *time.Time `json:"expires,omitempty"` // default: DefaultKeyLifetime from now
 }
 
-// keyInfo describes a stored key (never the key: only its id, the start of its hash).
-type keyInfo struct {
+// KeyInfo describes a stored key in the admin API (never the key, but in the answer that
+// creates it: its id is the start of its hash).
+type KeyInfo struct {
 	ID      string    `json:"id"`
 	Client  string    `json:"client"`
 	Scopes  []string  `json:"scopes,omitempty"`
@@ -210,8 +211,8 @@ const (
 	MaxKeyLifetime     = 400 * 24 * time.Hour
 )
 
-func keyInfoOf(e revocation.Entry) keyInfo {
-	return keyInfo{ID: keyID(e), Client: e.Grant.Client, Scopes: e.Grant.Scopes, Plan: e.Grant.Plan,
+func keyInfoOf(e revocation.Entry) KeyInfo {
+	return KeyInfo{ID: keyID(e), Client: e.Grant.Client, Scopes: e.Grant.Scopes, Plan: e.Grant.Plan,
 		Created: e.At, Expires: e.Expires, Revoked: e.Revoked}
 }
 
@@ -269,11 +270,11 @@ func (a *admin) createKey(w http.ResponseWriter, r *http.Request) {
 
 func (a *admin) listKeys(w http.ResponseWriter, _ *http.Request) {
 	entries := a.list.Set.APIKeys()
-	infos := make([]keyInfo, 0, len(entries))
+	infos := make([]KeyInfo, 0, len(entries))
 	for _, e := range entries {
 		infos = append(infos, keyInfoOf(e))
 	}
-	slices.SortFunc(infos, func(x, y keyInfo) int { return x.Created.Compare(y.Created) })
+	slices.SortFunc(infos, func(x, y KeyInfo) int { return x.Created.Compare(y.Created) })
 	writeJSON(w, http.StatusOK, map[string]any{"keys": infos})
 }
 

@@ -12,19 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-)
 
-// apiKey is a key as authz's admin API describes it (POST, GET and DELETE /v1/keys).
-type apiKey struct {
-	ID      string    `json:"id"`
-	Client  string    `json:"client"`
-	Scopes  []string  `json:"scopes,omitempty"`
-	Plan    string    `json:"plan,omitempty"`
-	Created time.Time `json:"created"`
-	Expires time.Time `json:"expires"`
-	Revoked bool      `json:"revoked,omitempty"`
-	Key     string    `json:"key,omitempty"`
-}
+	"github.com/specgate/specgate/extauthz"
+)
 
 // newKeysCmd manages API keys through authz's admin API: create (the key is printed once),
 // list, revoke (refused on every replica within a second).
@@ -75,7 +65,7 @@ func newKeysCmd() *cobra.Command {
 			if output == "json" {
 				return printJSON(cmd, out)
 			}
-			var k apiKey
+			var k extauthz.KeyInfo
 			if err := json.Unmarshal(out, &k); err != nil {
 				return fmt.Errorf("keys create: bad answer: %v", err)
 			}
@@ -103,7 +93,7 @@ func newKeysCmd() *cobra.Command {
 			if output == "json" {
 				return printJSON(cmd, out)
 			}
-			var l struct{ Keys []apiKey }
+			var l struct{ Keys []extauthz.KeyInfo }
 			if err := json.Unmarshal(out, &l); err != nil {
 				return fmt.Errorf("keys list: bad answer: %v", err)
 			}
@@ -134,7 +124,7 @@ func newKeysCmd() *cobra.Command {
 			if output == "json" {
 				return printJSON(cmd, out)
 			}
-			var k apiKey
+			var k extauthz.KeyInfo
 			if err := json.Unmarshal(out, &k); err != nil {
 				return fmt.Errorf("keys revoke: bad answer: %v", err)
 			}

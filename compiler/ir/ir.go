@@ -226,16 +226,7 @@ type Requirement struct {
 	Scopes  []string `json:"scopes,omitempty"`
 	Issuers []string `json:"issuers,omitempty"`
 	// APIKey, when set, is met by an API key (OpenAPI apiKey scheme) whose grant holds Scopes.
-	APIKey *APIKey `json:"apiKey,omitempty"`
-}
-
-// APIKey is an OpenAPI apiKey scheme: where the key is (header, query or cookie, under
-// Name), after Prefix when set ("Bot ").
-type APIKey struct {
-	Scheme string `json:"scheme"`
-	In     string `json:"in"`
-	Name   string `json:"name"`
-	Prefix string `json:"prefix,omitempty"`
+	APIKey *policy.APIKey `json:"apiKey,omitempty"`
 }
 
 // Unit is the window of a rate limit.

@@ -71,11 +71,7 @@ func (t *translator) authzPerRoute(op *ir.Operation, forward []string) (*anypb.A
 	pol := policy.Route{ID: op.ID, Anonymous: op.Security.Anonymous, Headers: op.AllowedHeaders, QueryToken: op.QueryToken,
 		WebSocket: op.WebSocket != nil}
 	for _, r := range op.Security.AnyOf {
-		req := policy.Requirement{Scopes: r.Scopes, Issuers: r.Issuers}
-		if k := r.APIKey; k != nil {
-			req.APIKey = &policy.APIKey{Scheme: k.Scheme, In: k.In, Name: k.Name, Prefix: k.Prefix}
-		}
-		pol.AnyOf = append(pol.AnyOf, req)
+		pol.AnyOf = append(pol.AnyOf, policy.Requirement{Scopes: r.Scopes, Issuers: r.Issuers, APIKey: r.APIKey})
 	}
 	for _, rl := range op.RateLimits {
 		if rl.Key == ir.KeyHeader || rl.Key == ir.KeyHeaderClient {
