@@ -362,10 +362,12 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 				o := svcDefaults
 				o.Method, o.Path, o.Line = method, gwPath, line
 				if rawOp, ok := op.Extensions[extKey]; ok {
+					// At the x-specgate key: an overlay may have written it.
+					extAt := spec.line(pointerAppend(opPtr, extKey), opPtr)
 					if obj, err := extObject(rawOp, overrideKeyNames()); err != nil {
-						errAt(line, where, "%v", err)
+						errAt(extAt, where, "%v", err)
 					} else {
-						applyOverrideKeys(obj, &o, func(format string, a ...any) { errAt(line, where, format, a...) })
+						applyOverrideKeys(obj, &o, func(format string, a ...any) { errAt(extAt, where, format, a...) })
 					}
 				}
 				opID := op.OperationID

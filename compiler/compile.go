@@ -32,7 +32,13 @@ func CompileFiles(dir string, files map[string][]byte, o Options) (ir.Gateway, D
 	if o.Loader == nil {
 		o.Loader = NewLoader()
 	}
-	specs, diags := o.Loader.LoadFiles(dir, files)
+	ov, diags := o.Loader.overlays(files)
+	if diags.HasErrors() {
+		diags.Sort()
+		return ir.Gateway{}, diags
+	}
+	specs, more := o.Loader.LoadFiles(dir, ov.files)
+	diags = append(diags, more...)
 	gw, more := Build(specs)
 	diags = append(diags, more...)
 	if o.Strict {
@@ -55,6 +61,7 @@ func CompileFiles(dir string, files map[string][]byte, o Options) (ir.Gateway, D
 			diags.errorf("gateway.yaml", "", "%v", err)
 		}
 	}
+	ov.remap(diags)
 	diags.Sort()
 	return gw, diags
 }

@@ -72,12 +72,14 @@ func ReadDir(dir string) (map[string][]byte, error) {
 // Loader loads spec files and keeps each file's result by content, so a control plane that
 // rebuilds after one of a hundred files changed parses only that one. A file whose $refs read
 // other files is not kept: those may have changed. It also keeps the parsed paths of the last
-// plan (ir.Planner).
+// plan (ir.Planner) and the descriptions its overlays last rewrote.
 type Loader struct {
 	mu    sync.Mutex
 	cache map[[32]byte]*fileResult
 	// planner keeps the parsed paths of the last plan (compilations plan the whole model).
 	planner ir.Planner
+	// lastOverlays is the last overlay result (Loader.overlays).
+	lastOverlays *overlayCache
 }
 
 // NewLoader returns a Loader with an empty cache.

@@ -67,3 +67,42 @@ func TestRealSpecs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Each real description takes its gateway policy from an overlay alone, and compiles to the
+// same Envoy resources, byte for byte, as with the same policy written into it.
+func TestRealSpecsFromOverlays(t *testing.T) {
+	for _, src := range realspecs.All {
+		t.Run(src.Name, func(t *testing.T) {
+			inline, err := realspecs.Prepare(src, "http://127.0.0.1:8081")
+			if err != nil {
+				t.Fatal(err)
+			}
+			desc, overlay, err := realspecs.Overlay(src, "http://127.0.0.1:8081")
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := src.Name + filepath.Ext(src.File)
+			compile := func(files map[string][]byte) []byte {
+				t.Helper()
+				gw, diags := compiler.CompileFiles("", files, compiler.Options{})
+				if err := diags.Err(); err != nil {
+					t.Fatal(err)
+				}
+				res, err := translate.Translate(gw, translate.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := res.YAML()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			a := compile(map[string][]byte{name: inline})
+			b := compile(map[string][]byte{name: desc, src.Name + ".overlay.yaml": overlay})
+			if string(a) != string(b) {
+				t.Errorf("%s: the overlay compiles to other resources than the inline policy (%d and %d bytes)", src.Name, len(a), len(b))
+			}
+		})
+	}
+}

@@ -64,6 +64,21 @@ func Prepare(src Source, backend string) ([]byte, error) {
 	return out, nil
 }
 
+// Overlay returns src unchanged and an OpenAPI Overlay (named <name>.overlay.yaml) that
+// gives it what Prepare writes inline: the same policy, kept out of the description.
+func Overlay(src Source, backend string) (description, overlay []byte, err error) {
+	b, err := os.ReadFile(filepath.Join(Dir(), src.File))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w (run make specs)", src.File, err)
+	}
+	o := fmt.Sprintf("overlay: 1.0.0\ninfo: {title: gateway policy of %s, version: 1.0.0}\nextends: %s\nactions:\n  - target: $\n    update:\n"+
+		"      x-specgate: {service: %s, backend: %q, basePath: /%s, stripBasePath: true}\n", src.Name, src.Name+filepath.Ext(src.File), src.Name, backend, src.Name)
+	if !rootSecurity.Match(b) {
+		o += "      security: []\n"
+	}
+	return b, []byte(o), nil
+}
+
 // Write prepares each source into dir as <name> plus the source's extension.
 func Write(dir, backend string, srcs ...Source) error {
 	for _, src := range srcs {
