@@ -63,6 +63,7 @@ func commands() []*cobra.Command {
 		newTokenCmd(),
 		newRevokeCmd(),
 		newKeysCmd(),
+		newImportCmd(),
 		newStatsCmd(),
 		newSpecsCmd(),
 		newVersionCmd(),
