@@ -3,14 +3,24 @@ package envoy_test
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	caresv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/network/dns_resolver/cares/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/test/harness/e2e"
 	"github.com/specgate/specgate/test/harness/stack"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 const retriesSpec = `openapi: 3.1.0
@@ -158,5 +168,131 @@ func TestCircuitBreaker(t *testing.T) {
 	defer mu.Unlock()
 	if most != 1 {
 		t.Errorf("the backend had %d requests at once, want 1", most)
+	}
+}
+
+const podsSpec = `openapi: 3.1.0
+info: {title: Stock, version: 1.0.0}
+x-specgate:
+  service: stock
+  backend: "http://pods.test:{{PORT}}"
+  basePath: /stock
+  retries: {attempts: 2}
+  outlierDetection: {consecutive5xx: 2, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 50}
+security: []
+paths:
+  /items:
+    get: {operationId: list, responses: {"200": {description: ok}}}
+    post: {operationId: add, responses: {"201": {description: ok}}}
+`
+
+// The chaos scenario of a backend of two pods (a headless Service's name, here a test DNS
+// server's), through real Envoy: one pod answers 503 for a while and then dies. Clients of the
+// idempotent GET see no error (retried on the other pod, then the failing one ejected); a
+// POST that the failing pod answered with 503 is not retried (the other pod never sees it);
+// once the pod is gone, every request succeeds on the other one.
+func TestTwoBackendPods(t *testing.T) {
+	t.Parallel()
+	port := testutil.FreePort(t)
+	type pod struct {
+		srv  *http.Server
+		mu   sync.Mutex
+		seen map[string]int
+	}
+	start := func(ip string, fail bool) *pod {
+		p := &pod{seen: map[string]int{}}
+		l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			p.mu.Lock()
+			p.seen[r.Method+" "+r.URL.Query().Get("id")]++ // Envoy sets its own X-Request-Id
+			p.mu.Unlock()
+			if fail {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})}
+		go func() { _ = p.srv.Serve(l) }()
+		t.Cleanup(func() { p.srv.Close() })
+		return p
+	}
+	healthy, failing := start("127.0.0.2", false), start("127.0.0.3", true)
+	dns := e2e.StartDNS(t, map[string][]string{"pods.test": {"127.0.0.2", "127.0.0.3"}})
+	s := stack.Start(t, stack.Options{Specs: map[string]string{"stock.yaml": podsSpec}, Vars: map[string]string{"PORT": strconv.Itoa(port)},
+		Configure: func(c *config.Gateway) { c.Backends.Allow = append(c.Backends.Allow, "pods.test") },
+		Bootstrap: func(b *bootstrapv3.Bootstrap) {
+			host, p, _ := net.SplitHostPort(dns)
+			pn, _ := strconv.Atoi(p)
+			cares, _ := anypb.New(&caresv3.CaresDnsResolverConfig{Resolvers: []*corev3.Address{{Address: &corev3.Address_SocketAddress{
+				SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(pn)}}}}}})
+			b.TypedDnsResolverConfig = &corev3.TypedExtensionConfig{Name: "envoy.network.dns_resolver.cares", TypedConfig: cares}
+		}})
+	send := func(method string, i int) int {
+		req, _ := http.NewRequest(method, fmt.Sprintf("%s/stock/items?id=%s-%d", s.Public, method, i), strings.NewReader("{}"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	seenAt := func(p *pod, id string) int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.seen[id]
+	}
+	// POSTs until one lands on the failing pod (the round robin takes it within two): its 503
+	// reaches the client, and the other pod never sees that request.
+	refused := false
+	testutil.Eventually(t, 10*time.Second, "a POST answered by the failing pod", func() bool {
+		i := int(time.Now().UnixNano())
+		code := send("POST", i)
+		id := fmt.Sprintf("POST POST-%d", i)
+		if seenAt(failing, id) == 0 {
+			return false
+		}
+		refused = code == 503 && seenAt(failing, id) == 1 && seenAt(healthy, id) == 0
+		return true
+	})
+	if !refused {
+		t.Error("a POST the failing pod answered 503 was retried, or not answered 503")
+	}
+	// GETs while it keeps failing: retried on the other pod, and it is ejected.
+	getFailed := 0
+	for i := range 20 {
+		if code := send("GET", i); code != 200 {
+			getFailed++
+		}
+	}
+	failing.srv.Close() // the pod dies
+	for i := 20; i < 40; i++ {
+		if code := send("GET", i); code != 200 {
+			getFailed++
+		}
+		if code := send("POST", i); code != 200 {
+			t.Errorf("POST %d after the failing pod died: %d", i, code)
+		}
+	}
+	failing.mu.Lock()
+	gets := 0
+	for id, n := range failing.seen {
+		if strings.HasPrefix(id, "GET ") {
+			gets += n
+		}
+	}
+	failing.mu.Unlock()
+	t.Logf("figure: 40 GETs while one of two pods failed and died: %d failed; the failing pod saw %d of them before its ejection", getFailed, gets)
+	if getFailed > 0 {
+		t.Errorf("%d GETs failed, want 0", getFailed)
+	}
+	// Outlier detection ejected it after its second 5xx in a row: round robin alone would
+	// have sent it every other GET.
+	if gets > 3 {
+		t.Errorf("the failing pod saw %d of the first 20 GETs: not ejected", gets)
 	}
 }

@@ -5,6 +5,7 @@ package stack
 
 import (
 	"fmt"
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -73,6 +74,8 @@ type Options struct {
 	RedisArgs []string
 	// Configure edits gateway.yaml before it is written.
 	Configure func(*config.Gateway)
+	// Bootstrap edits Envoy's bootstrap before it is written (a test's DNS resolver).
+	Bootstrap func(*bootstrapv3.Bootstrap)
 }
 
 // Stack is a running gateway.
@@ -164,6 +167,9 @@ func Start(t testing.TB, o Options) *Stack {
 		AuthzAddress: grpcAddrs(s.Authz), RateLimitAddr: grpcAddrs(s.RateLimit)}, s.XDS.GRPC, false)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.Bootstrap != nil {
+		o.Bootstrap(boot)
 	}
 	y, err := translate.YAML(boot)
 	if err != nil {
