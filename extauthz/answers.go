@@ -77,7 +77,9 @@ func (s *server) allow(pol *routePolicy, headers map[string]string, id *identity
 // that depends on more than the token and the route is not offered: an anonymous one, a client
 // key that falls back to the address, a header:<Name> rate-limit key read from the request.
 func (s *server) edgeCache(pol *routePolicy, id *identity, set []*corev3.HeaderValueOption, del []string) *structpb.Value {
-	if s.edgeTTL <= 0 || id == nil || id.client == "" || len(pol.limitHdrs) > 0 {
+	// Not offered: routes that take API keys (a key sent beside a cached token must still be
+	// checked and removed) and allows that carry a quota plan (the cache replays no plan).
+	if s.edgeTTL <= 0 || id == nil || id.client == "" || len(pol.limitHdrs) > 0 || pol.keys || id.plan != "" {
 		return nil
 	}
 	ttl := min(s.edgeTTL, id.exp.Sub(s.now()))

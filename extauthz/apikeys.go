@@ -45,15 +45,28 @@ func keyCredential(k *policy.APIKey, headers map[string]string, path string) (st
 		}
 		return v, true
 	case "query":
+		// By the raw name: Envoy removes the parameter by the name as sent, so a key under an
+		// encoded spelling of the name (api%5Fkey) would reach the backend; it is refused.
 		_, raw, _ := strings.Cut(path, "?")
-		q, err := url.ParseQuery(raw)
-		if err != nil || len(q[k.Name]) == 0 {
-			return "", err != nil && strings.Contains(raw, k.Name)
+		var found []string
+		carried := false
+		for _, pair := range strings.Split(raw, "&") {
+			rawName, rawValue, _ := strings.Cut(pair, "=")
+			name, err := url.QueryUnescape(rawName)
+			if err != nil || name != k.Name {
+				continue
+			}
+			carried = true
+			v, err := url.QueryUnescape(rawValue)
+			if err != nil || rawName != k.Name {
+				return "", true
+			}
+			found = append(found, v)
 		}
-		if len(q[k.Name]) > 1 {
-			return "", true
+		if len(found) != 1 {
+			return "", carried
 		}
-		return q[k.Name][0], true
+		return found[0], true
 	case "cookie":
 		c, ok := headers["cookie"]
 		if !ok {
@@ -115,14 +128,21 @@ func (s *server) checkAPIKey(pol *routePolicy, headers map[string]string, path, 
 	id := &identity{client: "key:" + entry.Grant.Client, scopes: entry.Grant.Scopes, plan: entry.Grant.Plan, headers: s.keyHeaders(entry.Grant)}
 	resp := s.allow(pol, headers, id, addr)
 	ok := resp.GetOkResponse()
+	// The key never reaches the backend, whatever the route forwards.
 	switch k := matched.APIKey; k.In {
+	case "header":
+		if name := strings.ToLower(k.Name); !slices.Contains(ok.HeadersToRemove, name) {
+			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
+		}
 	case "query":
 		ok.QueryParametersToRemove = append(ok.QueryParametersToRemove, k.Name)
 	case "cookie":
 		if pol.Allowed("cookie") { // the backend gets the other cookies, not the key
-			ok.HeadersToRemove = append(ok.HeadersToRemove, "cookie")
+			// Envoy sets headers before it removes: remove only when nothing is left to set.
 			if rest := cookiesBut(headers["cookie"], k.Name); rest != "" {
 				ok.Headers = append(ok.Headers, overwrite("cookie", rest))
+			} else {
+				ok.HeadersToRemove = append(ok.HeadersToRemove, "cookie")
 			}
 		}
 	}
@@ -218,7 +238,8 @@ func keyInfoOf(e revocation.Entry) KeyInfo {
 
 // keyID names a key in the admin API: the first 16 hex digits of its hash.
 func keyID(e revocation.Entry) string {
-	return strings.TrimPrefix(e.Key, revocation.PrefixAPIKey)[:16]
+	h := strings.TrimPrefix(e.Key, revocation.PrefixAPIKey)
+	return h[:min(16, len(h))]
 }
 
 var (

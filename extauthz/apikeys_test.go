@@ -16,7 +16,7 @@ var keyRoute = policy.Route{ID: "partner.orders", AnyOf: []policy.Requirement{
 	{Scopes: []string{"orders:read"}, APIKey: &policy.APIKey{Scheme: "ApiKeyAuth", In: "header", Name: "X-API-Key"}},
 	{APIKey: &policy.APIKey{Scheme: "QueryKey", In: "query", Name: "api_key"}},
 	{APIKey: &policy.APIKey{Scheme: "CookieKey", In: "cookie", Name: "session_key"}},
-}, Headers: []string{"cookie"}}
+}, Headers: []string{"cookie", "x-api-key"}} // forwarded, yet the key is removed
 
 // createKey makes a key through the admin API and returns it.
 func (r *replica) createKey(t testing.TB, body map[string]any) (int, map[string]any) {
@@ -76,6 +76,7 @@ func TestAPIKeyChecks(t *testing.T) {
 			{"header", map[string]string{"x-api-key": key}, "/orders/1", want{status: 200, client: "acme", plan: "gold"}},
 			{"query", nil, "/orders/1?api_key=" + key + "&q=1", want{status: 200, client: "acme", plan: "gold", removedQuery: []string{"api_key"}}},
 			{"query given twice", nil, "/orders/1?api_key=" + key + "&api_key=" + key, want{status: 401}},
+			{"query under an encoded name", nil, "/orders/1?api%5Fkey=" + key, want{status: 401}},
 			{"cookie, the others kept", map[string]string{"cookie": "theme=dark; session_key=" + key + "; lang=fr"}, "/orders/1", want{status: 200, client: "acme", plan: "gold", cookie: "theme=dark; lang=fr"}},
 			{"unknown key", map[string]string{"x-api-key": "sgk_unknown"}, "/orders/1", want{status: 401}},
 			{"key without the header's scope, also in the query", map[string]string{"x-api-key": bobKey}, "/orders/1", want{status: 403}},
@@ -106,6 +107,9 @@ func TestAPIKeyChecks(t *testing.T) {
 			if tc.name == "header" && !slices.Contains(ok.GetHeadersToRemove(), "x-api-key") {
 				t.Errorf("header: the key header is not removed: %v", ok.GetHeadersToRemove())
 			}
+			if tc.want.cookie != "" && slices.Contains(ok.GetHeadersToRemove(), "cookie") {
+				t.Errorf("%s: the cookie header is set and removed (Envoy removes after it sets)", tc.name)
+			}
 			var cookie string
 			for _, h := range ok.GetHeaders() {
 				if h.GetHeader().GetKey() == "cookie" {
@@ -132,5 +136,27 @@ func TestAPIKeyChecks(t *testing.T) {
 	r = startReplica(t, cfg, "")
 	if got := httpStatus(check(t, r.c, request(t, keyRoute, map[string]string{"x-api-key": key}))); got != 401 {
 		t.Errorf("a revoked key after a restart: %d, want 401", got)
+	}
+}
+
+// On a route that takes an API key or a token, the token must meet the token requirement
+// itself: an API key requirement (no issuer, no scopes of the token's) lets no token in.
+func TestTokenDoesNotMeetAPIKeyRequirement(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	_, c := startServer(t, deps{cfg: testConfig(p), refreshCooldown: time.Hour})
+	route := policy.Route{ID: "mixed.get", AnyOf: []policy.Requirement{
+		{APIKey: &policy.APIKey{Scheme: "ApiKeyAuth", In: "header", Name: "X-API-Key"}},
+		{Scopes: []string{"admin"}},
+	}}
+	if got := httpStatus(check(t, c, bearerReq(t, route, mint(t, p.key, "alice", nil, nil)))); got != 403 {
+		t.Errorf("a token without the token requirement's scope: %d, want 403", got)
+	}
+	pinned := policy.Route{ID: "mixed.pinned", AnyOf: []policy.Requirement{
+		{APIKey: &policy.APIKey{Scheme: "ApiKeyAuth", In: "header", Name: "X-API-Key"}},
+		{Issuers: []string{"https://nobody.example/"}},
+	}}
+	if got := httpStatus(check(t, c, bearerReq(t, pinned, mint(t, p.key, "alice", nil, nil)))); got == 200 {
+		t.Errorf("a token of an issuer the token requirement does not pin: %d, want a refusal", got)
 	}
 }

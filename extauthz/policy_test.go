@@ -310,4 +310,26 @@ func TestEdgeCacheOffer(t *testing.T) {
 	if got := offer(check(t, c, request(t, anon, nil))); got != nil {
 		t.Errorf("an anonymous allow (keyed by address) was offered: %v", got)
 	}
+	// A route that takes API keys too: a key sent beside a cached token must still be checked.
+	withKey := protectedRoute
+	withKey.AnyOf = append([]policy.Requirement{{APIKey: &policy.APIKey{Scheme: "k", In: "query", Name: "api_key"}}}, protectedRoute.AnyOf...)
+	if got := offer(check(t, c, bearerReq(t, withKey, mint(t, p.key, "alice", []string{"orders:read"}, nil)))); got != nil {
+		t.Errorf("a token's allow on a route that takes API keys was offered: %v", got)
+	}
+}
+
+// A token with a quota plan (claims.plan) is not offered to the edge cache, which would replay
+// the allow without the plan and count the request against the default.
+func TestEdgeCacheKeepsPlans(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t)
+	cfg := testConfig(p)
+	cfg.Authz.DecisionCacheTTL = config.Duration{Duration: 2 * time.Second}
+	cfg.Claims.Plan = config.ClaimNames{"plan"}
+	_, c := startServer(t, deps{cfg: cfg})
+	r := check(t, c, bearerReq(t, protectedRoute, mint(t, p.key, "alice", []string{"orders:read"}, map[string]any{"plan": "gold"})))
+	md := r.GetDynamicMetadata().AsMap()
+	if md[policy.MetaPlan] != "gold" || md[policy.MetaCache] != nil {
+		t.Errorf("plan %v, cache offer %v; want gold and none", md[policy.MetaPlan], md[policy.MetaCache])
+	}
 }

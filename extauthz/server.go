@@ -379,6 +379,9 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 	}
 	issuerOK := false
 	for _, req := range pol.AnyOf {
+		if req.APIKey != nil {
+			continue // met by a key (checkAPIKey), never by a token
+		}
 		if len(req.Issuers) > 0 && !slices.Contains(req.Issuers, id.issuer) {
 			continue
 		}
