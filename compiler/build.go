@@ -395,6 +395,13 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 					errAt(line, where, "no security requirement: declare one, or security: [] to make the operation anonymous")
 				}
 				o.Security = buildSecurity(file, line, where, doc, reqs, schemes, diags)
+				for _, r := range o.Security.AnyOf {
+					for _, rl := range o.RateLimits {
+						if k := r.APIKey; k != nil && k.In == "header" && (rl.Key == ir.KeyHeader || rl.Key == ir.KeyHeaderClient) && strings.EqualFold(rl.Header, k.Name) {
+							errAt(line, where, "x-specgate.rateLimits: key %s:%s would count by the API key itself (and hand it to the rate-limit store); use key: client", rl.Key, rl.Header)
+						}
+					}
+				}
 				sources[o.ID] = opSource{where: where, line: line, tmpl: tmpl, shape: shape}
 				svc.Operations = append(svc.Operations, o)
 			}

@@ -125,6 +125,13 @@ func buildSecurity(file string, line int, where string, doc *openapi3.T, reqs op
 	if !sec.Anonymous && len(sec.AnyOf) == 0 && !failed {
 		errorf("security: no usable requirement")
 	}
+	// A key in Authorization without a prefix would take every bearer token for a key.
+	tokens := slices.ContainsFunc(sec.AnyOf, func(r ir.Requirement) bool { return r.APIKey == nil })
+	for _, r := range sec.AnyOf {
+		if k := r.APIKey; k != nil && tokens && k.In == "header" && strings.EqualFold(k.Name, "Authorization") && k.Prefix == "" {
+			errorf("security: the apiKey scheme %s reads Authorization without x-specgate-prefix beside a token requirement: every bearer token would be taken for a key; give it a prefix (\"Bot \")", k.Scheme)
+		}
+	}
 	return sec
 }
 
@@ -185,6 +192,8 @@ func apiKeyScheme(name string, s *openapi3.SecurityScheme) (*policy.APIKey, erro
 		return nil, fmt.Errorf("apiKey name %q: must be a header, query parameter or cookie name", s.Name)
 	case s.In == "header" && strings.HasPrefix(strings.ToLower(s.Name), "x-specgate-"):
 		return nil, fmt.Errorf("apiKey name %q: X-Specgate-* headers are the gateway's own", s.Name)
+	case s.In == "header" && slices.Contains(policy.BaseHeaders, strings.ToLower(s.Name)):
+		return nil, fmt.Errorf("apiKey name %q: a header every backend gets; a key needs a header of its own", s.Name)
 	}
 	if _, pinned := s.Extensions[schemeIssuersKey]; pinned {
 		return nil, fmt.Errorf("%s is for token schemes: an API key has no issuer", schemeIssuersKey)
