@@ -106,7 +106,7 @@ func Convert(b []byte) (*Result, error) {
 	if c.Version != 3 || c.Endpoints == nil {
 		return nil, ErrNotKrakenD
 	}
-	cv := &converter{services: map[string]*service{}, issuers: map[string]config.Issuer{}}
+	cv := &converter{services: map[string]*service{}, issuers: map[string]config.Issuer{}, audience: map[string][]string{}}
 	cv.global(c)
 	for _, e := range c.Endpoints {
 		cv.endpoint(e)
@@ -115,7 +115,11 @@ func Convert(b []byte) (*Result, error) {
 }
 
 type converter struct {
-	services map[string]*service
+	services map[string]*service // by backend URL
+	// guard names a global namespace that may protect endpoints (an auth plugin): then no
+	// endpoint is imported, none could be left open by its absence.
+	guard    string
+	audience map[string][]string // the audiences of each issuer, as its first endpoint set them
 	issuers  map[string]config.Issuer
 	claims   config.Claims
 	cors     *cors
@@ -147,9 +151,27 @@ func (cv *converter) global(c Config) {
 			cv.revoker = &revoker{}
 			_ = json.Unmarshal(raw, cv.revoker)
 		default:
+			if guards(ns) {
+				cv.guard = ns
+				cv.lost("extra_config "+ns, "may protect endpoints, and has no equivalent: no endpoint is imported")
+				continue
+			}
 			cv.lost("extra_config "+ns, "not imported (no equivalent, or set it in gateway.yaml by hand)")
 		}
 	}
+}
+
+// guards reports whether a namespace may refuse requests (authentication, authorization,
+// policies, scripts, plugins): an endpoint that has it is not imported rather than opened.
+func guards(ns string) bool {
+	switch {
+	case ns == "auth/validator", ns == "auth/signer", ns == "auth/revoker":
+		return false
+	case strings.HasPrefix(ns, "auth/"), strings.HasPrefix(ns, "security/policies"), strings.HasPrefix(ns, "validation/cel"),
+		strings.HasPrefix(ns, "plugin/"), strings.HasPrefix(ns, "modifier/lua"), strings.HasPrefix(ns, "modifier/jmespath"):
+		return true
+	}
+	return false
 }
 
 var hostName = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -157,6 +179,16 @@ var hostName = regexp.MustCompile(`[^a-z0-9-]+`)
 func (cv *converter) endpoint(e Endpoint) {
 	method := strings.ToUpper(cmp.Or(e.Method, "GET"))
 	where := method + " " + e.Endpoint
+	if cv.guard != "" {
+		cv.lost(where, "skipped: the global %s may protect it", cv.guard)
+		return
+	}
+	for _, ns := range slices.Sorted(maps.Keys(e.ExtraConfig)) {
+		if guards(ns) {
+			cv.lost(where, "skipped: extra_config %s may refuse requests, and has no equivalent", ns)
+			return
+		}
+	}
 	if len(e.Backend) != 1 {
 		cv.lost(where, "%d backends (aggregation) have no equivalent: one operation routes to one backend; skipped", len(e.Backend))
 		return
@@ -189,12 +221,16 @@ func (cv *converter) endpoint(e Endpoint) {
 	for _, ns := range slices.Sorted(maps.Keys(b.ExtraConfig)) {
 		cv.lost(where, "backend extra_config %s has no equivalent", ns)
 	}
-	name := strings.Trim(hostName.ReplaceAllString(strings.ToLower(u.Hostname()), "-"), "-")
-	name = strings.TrimSuffix(name[:min(len(name), 63)], "-")
-	svc := cv.services[name]
+	backend := u.Scheme + "://" + u.Host
+	svc := cv.services[backend]
 	if svc == nil {
-		svc = &service{name: name, backend: u.Scheme + "://" + u.Host, paths: map[string]map[string]any{}}
-		cv.services[name] = svc
+		name := strings.Trim(hostName.ReplaceAllString(strings.ToLower(u.Hostname()), "-"), "-")
+		name = strings.TrimSuffix(name[:min(len(name), 55)], "-")
+		for n := 2; slices.ContainsFunc(slices.Collect(maps.Values(cv.services)), func(o *service) bool { return o.name == name }); n++ {
+			name = fmt.Sprintf("%s-%d", strings.TrimRight(name, "0123456789-"), n) // another port or scheme of the host
+		}
+		svc = &service{name: name, backend: backend, paths: map[string]map[string]any{}}
+		cv.services[backend] = svc
 	}
 	op := map[string]any{"operationId": strings.Trim(hostName.ReplaceAllString(strings.ToLower(where), "-"), "-"),
 		"responses": map[string]any{"200": map[string]any{"description": "ok"}}}
@@ -267,7 +303,10 @@ func (cv *converter) endpoint(e Endpoint) {
 // the endpoint's authentication cannot be imported.
 func (cv *converter) validator(where string, raw json.RawMessage) ([]any, bool) {
 	var v validator
-	_ = json.Unmarshal(raw, &v)
+	if err := json.Unmarshal(raw, &v); err != nil {
+		cv.lost(where, "auth/validator does not read as KrakenD's (%v)", err)
+		return nil, false
+	}
 	alg := cmp.Or(v.Alg, "RS256")
 	switch {
 	case strings.HasPrefix(alg, "HS"):
@@ -279,13 +318,16 @@ func (cv *converter) validator(where string, raw json.RawMessage) ([]any, bool) 
 	case v.DisableJWKSecurity:
 		cv.lost(where, "auth/validator disable_jwk_security is dropped: the JWKS is fetched with TLS verification")
 	}
-	is := cv.issuers[v.Issuer]
-	is.Issuer, is.JWKSURI = v.Issuer, v.JWKURL
-	for _, a := range v.Audience {
-		if !slices.Contains(is.Audiences, a) {
-			is.Audiences = append(is.Audiences, a)
-		}
+	// specgate checks one audience list per issuer: an endpoint that wants other audiences
+	// than the issuer's first would accept more tokens, so it is not imported.
+	aud := slices.Sorted(slices.Values(v.Audience))
+	if first, seen := cv.audience[v.Issuer]; seen && !slices.Equal(first, aud) {
+		cv.lost(where, "auth/validator audience %v differs from %v, which another endpoint of issuer %s wants: specgate checks one audience list per issuer", aud, first, v.Issuer)
+		return nil, false
 	}
+	cv.audience[v.Issuer] = aud
+	is := cv.issuers[v.Issuer]
+	is.Issuer, is.JWKSURI, is.Audiences = v.Issuer, v.JWKURL, aud
 	if !slices.Contains(is.Algorithms, alg) {
 		is.Algorithms = append(is.Algorithms, alg)
 	}
@@ -361,8 +403,9 @@ func (cv *converter) rateLimits(where string, raw json.RawMessage) []any {
 
 func (cv *converter) result() (*Result, error) {
 	res := &Result{Files: map[string][]byte{}, Report: cv.report}
-	for _, name := range slices.Sorted(maps.Keys(cv.services)) {
-		svc := cv.services[name]
+	for _, backend := range slices.Sorted(maps.Keys(cv.services)) {
+		svc := cv.services[backend]
+		name := svc.name
 		if len(svc.paths) == 0 {
 			continue // every endpoint of the host was skipped
 		}

@@ -46,7 +46,7 @@ func TestConvert(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gateway.yaml: %v\n%s", err, res.Files["gateway.yaml"])
 	}
-	if len(cfg.Issuers) != 1 || cfg.Issuers[0].Issuer != "https://auth.example.com/" || strings.Join(cfg.Issuers[0].Audiences, ",") != "shop,admin-console" ||
+	if len(cfg.Issuers) != 1 || cfg.Issuers[0].Issuer != "https://auth.example.com/" || strings.Join(cfg.Issuers[0].Audiences, ",") != "shop" ||
 		cfg.Revocation.ExpectedEntries != 10_000_000 || cfg.Revocation.FalsePositiveRate != 1e-7 {
 		t.Errorf("gateway.yaml: %+v %+v", cfg.Issuers, cfg.Revocation)
 	}
@@ -62,11 +62,12 @@ func TestConvert(t *testing.T) {
 		}
 	}
 	for op, want := range map[string][]string{
-		"GET /v1/users/{id}":     {"users-shop-svc-cluster-local", "- users:read", "- admin", "timeout: 5000000000", "x-tenant"},
-		"POST /v1/users":         {"scopes: - admin - users:write"},
-		"GET /v1/catalog":        {"catalog-shop-svc-cluster-local", "anonymous: true", "key: route per: minute requests: 100", "key: ip per: minute requests: 10"},
-		"GET /v1/catalog/search": {"header: X-Tenant key: header per: second requests: 5"},
-		"POST /v1/token":         {"anonymous: true"},
+		"GET /v1/users/{id}":       {"users-shop-svc-cluster-local", "- users:read", "- admin", "timeout: 5000000000", "x-tenant"},
+		"PUT /v1/users/{id}/roles": {"scopes: - admin - users:write"},
+		"GET /v1/stock":            {"users-shop-svc-cluster-local-2"},
+		"GET /v1/catalog":          {"catalog-shop-svc-cluster-local", "anonymous: true", "key: route per: minute requests: 100", "key: ip per: minute requests: 10"},
+		"GET /v1/catalog/search":   {"header: X-Tenant key: header per: second requests: 5"},
+		"POST /v1/token":           {"anonymous: true"},
 	} {
 		got, ok := ops[op]
 		if !ok {
@@ -79,9 +80,9 @@ func TestConvert(t *testing.T) {
 			}
 		}
 	}
-	for _, op := range []string{"GET /v1/dashboard", "GET /v1/legacy"} {
+	for _, op := range []string{"GET /v1/dashboard", "GET /v1/legacy", "POST /v1/users", "GET /v1/users/{id}/keys"} {
 		if _, ok := ops[op]; ok {
-			t.Errorf("%s is imported; it cannot be (aggregation, HS256)", op)
+			t.Errorf("%s is imported; it cannot be (aggregation, HS256, another audience, auth/api-keys)", op)
 		}
 	}
 	if !strings.Contains(string(res.Files["specs/users-shop-svc-cluster-local.yaml"]), "allowOrigins") {
@@ -93,6 +94,7 @@ func TestConvert(t *testing.T) {
 		"GET /v1/legacy: auth/validator alg HS256", "GET /v1/legacy: skipped", "POST /v1/token: extra_config auth/signer",
 		"POST /v1/token: backend mapping", "GET /v1/catalog: backend allow", "GET /v1/catalog/search: proxy sequential",
 		"GET /v1/catalog/search: url_pattern /search differs", "POST /v1/users: backend hosts beyond the first",
+		"POST /v1/users: auth/validator audience [admin-console] differs", "GET /v1/users/{id}/keys: skipped: extra_config auth/api-keys",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("the report lacks %q:\n%s", want, report)
