@@ -35,15 +35,18 @@ type overlaid struct {
 	origins map[string][]origin // file → origin by line (index: line number)
 }
 
-// isOverlay reports whether a spec file is an overlay: its top level has the overlay key.
+// isOverlay reports whether a spec file is an overlay: its top level has the overlay key,
+// however it is spelt. Overlays are small: a file that does not name "overlay" early is not
+// parsed (a large description would cost a second).
 func isOverlay(b []byte) bool {
-	for _, line := range bytes.SplitN(b, []byte("\n"), 64) {
-		t := bytes.TrimSpace(line)
-		if bytes.HasPrefix(line, []byte("overlay:")) || bytes.HasPrefix(t, []byte(`"overlay":`)) || bytes.HasPrefix(t, []byte(`{"overlay":`)) {
-			return true
-		}
+	if !bytes.Contains(b[:min(len(b), 4096)], []byte("overlay")) {
+		return false
 	}
-	return false
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil {
+		return false
+	}
+	return keyLine(&doc, "overlay") > 0
 }
 
 // applyOverlays applies every overlay of files to the description it extends.
@@ -111,6 +114,14 @@ func applyOverlays(files map[string][]byte) (overlaid, Diagnostics) {
 			line := extendsLine
 			if i < len(actions) {
 				line = actions[i].Line
+				if bad := unknownActionKey(actions[i]); bad != "" {
+					diags.add(Error, name, line, "", "overlay: actions[%d]: unknown key %q (target, description, update, remove)", i, bad)
+					continue
+				}
+			}
+			if !a.Remove && (a.Update.Kind == 0 || a.Update.Tag == "!!null") {
+				diags.add(Error, name, line, "", "overlay: actions[%d]: neither an update nor remove: true", i)
+				continue
 			}
 			p, err := o.NewPath(a.Target, nil)
 			if err != nil {
@@ -157,8 +168,9 @@ func applyOverlays(files map[string][]byte) (overlaid, Diagnostics) {
 			continue
 		}
 		lines := make([]origin, bytes.Count(b, []byte("\n"))+2)
+		// A line holding a description's key and an overlay's value is the overlay's.
 		lockstep(tg.root, &again, func(from, written *yaml.Node) {
-			if o, ok := tg.origins[from]; ok && written.Line < len(lines) && lines[written.Line].file == "" {
+			if o, ok := tg.origins[from]; ok && written.Line < len(lines) && (lines[written.Line].file == "" || lines[written.Line].file == name && o.file != name) {
 				lines[written.Line] = o
 			}
 		})
@@ -236,12 +248,29 @@ func (o overlaid) remap(diags Diagnostics) {
 	}
 }
 
+// unknownActionKey is a key of an action mapping that the Overlay specification does not
+// define (extensions x-… aside): a misspelt update must not pass for an empty one.
+func unknownActionKey(action *yaml.Node) string {
+	for i := 0; i+1 < len(action.Content); i += 2 {
+		switch k := action.Content[i].Value; {
+		case k == "target", k == "description", k == "update", k == "remove", strings.HasPrefix(k, "x-"):
+		default:
+			return k
+		}
+	}
+	return ""
+}
+
 // merge applies an update to node as the Overlay specification says: objects merge key by
 // key, arrays append, anything else is replaced. Every node written gets the origin of the
 // overlay node it comes from.
 func merge(node, update *yaml.Node, from func(*yaml.Node) origin, origins map[*yaml.Node]origin) {
 	if update.Kind == yaml.DocumentNode && len(update.Content) == 1 {
 		update = update.Content[0]
+	}
+	if node.Kind == yaml.AliasNode && node.Alias != nil {
+		// An update to an alias changes this place only: a copy of what it names, merged.
+		*node = *copyNode(node.Alias, func(n *yaml.Node) origin { return origins[n] }, origins)
 	}
 	if node.Kind != update.Kind || node.Kind == yaml.ScalarNode || node.Kind == yaml.AliasNode {
 		*node = *copyNode(update, from, origins)
