@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,31 +62,49 @@ func typeName(t string) string {
 	return t
 }
 
-// knownKeys are the keys gateway.yaml accepts at ptr.
+// knownKeys are the keys gateway.yaml accepts at ptr, read from the Gateway type (so that
+// keys left out when empty, such as backendTLS, are known too).
 func knownKeys(ptr jsontext.Pointer) []string {
-	var keys []string
-	d := Default()
-	b, err := json.Marshal(&d, json.Deterministic(true))
-	if err != nil {
-		return nil
-	}
-	var m any
-	if json.Unmarshal(b, &m) != nil {
-		return nil
-	}
+	t := reflect.TypeFor[Gateway]()
 	for tok := range ptr.Tokens() {
-		obj, ok := m.(map[string]any)
-		if !ok {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch t.Kind() {
+		case reflect.Struct:
+			f, ok := fieldByJSONName(t, tok)
+			if !ok {
+				return nil
+			}
+			t = f.Type
+		case reflect.Slice, reflect.Map: // an index, or a map key such as a profile's name
+			t = t.Elem()
+		default:
 			return nil
 		}
-		m = obj[tok]
 	}
-	if obj, ok := m.(map[string]any); ok {
-		for k := range obj {
-			keys = append(keys, k)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var keys []string
+	for f := range t.Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			keys = append(keys, name)
 		}
 	}
 	return keys
+}
+
+func fieldByJSONName(t reflect.Type, name string) (reflect.StructField, bool) {
+	for f := range t.Fields() {
+		if n, _, _ := strings.Cut(f.Tag.Get("json"), ","); n == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // DidYouMean is ` (did you mean "KEY"?)` for the known key nearest to name when name is a

@@ -18,6 +18,10 @@ func TestDecodeErrorsNameKeyAndLine(t *testing.T) {
 		"authz:\n  failOpen: \"yes\"\n":                 `line 2: authz.failOpen: want true or false, not a string`,
 		"authz: {timeout: 1s}\nauthz: {timeout: 2s}\n":  `line 2: key "authz" already set`,
 		"frobnicate: 1":                                 `line 1: frobnicate: unknown key "frobnicate"`,
+		// Keys absent from the defaults: a list item's, a map value's, an omitted one.
+		"issuers:\n  - isuer: a\n":                     `line 2: issuers.0.isuer: unknown key "isuer" (did you mean "issuer"?)`,
+		"backendTLS: {p: {ca: /a/ca.crt, cert: /a/t}}": `line 1: backendTLS.p.cert: unknown key "cert"`,
+		"backendTSL: {}":                               `line 1: backendTSL: unknown key "backendTSL" (did you mean "backendTLS"?)`,
 	} {
 		_, err := Parse([]byte(doc))
 		if err == nil || !strings.Contains(err.Error(), want) {
