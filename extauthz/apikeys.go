@@ -114,7 +114,7 @@ func (s *server) checkAPIKey(pol *routePolicy, headers map[string]string, path, 
 			return deniedKey(req.APIKey, "the API key is unknown, revoked or expired"), reasonKeyInvalid, true
 		}
 		entry = e
-		if hasAll(e.Grant.Scopes, req.Scopes) {
+		if (&identity{scopes: e.Grant.Scopes}).hasScopes(req.Scopes) { // sorted when created
 			matched = req
 			break
 		}
@@ -146,18 +146,15 @@ func (s *server) checkAPIKey(pol *routePolicy, headers map[string]string, path, 
 			}
 		}
 	}
-	// The edge decision cache replays allows of tokens; a key's allow is decided here each
-	// time (its plan, its removal from the request).
-	delete(resp.DynamicMetadata.Fields, policy.MetaCache)
 	return resp, reasonOK, true
 }
 
 // keyHeaders are the identity headers of a key: the client id in those that carry a token's
-// client claim (claimHeaders naming one of claims.client), nothing in the others.
+// client, nothing in the others.
 func (s *server) keyHeaders(g *revocation.Grant) []string {
 	out := make([]string, len(s.verifier.claimHeaders))
 	for i, h := range s.verifier.claimHeaders {
-		if slices.ContainsFunc(h.claims, func(c string) bool { return slices.Contains(s.verifier.claims.Client, c) }) {
+		if h.client {
 			out[i] = g.Client
 		}
 	}
@@ -175,15 +172,6 @@ func cookiesBut(header, name string) string {
 	return strings.Join(kept, "; ")
 }
 
-func hasAll(have, need []string) bool {
-	for _, s := range need {
-		if !slices.Contains(have, s) {
-			return false
-		}
-	}
-	return true
-}
-
 // deniedKey is a 401 naming the scheme, so that a client with several credentials knows which
 // one to fix.
 func deniedKey(k *policy.APIKey, desc string) *authv3.CheckResponse {
@@ -191,8 +179,9 @@ func deniedKey(k *policy.APIKey, desc string) *authv3.CheckResponse {
 	return deniedResponse(http.StatusUnauthorized, "", string(body))
 }
 
-// deniedMissingKey answers a route that only API keys open, for a request without one.
-func deniedMissingKey(pol *routePolicy) *authv3.CheckResponse {
+// deniedMissingKey answers a route that only API keys open, for a request without one
+// (routePolicy.missingKey: built once per policy).
+func deniedMissingKey(pol policy.Route) *authv3.CheckResponse {
 	var where []string
 	for _, req := range pol.AnyOf {
 		if k := req.APIKey; k != nil {

@@ -122,7 +122,8 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 	v := &verifier{issuers: map[string]*trustedIssuer{}, claims: d.cfg.Claims,
 		maxLifetime: d.cfg.Revocation.MaxTokenLifetime.Duration, now: d.now}
 	for h, c := range d.cfg.ClaimHeaders {
-		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claims: c})
+		client := slices.ContainsFunc(c, func(name string) bool { return slices.Contains(d.cfg.Claims.Client, name) })
+		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claims: c, client: client})
 	}
 	if h := d.cfg.IssuerHeader; h != "" {
 		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claims: config.ClaimNames{"iss"}})
@@ -169,8 +170,10 @@ type routePolicy struct {
 	denied     *authv3.CheckResponse // insufficient scope
 	limitHdrs  []string              // lower-case header names of header:<Name> keys
 	limitMetas []string              // policy.MetaHeader of each
-	// keys: a requirement takes an API key; keysOnly: every requirement does.
+	// keys: a requirement takes an API key; keysOnly: every requirement does, and
+	// missingKey answers a request without one.
 	keys, keysOnly bool
+	missingKey     *authv3.CheckResponse
 }
 
 // maxPolicies bounds the decoded-policy cache (a route table has a few thousand routes).
@@ -186,6 +189,9 @@ func (s *server) routePolicy(raw string) *routePolicy {
 		p.denied = insufficientScope(r)
 		withKey := slices.ContainsFunc(r.AnyOf, func(q policy.Requirement) bool { return q.APIKey != nil })
 		p.keys, p.keysOnly = withKey, withKey && !slices.ContainsFunc(r.AnyOf, func(q policy.Requirement) bool { return q.APIKey == nil })
+		if p.keysOnly {
+			p.missingKey = deniedMissingKey(r)
+		}
 		for _, h := range r.RateLimitHeaders {
 			p.limitHdrs = append(p.limitHdrs, strings.ToLower(h))
 			p.limitMetas = append(p.limitMetas, policy.MetaHeader(h))
@@ -300,7 +306,7 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		if pol.Anonymous {
 			return s.allow(pol, headers, nil, addr), reasonAnonymous
 		}
-		return deniedMissingKey(pol), reasonKeyMissing
+		return pol.missingKey, reasonKeyMissing
 	}
 	if !present {
 		if pol.Anonymous {

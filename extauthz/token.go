@@ -171,6 +171,7 @@ type claimHeader struct {
 	name   string // canonical, as configured
 	lower  string
 	claims config.ClaimNames // the first the token carries gives the value
+	client bool              // claims name a client claim: an API key's client goes here
 }
 
 // verifier checks signature and claims with jwx; it never accepts alg none or HMAC.
