@@ -224,20 +224,8 @@ var overrideKeys = []overrideKey{{
 			return
 		}
 		ws := &ir.WebSocket{IdleTimeout: ir.DefaultWebSocketIdle, MaxDuration: ir.DefaultWebSocketMax}
-		for _, f := range []struct {
-			name, value string
-			into        *time.Duration
-		}{{"idleTimeout", w.IdleTimeout, &ws.IdleTimeout}, {"maxDuration", w.MaxDuration, &ws.MaxDuration}} {
-			if f.value == "" {
-				continue
-			}
-			d, err := time.ParseDuration(f.value)
-			if err != nil || d <= 0 {
-				errorf("x-specgate.websocket.%s %q: must be a positive duration like 10m", f.name, f.value)
-				continue
-			}
-			*f.into = d
-		}
+		durations("x-specgate.websocket", "10m", errorf,
+			durationField{"idleTimeout", w.IdleTimeout, &ws.IdleTimeout}, durationField{"maxDuration", w.MaxDuration, &ws.MaxDuration})
 		o.WebSocket = ws
 	},
 	diff: func(old, new *ir.Operation, add func(bool, string, ...any)) {
@@ -286,13 +274,8 @@ var overrideKeys = []overrideKey{{
 			slices.Sort(rt.On)
 			rt.On = slices.Compact(rt.On)
 		}
-		if r.PerTryTimeout != "" {
-			d, err := time.ParseDuration(r.PerTryTimeout)
-			if err != nil || d <= 0 {
-				errorf("x-specgate.retries.perTryTimeout %q: must be a positive duration like 2s", r.PerTryTimeout)
-				return
-			}
-			rt.PerTryTimeout = d
+		if !durations("x-specgate.retries", "2s", errorf, durationField{"perTryTimeout", r.PerTryTimeout, &rt.PerTryTimeout}) {
+			return
 		}
 		o.Retries = rt
 	},
@@ -338,6 +321,32 @@ func uncovered(new, old []string) []string {
 		}
 	}
 	return out
+}
+
+// durationField is an optional duration of an x-specgate object: its key, its value as
+// written ("" when absent) and where it goes.
+type durationField struct {
+	name, value string
+	into        *time.Duration
+}
+
+// durations stores each written field as a positive duration, reporting the others as
+// key.name with an example; false when one was reported.
+func durations(key, example string, errorf func(string, ...any), fields ...durationField) bool {
+	ok := true
+	for _, f := range fields {
+		if f.value == "" {
+			continue
+		}
+		d, err := time.ParseDuration(f.value)
+		if err != nil || d <= 0 {
+			errorf("%s.%s %q: must be a positive duration like %s", key, f.name, f.value, example)
+			ok = false
+			continue
+		}
+		*f.into = d
+	}
+	return ok
 }
 
 // bodyLimit shows an operation's body limit for the diff.

@@ -94,19 +94,7 @@ func outlierDetection(e *outlierExt, errorf func(string, ...any)) *ir.OutlierDet
 	} else if e.MaxEjectionPercent > 0 {
 		od.MaxEjectionPercent = uint32(e.MaxEjectionPercent)
 	}
-	for _, f := range []struct {
-		name, v string
-		into    *time.Duration
-	}{{"interval", e.Interval, &od.Interval}, {"baseEjectionTime", e.BaseEjectionTime, &od.BaseEjectionTime}} {
-		if f.v == "" {
-			continue
-		}
-		d, err := time.ParseDuration(f.v)
-		if err != nil || d <= 0 {
-			errorf("x-specgate.outlierDetection.%s %q: must be a positive duration like 10s", f.name, f.v)
-			continue
-		}
-		*f.into = d
-	}
+	durations("x-specgate.outlierDetection", "10s", errorf,
+		durationField{"interval", e.Interval, &od.Interval}, durationField{"baseEjectionTime", e.BaseEjectionTime, &od.BaseEjectionTime})
 	return od
 }
