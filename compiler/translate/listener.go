@@ -22,13 +22,14 @@ import (
 	"github.com/specgate/specgate/policy"
 )
 
-// httpFilters: CORS answers preflights before anything else; the body limit comes next,
+// httpFilters: CORS answers preflights before anything else; with ipAllow, the RBAC filter
+// of IP allow lists; the body limit comes next,
 // because a filter that waits (ext_authz) receives the body whole, and the buffer filter
 // measures only what it buffers itself; authz (with its decision cache in front when on)
 // decides before the rate limits count.
-func (t *translator) httpFilters(l ir.Listener) []*hcmv3.HttpFilter {
+func (t *translator) httpFilters(l ir.Listener, ipAllow bool) []*hcmv3.HttpFilter {
 	fs := []*hcmv3.HttpFilter{t.httpFilter(FilterCORS, &corsv3.Cors{})}
-	if t.usesIPAllow(l) {
+	if ipAllow {
 		fs = append(fs, t.ipAllowFilter())
 	}
 	fs = append(fs, t.httpFilter(FilterBuffer, &bufferv3.Buffer{MaxRequestBytes: wrapperspb.UInt32(t.set.MaxRequestBodyBytes)}))
@@ -46,7 +47,8 @@ func (t *translator) httpFilters(l ir.Listener) []*hcmv3.HttpFilter {
 // listener serves one route table on one port with an edge-hardened HTTP connection manager.
 func (t *translator) listener(l ir.Listener, rc *routev3.RouteConfiguration) *listenerv3.Listener {
 	name := l.Name
-	hcmFilters := t.httpFilters(l)
+	ipAllow := t.usesIPAllow(l) // the RBAC filter and its refusal's body
+	hcmFilters := t.httpFilters(l, ipAllow)
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:  name,
 		CodecType:   hcmv3.HttpConnectionManager_AUTO,
@@ -77,7 +79,7 @@ func (t *translator) listener(l ir.Listener, rc *routev3.RouteConfiguration) *li
 		StreamIdleTimeout:     durationpb.New(5 * time.Minute),
 		ServerName:            "specgate",
 		StripMatchingHostPort: true,
-		LocalReplyConfig:      t.localReplies(t.usesIPAllow(l)),
+		LocalReplyConfig:      t.localReplies(ipAllow),
 		UpgradeConfigs:        t.upgradeConfigs(l, hcmFilters),
 		AccessLog:             t.accessLogs(),
 		Tracing:               t.tracing(),
