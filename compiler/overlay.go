@@ -49,25 +49,10 @@ func isOverlay(b []byte) bool {
 	return keyLine(&doc, "overlay") > 0
 }
 
-// applyOverlays applies every overlay of files to the description it extends.
-func applyOverlays(files map[string][]byte) (overlaid, Diagnostics) {
-	out := overlaid{files: files}
-	var names []string
-	for name, b := range files {
-		if isOverlay(b) {
-			names = append(names, name)
-		}
-	}
-	if len(names) == 0 {
-		return out, nil
-	}
-	slices.Sort(names)
-	out.files = make(map[string][]byte, len(files))
-	for name, b := range files {
-		if !slices.Contains(names, name) {
-			out.files[name] = b
-		}
-	}
+// applyOverlays applies every overlay of files (names: overlayNames) to the description it
+// extends.
+func applyOverlays(files map[string][]byte, names []string) (overlaid, Diagnostics) {
+	out := overlaid{files: withoutOverlays(files, names)}
 	var diags Diagnostics
 	type target struct {
 		root    *yaml.Node
@@ -184,13 +169,12 @@ func applyOverlays(files map[string][]byte) (overlaid, Diagnostics) {
 // they extend stay the same: rewriting a large description takes seconds, and the control
 // plane compiles the whole set on every push.
 func (l *Loader) overlays(files map[string][]byte) (overlaid, Diagnostics) {
+	names := overlayNames(files)
+	if len(names) == 0 {
+		return overlaid{files: files}, nil
+	}
 	h := sha256.New()
-	n := 0
-	for _, name := range slices.Sorted(maps.Keys(files)) {
-		if !isOverlay(files[name]) {
-			continue
-		}
-		n++
+	for _, name := range names {
 		var o struct {
 			Extends string `yaml:"extends"`
 		}
@@ -200,25 +184,17 @@ func (l *Loader) overlays(files map[string][]byte) (overlaid, Diagnostics) {
 			fmt.Fprintf(h, "%d:%s", len(part), part)
 		}
 	}
-	if n == 0 {
-		return overlaid{files: files}, nil
-	}
 	var key [32]byte
 	h.Sum(key[:0])
 	l.mu.Lock()
 	last := l.lastOverlays
 	l.mu.Unlock()
 	if last != nil && last.key == key {
-		ov := overlaid{files: make(map[string][]byte, len(files)), origins: last.origins}
-		for name, b := range files {
-			if !isOverlay(b) {
-				ov.files[name] = b
-			}
-		}
+		ov := overlaid{files: withoutOverlays(files, names), origins: last.origins}
 		maps.Copy(ov.files, last.rewritten)
 		return ov, slices.Clone(last.diags)
 	}
-	ov, diags := applyOverlays(files)
+	ov, diags := applyOverlays(files, names)
 	kept := &overlayCache{key: key, origins: ov.origins, diags: slices.Clone(diags), rewritten: map[string][]byte{}}
 	for name := range ov.origins {
 		kept.rewritten[name] = ov.files[name]
@@ -227,6 +203,29 @@ func (l *Loader) overlays(files map[string][]byte) (overlaid, Diagnostics) {
 	l.lastOverlays = kept
 	l.mu.Unlock()
 	return ov, diags
+}
+
+// overlayNames are the overlays of files, sorted (isOverlay parses each candidate: once).
+func overlayNames(files map[string][]byte) []string {
+	var names []string
+	for name, b := range files {
+		if isOverlay(b) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// withoutOverlays is files but names.
+func withoutOverlays(files map[string][]byte, names []string) map[string][]byte {
+	out := make(map[string][]byte, len(files))
+	for name, b := range files {
+		if !slices.Contains(names, name) {
+			out[name] = b
+		}
+	}
+	return out
 }
 
 // overlayCache is the Loader's last overlay result.
