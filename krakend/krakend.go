@@ -174,7 +174,10 @@ func guards(ns string) bool {
 	return false
 }
 
-var hostName = regexp.MustCompile(`[^a-z0-9-]+`)
+var (
+	hostName  = regexp.MustCompile(`[^a-z0-9-]+`)
+	pathParam = regexp.MustCompile(`\{([^}]+)\}`)
+)
 
 func (cv *converter) endpoint(e Endpoint) {
 	method := strings.ToUpper(cmp.Or(e.Method, "GET"))
@@ -235,7 +238,7 @@ func (cv *converter) endpoint(e Endpoint) {
 	op := map[string]any{"operationId": strings.Trim(hostName.ReplaceAllString(strings.ToLower(where), "-"), "-"),
 		"responses": map[string]any{"200": map[string]any{"description": "ok"}}}
 	var params []any
-	for _, m := range regexp.MustCompile(`\{([^}]+)\}`).FindAllStringSubmatch(e.Endpoint, -1) {
+	for _, m := range pathParam.FindAllStringSubmatch(e.Endpoint, -1) {
 		params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 	}
 	if params != nil {
