@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -25,15 +24,9 @@ func newKeysCmd() *cobra.Command {
 	}
 	var server, token, output string
 	call := func(cmd *cobra.Command, method, path string, body any, want int) ([]byte, error) {
-		if token == "" {
-			token = os.Getenv("SPECGATE_ADMIN_TOKEN")
-		}
-		code, out, err := adminRequest(cmd.Context(), method, strings.TrimSuffix(server, "/")+path, token, body)
+		out, err := adminCall(cmd.Context(), method, strings.TrimSuffix(server, "/")+path, token, body, want)
 		if err != nil {
-			return nil, err
-		}
-		if code != want {
-			return nil, fmt.Errorf("keys: %w", adminError(code, out, token))
+			return nil, fmt.Errorf("keys: %w", err)
 		}
 		return out, nil
 	}

@@ -342,17 +342,22 @@ func adminRequest(ctx context.Context, method, url, token string, body any) (int
 	return resp.StatusCode, out, err
 }
 
-// adminGet is the answer of GET url on an admin API, with token (default
-// $SPECGATE_ADMIN_TOKEN); anything but 200 is an error that says why.
+// adminGet is the answer of GET url on an admin API (adminCall, 200).
 func adminGet(ctx context.Context, url, token string) ([]byte, error) {
+	return adminCall(ctx, http.MethodGet, url, token, nil, http.StatusOK)
+}
+
+// adminCall is the answer of method url on an admin API, with body (JSON, when not nil) and
+// token (default $SPECGATE_ADMIN_TOKEN); any status but want is an error that says why.
+func adminCall(ctx context.Context, method, url, token string, body any, want int) ([]byte, error) {
 	if token == "" {
 		token = os.Getenv("SPECGATE_ADMIN_TOKEN")
 	}
-	code, out, err := adminRequest(ctx, http.MethodGet, url, token, nil)
+	code, out, err := adminRequest(ctx, method, url, token, body)
 	if err != nil {
 		return nil, err
 	}
-	if code != http.StatusOK {
+	if code != want {
 		return nil, adminError(code, out, token)
 	}
 	return out, nil
