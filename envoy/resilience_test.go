@@ -224,13 +224,7 @@ func TestTwoBackendPods(t *testing.T) {
 	dns := e2e.StartDNS(t, map[string][]string{"pods.test": {"127.0.0.2", "127.0.0.3"}})
 	s := stack.Start(t, stack.Options{Specs: map[string]string{"stock.yaml": podsSpec}, Vars: map[string]string{"PORT": strconv.Itoa(port)},
 		Configure: func(c *config.Gateway) { c.Backends.Allow = append(c.Backends.Allow, "pods.test") },
-		Bootstrap: func(b *bootstrapv3.Bootstrap) {
-			host, p, _ := net.SplitHostPort(dns)
-			pn, _ := strconv.Atoi(p)
-			cares, _ := anypb.New(&caresv3.CaresDnsResolverConfig{Resolvers: []*corev3.Address{{Address: &corev3.Address_SocketAddress{
-				SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(pn)}}}}}})
-			b.TypedDnsResolverConfig = &corev3.TypedExtensionConfig{Name: "envoy.network.dns_resolver.cares", TypedConfig: cares}
-		}})
+		Bootstrap: useDNS(dns)})
 	send := func(method string, i int) int {
 		req, _ := http.NewRequest(method, fmt.Sprintf("%s/stock/items?id=%s-%d", s.Public, method, i), strings.NewReader("{}"))
 		resp, err := http.DefaultClient.Do(req)
@@ -294,5 +288,55 @@ func TestTwoBackendPods(t *testing.T) {
 	// have sent it every other GET.
 	if gets > 3 {
 		t.Errorf("the failing pod saw %d of the first 20 GETs: not ejected", gets)
+	}
+}
+
+// A service that declares no retries still loses no request to a pod that refuses
+// connections (a pod going away, a network policy resyncing): every route retries once, on
+// another pod, where no backend saw the request. POSTs included: nothing was sent.
+func TestConnectFailuresRetriedByDefault(t *testing.T) {
+	t.Parallel()
+	port := testutil.FreePort(t)
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.4:%d", port)) // 127.0.0.5 listens on nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	dns := e2e.StartDNS(t, map[string][]string{"pods.test": {"127.0.0.4", "127.0.0.5"}})
+	spec := strings.Replace(podsSpec, "  retries: {attempts: 2}\n", "", 1)
+	s := stack.Start(t, stack.Options{Specs: map[string]string{"stock.yaml": spec}, Vars: map[string]string{"PORT": strconv.Itoa(port)},
+		Configure: func(c *config.Gateway) { c.Backends.Allow = append(c.Backends.Allow, "pods.test") },
+		Bootstrap: useDNS(dns)})
+	failed := 0
+	for i := range 20 {
+		for _, method := range []string{"GET", "POST"} {
+			req, _ := http.NewRequest(method, s.Public+"/stock/items", strings.NewReader("{}"))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				failed++
+				t.Logf("%s %d: %d", method, i, resp.StatusCode)
+			}
+		}
+	}
+	if failed > 0 {
+		t.Errorf("%d of 40 requests failed while one of two pods refused connections, want 0", failed)
+	}
+}
+
+// useDNS points Envoy's resolver at the test DNS server at addr.
+func useDNS(addr string) func(*bootstrapv3.Bootstrap) {
+	return func(b *bootstrapv3.Bootstrap) {
+		host, p, _ := net.SplitHostPort(addr)
+		pn, _ := strconv.Atoi(p)
+		cares, _ := anypb.New(&caresv3.CaresDnsResolverConfig{Resolvers: []*corev3.Address{{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(pn)}}}}}})
+		b.TypedDnsResolverConfig = &corev3.TypedExtensionConfig{Name: "envoy.network.dns_resolver.cares", TypedConfig: cares}
 	}
 }

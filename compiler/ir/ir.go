@@ -174,17 +174,19 @@ func (r *Retries) String() string {
 
 // For is the retry_on conditions for a request of method: all of On when the method is
 // idempotent or NonIdempotent is set, else only those where no backend saw the request
-// (reset becomes reset-before-request). Empty: no retry.
+// (reset becomes reset-before-request); RetrySafe always, as on every route.
 func (r *Retries) For(method string) []string {
-	if Idempotent(method) || r.NonIdempotent {
-		return r.On
-	}
-	var on []string
+	on := slices.Clone(RetrySafe)
 	for _, c := range r.On {
-		if c == "reset" {
-			c = "reset-before-request"
+		if !Idempotent(method) && !r.NonIdempotent {
+			if c == "reset" {
+				c = "reset-before-request"
+			}
+			if !slices.Contains(RetrySafe, c) {
+				continue
+			}
 		}
-		if slices.Contains(RetrySafe, c) && !slices.Contains(on, c) {
+		if !slices.Contains(on, c) {
 			on = append(on, c)
 		}
 	}
@@ -198,12 +200,16 @@ const MaxRetries = 5
 
 // RetryConditions are the retry_on conditions a spec may name; DefaultRetryOn those of
 // retries without on. RetrySafe are those where no backend saw the request, which every
-// method may retry.
+// method may retry: every route retries them TransportRetries times, retries declared or not,
+// so that a pod going away or a connection refused during a network change fails no request.
 var (
 	RetryConditions = []string{"5xx", "connect-failure", "gateway-error", "refused-stream", "reset", "reset-before-request", "retriable-4xx"}
 	DefaultRetryOn  = []string{"connect-failure", "gateway-error", "refused-stream", "reset"}
 	RetrySafe       = []string{"connect-failure", "refused-stream", "reset-before-request"}
 )
+
+// TransportRetries is how many times every route retries on RetrySafe conditions.
+const TransportRetries = 1
 
 // Idempotent reports whether a method may be sent twice with the effect of once (RFC 9110
 // §9.2.2; QUERY is safe).

@@ -62,9 +62,10 @@ func (t *translator) routeConfig(l ir.Listener) *routev3.RouteConfiguration {
 	return &routev3.RouteConfiguration{
 		Name: l.Name,
 		VirtualHosts: []*routev3.VirtualHost{{
-			Name:    l.Name,
-			Domains: []string{"*"},
-			Routes:  routes,
+			Name:        l.Name,
+			Domains:     []string{"*"},
+			Routes:      routes,
+			RetryPolicy: t.transportRetries(),
 		}},
 	}
 }
@@ -312,24 +313,31 @@ func header(name, value string) *corev3.HeaderValueOption {
 	}
 }
 
-// retryPolicy retries a request of method as r says (ir.Retries.For), each retry on another
-// backend host when the service has several (a headless Service's pods).
+// retryPolicy retries a request of method as r says (ir.Retries.For). A route's policy
+// replaces its virtual host's (transportRetries), whose conditions For keeps.
 func (t *translator) retryPolicy(r *ir.Retries, method string) *routev3.RetryPolicy {
-	on := r.For(method)
-	if len(on) == 0 {
-		return nil
+	p := t.retryOn(r.For(method), r.Attempts)
+	if r.PerTryTimeout > 0 {
+		p.PerTryTimeout = durationpb.New(r.PerTryTimeout)
 	}
-	p := &routev3.RetryPolicy{
+	return p
+}
+
+// transportRetries is every route's retry where no backend saw the request (ir.RetrySafe).
+func (t *translator) transportRetries() *routev3.RetryPolicy {
+	return t.retryOn(ir.RetrySafe, ir.TransportRetries)
+}
+
+// retryOn retries on the conditions on, each retry on another backend host when the service
+// has several (a headless Service's pods).
+func (t *translator) retryOn(on []string, attempts uint32) *routev3.RetryPolicy {
+	return &routev3.RetryPolicy{
 		RetryOn:    strings.Join(on, ","),
-		NumRetries: wrapperspb.UInt32(r.Attempts),
+		NumRetries: wrapperspb.UInt32(attempts),
 		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
 			Name:       "envoy.retry_host_predicates.previous_hosts",
 			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: t.pack(&previoushostsv3.PreviousHostsPredicate{})},
 		}},
 		HostSelectionRetryMaxAttempts: 3,
 	}
-	if r.PerTryTimeout > 0 {
-		p.PerTryTimeout = durationpb.New(r.PerTryTimeout)
-	}
-	return p
 }
