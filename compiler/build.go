@@ -385,6 +385,9 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 					diags.add(Warning, file, line, where, "route id %s has the same Envoy stat name %s as %s: their stats add up", o.ID, stat, other)
 				}
 				stats[stat] = where
+				if o.Validation != nil { // the service's pointer: each operation gets its own
+					o.Validation = &ir.Validation{Path: path}
+				}
 				o.QueryToken = declaresQueryToken(item.Parameters) || declaresQueryToken(op.Parameters)
 				reqs := rootSecurity
 				if op.Security != nil {
@@ -408,6 +411,17 @@ func buildService(spec Spec, diags *Diagnostics) (ir.Service, map[string]opSourc
 		}
 	}
 	schemes.report(spec, diags)
+	if slices.ContainsFunc(svc.Operations, func(o ir.Operation) bool { return o.Validation != nil }) {
+		svc.Schema = spec.schema
+		if svc.Schema == nil {
+			errAt(extLine, "", "x-specgate.validate: %v", spec.schemaErr)
+		}
+		for i := range svc.Operations {
+			if v := svc.Operations[i].Validation; v != nil && svc.Schema != nil {
+				v.Schema = svc.Schema.Hash
+			}
+		}
+	}
 	if len(svc.Operations) == 0 && !(*diags)[before:].HasErrors() {
 		errAt(spec.line("/paths"), "", "no operations")
 	}

@@ -172,6 +172,26 @@ var overrideKeys = []overrideKey{{
 		}
 	},
 }, {
+	name: "validate",
+	set: func(v any, o *ir.Operation, errorf func(string, ...any)) {
+		switch v {
+		case "request":
+			o.Validation = &ir.Validation{} // buildService locates the operation
+		case "none":
+			o.Validation = nil
+		default:
+			errorf("x-specgate.validate %s: must be request or none", quoteValue(v))
+		}
+	},
+	diff: func(old, new *ir.Operation, add func(bool, string, ...any)) {
+		switch {
+		case old.Validation != nil && new.Validation == nil:
+			add(true, "request validation off: the backend gets requests its description refuses")
+		case old.Validation == nil && new.Validation != nil:
+			add(false, "request validation on")
+		}
+	},
+}, {
 	name: "ipAllow",
 	set: func(v any, o *ir.Operation, errorf func(string, ...any)) {
 		var cidrs []string

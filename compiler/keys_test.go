@@ -22,6 +22,7 @@ func TestOverrideKeys(t *testing.T) {
 		"allowedHeaders":      {"[X-Tenant]", "[X-Tenant, Authorization]"},
 		"rateLimits":          {"[{requests: 10, per: minute, key: client}]", "[]"},
 		"maxRequestBodyBytes": {"1048576", "10485760"},
+		"validate":            {"request", "none"},
 		"ipAllow":             {"[10.0.0.0/8]", "[10.0.0.0/8, 192.0.2.0/24]"},
 		"websocket":           {"false", "{maxDuration: 10m}"},
 		"retries":             {"false", "{attempts: 2}"},

@@ -30,6 +30,10 @@ type Spec struct {
 	Doc   *openapi3.T
 	lines map[string]int // JSON pointer → line of the key in File
 	built *builtService  // the service built from Doc, once, kept with the Loader's cache
+	// schema is the whole description for specgate validate when the file asks for request
+	// validation (Doc holds only what the gateway reads); schemaErr why it could not be made.
+	schema    *ir.Schema
+	schemaErr error
 }
 
 // line is the line of the first of the JSON pointers that the file has (0: none).
@@ -257,6 +261,9 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 	}
 	r.kind = kindService
 	r.spec = Spec{File: name, Doc: doc, lines: s.lines, built: &builtService{}}
+	if validates(root) {
+		r.spec.schema, r.spec.schemaErr = validationSchema(newRefLoader(absDir, disk, files, func() {}), files[name], filepath.Join(absDir, name))
+	}
 	return r
 }
 

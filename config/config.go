@@ -30,6 +30,7 @@ type Gateway struct {
 	Revocation   Revocation `json:"revocation"`
 	RateLimit    RateLimit  `json:"rateLimit"`
 	Authz        Authz      `json:"authz"`
+	Validation   Validation `json:"validation"`
 	Backends     Backends   `json:"backends"`
 	// SharedPrefixes are basePaths that other services may serve under (/shop holding
 	// /shop/orders and /shop/cart). Any other basePath belongs to its service alone.
@@ -226,6 +227,13 @@ type Authz struct {
 	CheckTokenless bool `json:"checkTokenless"`
 }
 
+// Validation is Envoy's side of request validation (x-specgate validate: request): how long
+// it waits for specgate validate, and whether a request passes when it cannot be checked.
+type Validation struct {
+	Timeout  Duration `json:"timeout"`
+	FailOpen bool     `json:"failOpen"`
+}
+
 // DecisionLog is authz's sampled log of decisions: one JSON line per sampled Check with the
 // route, the decision and its reason, the token's issuer, kid and subject, and the latency.
 type DecisionLog struct {
@@ -287,9 +295,10 @@ func Default() Gateway {
 			FalsePositiveRate: 1e-7,
 			MaxTokenLifetime:  Duration{24 * time.Hour},
 		},
-		RateLimit: RateLimit{Store: "memory", MaxHeaderValues: 10_000, IPv6Prefix: 64},
-		Authz:     Authz{Timeout: Duration{200 * time.Millisecond}, MaxTokenBytes: 16 << 10},
-		Backends:  Backends{Deny: []string{"*.specgate.svc.cluster.local"}},
+		RateLimit:  RateLimit{Store: "memory", MaxHeaderValues: 10_000, IPv6Prefix: 64},
+		Authz:      Authz{Timeout: Duration{200 * time.Millisecond}, MaxTokenBytes: 16 << 10},
+		Validation: Validation{Timeout: Duration{200 * time.Millisecond}},
+		Backends:   Backends{Deny: []string{"*.specgate.svc.cluster.local"}},
 	}
 }
 
@@ -473,6 +482,9 @@ func (g Gateway) Validate() error {
 	}
 	if g.Authz.Timeout.Duration <= 0 {
 		add("authz: timeout must be positive")
+	}
+	if g.Validation.Timeout.Duration <= 0 {
+		add("validation: timeout must be positive")
 	}
 	if d := g.Authz.DecisionCacheTTL.Duration; d != 0 && (d < time.Millisecond || d > MaxDecisionCacheTTL) {
 		add("authz: decisionCacheTTL %s is outside 1ms..%s, or 0 for off (a revocation takes effect at the edge only after it)", d, MaxDecisionCacheTTL)

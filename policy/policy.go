@@ -19,6 +19,20 @@ const (
 	ExtPolicy = "policy"
 )
 
+// The gRPC metadata with which Envoy's ext_proc filter opens a stream to specgate validate
+// (x-specgate validate: request): where the route's operation is in which description.
+const (
+	// ValidateSchema is the description's hash, the name of its resource over ADS.
+	ValidateSchema = "x-specgate-schema"
+	// ValidatePath is the operation's key in the description's paths (/items/{id}).
+	ValidatePath = "x-specgate-path"
+	// ValidateTemplate is the gateway path the route matches (/shop/items/{id}), from which
+	// the processor takes the path parameters.
+	ValidateTemplate = "x-specgate-template"
+	// ValidateRoute is the route id, for metrics and logs.
+	ValidateRoute = "x-specgate-route"
+)
+
 // Rate-limit names shared by the compiled route actions, the RateLimitConfig and the
 // rate-limit service. A descriptor is always route=<id>, limit=<index>[, <key kind>=<value>].
 const (

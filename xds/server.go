@@ -374,6 +374,10 @@ func snapshot(version string, res *translate.Resources) (*cache.Snapshot, error)
 		m[resource.SecretType] = append(m[resource.SecretType], sc)
 	}
 	m[resource.RateLimitConfigType] = []types.Resource{res.RateLimit}
+	// specgate validate's descriptions; Envoy subscribes to no extension configs.
+	for _, sc := range res.Schemas {
+		m[resource.ExtensionConfigType] = append(m[resource.ExtensionConfigType], sc)
+	}
 	snap, err := cache.NewSnapshot(version, m)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)

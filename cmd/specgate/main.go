@@ -59,6 +59,7 @@ func commands() []*cobra.Command {
 		newRollbackCmd(),
 		newHistoryCmd(),
 		newRateLimitCmd(),
+		newValidateCmd(),
 		newAuthzCmd(),
 		newTokenCmd(),
 		newRevokeCmd(),

@@ -4,6 +4,7 @@
 package ir
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -37,6 +38,17 @@ type Service struct {
 	CircuitBreaker   *CircuitBreaker   `json:"circuitBreaker,omitempty"`
 	OutlierDetection *OutlierDetection `json:"outlierDetection,omitempty"`
 	Operations       []Operation       `json:"operations"` // sorted by Path, then Method
+	// Schema is the service's description for specgate validate, when an operation
+	// validates its requests.
+	Schema *Schema `json:"schema,omitempty"`
+}
+
+// Schema is a service's OpenAPI description as specgate validate reads it: JSON, every $ref
+// inside it. Hash (hex SHA-256 of Doc, 16 bytes) names it: the routes of its operations carry
+// the hash, so a route is always checked against the description it was compiled from.
+type Schema struct {
+	Hash string          `json:"hash"`
+	Doc  json.RawMessage `json:"doc"`
 }
 
 // CircuitBreaker bounds what one Envoy sends a backend at once; beyond, requests fail at once
@@ -126,6 +138,9 @@ type Operation struct {
 	// WebSocket, when set, lets a request upgrade to a WebSocket once it passed authz and the
 	// rate limits.
 	WebSocket *WebSocket `json:"websocket,omitempty"`
+	// Validation, when set, has specgate validate check each request against the
+	// operation's description (x-specgate validate: request) before the backend sees it.
+	Validation *Validation `json:"validation,omitempty"`
 	// Retries, when set, retries a failed request on the service's backend.
 	Retries  *Retries `json:"retries,omitempty"`
 	Security Security `json:"security"`
@@ -135,6 +150,12 @@ type Operation struct {
 	QueryToken bool `json:"queryToken,omitempty"`
 	// Line is where the spec file declares the operation, for the plan's diagnostics.
 	Line int `json:"-"`
+}
+
+// Validation finds an operation in its service's Schema.
+type Validation struct {
+	Schema string `json:"schema"` // Schema.Hash
+	Path   string `json:"path"`   // the operation's key in the description's paths
 }
 
 // WebSocket bounds an operation's upgraded connections: closed after IdleTimeout without a

@@ -81,6 +81,8 @@ type Settings struct {
 	// Tokenless: the chain can serve tokenless routes (authz.checkTokenless false).
 	Tokenless bool          `json:"tokenless,omitempty"`
 	Authz     AuthzSettings `json:"authz"`
+	// Validation is gateway.yaml's validation: Envoy's wait for specgate validate.
+	Validation config.Validation `json:"validation"`
 	// MaxRequestBodyBytes is the body limit; XFFTrustedHops the load balancers in front.
 	MaxRequestBodyBytes uint32 `json:"maxRequestBodyBytes"`
 	XFFTrustedHops      uint32 `json:"xffTrustedHops,omitempty"`
@@ -130,6 +132,7 @@ func (p *Planner) Plan(g Gateway, cfg config.Gateway) (Gateway, error) {
 		Tokenless: !cfg.Authz.CheckTokenless,
 		Authz: AuthzSettings{Timeout: cfg.Authz.Timeout, FailOpen: cfg.Authz.FailOpen,
 			DecisionCacheTTL: cfg.Authz.DecisionCacheTTL},
+		Validation:          cfg.Validation,
 		MaxRequestBodyBytes: cfg.Listeners.MaxRequestBodyBytes,
 		XFFTrustedHops:      cfg.XFFTrustedHops,
 		AllowSemicolons:     cfg.Listeners.AllowSemicolons,

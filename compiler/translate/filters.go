@@ -6,7 +6,8 @@ package translate
 // beyond the limit, so no backend sees a body cut short); the edge decision cache
 // (policy.CacheFilter, with authz.decisionCacheTTL) replays allows; ext_authz asks specgate
 // authz; header_mutation applies the header rules of tokenless routes (tokenless.go), where
-// ext_authz is off; ratelimit asks specgate ratelimit; the router forwards. The benchmark swaps
+// ext_authz is off; ratelimit asks specgate ratelimit; ext_proc, on listeners with operations
+// that validate requests, asks specgate validate (validate.go); the router forwards. The benchmark swaps
 // filters by these names.
 const (
 	FilterCORS           = "envoy.filters.http.cors"
@@ -15,5 +16,6 @@ const (
 	FilterExtAuthz       = "envoy.filters.http.ext_authz"
 	FilterHeaderMutation = "envoy.filters.http.header_mutation"
 	FilterRateLimit      = "envoy.filters.http.ratelimit"
+	FilterExtProc        = "envoy.filters.http.ext_proc"
 	FilterRouter         = "envoy.filters.http.router"
 )

@@ -26,7 +26,8 @@ import (
 // of IP allow lists; the body limit comes next,
 // because a filter that waits (ext_authz) receives the body whole, and the buffer filter
 // measures only what it buffers itself; authz (with its decision cache in front when on)
-// decides before the rate limits count.
+// decides before the rate limits count; request validation, where an operation asks for it,
+// comes last.
 func (t *translator) httpFilters(l ir.Listener, ipAllow bool) []*hcmv3.HttpFilter {
 	fs := []*hcmv3.HttpFilter{t.httpFilter(FilterCORS, &corsv3.Cors{})}
 	if ipAllow {
@@ -38,10 +39,11 @@ func (t *translator) httpFilters(l ir.Listener, ipAllow bool) []*hcmv3.HttpFilte
 	}
 	fs = append(fs, t.httpFilter(FilterExtAuthz, t.authzFilter()))
 	fs = append(fs, t.headerFilters(l)...)
-	return append(fs,
-		t.httpFilter(FilterRateLimit, t.rateLimitFilter()),
-		t.httpFilter(FilterRouter, &routerv3.Router{}),
-	)
+	fs = append(fs, t.httpFilter(FilterRateLimit, t.rateLimitFilter()))
+	if t.usesValidation(l) {
+		fs = append(fs, t.validateFilter())
+	}
+	return append(fs, t.httpFilter(FilterRouter, &routerv3.Router{}))
 }
 
 // listener serves one route table on one port with an edge-hardened HTTP connection manager.
@@ -79,7 +81,7 @@ func (t *translator) listener(l ir.Listener, rc *routev3.RouteConfiguration) *li
 		StreamIdleTimeout:     durationpb.New(5 * time.Minute),
 		ServerName:            "specgate",
 		StripMatchingHostPort: true,
-		LocalReplyConfig:      t.localReplies(ipAllow),
+		LocalReplyConfig:      t.localReplies(ipAllow, t.usesValidation(l)),
 		UpgradeConfigs:        t.upgradeConfigs(l, hcmFilters),
 		AccessLog:             t.accessLogs(),
 		Tracing:               t.tracing(),
@@ -144,9 +146,10 @@ const requestTimeout = time.Minute
 // it meanwhile), a rate limit (429 rate_limited), a refused upgrade such as WebSocket (403
 // upgrade_not_supported), a backend too slow (504 backend_timeout) or down (503
 // backend_unavailable), a body or headers over their limits (413, 431), and, on listeners
-// with IP allow lists, an address outside one (403 ip_not_allowed). Routes' direct
+// with IP allow lists, an address outside one (403 ip_not_allowed); on listeners with request
+// validation, specgate validate unreachable (503 validation_unavailable, with Retry-After). Routes' direct
 // responses and authz's denials carry their own bodies and match none of these.
-func (t *translator) localReplies(ipAllow bool) *hcmv3.LocalReplyConfig {
+func (t *translator) localReplies(ipAllow, validation bool) *hcmv3.LocalReplyConfig {
 	body := func(code string) *corev3.SubstitutionFormatString {
 		b, _ := structpb.NewStruct(map[string]any{"error": code, "status": "%RESPONSE_CODE%"})
 		return &corev3.SubstitutionFormatString{
@@ -173,6 +176,14 @@ func (t *translator) localReplies(ipAllow bool) *hcmv3.LocalReplyConfig {
 	// Stable error codes, never Envoy's own details (upstream_reset_before_response_started{…}
 	// says how Envoy failed, not what the client should do). First match wins.
 	var mappers []*hcmv3.ResponseMapper
+	if validation {
+		// specgate validate unreachable or too slow (validation.failOpen false): as for authz.
+		mappers = append(mappers, &hcmv3.ResponseMapper{
+			Filter:             cel(`response.code_details.startsWith("ext_proc_error")`),
+			HeadersToAdd:       []*corev3.HeaderValueOption{header("retry-after", "1")},
+			BodyFormatOverride: body("validation_unavailable"),
+		})
+	}
 	if ipAllow {
 		mappers = append(mappers, &hcmv3.ResponseMapper{
 			Filter:             cel(`response.code_details.startsWith("rbac_access_denied")`),
@@ -180,11 +191,8 @@ func (t *translator) localReplies(ipAllow bool) *hcmv3.LocalReplyConfig {
 		})
 	}
 	return &hcmv3.LocalReplyConfig{Mappers: append(mappers, []*hcmv3.ResponseMapper{{
-		Filter: cel(`response.code_details == "ext_authz_error"`),
-		HeadersToAdd: []*corev3.HeaderValueOption{{
-			Header:       &corev3.HeaderValue{Key: "retry-after", Value: "1"},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}},
+		Filter:             cel(`response.code_details == "ext_authz_error"`),
+		HeadersToAdd:       []*corev3.HeaderValueOption{header("retry-after", "1")},
 		BodyFormatOverride: body("ext_authz_error"),
 	}, {
 		Filter:             status(http.StatusTooManyRequests), // the ratelimit filter's, with its Retry-After

@@ -227,6 +227,9 @@ func (t *translator) operationRoute(tmpl ir.Template, svc *ir.Service, op *ir.Op
 	if len(op.IPAllow) > 0 {
 		perFilter[FilterRBAC] = t.ipAllowPerRoute(op.IPAllow)
 	}
+	if op.Validation != nil {
+		perFilter[FilterExtProc] = t.validatePerRoute(op)
+	}
 	if op.Retries != nil {
 		action.RetryPolicy = t.retryPolicy(op.Retries, op.Method)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -34,6 +35,7 @@ const (
 	ListenerInternal = ir.ListenerInternal
 	ClusterAuthz     = "specgate_authz"
 	ClusterRateLimit = "specgate_ratelimit"
+	ClusterValidate  = "specgate_validate"
 	ClusterXDS       = "specgate_xds"
 )
 
@@ -69,6 +71,8 @@ type Resources struct {
 	Clusters  []*clusterv3.Cluster
 	Secrets   []*tlsv3.Secret // the HTTPS listener's certificate and backend TLS profiles' files
 	RateLimit *rlconfv3.RateLimitConfig
+	// Schemas are the descriptions specgate validate checks requests against (validate.go).
+	Schemas []*corev3.TypedExtensionConfig
 
 	digests routeDigests // routes already validated, with their content hash
 	inline  bool         // the route configurations were validated inside the listeners
@@ -92,7 +96,7 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 		t.cache.begin(opts, gw.Settings)
 		defer func() { t.cache.end(subs) }()
 	}
-	res := &Resources{RateLimit: rateLimitConfig(gw), inline: opts.InlineRoutes}
+	res := &Resources{RateLimit: rateLimitConfig(gw), Schemas: schemas(gw), inline: opts.InlineRoutes}
 	// The listeners are independent and hold nearly all the work: one core each.
 	subs = make([]*translator, len(gw.Listeners))
 	rcs := make([]*routev3.RouteConfiguration, len(gw.Listeners))

@@ -82,8 +82,9 @@ func (r *Resources) YAML() ([]byte, error) {
 		{"routes", toMessages(r.Routes)},
 		{"clusters", toMessages(r.Clusters)},
 		{"secrets", toMessages(r.Secrets)}, // files' names, never key material
+		{"schemas", toMessages(r.Schemas)},
 	} {
-		if part.key == "secrets" && len(part.ms) == 0 {
+		if (part.key == "secrets" || part.key == "schemas") && len(part.ms) == 0 {
 			continue // most gateways have none
 		}
 		w.out.WriteString(part.key + ":")

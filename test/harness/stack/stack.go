@@ -76,6 +76,8 @@ type Options struct {
 	Configure func(*config.Gateway)
 	// Bootstrap edits Envoy's bootstrap before it is written (a test's DNS resolver).
 	Bootstrap func(*bootstrapv3.Bootstrap)
+	// Validate runs specgate validate, for specs with x-specgate validate: request.
+	Validate bool
 }
 
 // Stack is a running gateway.
@@ -88,6 +90,7 @@ type Stack struct {
 	XDS       *Proc
 	Authz     []*Proc
 	RateLimit []*Proc
+	Validate  *Proc // with Options.Validate
 	Envoy     *testenvoy.Envoy
 	// Public and Internal are the listeners' base URLs; PushURL the control plane's API.
 	Public, Internal, PushURL string
@@ -162,9 +165,16 @@ func Start(t testing.TB, o Options) *Stack {
 		s.RateLimit = append(s.RateLimit, p)
 	}
 
-	admin := testutil.FreeAddr(t)
-	boot, err := translate.ADSBootstrap(translate.BootstrapOptions{NodeID: "stack", AdminAddress: admin,
-		AuthzAddress: grpcAddrs(s.Authz), RateLimitAddr: grpcAddrs(s.RateLimit)}, s.XDS.GRPC, false)
+	bo := translate.BootstrapOptions{NodeID: "stack", AdminAddress: testutil.FreeAddr(t),
+		AuthzAddress: grpcAddrs(s.Authz), RateLimitAddr: grpcAddrs(s.RateLimit)}
+	if o.Validate {
+		s.Validate = s.proc("validate", bin, "validate", "--xds", s.XDS.GRPC)
+		s.Validate.Start()
+		s.Validate.WaitReady("/readyz")
+		bo.ValidateAddr = s.Validate.GRPC
+	}
+	admin := bo.AdminAddress
+	boot, err := translate.ADSBootstrap(bo, s.XDS.GRPC, false)
 	if err != nil {
 		t.Fatal(err)
 	}
