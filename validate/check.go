@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -110,6 +111,14 @@ var schemaOptions = []openapi3.SchemaValidationOption{
 	openapi3.WithStringFormatValidator("email", openapi3.NewRegexpFormatValidator(openapi3.FormatOfStringForEmail)),
 }
 
+var filterOptions = &openapi3filter.Options{
+	MultiError:          true,
+	SkipSettingDefaults: true,
+	// authz decided already; the description's security is its business.
+	AuthenticationFunc:      openapi3filter.NoopAuthenticationFunc,
+	SchemaValidationOptions: schemaOptions,
+}
+
 // check validates req (its body read into body) against op. An error means the request
 // could not be checked.
 func (op *operation) check(ctx context.Context, req *http.Request, body []byte) (Outcome, error) {
@@ -134,27 +143,34 @@ func (op *operation) check(ctx context.Context, req *http.Request, body []byte) 
 		Request:    req,
 		PathParams: params,
 		Route:      op.route,
-		Options: &openapi3filter.Options{
-			MultiError:          true,
-			SkipSettingDefaults: true,
-			// authz decided already; the description's security is its business.
-			AuthenticationFunc:      openapi3filter.NoopAuthenticationFunc,
-			SchemaValidationOptions: schemaOptions,
-		},
+		Options:    filterOptions,
 	})
 	if err == nil {
-		if op.readOnly != nil && len(body) > 0 && strings.Contains(req.Header.Get("Content-Type"), "json") {
-			var v any
-			if json.Unmarshal(body, &v) == nil {
-				var ps []Problem
-				readOnlySet(op.readOnly, v, "", &ps, 0)
-				if len(ps) > 0 {
-					return Outcome{Status: http.StatusBadRequest, Problems: ps}, nil
-				}
-			}
-		}
-		return Outcome{}, nil
+		return op.readOnlyOutcome(req.Header.Get("Content-Type"), body), nil
 	}
+	return op.outcome(err), nil
+}
+
+// readOnlyOutcome refuses a JSON body that sets readOnly properties, where kin-openapi does
+// not (op.readOnly).
+func (op *operation) readOnlyOutcome(ctype string, body []byte) Outcome {
+	if op.readOnly == nil || len(body) == 0 || !strings.Contains(ctype, "json") {
+		return Outcome{}
+	}
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return Outcome{}
+	}
+	var ps []Problem
+	readOnlySet(op.readOnly, v, "", &ps, 0)
+	if len(ps) == 0 {
+		return Outcome{}
+	}
+	return Outcome{Status: http.StatusBadRequest, Problems: ps}
+}
+
+// outcome is the answer to a request that openapi3filter refused with err.
+func (op *operation) outcome(err error) Outcome {
 	out := Outcome{Status: http.StatusBadRequest}
 	for _, e := range flatten(err) {
 		var re *openapi3filter.RequestError
@@ -176,7 +192,7 @@ func (op *operation) check(ctx context.Context, req *http.Request, body []byte) 
 			out.Problems = append(out.Problems, Problem{Detail: re.Reason})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // details turns a body or parameter error into problems: each schema rule broken, at its
@@ -294,21 +310,38 @@ func leaves(se *openapi3.SchemaError) []*openapi3.SchemaError {
 var errorAt = regexp.MustCompile(`^error at "[^"]*": `)
 
 // schemaProblems is one broken rule as problems: a property that additionalProperties
-// forbids is named by its own pointer, one problem each.
+// forbids, or that is required and missing, is named by its own pointer, one problem each.
 func schemaProblems(se *openapi3.SchemaError) []Problem {
 	ptr := pointer(se.JSONPointer())
 	var ve *jsonschema.ValidationError
 	if errors.As(se, &ve) {
-		if k, ok := ve.ErrorKind.(*kind.AdditionalProperties); ok {
-			var out []Problem
-			for _, p := range k.Properties {
-				out = append(out, Problem{Pointer: ptr + pointer([]string{p}), Detail: "is not allowed (additionalProperties)"})
-			}
+		var names []string
+		var detail string
+		switch k := ve.ErrorKind.(type) {
+		case *kind.AdditionalProperties:
+			names, detail = k.Properties, "is not allowed (additionalProperties)"
+		case *kind.Required:
+			names, detail = k.Missing, "is required"
+		}
+		var out []Problem
+		for _, n := range names {
+			out = append(out, Problem{Pointer: ptr + pointer([]string{n}), Detail: detail})
+		}
+		if len(out) > 0 {
 			return out
+		}
+	}
+	if m := unsupported.FindStringSubmatch(se.Reason); m != nil && se.SchemaField == "properties" {
+		if name, err := strconv.Unquote(m[1]); err == nil {
+			return []Problem{{Pointer: ptr + pointer([]string{name}), Detail: "is not allowed (additionalProperties)"}}
 		}
 	}
 	return []Problem{{Pointer: ptr, Detail: errorAt.ReplaceAllString(se.Reason, "")}}
 }
+
+// unsupported is how kin-openapi's own validator (OpenAPI 3.0, and some 3.1 schemas) names
+// a property that additionalProperties forbids; the pointer is its object's.
+var unsupported = regexp.MustCompile(`^property ("(?:[^"\\]|\\.)*") is unsupported$`)
 
 // pointer is the RFC 6901 JSON pointer of a path.
 func pointer(path []string) string {

@@ -1,0 +1,162 @@
+package validate
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// One description in OpenAPI 3.0 and 3.1: kin-openapi checks them with two validators (its
+// own, and JSON Schema 2020-12), which report problems differently.
+const cartsDoc = `openapi: %s
+info: {title: Carts, version: 1.0.0}
+paths:
+  /{cart}/items:
+    parameters:
+      - {name: cart, in: path, required: true, schema: {type: string, format: uuid}}
+    post:
+      parameters:
+        - {name: X-Request-Priority, in: header, schema: {type: integer, maximum: 9}}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/Cart"}
+      responses: {"201": {description: added}}
+    get:
+      parameters:
+        - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 100}}
+      responses: {"200": {description: ok}}
+components:
+  schemas:
+    Item:
+      type: object
+      additionalProperties: false
+      required: [sku, quantity]
+      properties:
+        sku: {type: string, minLength: 1}
+        quantity: {type: integer, minimum: 1}
+        id: {type: string, readOnly: true}
+        email: {type: string, format: email}
+    Cart:
+      type: object
+      required: [items]
+      properties:
+        items: {type: array, items: {$ref: "#/components/schemas/Item"}}
+        note: {type: string, maxLength: 10}
+`
+
+const cartPath = "/shop/carts/7b0e7a52-4f0c-4c43-9e0e-1f1f0f7d2a11/items"
+
+func TestCheck(t *testing.T) {
+	cases := []struct {
+		name, method, path, ctype, body, header string
+		status                                  int
+		want                                    []string // pointers, or "in name"
+	}{
+		{name: "valid", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": [{"sku": "A", "quantity": 1, "email": "a@b.c"}]}`},
+		{name: "valid get", method: "GET", path: cartPath + "?limit=5"},
+		{name: "below minimum", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": [{"sku": "A", "quantity": 0}]}`, status: 400, want: []string{"/items/0/quantity"}},
+		{name: "two rules", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": [{"sku": "", "quantity": 1}], "note": "far too long a note"}`, status: 400, want: []string{"/items/0/sku", "/note"}},
+		{name: "missing required", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": [{"sku": "A"}]}`, status: 400, want: []string{"/items/0/quantity"}},
+		{name: "unknown property", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": [{"sku": "A", "quantity": 1, "colour": "red"}]}`, status: 400, want: []string{"/items/0/colour"}},
+		{name: "read-only property", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": [{"sku": "A", "quantity": 1, "id": "x"}]}`, status: 400, want: []string{"/items/0/id"}},
+		{name: "format", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": [{"sku": "A", "quantity": 1, "email": "nobody"}]}`, status: 400, want: []string{"/items/0/email"}},
+		{name: "wrong type", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": "A"}`, status: 400, want: []string{"/items"}},
+		{name: "malformed JSON", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": [`, status: 400, want: []string{""}},
+		{name: "no body", method: "POST", path: cartPath, ctype: "application/json", status: 400, want: []string{""}},
+		{name: "content type", method: "POST", path: cartPath, ctype: "application/xml", body: `<cart/>`, status: 415, want: []string{"header Content-Type"}},
+		{name: "header parameter", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": []}`, header: "12", status: 400, want: []string{"header X-Request-Priority"}},
+		{name: "query parameter", method: "GET", path: cartPath + "?limit=0", status: 400, want: []string{"query limit"}},
+		{name: "path parameter", method: "GET", path: "/shop/carts/42/items", status: 400, want: []string{"path cart"}},
+	}
+	for _, version := range []string{"3.0.3", "3.1.0"} {
+		d, err := parse(fmt.Appendf(nil, cartsDoc, version))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cases {
+			t.Run(version+"/"+c.name, func(t *testing.T) {
+				op, err := d.operation(opKey{method: c.method, path: "/{cart}/items", template: "/shop/carts/{cart}/items"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				req, _ := http.NewRequest(c.method, "http://gw"+c.path, nil)
+				if c.ctype != "" {
+					req.Header.Set("Content-Type", c.ctype)
+				}
+				if c.header != "" {
+					req.Header.Set("X-Request-Priority", c.header)
+				}
+				var body []byte
+				if c.body != "" {
+					body = []byte(c.body)
+				}
+				out, err := op.check(context.Background(), req, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, p := range out.Problems {
+					if p.In != "" {
+						got = append(got, p.In+" "+p.Name)
+					} else {
+						got = append(got, p.Pointer)
+					}
+					if strings.Contains(p.Detail, "Schema:") || p.Detail == "" {
+						t.Errorf("problem %+v: want a one-line detail", p)
+					}
+				}
+				slices.Sort(got)
+				got = slices.Compact(got)
+				if out.Status != c.status || !slices.Equal(got, c.want) {
+					t.Errorf("%d %v (%+v), want %d %v", out.Status, got, out.Problems, c.status, c.want)
+				}
+			})
+		}
+	}
+}
+
+// A route naming a description that has not arrived waits for the control plane's next set,
+// and gives up when its time is out: the request is then failed by Envoy, never let through.
+func TestSchemasWaitForTheDescription(t *testing.T) {
+	s := NewSchemas()
+	doc := fmt.Appendf(nil, cartsDoc, "3.1.0")
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		if err := s.Set(map[string][]byte{"h1": doc}); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.get(ctx, "h1"); err != nil {
+		t.Fatalf("waited for h1: %v", err)
+	}
+	// The set after keeps the one before: an Envoy may still route by it.
+	if err := s.Set(map[string][]byte{"h2": doc}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.get(ctx, "h1"); err != nil {
+		t.Errorf("h1, one set ago: %v", err)
+	}
+	if err := s.Set(map[string][]byte{"h2": doc}); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if _, err := s.get(short, "h1"); err == nil {
+		t.Error("h1, two sets ago: still served")
+	}
+	// A description that does not parse refuses the whole set; the live one stays.
+	if err := s.Set(map[string][]byte{"h3": []byte("openapi: [")}); err == nil {
+		t.Error("a broken description was accepted")
+	}
+	if _, err := s.get(ctx, "h2"); err != nil {
+		t.Errorf("h2 after a refused set: %v", err)
+	}
+}
