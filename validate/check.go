@@ -19,15 +19,15 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 )
 
 // description is one service's OpenAPI description, with the operations requests were
 // checked against so far, each prepared once.
 type description struct {
-	doc *openapi3.T
-	mu  sync.Mutex
-	ops map[opKey]*operation
+	doc      *openapi3.T
+	compiler *jsonschema.Compiler // OpenAPI 3.1: the JSON bodies' schemas (jsonbody.go)
+	mu       sync.Mutex
+	ops      map[opKey]*operation
 }
 
 // opKey names an operation as a route does: its method, its key in the description's paths,
@@ -38,9 +38,13 @@ type operation struct {
 	route  *routers.Route
 	match  *regexp.Regexp // the gateway template, one group per parameter
 	params []string       // the parameters' names, in the groups' order
-	// readOnly is the JSON body's schema when a property under it is readOnly: the JSON
-	// Schema 2020-12 validator (OpenAPI 3.1) does not refuse those in requests.
-	readOnly *openapi3.Schema
+	// jsonBody is the application/json body's schema, compiled (OpenAPI 3.1). readOnly is
+	// that schema when a property under it is readOnly (JSON Schema 2020-12 does not refuse
+	// those in requests), underReadOnly readOnlyUnder's memo of it.
+	jsonBody      *jsonschema.Schema
+	paramsRoute   *routers.Route // with jsonBody: the route kin-openapi checks parameters on
+	readOnly      *openapi3.Schema
+	underReadOnly map[*openapi3.Schema]bool
 }
 
 var templateParam = regexp.MustCompile(`\{([^{}]+)\}`)
@@ -80,9 +84,23 @@ func (d *description) operation(k opKey) (*operation, error) {
 		match:  match,
 		params: params,
 	}
+	op.jsonBody = compileJSONBody(d.compiler, o, k.method, k.path)
+	if op.jsonBody != nil {
+		// Parameters through kin-openapi's own validator: for a 3.1 description it compiles
+		// a JSON Schema validator per parameter per request. Their schemas are plain (a
+		// type, a format, bounds), which that validator reads the same.
+		spec := *d.doc
+		spec.OpenAPI = "3.0.3"
+		r := *op.route
+		r.Spec = &spec
+		op.paramsRoute = &r
+	}
 	if rb := o.RequestBody; rb != nil && rb.Value != nil && d.doc.IsOpenAPI31OrLater() {
-		if mt := rb.Value.Content.Get("application/json"); mt != nil && mt.Schema != nil && hasReadOnly(mt.Schema.Value, map[*openapi3.Schema]bool{}) {
-			op.readOnly = mt.Schema.Value
+		if mt := rb.Value.Content.Get("application/json"); mt != nil && mt.Schema != nil {
+			under := map[*openapi3.Schema]bool{}
+			if readOnlyUnder(mt.Schema.Value, under) {
+				op.readOnly, op.underReadOnly = mt.Schema.Value, under
+			}
 		}
 	}
 	d.ops[k] = op
@@ -119,6 +137,12 @@ var filterOptions = &openapi3filter.Options{
 	SchemaValidationOptions: schemaOptions,
 }
 
+var paramsOptions = func() *openapi3filter.Options {
+	o := *filterOptions
+	o.ExcludeRequestBody = true
+	return &o
+}()
+
 // check validates req (its body read into body) against op. An error means the request
 // could not be checked.
 func (op *operation) check(ctx context.Context, req *http.Request, body []byte) (Outcome, error) {
@@ -139,12 +163,20 @@ func (op *operation) check(ctx context.Context, req *http.Request, body []byte) 
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.ContentLength = int64(len(body))
 	}
-	err := openapi3filter.ValidateRequest(ctx, &openapi3filter.RequestValidationInput{
-		Request:    req,
-		PathParams: params,
-		Route:      op.route,
-		Options:    filterOptions,
-	})
+	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: op.route, Options: filterOptions}
+	if op.jsonBody != nil && isJSON(req.Header.Get("Content-Type")) {
+		in.Options, in.Route = paramsOptions, op.paramsRoute // the body: checkJSON
+		out := Outcome{}
+		if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
+			out = op.outcome(err)
+		}
+		if ps := op.checkJSON(body); len(ps) > 0 {
+			out.Status = max(out.Status, http.StatusBadRequest)
+			out.Problems = append(out.Problems, ps...)
+		}
+		return out, nil
+	}
+	err := openapi3filter.ValidateRequest(ctx, in)
 	if err == nil {
 		return op.readOnlyOutcome(req.Header.Get("Content-Type"), body), nil
 	}
@@ -162,7 +194,7 @@ func (op *operation) readOnlyOutcome(ctype string, body []byte) Outcome {
 		return Outcome{}
 	}
 	var ps []Problem
-	readOnlySet(op.readOnly, v, "", &ps, 0)
+	readOnlySet(op.readOnly, op.underReadOnly, v, "", &ps)
 	if len(ps) == 0 {
 		return Outcome{}
 	}
@@ -221,42 +253,38 @@ func details(err error, reason string) []Problem {
 	return out
 }
 
-// hasReadOnly reports whether s or a schema under it marks a property readOnly.
-func hasReadOnly(s *openapi3.Schema, seen map[*openapi3.Schema]bool) bool {
-	if s == nil || seen[s] {
+// readOnlyUnder records, for s and each schema under it, whether it or a schema under it marks
+// a property readOnly: the walk of a body skips the subtrees where none is.
+func readOnlyUnder(s *openapi3.Schema, memo map[*openapi3.Schema]bool) bool {
+	if s == nil {
 		return false
 	}
-	seen[s] = true
+	if v, seen := memo[s]; seen {
+		return v
+	}
+	memo[s] = false // a cycle adds nothing
+	found := false
 	for _, p := range s.Properties {
-		if p.Value != nil && (p.Value.ReadOnly || hasReadOnly(p.Value, seen)) {
-			return true
+		if p.Value != nil && readOnlyUnder(p.Value, memo) || p.Value != nil && p.Value.ReadOnly {
+			found = true
 		}
 	}
-	for _, sub := range subschemas(s) {
-		if hasReadOnly(sub, seen) {
-			return true
-		}
-	}
-	return false
-}
-
-func subschemas(s *openapi3.Schema) []*openapi3.Schema {
-	var out []*openapi3.Schema
 	for _, refs := range []openapi3.SchemaRefs{s.AllOf, s.AnyOf, s.OneOf} {
 		for _, r := range refs {
-			out = append(out, r.Value)
+			found = readOnlyUnder(r.Value, memo) || found
 		}
 	}
 	if s.Items != nil {
-		out = append(out, s.Items.Value)
+		found = readOnlyUnder(s.Items.Value, memo) || found
 	}
-	return out
+	memo[s] = found
+	return found
 }
 
 // readOnlySet adds a problem for each readOnly property that v, a request body at pointer
-// at, sets (OpenAPI: readOnly properties are not sent in requests).
-func readOnlySet(s *openapi3.Schema, v any, at string, out *[]Problem, depth int) {
-	if s == nil || depth > 64 {
+// at, sets (OpenAPI: readOnly properties are not sent in requests). under is readOnlyUnder's.
+func readOnlySet(s *openapi3.Schema, under map[*openapi3.Schema]bool, v any, at string, out *[]Problem) {
+	if s == nil || !under[s] {
 		return
 	}
 	switch x := v.(type) {
@@ -270,19 +298,19 @@ func readOnlySet(s *openapi3.Schema, v any, at string, out *[]Problem, depth int
 				*out = append(*out, Problem{Pointer: at + pointer([]string{name}), Detail: "is read-only: not accepted in a request"})
 				continue
 			}
-			readOnlySet(p.Value, val, at+pointer([]string{name}), out, depth+1)
+			readOnlySet(p.Value, under, val, at+pointer([]string{name}), out)
 		}
 	case []any:
 		if s.Items != nil {
 			for i, val := range x {
-				readOnlySet(s.Items.Value, val, fmt.Sprintf("%s/%d", at, i), out, depth+1)
+				readOnlySet(s.Items.Value, under, val, at+"/"+strconv.Itoa(i), out)
 			}
 		}
 		return
 	}
 	for _, r := range []openapi3.SchemaRefs{s.AllOf, s.AnyOf, s.OneOf} {
 		for _, sub := range r {
-			readOnlySet(sub.Value, v, at, out, depth+1)
+			readOnlySet(sub.Value, under, v, at, out)
 		}
 	}
 }
@@ -315,20 +343,8 @@ func schemaProblems(se *openapi3.SchemaError) []Problem {
 	ptr := pointer(se.JSONPointer())
 	var ve *jsonschema.ValidationError
 	if errors.As(se, &ve) {
-		var names []string
-		var detail string
-		switch k := ve.ErrorKind.(type) {
-		case *kind.AdditionalProperties:
-			names, detail = k.Properties, "is not allowed (additionalProperties)"
-		case *kind.Required:
-			names, detail = k.Missing, "is required"
-		}
-		var out []Problem
-		for _, n := range names {
-			out = append(out, Problem{Pointer: ptr + pointer([]string{n}), Detail: detail})
-		}
-		if len(out) > 0 {
-			return out
+		if ps := kindProblems(ve); ps != nil {
+			return ps
 		}
 	}
 	if m := unsupported.FindStringSubmatch(se.Reason); m != nil && se.SchemaField == "properties" {

@@ -100,5 +100,11 @@ func parse(b []byte) (*description, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &description{doc: doc, ops: map[opKey]*operation{}}, nil
+	d := &description{doc: doc, ops: map[opKey]*operation{}}
+	if doc.IsOpenAPI31OrLater() {
+		if d.compiler, err = newCompiler(b); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
 }

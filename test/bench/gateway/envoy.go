@@ -25,6 +25,7 @@ import (
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/policy"
+	"github.com/specgate/specgate/test/harness/specgen"
 )
 
 // The Check servers other than specgate authz: the no-op server, specgate authz with
@@ -51,6 +52,7 @@ const (
 	filterMutation  = translate.FilterHeaderMutation
 	filterRateLimit = translate.FilterRateLimit
 	filterRouter    = translate.FilterRouter
+	filterExtProc   = translate.FilterExtProc
 	filterJWT       = "envoy.filters.http.jwt_authn"
 )
 
@@ -78,12 +80,15 @@ type variant struct {
 const (
 	loadCatalog = "catalog"
 	loadMix     = "mix"
+	loadPost    = "post" // POST /shops/{shop}/orders with a 2 KB order and the token
 )
 
 // targets are the requests of v's load, sent in turn.
 func (v *variant) targets(token string) []vegeta.Target {
 	orders, catalog := get(v.url+"/orders/42", token), get(v.url+"/catalog/42", "")
 	switch v.load {
+	case loadPost:
+		return []vegeta.Target{post(v.url, token, specgen.Order2KB())}
 	case loadCatalog:
 		return []vegeta.Target{catalog}
 	case loadMix:
@@ -111,6 +116,8 @@ func variants() []*variant {
 		// The spike gate of an authz decision inside Envoy: a filter that does nothing, on the one
 		// Wasm runtime this Envoy has (v8; wasmtime and wamr are not compiled in), against jwt_authn.
 		{key: "wasm-noop", label: "Envoy + do-nothing Wasm filter (v8)", keep: []string{filterRouter}, wasm: "v8", wantNoAuth: 200, cpuPeer: "jwt_authn"},
+		{key: "post", label: "Envoy + specgate authz, POST 2 KB", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, wantNoAuth: 401, load: loadPost, cpuPeer: "post"},
+		{key: "post+validate", label: "Envoy + specgate authz + validate, POST 2 KB", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterExtProc, filterRouter}, wantNoAuth: 401, load: loadPost, cpuPeer: "post"},
 		{key: "catalog-none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200, load: loadCatalog, cpuPeer: "catalog-none"},
 		{key: "catalog-specgate", label: "Envoy + specgate, tokenless route", keep: compiled, wantNoAuth: 401, load: loadCatalog, cpuPeer: "catalog-none"},
 		{key: "mix-none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200, load: loadMix, cpuPeer: "mix-none"},
@@ -122,7 +129,7 @@ func variants() []*variant {
 
 // envoyConfig writes v's static bootstrap into dir: specgate's compiled listeners (routes
 // inline) with the HCM unpacked, its filters swapped, and packed again.
-func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.Key, authzAddr, rlAddr, dir string) (string, error) {
+func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.Key, authzAddr, rlAddr, validateAddr, dir string) (string, error) {
 	pub, err := freeAddr()
 	if err != nil {
 		return "", err
@@ -149,7 +156,7 @@ func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.K
 		return "", err
 	}
 	boot, err := translate.Bootstrap(res, translate.BootstrapOptions{NodeID: "bench-" + v.key, AdminAddress: v.admin,
-		AuthzAddress: authzAddr, RateLimitAddr: rlAddr})
+		AuthzAddress: authzAddr, RateLimitAddr: rlAddr, ValidateAddr: validateAddr})
 	if err != nil {
 		return "", err
 	}

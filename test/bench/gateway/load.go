@@ -41,6 +41,12 @@ func get(url, token string) vegeta.Target {
 	return t
 }
 
+// post is a POST of a JSON order to a shop of url, with the token.
+func post(url, token string, body []byte) vegeta.Target {
+	return vegeta.Target{Method: http.MethodPost, URL: url + "/shops/7b0e7a52-4f0c-4c43-9e0e-1f1f0f7d2a11/orders", Body: body,
+		Header: http.Header{"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}}}
+}
+
 func newHTTPLoad(targets []vegeta.Target, conns int) *httpLoad {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -31,6 +32,7 @@ import (
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/test/harness/specgen"
 )
 
 const (
@@ -39,8 +41,9 @@ const (
 )
 
 // spec is the one service of the benchmark: a templated GET that needs a scope, with a
-// per-client quota far above anything the benchmark sends (the ratelimit variant only), and
-// an anonymous one, which requests without a token reach without authz (tokenless routes).
+// per-client quota far above anything the benchmark sends (the ratelimit variant only), an
+// anonymous one, which requests without a token reach without authz (tokenless routes), and
+// a POST of an order that specgate validate checks (x-specgate validate: request).
 const spec = `openapi: 3.1.0
 info: {title: Orders, version: 1.0.0}
 x-specgate: {service: orders, backend: "http://%s"}
@@ -48,6 +51,8 @@ security: [{oauth: ["orders:read"]}]
 components:
   securitySchemes:
     oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://issuer.bench.test/token", scopes: {"orders:read": read}}}}
+  schemas:
+%s
 paths:
   /orders/{id}:
     get:
@@ -61,6 +66,13 @@ paths:
       security: []
       parameters: [{name: id, in: path, required: true, schema: {type: string}}]
       responses: {"200": {description: one product}}
+  /shops/{shop}/orders:
+    post:
+      operationId: placeOrder
+      x-specgate: {validate: request}
+      parameters: [{name: shop, in: path, required: true, schema: {type: string, format: uuid}}]
+      requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/Order"}}}}
+      responses: {"201": {description: placed}}
 `
 
 type options struct {
@@ -184,7 +196,7 @@ func run(o options) error {
 	if err := os.Mkdir(specs, 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(specs, "orders.yaml"), fmt.Appendf(nil, spec, backendAddr), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(specs, "orders.yaml"), fmt.Appendf(nil, spec, backendAddr, specgen.OrderSchemas), 0o644); err != nil {
 		return err
 	}
 	gw, diags := compiler.Compile(specs, compiler.Options{})
@@ -198,7 +210,13 @@ func run(o options) error {
 	cfg.Issuers = []config.Issuer{{Issuer: issuer, JWKSURI: "http://" + jwksLis.Addr().String() + "/", Audiences: []string{audience}, Algorithms: []string{"RS256"}}}
 	cfg.Revocation.Store = "file://" + filepath.Join(dir, "revocations.jsonl")
 	cfg.RateLimit.Store = "memory"
+	cfg.Backends.Allow = []string{"127.0.0.0/8"} // the benchmark's backend, for the control plane's check
 	authz, rl, authzAddr, rlAddr, err := startRoles(o, self, dir, gw, cfg)
+	if err != nil {
+		return err
+	}
+	// specgate validate, with the descriptions from a control plane on the same specs.
+	validator, err := startValidate(o, dir, specs)
 	if err != nil {
 		return err
 	}
@@ -238,7 +256,7 @@ func run(o options) error {
 	if !o.grpcOnly {
 		authzs := map[string]peer{"": {authz, authzAddr}, authzNoop: {noop, noopAddr}, authzCache: {cacheAuthz, cacheAuthzAddr},
 			authzLog: {logAuthz, logAuthzAddr}, authzTrace: {traceAuthz, traceAuthzAddr}, authzLogTrace: {logTraceAuthz, logTraceAuthzAddr}}
-		if err := httpBench(o, t, gw, cfg, key, token, dir, authzs, rlAddr, rl, backend); err != nil {
+		if err := httpBench(o, t, gw, cfg, key, token, dir, authzs, rlAddr, rl, backend, validator); err != nil {
 			return err
 		}
 	}
@@ -276,7 +294,7 @@ type peer struct {
 }
 
 // httpBench measures the Envoy variants and adds their rows to t.
-func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devissuer.Key, token, dir string, authzs map[string]peer, rlAddr string, rl, backend *proc) error {
+func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devissuer.Key, token, dir string, authzs map[string]peer, rlAddr string, rl, backend *proc, validator peer) error {
 	// The Envoys, all up at once, loaded one at a time.
 	vs := variants()
 	if o.only != "" {
@@ -299,7 +317,7 @@ func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devi
 	}
 	for _, v := range vs {
 		v.otlp = authzs[authzNoop].addr
-		path, err := envoyConfig(v, gw, cfg, key, authzs[v.authz].addr, rlAddr, dir)
+		path, err := envoyConfig(v, gw, cfg, key, authzs[v.authz].addr, rlAddr, validator.addr, dir)
 		if err != nil {
 			return err
 		}
@@ -323,7 +341,7 @@ func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devi
 	for r := range o.rounds {
 		order := rotate(vs, r)
 		for _, v := range order {
-			ps := []*proc{v.envoy, authzs[v.authz].p, rl, backend}
+			ps := []*proc{v.envoy, authzs[v.authz].p, rl, backend, validator.p}
 			before := cpus(ps)
 			s := loads[v.key].closed(o.conc, o.dur)
 			c := perRequest(before, cpus(ps), s.requests)
@@ -385,7 +403,7 @@ func probe(v *variant, token string, load []vegeta.Target) error {
 		return fmt.Errorf("%s: no token answered %d, want %d", v.key, resp.StatusCode, v.wantNoAuth)
 	}
 	for _, tg := range load {
-		req, _ := http.NewRequest(tg.Method, tg.URL, nil)
+		req, _ := http.NewRequest(tg.Method, tg.URL, bytes.NewReader(tg.Body))
 		req.Header = tg.Header
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -393,7 +411,21 @@ func probe(v *variant, token string, load []vegeta.Target) error {
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: GET %s answered %d", v.key, tg.URL, resp.StatusCode)
+			return fmt.Errorf("%s: %s %s answered %d", v.key, tg.Method, tg.URL, resp.StatusCode)
+		}
+	}
+	if v.load == loadPost {
+		// An order with no lines: refused where validation is on, the backend's otherwise.
+		bad := post(v.url, token, []byte(`{"customer": {"email": "a@b.c"}, "shipping": {}, "lines": []}`))
+		req, _ := http.NewRequest(bad.Method, bad.URL, bytes.NewReader(bad.Body))
+		req.Header = bad.Header
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("%s: %w", v.key, err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{true: 400, false: 200}[slices.Contains(v.keep, filterExtProc)]; resp.StatusCode != want {
+			return fmt.Errorf("%s: an invalid order answered %d, want %d", v.key, resp.StatusCode, want)
 		}
 	}
 	return nil

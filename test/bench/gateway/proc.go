@@ -145,11 +145,11 @@ func cpuOf(pid int) time.Duration {
 const clockTicks = 100
 
 // cpuSample is the CPU each process spent per request of a run, in µs: the variant's Envoy,
-// specgate authz, specgate ratelimit, the backend.
-type cpuSample [4]float64
+// specgate authz, specgate ratelimit, the backend, specgate validate.
+type cpuSample [5]float64
 
 func (c cpuSample) String() string {
-	return fmt.Sprintf("envoy %.0f authz %.0f rl %.0f backend %.0f", c[0], c[1], c[2], c[3])
+	return fmt.Sprintf("envoy %.0f authz %.0f rl %.0f backend %.0f validate %.0f", c[0], c[1], c[2], c[3], c[4])
 }
 
 func cpus(ps []*proc) []time.Duration {

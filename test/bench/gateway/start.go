@@ -112,3 +112,28 @@ func startRoles(o options, self, dir string, gw ir.Gateway, cfg config.Gateway) 
 
 // adminEnv is the admin credential every specgate role of the benchmark gets.
 const adminEnv = "SPECGATE_ADMIN_TOKEN=bench-admin-token"
+
+// startValidate runs a control plane on the benchmark's specs and `specgate validate`
+// following it, until the processor has the descriptions.
+func startValidate(o options, dir, specs string) (peer, error) {
+	var addrs [4]string
+	for i := range addrs {
+		var err error
+		if addrs[i], err = freeAddr(); err != nil {
+			return peer{}, err
+		}
+	}
+	cfgPath := filepath.Join(dir, "gateway.yaml")
+	cp, err := start("specgate-xds", []string{adminEnv}, o.specgate, "xds", "--specs", specs, "--config", cfgPath, "--grpc", addrs[0], "--http", addrs[1])
+	if err == nil {
+		err = cp.waitHTTP("http://"+addrs[1]+"/readyz", 20*time.Second)
+	}
+	if err != nil {
+		return peer{}, err
+	}
+	p, err := start("specgate-validate", nil, o.specgate, "validate", "--xds", addrs[0], "--grpc", addrs[2], "--http", addrs[3])
+	if err == nil {
+		err = p.waitHTTP("http://"+addrs[3]+"/readyz", 20*time.Second)
+	}
+	return peer{p, addrs[2]}, err
+}

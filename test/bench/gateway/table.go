@@ -202,6 +202,8 @@ func otherLoadRows(t *table, o options, c, op map[string]med, label map[string]s
 	t.section(fmt.Sprintf("Storefront mix, 80 %% of the above + 20 %% GET /orders/{id} with a token: rps at %d connections, latency at %d rps", o.conc, o.rate))
 	rows(pair{"mix-specgate", "mix-jwt_authn", 0.85, 0}, pair{"mix-specgate+cache", "mix-jwt_authn", 0.85, 0},
 		pair{"mix-specgate", "mix-none", 0, 0}, pair{"mix-specgate+cache", "mix-none", 0, 0}, pair{"mix-jwt_authn", "mix-none", 0, 0})
+	t.section(fmt.Sprintf("POST /shops/{shop}/orders with a 2 KB JSON order and a token, validated against the same unvalidated: rps at %d connections, latency at %d rps", o.conc, o.rate))
+	rows(pair{"post+validate", "post", 0.8, 0})
 }
 
 func grpcRows(t *table, o options, r grpcResult) {
@@ -417,7 +419,7 @@ func cpuRows(t *table, o options, vs []*variant, cpu map[string][]cpuSample) {
 		}
 		meds[v.key] = m
 	}
-	total := func(c cpuSample) float64 { return c[0] + c[1] + c[2] }
+	total := func(c cpuSample) float64 { return c[0] + c[1] + c[2] + c[4] }
 	cell := func(c cpuSample) string {
 		s := fmt.Sprintf("%.0f µs (Envoy %.0f", total(c), c[0])
 		if c[1] >= 0.5 {
@@ -425,6 +427,9 @@ func cpuRows(t *table, o options, vs []*variant, cpu map[string][]cpuSample) {
 		}
 		if c[2] >= 0.5 {
 			s += fmt.Sprintf(" + ratelimit %.0f", c[2])
+		}
+		if c[4] >= 0.5 {
+			s += fmt.Sprintf(" + validate %.0f", c[4])
 		}
 		return s + ")"
 	}
