@@ -25,17 +25,19 @@ import (
 
 // kustomizations are every kustomization of deploy/ outside testdata (TestEveryKustomizationChecked
 // keeps this list complete).
-var kustomizations = []string{"base", "overlays/gke", "overlays/gke-cluster", "testdata/backend-tls", "testdata/tls"}
+var kustomizations = []string{"base", "overlays/gke", "overlays/gke-cluster", "testdata/backend-tls", "testdata/tls", "testdata/validate"}
 
 // componentBuilds are the kustomizations above that check a component of deploy/components.
-var componentBuilds = map[string]string{"components/tls": "testdata/tls", "components/backend-tls": "testdata/backend-tls"}
+var componentBuilds = map[string]string{"components/tls": "testdata/tls", "components/backend-tls": "testdata/backend-tls", "components/validate": "testdata/validate"}
 
 const namespace = "specgate"
 
 // roles that take traffic from Envoy scale with it; the control plane does not.
 var (
-	scaled      = []string{"specgate-envoy", "specgate-authz", "specgate-ratelimit"}
-	minReplicas = map[string]int32{"specgate-envoy": 2, "specgate-authz": 2, "specgate-ratelimit": 2, "specgate-xds": 2}
+	scaled      = []string{"specgate-envoy", "specgate-authz", "specgate-ratelimit", "specgate-validate"}
+	minReplicas = map[string]int32{"specgate-envoy": 2, "specgate-authz": 2, "specgate-ratelimit": 2, "specgate-xds": 2, "specgate-validate": 2}
+	// optional roles come from a component (components/validate).
+	optional = map[string]bool{"specgate-validate": true}
 )
 
 var builds sync.Map // dir → func() (*Objects, error)
@@ -135,7 +137,7 @@ func TestPolicies(t *testing.T) {
 }
 
 // intendedIngress is who may reach which port: the gRPC ports only from their Envoy (and, for
-// ADS, ratelimit) callers; admin and metrics ports from this namespace and the managed
+// ADS, ratelimit and validate) callers; admin and metrics ports from this namespace and the managed
 // Prometheus collectors; each Redis from its one client; Envoy's public listener from anywhere and
 // its internal listener from inside the cluster.
 func intendedIngress(o *Objects) []portRule {
@@ -160,7 +162,9 @@ func intendedIngress(o *Objects) []portRule {
 	return []portRule{
 		{"specgate-authz", 9001, []string{"specgate-envoy"}},
 		{"specgate-ratelimit", 9003, []string{"specgate-envoy"}},
-		{"specgate-xds", 18000, []string{"specgate-envoy", "specgate-ratelimit"}},
+		{"specgate-xds", 18000, []string{"specgate-envoy", "specgate-ratelimit", "specgate-validate"}},
+		{"specgate-validate", 9005, []string{"specgate-envoy"}},
+		{"specgate-validate", 9006, adminPeers},
 		{"specgate-authz", 9002, adminPeers},
 		{"specgate-ratelimit", 9004, adminPeers},
 		{"specgate-xds", 18001, adminPeers},
@@ -180,6 +184,9 @@ func checkRoles(o *Objects) error {
 		"specgate-xds":       {"xds", "--store", "kubernetes", "--seed", "/seed", "--config", "/etc/specgate/gateway.yaml", "--grpc", ":18000", "--http", ":18001"},
 		"specgate-authz":     {"authz", "--config", "/etc/specgate/gateway.yaml", "--grpc", ":9001", "--http", ":9002"},
 		"specgate-ratelimit": {"ratelimit", "--config", "/etc/specgate/gateway.yaml", "--xds", "specgate-xds.specgate.svc.cluster.local.:18000", "--grpc", ":9003", "--http", ":9004"},
+	}
+	if o.Deployment("specgate-validate") != nil { // components/validate
+		want["specgate-validate"] = []string{"validate", "--xds", "specgate-xds.specgate.svc.cluster.local.:18000", "--grpc", ":9005", "--http", ":9006"}
 	}
 	for name, args := range want {
 		d := o.Deployment(name)
@@ -342,6 +349,7 @@ func TestEnvoyBootstrap(t *testing.T) {
 		AdminAddress:  "unix:/tmp/envoy-admin.sock", // no admin over TCP in the cluster
 		AuthzAddress:  net.JoinHostPort(svc("specgate-authz"), "9001"),
 		RateLimitAddr: net.JoinHostPort(svc("specgate-ratelimit"), "9003"),
+		ValidateAddr:  net.JoinHostPort(svc("specgate-validate"), "9005"),
 	}, xdsAddr, false)
 	if err != nil {
 		t.Fatal(err)
