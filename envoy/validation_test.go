@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/test/harness/e2e"
 	"github.com/specgate/specgate/test/harness/stack"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 const cartsSpec = `openapi: 3.1.0
@@ -63,7 +66,8 @@ func TestRequestValidation(t *testing.T) {
 	t.Parallel()
 	backend := e2e.NewBackend(t, "carts")
 	s := stack.Start(t, stack.Options{Specs: map[string]string{"carts.yaml": cartsSpec},
-		Vars: map[string]string{"PORT": backend.Port()}, Validate: true})
+		Vars: map[string]string{"PORT": backend.Port()}, Validate: true,
+		Configure: func(c *config.Gateway) { c.AccessLog = config.AccessLog{Format: "json"} }})
 	send := func(method, path, ctype, body string) (int, http.Header, []byte) {
 		t.Helper()
 		req, _ := http.NewRequest(method, s.Public+path, strings.NewReader(body))
@@ -99,7 +103,7 @@ func TestRequestValidation(t *testing.T) {
 		{"POST", cart, "application/json", `{"sku": "A-1", "quantity": 1, "colour": "red"}`, 400, "/colour"},
 		{"POST", cart, "application/json", `{"sku": "A-1", "quantity": 1, "id": "x"}`, 400, "/id"},
 		{"POST", cart, "application/json", `{"sku": "A-1", "quantity": 1, "addedAt": "yesterday"}`, 400, "/addedAt"},
-		{"POST", cart, "application/json", `{"quantity": 1}`, 400, ""},
+		{"POST", cart, "application/json", `{"quantity": 1}`, 400, "/sku"},
 		{"POST", cart, "application/json", `{"sku": `, 400, ""},
 		{"POST", cart, "text/plain", `sku=A-1`, 415, "header: Content-Type"},
 		{"GET", cart + "?limit=0", "", "", 400, "query: limit"},
@@ -131,6 +135,19 @@ func TestRequestValidation(t *testing.T) {
 			t.Errorf("%s %s %s: problems %v (%s), want one at %q", c.method, c.path, c.body, got, b, c.want)
 		}
 	}
+
+	// The access log says what validation found, per request.
+	results := map[string]int{}
+	testutil.Eventually(t, 10*time.Second, "access-log lines with validation results", func() bool {
+		results = map[string]int{}
+		for _, l := range strings.Split(s.Envoy.Log(), "\n") {
+			var ll struct{ Validation struct{ Result string } }
+			if strings.HasPrefix(l, "{") && json.Unmarshal([]byte(l), &ll) == nil {
+				results[ll.Validation.Result]++
+			}
+		}
+		return results["valid"] == len(valid)-1 && results["invalid"] == len(invalid)
+	})
 
 	// The processor down: validated routes answer 503 validation_unavailable with Retry-After;
 	// the others still reach the backend.

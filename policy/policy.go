@@ -31,6 +31,10 @@ const (
 	ValidateTemplate = "x-specgate-template"
 	// ValidateRoute is the route id, for metrics and logs.
 	ValidateRoute = "x-specgate-route"
+	// ValidateNamespace is the dynamic-metadata namespace of the processor's answer:
+	// MetaResult is valid or invalid, for the access log and traces.
+	ValidateNamespace = "specgate.validate"
+	MetaResult        = "result"
 )
 
 // Rate-limit names shared by the compiled route actions, the RateLimitConfig and the

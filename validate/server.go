@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/specgate/specgate/policy"
 )
@@ -101,7 +102,9 @@ func (p *Processor) Process(stream extprocv3.ExternalProcessor_ProcessServer) er
 			p.log.Warn("request not checked", "route", route, "err", err)
 			return status.Error(codes.Unavailable, err.Error())
 		}
-		return stream.Send(p.answer(req, out))
+		resp := p.answer(req, out)
+		resp.DynamicMetadata = resultMetadata[result]
+		return stream.Send(resp)
 	}
 }
 
@@ -155,6 +158,17 @@ func request(ctx context.Context, h *corev3.HeaderMap) (*http.Request, error) {
 }
 
 const problemType = "application/problem+json"
+
+// resultMetadata is the dynamic metadata of each answer, for Envoy's access log and traces.
+var resultMetadata = map[string]*structpb.Struct{
+	resultValid:   resultStruct(resultValid),
+	resultInvalid: resultStruct(resultInvalid),
+}
+
+func resultStruct(r string) *structpb.Struct {
+	s, _ := structpb.NewStruct(map[string]any{policy.ValidateNamespace: map[string]any{policy.MetaResult: r}})
+	return s
+}
 
 // answer lets the request go on, or refuses it with an RFC 9457 problem document that keeps
 // the gateway's {"error", "status"} fields.

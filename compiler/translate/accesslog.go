@@ -15,7 +15,8 @@ import (
 // accessLogs is gateway.yaml's accessLog: one JSON line per request on Envoy's stdout, where
 // GKE's logging agent picks it up. httpRequest is Cloud Logging's HttpRequest (it shows as
 // the request's line); authz says what authz decided and why, from its dynamic metadata, so
-// that "why did this request get 403?" has an answer per request. The Authorization header,
+// that "why did this request get 403?" has an answer per request; validation, where an
+// operation validates requests, what specgate validate found. The Authorization header,
 // cookies and the query string (unless accessLog.query) are never logged.
 func (t *translator) accessLogs() []*accesslogv3.AccessLog {
 	a := t.set.AccessLog
@@ -63,6 +64,9 @@ func (t *translator) accessLogs() []*accesslogv3.AccessLog {
 		"requestId":     "%REQ(X-REQUEST-ID):64%",
 		"traceparent":   "%REQ(TRACEPARENT):64%",
 		"authz":         authz,
+	}
+	if t.anyValidation() {
+		fields["validation"] = map[string]any{"result": "%DYNAMIC_METADATA(" + policy.ValidateNamespace + ":" + policy.MetaResult + ")%"}
 	}
 	if tr := t.set.Tracing; tr.OTLP != "" {
 		// The trace Envoy's tracer continued or started (empty when the request is not sampled);

@@ -36,6 +36,15 @@ func (t *translator) tracing() *hcmv3.HttpConnectionManager_Tracing {
 		return &tracingv3.CustomTag{Tag: tag, Type: &tracingv3.CustomTag_Value{Value: format}}
 	}
 	authz := func(key string) string { return "%DYNAMIC_METADATA(" + policy.MetadataNamespace + ":" + key + ")%" }
+	tags := []*tracingv3.CustomTag{
+		value("specgate.route", "%ROUTE_NAME%"),
+		value("specgate.authz.decision", authz(policy.MetaDecision)),
+		value("specgate.authz.reason", authz(policy.MetaReason)),
+		value("specgate.authz.tokenless", "%METADATA(ROUTE:"+metaTokenless+":tokenless)%"),
+	}
+	if t.anyValidation() {
+		tags = append(tags, value("specgate.validation.result", "%DYNAMIC_METADATA("+policy.ValidateNamespace+":"+policy.MetaResult+")%"))
+	}
 	return &hcmv3.HttpConnectionManager_Tracing{
 		RandomSampling: &typev3.Percent{Value: 100 * tr.SampleRate()},
 		Provider: &tracev3.Tracing_Http{
@@ -50,12 +59,7 @@ func (t *translator) tracing() *hcmv3.HttpConnectionManager_Tracing {
 		},
 		SpawnUpstreamSpan: wrapperspb.Bool(true), // a gateway is a hop of its own
 		Operation:         "%ROUTE_NAME%",
-		CustomTags: []*tracingv3.CustomTag{
-			value("specgate.route", "%ROUTE_NAME%"),
-			value("specgate.authz.decision", authz(policy.MetaDecision)),
-			value("specgate.authz.reason", authz(policy.MetaReason)),
-			value("specgate.authz.tokenless", "%METADATA(ROUTE:"+metaTokenless+":tokenless)%"),
-		},
+		CustomTags:        tags,
 	}
 }
 

@@ -21,6 +21,16 @@ import (
 // where the operation is (policy.ValidateSchema and the others). The processor gets the
 // descriptions themselves over ADS (Resources.Schemas), from the same snapshot as the routes.
 
+// anyValidation reports whether an operation of the gateway validates requests.
+func (t *translator) anyValidation() bool {
+	for _, op := range t.ops {
+		if op.Validation != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // usesValidation reports whether listener l serves an operation that validates requests.
 func (t *translator) usesValidation(l ir.Listener) bool {
 	return t.anyOperation(l, func(op *ir.Operation) bool { return op.Validation != nil })
@@ -48,7 +58,10 @@ func (t *translator) validateFilter() *hcmv3.HttpFilter {
 		StatusOnError:  &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
 		// The processor only answers or lets the request through: no route changes.
 		DisableClearRouteCache: true,
-		StatPrefix:             "specgate_validate",
+		// Its result, for the access log and traces.
+		MetadataOptions: &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
+			Untyped: []string{policy.ValidateNamespace}}},
+		StatPrefix: "specgate_validate",
 	})
 	f.Disabled = true
 	return f
