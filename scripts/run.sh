@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make run: the whole gateway on localhost — control plane on examples/specs, demo backends,
-# authz with a local dev issuer, ratelimit, and a real Envoy on envoy/bootstrap.yaml.
+# authz with a local dev issuer, ratelimit, validate, and a real Envoy on envoy/bootstrap.yaml.
 # Ctrl-C stops everything. Logs go to .run/*.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +35,7 @@ wait_http() { # url, what
   echo "$2 did not come up; see $RUN/*.log"; exit 1
 }
 
-for port in 8080 8081 9001 9002 9003 9004 9901 18000 18001 7001 7002 7003; do
+for port in 8080 8081 9001 9002 9003 9004 9005 9006 9901 18000 18001 7001 7002 7003; do
   if (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
     echo "port $port is in use: stop what holds it (an earlier make run?)"; exit 1
   fi
@@ -47,9 +47,11 @@ wait_http http://127.0.0.1:9002/healthz "authz"
 start xds "$SG" xds --specs "$RUN/specs" --config examples/gateway.yaml --grpc 127.0.0.1:18000 --http 127.0.0.1:18001 --envoy-validate "$ENVOY_BIN"
 wait_http http://127.0.0.1:18001/readyz "control plane"
 start ratelimit "$SG" ratelimit --config examples/gateway.yaml --xds 127.0.0.1:18000 --grpc 127.0.0.1:9003 --http 127.0.0.1:9004
+start validate "$SG" validate --xds 127.0.0.1:18000 --grpc 127.0.0.1:9005 --http 127.0.0.1:9006
 start envoy "$ENVOY_BIN" -c envoy/bootstrap.yaml --log-level warn --use-dynamic-base-id
 wait_http http://127.0.0.1:9901/ready "Envoy"
 wait_http http://127.0.0.1:9004/readyz "ratelimit"
+wait_http http://127.0.0.1:9006/readyz "validate"
 for _ in $(seq 1 100); do
   code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/catalog/products || true)
   [ "$code" = 200 ] && break; sleep 0.1
@@ -58,7 +60,7 @@ done
 cat <<MSG
 
 specgate is running: public listener http://127.0.0.1:8080, internal http://127.0.0.1:8081
-Logs: $RUN/{xds,authz,ratelimit,envoy,backends}.log    Admin token: \$SPECGATE_ADMIN_TOKEN=$SPECGATE_ADMIN_TOKEN
+Logs: $RUN/{xds,authz,ratelimit,validate,envoy,backends}.log    Admin token: \$SPECGATE_ADMIN_TOKEN=$SPECGATE_ADMIN_TOKEN
 
 Try (in another shell, from this directory):
 
@@ -71,6 +73,10 @@ Try (in another shell, from this directory):
   curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:8080/orders/42
   # creating an order needs orders:write: 403 insufficient_scope
   curl -i -X POST -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:8080/orders
+  # with it, an order is checked against the OpenAPI description first: quantity 0 answers
+  # 400 application/problem+json naming /lines/0/quantity; quantity 1 reaches the backend
+  W=\$($SG token --sub alice --scope "orders:write")
+  curl -i -X POST -H "Authorization: Bearer \$W" -H "Content-Type: application/json" -d '{"lines": [{"sku": "A-1", "quantity": 0}]}' http://127.0.0.1:8080/orders
   # DELETE is internal: 405 on the public listener, served on the internal one
   curl -i -X DELETE -H "Authorization: Bearer \$($SG token --sub alice --scope admin)" http://127.0.0.1:8081/orders/42
   # revoke alice's tokens: the same request now answers 401

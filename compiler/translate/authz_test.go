@@ -56,14 +56,15 @@ func TestDecisionCacheCompiled(t *testing.T) {
 		return filters, keys, skips
 	}
 
-	const cors, buffer, extAuthz, rl, router = translate.FilterCORS, translate.FilterBuffer,
-		translate.FilterExtAuthz, translate.FilterRateLimit, translate.FilterRouter
+	// The examples' createOrder validates requests: ext_proc comes last.
+	const cors, buffer, extAuthz, rl, extProc, router = translate.FilterCORS, translate.FilterBuffer,
+		translate.FilterExtAuthz, translate.FilterRateLimit, translate.FilterExtProc, translate.FilterRouter
 	off, offKeys, offSkips := routeKeys(0)
-	if want := []string{cors, buffer, extAuthz, rl, router}; len(offKeys) != 0 || !slices.Equal(off, want) || offSkips {
+	if want := []string{cors, buffer, extAuthz, rl, extProc, router}; len(offKeys) != 0 || !slices.Equal(off, want) || offSkips {
 		t.Fatalf("cache off: filters %v (want %v), %d routes with cache metadata, ext_authz skippable %v", off, want, len(offKeys), offSkips)
 	}
 	on, keys, onSkips := routeKeys(time.Second)
-	if want := []string{cors, buffer, policy.CacheFilter, extAuthz, rl, router}; !slices.Equal(on, want) || !onSkips {
+	if want := []string{cors, buffer, policy.CacheFilter, extAuthz, rl, extProc, router}; !slices.Equal(on, want) || !onSkips {
 		t.Fatalf("cache on: filters %v (want %v), ext_authz skipped on hits %v", on, want, onSkips)
 	}
 	if len(keys) == 0 {
