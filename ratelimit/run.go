@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -47,13 +46,8 @@ type Options struct {
 
 // Server is a running service with its gRPC and HTTP listeners.
 type Server struct {
-	svc      *Service
-	grpcLn   net.Listener
-	httpLn   net.Listener
-	shutdown func() // runs once ctx ends
-	done     chan struct{}
-	errMu    sync.Mutex
-	err      error
+	*grpcserver.Running
+	svc *Service
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
@@ -130,10 +124,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	healthpb.RegisterHealthServer(gs, hs)
 	hsrv := adminhttp.Server(svc.httpHandler())
 
-	s := &Server{svc: svc, grpcLn: grpcLn, httpLn: httpLn, done: make(chan struct{})}
+	s := &Server{Running: grpcserver.NewRunning(grpcLn, httpLn), svc: svc}
 	var background []func(context.Context) error // each returns when its context ends
 	if conn != nil {
-		node := &corev3.Node{Id: nodeID(o.NodeID), Cluster: "specgate-ratelimit"}
+		node := &corev3.Node{Id: grpcserver.NodeID("ratelimit", o.NodeID), Cluster: "specgate-ratelimit"}
 		background = append(background, func(ctx context.Context) error { svc.subscribe(ctx, conn, node); return ctx.Err() })
 	}
 	if o.LimitsFile != "" {
@@ -142,51 +136,19 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	o.Logger.Info("ratelimit serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
 		"store", redisurl.Redacted(o.Config.RateLimit.Store), "xds", o.XDSAddr, "limits", o.LimitsFile)
 	go func() {
-		s.fail(grpcserver.Serve(ctx, gs, hs, grpcLn, hsrv, httpLn, 5*time.Second, background...))
+		s.Fail(grpcserver.Serve(ctx, gs, hs, grpcLn, hsrv, httpLn, 5*time.Second, background...))
 		tp.Shutdown() // what is buffered goes out before the process ends
 		if conn != nil {
 			conn.Close()
 		}
-		s.fail(svc.Close())
-		close(s.done)
+		s.Fail(svc.Close())
+		s.Stopped()
 	}()
 	return s, nil
 }
 
-func (s *Server) fail(err error) {
-	if err == nil {
-		return
-	}
-	s.errMu.Lock()
-	s.err = errors.Join(s.err, err)
-	s.errMu.Unlock()
-}
-
-// Wait blocks until the server has shut down and returns what went wrong while serving.
-func (s *Server) Wait() error {
-	<-s.done
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	return s.err
-}
-
-// GRPCAddr and HTTPAddr are the bound addresses (useful with port 0).
-func (s *Server) GRPCAddr() string { return s.grpcLn.Addr().String() }
-func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
-
 // Service is the running service.
 func (s *Server) Service() *Service { return s.svc }
-
-func nodeID(id string) string {
-	if id != "" {
-		return id
-	}
-	host, err := os.Hostname()
-	if err != nil {
-		host = "unknown"
-	}
-	return "specgate-ratelimit-" + host
-}
 
 func (s *Service) httpHandler() http.Handler {
 	mux := http.NewServeMux()

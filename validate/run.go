@@ -12,8 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -43,12 +41,7 @@ type Options struct {
 
 // Server is a running processor with its gRPC and HTTP listeners.
 type Server struct {
-	schemas *Schemas
-	grpcLn  net.Listener
-	httpLn  net.Listener
-	done    chan struct{}
-	errMu   sync.Mutex
-	err     error
+	*grpcserver.Running
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
@@ -107,7 +100,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}
 		return nil, nil
 	})
-	node := &corev3.Node{Id: nodeID(o.NodeID), Cluster: "specgate-validate"}
+	node := &corev3.Node{Id: grpcserver.NodeID("validate", o.NodeID), Cluster: "specgate-validate"}
 	follow := func(ctx context.Context) error {
 		adsclient.Follow(ctx, conn, node, resource.ExtensionConfigType, func(res []*anypb.Any) error {
 			docs, err := decode(res)
@@ -122,12 +115,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}, o.Logger)
 		return ctx.Err()
 	}
-	s := &Server{schemas: schemas, grpcLn: grpcLn, httpLn: httpLn, done: make(chan struct{})}
+	s := &Server{Running: grpcserver.NewRunning(grpcLn, httpLn)}
 	o.Logger.Info("validate serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(), "xds", o.XDSAddr)
 	go func() {
-		s.fail(grpcserver.Serve(ctx, gs, hs, grpcLn, adminhttp.Server(mux), httpLn, 5*time.Second, follow))
+		s.Fail(grpcserver.Serve(ctx, gs, hs, grpcLn, adminhttp.Server(mux), httpLn, 5*time.Second, follow))
 		conn.Close()
-		close(s.done)
+		s.Stopped()
 	}()
 	return s, nil
 }
@@ -148,36 +141,4 @@ func decode(res []*anypb.Any) (map[string][]byte, error) {
 		docs[tc.GetName()] = doc.GetValue()
 	}
 	return docs, nil
-}
-
-func (s *Server) fail(err error) {
-	if err == nil {
-		return
-	}
-	s.errMu.Lock()
-	s.err = errors.Join(s.err, err)
-	s.errMu.Unlock()
-}
-
-// Wait blocks until the server has shut down and returns what went wrong while serving.
-func (s *Server) Wait() error {
-	<-s.done
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	return s.err
-}
-
-// GRPCAddr and HTTPAddr are the bound addresses (useful with port 0).
-func (s *Server) GRPCAddr() string { return s.grpcLn.Addr().String() }
-func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
-
-func nodeID(id string) string {
-	if id != "" {
-		return id
-	}
-	host, err := os.Hostname()
-	if err != nil {
-		host = "unknown"
-	}
-	return "specgate-validate-" + host
 }
