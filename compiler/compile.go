@@ -39,6 +39,11 @@ func CompileFiles(dir string, files map[string][]byte, o Options) (ir.Gateway, D
 	}
 	specs, more := o.Loader.LoadFiles(dir, ov.files)
 	diags = append(diags, more...)
+	for i, s := range specs {
+		if tree := ov.trees[s.File]; tree != nil {
+			specs[i].whole = &wholeDoc{tree: tree}
+		}
+	}
 	gw, more := Build(specs)
 	diags = append(diags, more...)
 	if o.Strict {
@@ -59,6 +64,8 @@ func CompileFiles(dir string, files map[string][]byte, o Options) (ir.Gateway, D
 			}
 		} else if err != nil {
 			diags.errorf("gateway.yaml", "", "%v", err)
+		} else {
+			diags = append(diags, publish(&gw, specs, cfg.APIDescription)...)
 		}
 	}
 	ov.remap(diags)

@@ -34,6 +34,8 @@ type Spec struct {
 	// validation (Doc holds only what the gateway reads); schemaErr why it could not be made.
 	schema    *ir.Schema
 	schemaErr error
+	// whole is the file decoded whole, for the published description (publish.go).
+	whole *wholeDoc
 }
 
 // line is the line of the first of the JSON pointers that the file has (0: none).
@@ -264,6 +266,7 @@ func loadOne(dir, name string, files map[string][]byte) *fileResult {
 	if validates(root) {
 		r.spec.schema, r.spec.schemaErr = validationSchema(newRefLoader(absDir, disk, files, func() {}), files[name], filepath.Join(absDir, name))
 	}
+	r.spec.whole = &wholeDoc{data: files[name]}
 	return r
 }
 

@@ -33,6 +33,10 @@ type origin struct {
 type overlaid struct {
 	files   map[string][]byte
 	origins map[string][]origin // file → origin by line (index: line number)
+	// trees are the overlaid descriptions as trees, for the published description: yaml.v3
+	// does not write every block scalar back as it read it (a line of spaces can come back
+	// as an empty line), which routing never reads but a description's text shows.
+	trees map[string]*yaml.Node
 }
 
 // isOverlay reports whether a spec file is an overlay: its top level has the overlay key,
@@ -132,7 +136,7 @@ func applyOverlays(files map[string][]byte, names []string) (overlaid, Diagnosti
 	if diags.HasErrors() {
 		return out, diags
 	}
-	out.origins = map[string][]origin{}
+	out.origins, out.trees = map[string][]origin{}, map[string]*yaml.Node{}
 	for _, name := range slices.Sorted(maps.Keys(targets)) {
 		tg := targets[name]
 		// Block style throughout: a description written in JSON (flow style) would come out
@@ -161,6 +165,7 @@ func applyOverlays(files map[string][]byte, names []string) (overlaid, Diagnosti
 		})
 		out.files[name] = b
 		out.origins[name] = lines
+		out.trees[name] = tg.root
 	}
 	return out, diags
 }

@@ -1,14 +1,17 @@
 package compiler_test
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"sigs.k8s.io/yaml"
 
 	"github.com/specgate/specgate/compiler"
+	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/test/harness/realspecs"
 )
@@ -104,5 +107,85 @@ func TestRealSpecsFromOverlays(t *testing.T) {
 				t.Errorf("%s: the overlay compiles to other resources than the inline policy (%d and %d bytes)", src.Name, len(a), len(b))
 			}
 		})
+	}
+}
+
+// The real descriptions (make specs) published together on the public listener: a valid
+// OpenAPI 3.1 document with every public operation once, under its gateway path, and nothing
+// of the gateway's own or the backends': no x-specgate, no servers, no backend URL.
+func TestRealSpecsPublished(t *testing.T) {
+	dir := t.TempDir()
+	if err := realspecs.Write(dir, "http://127.0.0.1:8081", realspecs.All...); err != nil {
+		t.Fatal(err)
+	}
+	gw, diags := compiler.Compile(dir, compiler.Options{})
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	l := gw.Listeners[0]
+	if l.Name != ir.ListenerPublic || len(l.Documents) != 2 {
+		t.Fatalf("listener %s: %d documents, want the public one's JSON and YAML", l.Name, len(l.Documents))
+	}
+	body := l.Documents[0].Body
+	for _, leak := range []string{`"x-specgate`, `"servers"`, "127.0.0.1:8081"} {
+		if i := strings.Index(body, leak); i >= 0 {
+			t.Errorf("the published description holds %s: …%s…", leak, body[max(0, i-80):min(len(body), i+80)])
+		}
+	}
+	doc, err := openapi3.NewLoader().LoadFromData([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each description published alone is a valid OpenAPI 3.1 document wherever the
+	// description itself is valid: its own documentation (examples, defaults, patterns) is
+	// its business, and OpenAI's uses $recursiveRef, which kin-openapi refuses in both.
+	validate := func(b []byte) error {
+		d, err := openapi3.NewLoader().LoadFromData(b)
+		if err != nil {
+			return err
+		}
+		return d.Validate(context.Background(), openapi3.DisableExamplesValidation(), openapi3.DisableSchemaDefaultsValidation(),
+			openapi3.DisableSchemaPatternValidation())
+	}
+	for _, src := range realspecs.All {
+		b, err := realspecs.Prepare(src, "http://127.0.0.1:8081")
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone, diags := compiler.CompileFiles("", map[string][]byte{src.Name + filepath.Ext(src.File): b}, compiler.Options{})
+		if err := diags.Err(); err != nil {
+			t.Fatal(err)
+		}
+		srcErr, pubErr := validate(b), validate([]byte(alone.Listeners[0].Documents[0].Body))
+		first := func(err error) string {
+			if err == nil {
+				return "valid"
+			}
+			line, _, _ := strings.Cut(err.Error(), "\n")
+			return line
+		}
+		t.Logf("%s: the description: %s; published: %s", src.Name, first(srcErr), first(pubErr))
+		if srcErr == nil && pubErr != nil {
+			t.Errorf("%s: valid, but its published description is not: %v", src.Name, pubErr)
+		}
+	}
+	want := 0
+	for _, r := range l.Routes {
+		if r.Kind == ir.RouteOperation {
+			want++
+		}
+	}
+	got := 0
+	for path, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			got++
+			if base := "/" + strings.SplitN(op.OperationID, ".", 2)[0]; path != base && !strings.HasPrefix(path, base+"/") {
+				t.Errorf("%s: operation %s is not under its service's basePath", path, op.OperationID)
+			}
+		}
+	}
+	t.Logf("figure: the public description of the four real descriptions: %d operations, %.1f MB of JSON", got, float64(len(body))/1e6)
+	if got != want {
+		t.Errorf("%d operations published, the public listener routes %d", got, want)
 	}
 }

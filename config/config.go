@@ -47,6 +47,17 @@ type Gateway struct {
 	XFFTrustedHops uint32    `json:"xffTrustedHops"`
 	AccessLog      AccessLog `json:"accessLog"`
 	Tracing        Tracing   `json:"tracing"`
+	// APIDescription is the OpenAPI description each listener serves of its own operations.
+	APIDescription APIDescription `json:"apiDescription"`
+}
+
+// APIDescription is where each listener serves the merged OpenAPI 3.1 description of the
+// operations it serves, as it serves them (Envoy answers it itself). An empty path serves
+// no such document.
+type APIDescription struct {
+	JSON  string `json:"json"`
+	YAML  string `json:"yaml"`
+	Title string `json:"title"` // info.title
 }
 
 // AccessLog is Envoy's access log: one JSON line per request on its stdout, in the shape
@@ -295,10 +306,11 @@ func Default() Gateway {
 			FalsePositiveRate: 1e-7,
 			MaxTokenLifetime:  Duration{24 * time.Hour},
 		},
-		RateLimit:  RateLimit{Store: "memory", MaxHeaderValues: 10_000, IPv6Prefix: 64},
-		Authz:      Authz{Timeout: Duration{200 * time.Millisecond}, MaxTokenBytes: 16 << 10},
-		Validation: Validation{Timeout: Duration{200 * time.Millisecond}},
-		Backends:   Backends{Deny: []string{"*.specgate.svc.cluster.local"}},
+		RateLimit:      RateLimit{Store: "memory", MaxHeaderValues: 10_000, IPv6Prefix: 64},
+		Authz:          Authz{Timeout: Duration{200 * time.Millisecond}, MaxTokenBytes: 16 << 10},
+		Validation:     Validation{Timeout: Duration{200 * time.Millisecond}},
+		APIDescription: APIDescription{JSON: "/openapi.json", YAML: "/openapi.yaml", Title: "API"},
+		Backends:       Backends{Deny: []string{"*.specgate.svc.cluster.local"}},
 	}
 }
 
@@ -485,6 +497,14 @@ func (g Gateway) Validate() error {
 	}
 	if g.Validation.Timeout.Duration <= 0 {
 		add("validation: timeout must be positive")
+	}
+	for key, p := range map[string]string{"json": g.APIDescription.JSON, "yaml": g.APIDescription.YAML} {
+		if p != "" && (!strings.HasPrefix(p, "/") || strings.ContainsAny(p, "{}?#*") || strings.Contains(p, "//")) {
+			add("apiDescription.%s %q: must be a literal path such as /openapi.%s, or \"\" for none", key, p, key)
+		}
+	}
+	if d := g.APIDescription; d.JSON != "" && d.JSON == d.YAML {
+		add("apiDescription: json and yaml are both %s", d.JSON)
 	}
 	if d := g.Authz.DecisionCacheTTL.Duration; d != 0 && (d < time.Millisecond || d > MaxDecisionCacheTTL) {
 		add("authz: decisionCacheTTL %s is outside 1ms..%s, or 0 for off (a revocation takes effect at the edge only after it)", d, MaxDecisionCacheTTL)

@@ -30,6 +30,16 @@ type Listener struct {
 	// Routes are in match order: Envoy takes the first that matches. The last is the
 	// catch-all 404.
 	Routes []Route `json:"routes"`
+	// Documents are what Envoy answers itself at their paths, before any route: the OpenAPI
+	// description of the listener's operations (gateway.yaml apiDescription).
+	Documents []Document `json:"documents,omitempty"`
+}
+
+// Document is a GET-able document at Path.
+type Document struct {
+	Path        string `json:"path"`
+	ContentType string `json:"contentType"`
+	Body        string `json:"body"`
 }
 
 // RouteKind is what a route does with the requests it matches.

@@ -46,6 +46,11 @@ func (t *translator) routeConfig(l ir.Listener) *routev3.RouteConfiguration {
 	if !t.set.AllowSemicolons {
 		routes = append(routes, t.semicolonRoute())
 	}
+	var maxBody uint32
+	for _, d := range l.Documents {
+		routes = append(routes, t.documentRoute(d))
+		maxBody = max(maxBody, uint32(len(d.Body)))
+	}
 	shadowed := t.shadowedLiterals(l)
 	for rest := l.Routes; len(rest) > 0; {
 		n := 1
@@ -59,7 +64,7 @@ func (t *translator) routeConfig(l ir.Listener) *routev3.RouteConfiguration {
 			routes = append(routes, t.pathFormRoute(group[0].Path))
 		}
 	}
-	return &routev3.RouteConfiguration{
+	rc := &routev3.RouteConfiguration{
 		Name: l.Name,
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:        l.Name,
@@ -67,6 +72,27 @@ func (t *translator) routeConfig(l ir.Listener) *routev3.RouteConfiguration {
 			Routes:      routes,
 			RetryPolicy: t.transportRetries(),
 		}},
+	}
+	if maxBody > 4096 { // Envoy's default bound of a direct response's body
+		rc.MaxDirectResponseBodySizeBytes = wrapperspb.UInt32(maxBody)
+	}
+	return rc
+}
+
+// documentRoute answers GET and HEAD of document d from Envoy itself, before any operation
+// route (the compiler refuses an operation whose path could take it), with no authz: the
+// description is public on its listener.
+func (t *translator) documentRoute(d ir.Document) *routev3.Route {
+	m := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: d.Path}}
+	m.Headers = []*routev3.HeaderMatcher{{Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+		StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "GET|HEAD"}}},
+	}}}
+	return &routev3.Route{
+		Name:                 "specgate.description:" + d.Path,
+		Match:                m,
+		Action:               directResponse(200, d.Body),
+		ResponseHeadersToAdd: []*corev3.HeaderValueOption{header("content-type", d.ContentType), header("cache-control", "no-cache")},
+		TypedPerFilterConfig: map[string]*anypb.Any{FilterExtAuthz: t.authzDisabled()},
 	}
 }
 
