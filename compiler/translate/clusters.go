@@ -132,10 +132,6 @@ func (t *translator) grpcCluster(name string, endpoints []*corev3.Address) *clus
 		// A headless Service's name answers the ready pods: a replica that starts or stops
 		// (a rollout) is seen within a second, not Envoy's default 5 s.
 		c.DnsRefreshRate = durationpb.New(time.Second)
-		// A name that does not resolve is asked again less and less often, up to a minute:
-		// specgate-validate has no Service until deploy/components/validate is applied, and
-		// each Envoy would otherwise ask for it every second (NXDOMAIN, most of the DNS load).
-		c.DnsFailureRefreshRate = &clusterv3.Cluster_RefreshRate{BaseInterval: durationpb.New(5 * time.Second), MaxInterval: durationpb.New(time.Minute)}
 	}
 	for _, e := range endpoints[1:] {
 		lb := c.LoadAssignment.Endpoints[0]
