@@ -241,6 +241,9 @@ type Authz struct {
 // Validation is Envoy's side of request validation (x-specgate validate: request): how long
 // it waits for specgate validate, and whether a request passes when it cannot be checked.
 type Validation struct {
+	// Address is specgate validate's gRPC host:port (host:port,host:port for replicas): the
+	// control plane gives Envoy the cluster when an operation validates requests.
+	Address  string   `json:"address"`
 	Timeout  Duration `json:"timeout"`
 	FailOpen bool     `json:"failOpen"`
 }
@@ -308,7 +311,7 @@ func Default() Gateway {
 		},
 		RateLimit:      RateLimit{Store: "memory", MaxHeaderValues: 10_000, IPv6Prefix: 64},
 		Authz:          Authz{Timeout: Duration{200 * time.Millisecond}, MaxTokenBytes: 16 << 10},
-		Validation:     Validation{Timeout: Duration{200 * time.Millisecond}},
+		Validation:     Validation{Address: "127.0.0.1:9005", Timeout: Duration{200 * time.Millisecond}},
 		APIDescription: APIDescription{JSON: "/openapi.json", YAML: "/openapi.yaml", Title: "API"},
 		Backends:       Backends{Deny: []string{"*.specgate.svc.cluster.local"}},
 	}
@@ -497,6 +500,12 @@ func (g Gateway) Validate() error {
 	}
 	if g.Validation.Timeout.Duration <= 0 {
 		add("validation: timeout must be positive")
+	}
+	for _, a := range strings.Split(g.Validation.Address, ",") {
+		if _, port, err := net.SplitHostPort(strings.TrimSpace(a)); err != nil || port == "" {
+			add("validation.address %q: want host:port, or host:port,host:port for replicas", g.Validation.Address)
+			break
+		}
 	}
 	for key, p := range map[string]string{"json": g.APIDescription.JSON, "yaml": g.APIDescription.YAML} {
 		if p != "" && (!strings.HasPrefix(p, "/") || strings.ContainsAny(p, "{}?#*") || strings.Contains(p, "//")) {

@@ -349,7 +349,6 @@ func TestEnvoyBootstrap(t *testing.T) {
 		AdminAddress:  "unix:/tmp/envoy-admin.sock", // no admin over TCP in the cluster
 		AuthzAddress:  net.JoinHostPort(svc("specgate-authz"), "9001"),
 		RateLimitAddr: net.JoinHostPort(svc("specgate-ratelimit"), "9003"),
-		ValidateAddr:  net.JoinHostPort(svc("specgate-validate"), "9005"),
 	}, xdsAddr, false)
 	if err != nil {
 		t.Fatal(err)

@@ -224,5 +224,4 @@ func addPeerFlags(f *pflag.FlagSet, bo *translate.BootstrapOptions) {
 	f.StringVar(&bo.StatsAddress, "stats-address", "", "a listener serving only GET /ready and /stats/prometheus from the admin, for probes and Prometheus (e.g. 0.0.0.0:9902)")
 	f.StringVar(&bo.AuthzAddress, "authz-address", "127.0.0.1:9001", "specgate authz gRPC address(es), comma-separated for replicas")
 	f.StringVar(&bo.RateLimitAddr, "ratelimit-address", "127.0.0.1:9003", "specgate ratelimit gRPC address(es), comma-separated for replicas")
-	f.StringVar(&bo.ValidateAddr, "validate-address", "127.0.0.1:9005", "specgate validate gRPC address(es), comma-separated for replicas")
 }

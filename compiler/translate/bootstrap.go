@@ -34,7 +34,6 @@ type BootstrapOptions struct {
 	StatsAddress  string
 	AuthzAddress  string // default 127.0.0.1:9001; host:port[,host:port...] for replicas
 	RateLimitAddr string // default 127.0.0.1:9003; likewise
-	ValidateAddr  string // default 127.0.0.1:9005; likewise (specgate validate)
 }
 
 func (o BootstrapOptions) withDefaults() BootstrapOptions {
@@ -50,9 +49,6 @@ func (o BootstrapOptions) withDefaults() BootstrapOptions {
 	if o.RateLimitAddr == "" {
 		o.RateLimitAddr = "127.0.0.1:9003"
 	}
-	if o.ValidateAddr == "" {
-		o.ValidateAddr = "127.0.0.1:9005"
-	}
 	return o
 }
 
@@ -66,7 +62,7 @@ func Bootstrap(r *Resources, o BootstrapOptions) (*bootstrapv3.Bootstrap, error)
 	if err != nil {
 		return nil, err
 	}
-	grpc, err := t.grpcClusters(map[string]string{ClusterAuthz: o.AuthzAddress, ClusterRateLimit: o.RateLimitAddr, ClusterValidate: o.ValidateAddr})
+	grpc, err := t.grpcClusters(map[string]string{ClusterAuthz: o.AuthzAddress, ClusterRateLimit: o.RateLimitAddr})
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +164,7 @@ func ADSBootstrap(o BootstrapOptions, xdsAddr string, delta bool) (*bootstrapv3.
 	if err != nil {
 		return nil, err
 	}
-	clusters, err := t.grpcClusters(map[string]string{ClusterXDS: xdsAddr, ClusterAuthz: o.AuthzAddress, ClusterRateLimit: o.RateLimitAddr, ClusterValidate: o.ValidateAddr})
+	clusters, err := t.grpcClusters(map[string]string{ClusterXDS: xdsAddr, ClusterAuthz: o.AuthzAddress, ClusterRateLimit: o.RateLimitAddr})
 	if err != nil {
 		return nil, err
 	}

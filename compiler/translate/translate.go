@@ -134,6 +134,9 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 	if gw.Settings.Tracing.OTLP != "" {
 		res.Clusters = append(res.Clusters, t.otlpCluster())
 	}
+	if t.anyValidation() {
+		res.Clusters = append(res.Clusters, t.validateCluster())
+	}
 	if t.err != nil {
 		return nil, t.err
 	}

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -20,6 +21,18 @@ import (
 // read), and off by default: each such operation's routes turn it on and tell the processor
 // where the operation is (policy.ValidateSchema and the others). The processor gets the
 // descriptions themselves over ADS (Resources.Schemas), from the same snapshot as the routes.
+
+// validateCluster is specgate validate's cluster (validation.address), which the resources
+// carry only when an operation validates requests: an Envoy of a gateway without them does
+// not look for the name every second.
+func (t *translator) validateCluster() *clusterv3.Cluster {
+	cs, err := t.grpcClusters(map[string]string{ClusterValidate: t.set.Validation.Address})
+	if err != nil {
+		t.fail("validation.address: %w", err)
+		return nil
+	}
+	return cs[0]
+}
 
 // anyValidation reports whether an operation of the gateway validates requests.
 func (t *translator) anyValidation() bool {

@@ -130,6 +130,7 @@ func variants() []*variant {
 // envoyConfig writes v's static bootstrap into dir: specgate's compiled listeners (routes
 // inline) with the HCM unpacked, its filters swapped, and packed again.
 func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.Key, authzAddr, rlAddr, validateAddr, dir string) (string, error) {
+	cfg.Validation.Address = validateAddr
 	pub, err := freeAddr()
 	if err != nil {
 		return "", err
@@ -156,7 +157,7 @@ func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.K
 		return "", err
 	}
 	boot, err := translate.Bootstrap(res, translate.BootstrapOptions{NodeID: "bench-" + v.key, AdminAddress: v.admin,
-		AuthzAddress: authzAddr, RateLimitAddr: rlAddr, ValidateAddr: validateAddr})
+		AuthzAddress: authzAddr, RateLimitAddr: rlAddr})
 	if err != nil {
 		return "", err
 	}

@@ -127,6 +127,10 @@ func Start(t testing.TB, o Options) *Stack {
 		cfg.Revocation.Store = s.Redis.URL()
 		cfg.RateLimit.Store = s.Redis.URL()
 	}
+	if o.Validate { // its address goes into gateway.yaml; its control plane's, once known
+		s.Validate = s.proc("validate", testutil.Specgate(t), "validate")
+		cfg.Validation.Address = s.Validate.GRPC
+	}
 	if o.Configure != nil {
 		o.Configure(&cfg)
 	}
@@ -149,6 +153,9 @@ func Start(t testing.TB, o Options) *Stack {
 
 	bin := testutil.Specgate(t)
 	s.XDS = s.proc("xds", bin, "xds", "--specs", specs, "--config", cfgPath, "--debounce", "50ms")
+	if s.Validate != nil {
+		s.Validate.args = append(s.Validate.args[:0:0], "validate", "--xds", s.XDS.GRPC, "--grpc", s.Validate.GRPC, "--http", s.Validate.HTTP)
+	}
 	s.PushURL = "http://" + s.XDS.HTTP
 	s.XDS.Start()
 	s.XDS.WaitReady("/readyz")
@@ -167,11 +174,9 @@ func Start(t testing.TB, o Options) *Stack {
 
 	bo := translate.BootstrapOptions{NodeID: "stack", AdminAddress: testutil.FreeAddr(t),
 		AuthzAddress: grpcAddrs(s.Authz), RateLimitAddr: grpcAddrs(s.RateLimit)}
-	if o.Validate {
-		s.Validate = s.proc("validate", bin, "validate", "--xds", s.XDS.GRPC)
+	if s.Validate != nil {
 		s.Validate.Start()
 		s.Validate.WaitReady("/readyz")
-		bo.ValidateAddr = s.Validate.GRPC
 	}
 	admin := bo.AdminAddress
 	boot, err := translate.ADSBootstrap(bo, s.XDS.GRPC, false)
