@@ -35,6 +35,12 @@ for _ in $(seq "$ROUNDS"); do
   (cd extauthz && "$tmp/authz.test" -test.run '^$' -test.bench 'CheckCached$|CheckAPIKey' -test.benchtime 20000x)
 done >"$tmp/keys.txt" 2>&1 || { cat "$tmp/keys.txt" >&2; exit 1; }
 
+say "validate: the processor's own cost of a 2 KB body ($ROUNDS rounds)"
+go test -c -o "$tmp/validate.test" ./validate/ || exit 1
+for _ in $(seq "$ROUNDS"); do
+  (cd validate && "$tmp/validate.test" -test.run '^$' -test.bench 'Check2KB' -test.benchtime 3000x)
+done >"$tmp/validate.txt" 2>&1 || { cat "$tmp/validate.txt" >&2; exit 1; }
+
 say "spec store: 100-service fleet through a real kube-apiserver (test/fleet)"
 {
   SPECGATE_FLEET_GOALS=1 go test -count=1 -run 'TestFleetOnKubernetes' -v -timeout 15m ./test/fleet/
@@ -59,6 +65,13 @@ echo "### Authz: an API key check beside a cached token check (in-process Check,
 echo
 for name in BenchmarkCheckCached BenchmarkCheckAPIKey; do
   grep "^$name-" "$tmp/keys.txt" | awk '{print $3}' | sort -n |
+    awk -v name="$name" '{v[NR] = $1} END {print "    " name " " v[int((NR + 1) / 2)]}'
+done
+echo
+echo "### Request validation: the processor's check of a 2 KB order (in-process, ns/op, median of $ROUNDS; goal < 50 µs)"
+echo
+for name in BenchmarkCheck2KB/openapi-3.0.3 BenchmarkCheck2KB/openapi-3.1.0; do
+  grep "^$name-" "$tmp/validate.txt" | awk '{print $3}' | sort -n |
     awk -v name="$name" '{v[NR] = $1} END {print "    " name " " v[int((NR + 1) / 2)]}'
 done
 echo

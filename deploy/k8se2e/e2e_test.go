@@ -211,11 +211,18 @@ func (c *cluster) admin(method, url string, body any) (int, string) {
 	return resp.StatusCode, string(out)
 }
 
-// podIPs lists the IPs of the ready pods of a component.
+// podIPs lists the IPs of the running pods of a component that are not shutting down.
 func (c *cluster) podIPs(component string) []string {
+	// A rollout's old pods run their preStop for 10 s with a deletion timestamp.
 	out := c.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component="+component,
-		"-o", `jsonpath={range .items[?(@.status.phase=="Running")]}{.status.podIP}{"\n"}{end}`)
-	return strings.Fields(out)
+		"-o", `jsonpath={range .items[?(@.status.phase=="Running")]}{.status.podIP} {.metadata.deletionTimestamp}{"\n"}{end}`)
+	var ips []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 1 {
+			ips = append(ips, f[0])
+		}
+	}
+	return ips
 }
 
 // load sends mixed traffic through specgate-public at about rps requests a second until stop,
