@@ -141,7 +141,12 @@ func applyOverlays(files map[string][]byte, names []string) (overlaid, Diagnosti
 		tg := targets[name]
 		// Block style throughout: a description written in JSON (flow style) would come out
 		// as YAML flow mappings that the loader would take for JSON.
-		walkNodes(tg.root, func(n *yaml.Node) { n.Style &^= yaml.FlowStyle })
+		walkNodes(tg.root, func(n *yaml.Node) {
+			n.Style &^= yaml.FlowStyle
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && keepQuoted(n.Value) {
+				n.Style = yaml.DoubleQuotedStyle // written exactly (publish.go, keepQuoted)
+			}
+		})
 		var buf bytes.Buffer
 		enc := yaml.NewEncoder(&buf)
 		enc.SetIndent(2)

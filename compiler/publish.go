@@ -26,30 +26,23 @@ import (
 // URLs), no operation of another listener. Each service's components and security schemes
 // are renamed <service>.<name>, since two services may both have an Order.
 
-// wholeDoc is a spec file decoded whole as a generic document, on first use (the compiler's
-// Spec.Doc holds only what the gateway reads). A file whose $refs reach other files is read
-// with kin-openapi when loaded, those refs brought inside it.
+// wholeDoc is a spec file to decode whole when a part of a description is rendered from it
+// (the compiler's Spec.Doc holds only what the gateway reads). It keeps the file's bytes and
+// the rendered parts, never the decoded document: a fleet's decoded files would weigh ten
+// times their text in a control plane that renders each part once.
 type wholeDoc struct {
-	data []byte       // the file, until decoded
+	data []byte       // the file
 	tree *yamlv3.Node // or an overlaid file's tree (overlaid.trees)
-	once sync.Once
-	doc  map[string]any
-	err  error
+	// fragments are its parts of the descriptions, by what they show (fragment).
+	mu        sync.Mutex
+	fragments map[[32]byte]*fragment
 }
 
-// externalRef finds a $ref to another file, in JSON or YAML.
-var externalRef = regexp.MustCompile(`\$ref"?\s*:\s*["']?[^#"'\s]`)
-
 func (w *wholeDoc) get() (map[string]any, error) {
-	w.once.Do(func() {
-		if w.tree != nil {
-			w.doc, w.err = treeDoc(w.tree)
-		} else {
-			w.doc, w.err = decodeWhole(w.data)
-		}
-		w.data, w.tree = nil, nil
-	})
-	return w.doc, w.err
+	if w.tree != nil {
+		return treeDoc(w.tree)
+	}
+	return decodeWhole(w.data)
 }
 
 // decodeWhole decodes a JSON or YAML document, numbers as written; YAML with yaml.v3, as the
@@ -122,7 +115,10 @@ func nodeValue(n *yamlv3.Node, depth int) any {
 	return n.Value
 }
 
-// publish gives each listener of gw its description documents (cfg); specs are gw's.
+// publish gives each listener of gw its description documents (cfg); specs are gw's. Each
+// service's part is rendered once per content and operation set (wholeDoc.fragment): a push
+// that changes one service of a hundred renders that one, and the documents are put together
+// from the parts.
 func publish(gw *ir.Gateway, specs []Spec, cfg config.APIDescription) Diagnostics {
 	var diags Diagnostics
 	if cfg.JSON == "" && cfg.YAML == "" {
@@ -137,126 +133,176 @@ func publish(gw *ir.Gateway, specs []Spec, cfg config.APIDescription) Diagnostic
 	for i := range gw.Services {
 		s := &gw.Services[i]
 		for j := range s.Operations {
-			ops[s.Operations[j].ID], services[s.Operations[j].ID] = &s.Operations[j], s
-		}
-	}
-	for li := range gw.Listeners {
-		l := &gw.Listeners[li]
-		for _, docPath := range []string{cfg.JSON, cfg.YAML} {
-			if docPath == "" {
-				continue
-			}
-			for _, op := range ops {
-				if t, err := ir.ParseTemplate(op.Path); err == nil && t.Matches(docPath) {
-					diags.add(Error, services[op.ID].File, op.Line, op.Method+" "+op.Path,
+			op := &s.Operations[j]
+			ops[op.ID], services[op.ID] = op, s
+			t, err := ir.ParseTemplate(op.Path)
+			for _, docPath := range []string{cfg.JSON, cfg.YAML} {
+				if err == nil && docPath != "" && t.Matches(docPath) {
+					diags.add(Error, s.File, op.Line, op.Method+" "+op.Path,
 						"its path takes gateway.yaml apiDescription's %s: move the description (apiDescription) or the operation", docPath)
 				}
 			}
 		}
-		if diags.HasErrors() {
-			continue
-		}
-		d := description{title: cfg.Title, paths: map[string]map[string]any{}, components: map[string]map[string]any{}}
-		seen, warned := map[string]bool{}, map[string]bool{}
+	}
+	if diags.HasErrors() {
+		return diags
+	}
+	warned := map[string]bool{}
+	for li := range gw.Listeners {
+		l := &gw.Listeners[li]
+		served := map[string][]*ir.Operation{} // service → its operations on l
 		for _, r := range l.Routes {
-			if r.Kind != ir.RouteOperation || seen[r.Operation] {
-				continue
+			if op := ops[r.Operation]; r.Kind == ir.RouteOperation && !slices.Contains(served[services[op.ID].Name], op) {
+				served[services[op.ID].Name] = append(served[services[op.ID].Name], op)
 			}
-			seen[r.Operation] = true
-			op, svc := ops[r.Operation], services[r.Operation]
-			doc, err := byFile[svc.File].whole.get()
+		}
+		var frags []*fragment
+		for _, name := range slices.Sorted(maps.Keys(served)) {
+			svc := services[served[name][0].ID]
+			f, err := byFile[svc.File].whole.fragment(svc, served[name], cfg.YAML != "")
 			if err != nil {
 				diags.add(Error, svc.File, 0, "", "apiDescription: %v", err)
 				continue
 			}
-			d.add(svc, op, doc)
-			if d.external && !warned[svc.File] {
+			if f.external && !warned[svc.File] {
 				warned[svc.File] = true
 				diags.add(Warning, svc.File, 0, "", "apiDescription: its $refs to other files are published as written, which clients cannot follow: bundle the description into one file")
 			}
-			d.external = false
+			frags = append(frags, f)
 		}
-		b, err := d.json()
+		docs, err := assemble(frags, cfg)
 		if err != nil {
 			diags.errorf("gateway.yaml", "", "apiDescription: %v", err)
 			continue
 		}
-		l.Documents = nil
-		if cfg.JSON != "" {
-			l.Documents = append(l.Documents, ir.Document{Path: cfg.JSON, ContentType: "application/json", Body: string(b)})
-		}
-		if cfg.YAML != "" {
-			y, err := jsonToYAML(b)
-			if err != nil {
-				diags.errorf("gateway.yaml", "", "apiDescription: %v", err)
-				continue
-			}
-			l.Documents = append(l.Documents, ir.Document{Path: cfg.YAML, ContentType: "application/yaml", Body: string(y)})
-		}
+		l.Documents = docs
 	}
 	return diags
 }
 
-// description is one listener's document being built.
-type description struct {
-	title      string
-	paths      map[string]map[string]any // gateway path → path item
-	components map[string]map[string]any // kind → <service>.<name> → object
+// fragment is one service's part of a listener's description, rendered: its path items and
+// components as JSON (and YAML, indented for their place), its tags.
+type fragment struct {
+	paths      map[string]json.RawMessage            // gateway path → path item
+	components map[string]map[string]json.RawMessage // kind → <service>.<name> → object
 	tags       []any
-	tagNames   map[string]bool
-	added      map[string]bool // services whose components are in
-	external   bool            // a $ref to another file was published as written
+	external   bool // a $ref to another file, published as written
+	yamlPaths  string
+	yamlComps  map[string]string // kind → its entries
 }
 
-// add puts operation op of service svc, whose file is doc, in d.
-func (d *description) add(svc *ir.Service, op *ir.Operation, doc map[string]any) {
+// fragment is the part of service svc (this file) with operations ops, rendered once per
+// operation set: the key holds everything of them that the part shows.
+func (w *wholeDoc) fragment(svc *ir.Service, ops []*ir.Operation, withYAML bool) (*fragment, error) {
+	keyJSON, _ := json.Marshal(struct {
+		Name, Base string
+		Ops        []*ir.Operation
+		YAML       bool
+	}{svc.Name, svc.BasePath, ops, withYAML})
+	key := sha256.Sum256(keyJSON)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if f, ok := w.fragments[key]; ok {
+		return f, nil
+	}
+	doc, err := w.get()
+	if err != nil {
+		return nil, err
+	}
+	f, err := render(svc, ops, doc, withYAML)
+	if err != nil {
+		return nil, err
+	}
+	if len(w.fragments) >= 4 { // the public and internal listeners', and a change's
+		clear(w.fragments)
+	}
+	if w.fragments == nil {
+		w.fragments = map[[32]byte]*fragment{}
+	}
+	w.fragments[key] = f
+	return f, nil
+}
+
+// render builds the part of service svc with operations ops from its file doc.
+func render(svc *ir.Service, ops []*ir.Operation, doc map[string]any, withYAML bool) (*fragment, error) {
+	f := &fragment{paths: map[string]json.RawMessage{}, components: map[string]map[string]json.RawMessage{}}
 	v30 := strings.HasPrefix(str(doc["openapi"]), "3.0")
-	conv := func(v any) any { return convert(v, svc.Name, v30, &d.external) }
-	if d.added == nil {
-		d.added, d.tagNames = map[string]bool{}, map[string]bool{}
-	}
-	if !d.added[svc.Name] {
-		d.added[svc.Name] = true
-		comps, _ := doc["components"].(map[string]any)
-		for _, kind := range slices.Sorted(maps.Keys(comps)) {
-			objs, ok := comps[kind].(map[string]any)
-			if !ok || strings.HasPrefix(kind, "x-") {
-				continue
-			}
-			if d.components[kind] == nil {
-				d.components[kind] = map[string]any{}
-			}
-			for name, obj := range objs {
-				if kind == "securitySchemes" {
-					obj = withoutExtensions(obj)
-				}
-				d.components[kind][svc.Name+"."+name] = conv(obj)
-			}
+	conv := func(v any) any { return convert(v, svc.Name, v30, &f.external) }
+	comps := map[string]map[string]any{}
+	for kind, objs := range mapOf(doc["components"]) {
+		if strings.HasPrefix(kind, "x-") || mapOf(objs) == nil {
+			continue
 		}
-		tags, _ := doc["tags"].([]any)
-		for _, t := range tags {
-			if name := str(mapOf(t)["name"]); name != "" && !d.tagNames[name] {
-				d.tagNames[name] = true
-				d.tags = append(d.tags, withoutExtensions(t))
+		comps[kind] = map[string]any{}
+		for name, obj := range mapOf(objs) {
+			if kind == "securitySchemes" {
+				obj = withoutExtensions(obj)
 			}
+			comps[kind][svc.Name+"."+name] = conv(obj)
 		}
 	}
-	item, specOp := findOperation(doc, op.Method, op.Path, svc.BasePath)
-	if specOp == nil {
-		return
-	}
-	out := d.paths[op.Path]
-	if out == nil {
-		out = map[string]any{}
-		if ps, ok := item["parameters"]; ok {
-			out["parameters"] = conv(ps)
+	tags, _ := doc["tags"].([]any)
+	for _, t := range tags {
+		if str(mapOf(t)["name"]) != "" {
+			f.tags = append(f.tags, withoutExtensions(t))
 		}
-		d.paths[op.Path] = out
 	}
-	o := mapOf(conv(withoutExtensions(specOp)))
-	delete(o, "servers")
-	o["operationId"] = op.ID
-	sec, ok := specOp["security"]
+	items := map[string]map[string]any{}
+	index := pathIndex(doc, svc.BasePath)
+	for _, op := range ops {
+		key, ok := index[op.Path]
+		if !ok {
+			continue
+		}
+		o, item := operationAt(mapOf(mapOf(doc["paths"])[key]), op.Method)
+		if o == nil {
+			continue
+		}
+		out := items[op.Path]
+		if out == nil {
+			out = map[string]any{}
+			if ps, ok := item["parameters"]; ok {
+				out["parameters"] = conv(ps)
+			}
+			items[op.Path] = out
+		}
+		out[strings.ToLower(op.Method)] = published(svc, op, o, doc, conv)
+	}
+	var err error
+	for path, item := range items {
+		if f.paths[path], err = json.Marshal(item); err != nil {
+			return nil, err
+		}
+	}
+	for kind, objs := range comps {
+		f.components[kind] = map[string]json.RawMessage{}
+		for name, obj := range objs {
+			if f.components[kind][name], err = json.Marshal(obj); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if !withYAML {
+		return f, nil
+	}
+	if f.yamlPaths, err = yamlEntries(items, "  "); err != nil {
+		return nil, err
+	}
+	f.yamlComps = map[string]string{}
+	for kind, objs := range comps {
+		if f.yamlComps[kind], err = yamlEntries(objs, "    "); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// published is operation op (o in its file doc) as the description shows it.
+func published(svc *ir.Service, op *ir.Operation, o, doc map[string]any, conv func(any) any) map[string]any {
+	out := mapOf(conv(withoutExtensions(o)))
+	delete(out, "servers")
+	out["operationId"] = op.ID
+	sec, ok := o["security"]
 	if !ok {
 		sec = doc["security"]
 	}
@@ -269,81 +315,225 @@ func (d *description) add(svc *ir.Service, op *ir.Operation, doc map[string]any)
 			}
 			renamed = append(renamed, req)
 		}
-		o["security"] = renamed
+		out["security"] = renamed
 	}
-	if len(op.RateLimits) > 0 {
-		var limits []any
-		var sentences []string
-		for _, rl := range op.RateLimits {
-			l := map[string]any{"per": string(rl.Per), "key": string(rl.Key)}
-			if rl.Plans != nil {
-				l["plans"] = map[string]any{"limits": rl.Plans.Limits, "default": rl.Plans.Default}
-				sentences = append(sentences, fmt.Sprintf("by quota plan, per %s per %s", rl.Per, rl.Key))
-			} else {
-				l["requests"] = rl.Requests
-				sentences = append(sentences, fmt.Sprintf("%d requests per %s per %s", rl.Requests, rl.Per, rl.Key))
-			}
-			limits = append(limits, l)
-		}
-		o["x-ratelimit"] = limits
-		note := "Rate limited: " + strings.Join(sentences, "; ") + " (429 beyond, with Retry-After)."
-		if desc := str(o["description"]); desc != "" {
-			note = desc + "\n\n" + note
-		}
-		o["description"] = note
+	if len(op.RateLimits) == 0 {
+		return out
 	}
-	out[strings.ToLower(op.Method)] = o
+	var limits []any
+	var sentences []string
+	for _, rl := range op.RateLimits {
+		l := map[string]any{"per": string(rl.Per), "key": string(rl.Key)}
+		if rl.Plans != nil {
+			l["plans"] = map[string]any{"limits": rl.Plans.Limits, "default": rl.Plans.Default}
+			sentences = append(sentences, fmt.Sprintf("by quota plan, per %s per %s", rl.Per, rl.Key))
+		} else {
+			l["requests"] = rl.Requests
+			sentences = append(sentences, fmt.Sprintf("%d requests per %s per %s", rl.Requests, rl.Per, rl.Key))
+		}
+		limits = append(limits, l)
+	}
+	out["x-ratelimit"] = limits
+	note := "Rate limited: " + strings.Join(sentences, "; ") + " (429 beyond, with Retry-After)."
+	if desc := str(out["description"]); desc != "" {
+		note = desc + "\n\n" + note
+	}
+	out["description"] = note
+	return out
 }
 
-// findOperation finds method on the path of doc that the gateway routes as gwPath under base
-// (a key with a query or a fragment, /messages?beta=true, routes as its path).
-func findOperation(doc map[string]any, method, gwPath, base string) (item, op map[string]any) {
+// pathIndex maps each gateway path of doc's paths (base applied) to its key in them; a key
+// with a query or a fragment (/messages?beta=true) routes as its path, and the first key of a
+// path, in order, is the one shown.
+func pathIndex(doc map[string]any, base string) map[string]string {
+	index := map[string]string{}
 	paths := mapOf(doc["paths"])
 	for _, key := range slices.Sorted(maps.Keys(paths)) {
 		routed := key
 		if i := strings.IndexAny(key, "?#"); i > 0 {
 			routed = key[:i]
 		}
-		if joinBase(base, routed) != gwPath {
-			continue
-		}
-		item = mapOf(paths[key])
-		if o := mapOf(item[strings.ToLower(method)]); o != nil {
-			return item, o
-		}
-		if o := mapOf(mapOf(item["additionalOperations"])[method]); o != nil {
-			return item, o
+		if gw := joinBase(base, routed); index[gw] == "" {
+			index[gw] = key
 		}
 	}
-	return nil, nil
+	return index
 }
 
-// json is the document. Its info.version is a digest of the rest: it changes with the
-// content, for caches and clients that compare.
-func (d *description) json() ([]byte, error) {
-	parts := map[string]any{"paths": d.paths}
-	if len(d.components) > 0 {
-		parts["components"] = d.components
+// operationAt is method's operation of a path item, fixed or additional.
+func operationAt(item map[string]any, method string) (op, itemOut map[string]any) {
+	if o := mapOf(item[strings.ToLower(method)]); o != nil {
+		return o, item
 	}
-	if len(d.tags) > 0 {
-		parts["tags"] = d.tags
-	}
-	encoded := map[string]json.RawMessage{}
-	h := sha256.New()
-	for _, k := range slices.Sorted(maps.Keys(parts)) {
-		b, err := json.Marshal(parts[k])
-		if err != nil {
-			return nil, err
+	return mapOf(mapOf(item["additionalOperations"])[method]), item
+}
+
+// assemble puts the listener's description together from its services' parts (in service
+// order: their paths and component names never collide).
+func assemble(frags []*fragment, cfg config.APIDescription) ([]ir.Document, error) {
+	var components, paths bytes.Buffer
+	kinds := map[string]bool{}
+	for _, f := range frags {
+		for k := range f.components {
+			kinds[k] = true
 		}
-		encoded[k] = b
-		h.Write(b)
 	}
-	info, err := json.Marshal(map[string]any{"title": d.title, "version": hex.EncodeToString(h.Sum(nil)[:6])})
+	components.WriteByte('{')
+	for i, kind := range slices.Sorted(maps.Keys(kinds)) {
+		if i > 0 {
+			components.WriteByte(',')
+		}
+		writeKey(&components, kind)
+		components.WriteByte('{')
+		first := true
+		for _, f := range frags {
+			for _, name := range slices.Sorted(maps.Keys(f.components[kind])) {
+				if !first {
+					components.WriteByte(',')
+				}
+				first = false
+				writeKey(&components, name)
+				components.Write(f.components[kind][name])
+			}
+		}
+		components.WriteByte('}')
+	}
+	components.WriteByte('}')
+	paths.WriteByte('{')
+	first := true
+	var tags []any
+	tagNames := map[string]bool{}
+	for _, f := range frags {
+		for _, p := range slices.Sorted(maps.Keys(f.paths)) {
+			if !first {
+				paths.WriteByte(',')
+			}
+			first = false
+			writeKey(&paths, p)
+			paths.Write(f.paths[p])
+		}
+		for _, t := range f.tags {
+			if name := str(mapOf(t)["name"]); !tagNames[name] {
+				tagNames[name] = true
+				tags = append(tags, t)
+			}
+		}
+	}
+	paths.WriteByte('}')
+	tagsJSON, err := json.Marshal(tags)
 	if err != nil {
 		return nil, err
 	}
-	encoded["info"], encoded["openapi"] = info, json.RawMessage(`"3.1.0"`)
-	return json.Marshal(encoded)
+	// info.version is a digest of the rest: it changes with the content, for caches and
+	// clients that compare.
+	h := sha256.New()
+	h.Write(components.Bytes())
+	h.Write(paths.Bytes())
+	h.Write(tagsJSON)
+	info := map[string]any{"title": cfg.Title, "version": hex.EncodeToString(h.Sum(nil)[:6])}
+	infoJSON, err := json.Marshal(info)
+	if err != nil {
+		return nil, err
+	}
+	var docs []ir.Document
+	if cfg.JSON != "" {
+		var b bytes.Buffer
+		b.WriteByte('{')
+		if len(kinds) > 0 {
+			b.WriteString(`"components":`)
+			b.Write(components.Bytes())
+			b.WriteByte(',')
+		}
+		b.WriteString(`"info":`)
+		b.Write(infoJSON)
+		b.WriteString(`,"openapi":"3.1.0","paths":`)
+		b.Write(paths.Bytes())
+		if len(tags) > 0 {
+			b.WriteString(`,"tags":`)
+			b.Write(tagsJSON)
+		}
+		b.WriteByte('}')
+		docs = append(docs, ir.Document{Path: cfg.JSON, ContentType: "application/json", Body: b.String()})
+	}
+	if cfg.YAML != "" {
+		var b strings.Builder
+		if len(kinds) > 0 {
+			b.WriteString("components:\n")
+			for _, kind := range slices.Sorted(maps.Keys(kinds)) {
+				b.WriteString("  " + yamlKey(kind) + ":\n")
+				for _, f := range frags {
+					b.WriteString(f.yamlComps[kind])
+				}
+			}
+		}
+		head, err := yamlEntries(map[string]any{"info": info, "openapi": "3.1.0"}, "")
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(head)
+		if paths.Len() == 2 {
+			b.WriteString("paths: {}\n")
+		} else {
+			b.WriteString("paths:\n")
+			for _, f := range frags {
+				b.WriteString(f.yamlPaths)
+			}
+		}
+		if len(tags) > 0 {
+			t, err := yamlEntries(map[string]any{"tags": tags}, "")
+			if err != nil {
+				return nil, err
+			}
+			b.WriteString(t)
+		}
+		docs = append(docs, ir.Document{Path: cfg.YAML, ContentType: "application/yaml", Body: b.String()})
+	}
+	return docs, nil
+}
+
+func writeKey(b *bytes.Buffer, k string) {
+	q, _ := json.Marshal(k)
+	b.Write(q)
+	b.WriteByte(':')
+}
+
+// yamlKey is k as a YAML mapping key.
+func yamlKey(k string) string {
+	y, err := jsonToYAML([]byte(`{` + string(must(json.Marshal(k))) + `:0}`))
+	if err != nil {
+		return k
+	}
+	key, _, _ := strings.Cut(string(y), ": 0")
+	return key
+}
+
+func must(b []byte, _ error) []byte { return b }
+
+// yamlEntries renders the entries of mapping m as YAML, each line indented by indent (an
+// empty line stays empty: inside a block scalar it is one either way).
+func yamlEntries(m any, indent string) (string, error) {
+	j, err := json.Marshal(m)
+	if err != nil {
+		return "", err
+	}
+	if string(j) == "{}" {
+		return "", nil
+	}
+	y, err := jsonToYAML(j)
+	if err != nil {
+		return "", err
+	}
+	if indent == "" {
+		return string(y), nil
+	}
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(string(y), "\n") {
+		if strings.TrimSpace(line) != "" {
+			b.WriteString(indent)
+		}
+		b.WriteString(line)
+	}
+	return b.String(), nil
 }
 
 // convert copies v with service svc's component $refs renamed, and, from an OpenAPI 3.0
@@ -449,15 +639,20 @@ func jsonToYAML(j []byte) ([]byte, error) {
 }
 
 // plainStyle drops the flow style and quotes JSON's syntax gave the nodes: YAML's block style.
-// A string that a YAML 1.1 reader takes for a boolean (yes, off) keeps its quotes.
+// A string that a YAML 1.1 reader takes for a boolean (yes, off) keeps its quotes, and so does
+// one that starts with white space (keepQuoted).
 func plainStyle(n *yamlv3.Node) {
 	n.Style &^= yamlv3.FlowStyle
-	if !(n.Kind == yamlv3.ScalarNode && n.Tag == "!!str" && yaml11Bool.MatchString(n.Value)) {
+	if !(n.Kind == yamlv3.ScalarNode && n.Tag == "!!str" && (yaml11Bool.MatchString(n.Value) || keepQuoted(n.Value))) {
 		n.Style &^= yamlv3.DoubleQuotedStyle
 	}
 	for _, c := range n.Content {
 		plainStyle(c)
 	}
 }
+
+// keepQuoted: yaml.v3 writes a string that starts with a line break as a literal block with
+// one line break less ("\n\nHuman" comes back "\nHuman"); quoted, it is written exactly.
+func keepQuoted(s string) bool { return strings.HasPrefix(s, "\n") || strings.HasPrefix(s, "\r") }
 
 var yaml11Bool = regexp.MustCompile(`^(?i:y|yes|n|no|on|off)$`)

@@ -2,7 +2,9 @@ package compiler_test
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -127,6 +129,15 @@ func TestRealSpecsPublished(t *testing.T) {
 		t.Fatalf("listener %s: %d documents, want the public one's JSON and YAML", l.Name, len(l.Documents))
 	}
 	body := l.Documents[0].Body
+	// The YAML, put together from each service's part, is the JSON's document.
+	j, err := yaml.YAMLToJSON([]byte(l.Documents[1].Body))
+	var fromYAML, fromJSON any
+	if err == nil {
+		err = json.Unmarshal(j, &fromYAML)
+	}
+	if err != nil || json.Unmarshal([]byte(body), &fromJSON) != nil || !reflect.DeepEqual(fromYAML, fromJSON) {
+		t.Errorf("the YAML description is not the JSON's document (%v)", err)
+	}
 	for _, leak := range []string{`"x-specgate`, `"servers"`, "127.0.0.1:8081"} {
 		if i := strings.Index(body, leak); i >= 0 {
 			t.Errorf("the published description holds %s: …%s…", leak, body[max(0, i-80):min(len(body), i+80)])
