@@ -136,6 +136,13 @@ func TestRequestValidation(t *testing.T) {
 		}
 	}
 
+	// A body over the limit is refused by Envoy before it is validated (or buffered whole).
+	before := backend.Hits()
+	big := `{"sku": "` + strings.Repeat("A", 2<<20) + `", "quantity": 1}`
+	if code, _, b := send("POST", cart, "application/json", big); code != 413 || backend.Hits() != before {
+		t.Errorf("a 2 MiB body: %d %.100s, want 413", code, b)
+	}
+
 	// The access log says what validation found, per request.
 	results := map[string]int{}
 	testutil.Eventually(t, 10*time.Second, "access-log lines with validation results", func() bool {
