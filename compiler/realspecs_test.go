@@ -15,6 +15,7 @@ import (
 	"github.com/specgate/specgate/compiler"
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/compiler/translate"
+	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/test/harness/realspecs"
 )
 
@@ -120,7 +121,9 @@ func TestRealSpecsPublished(t *testing.T) {
 	if err := realspecs.Write(dir, "http://127.0.0.1:8081", realspecs.All...); err != nil {
 		t.Fatal(err)
 	}
-	gw, diags := compiler.Compile(dir, compiler.Options{})
+	cfg := config.Default()
+	cfg.APIDescription = config.APIDescription{JSON: "/openapi.json", YAML: "/openapi.yaml", Title: "API"}
+	gw, diags := compiler.Compile(dir, compiler.Options{Gateway: &cfg})
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +166,7 @@ func TestRealSpecsPublished(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		alone, diags := compiler.CompileFiles("", map[string][]byte{src.Name + filepath.Ext(src.File): b}, compiler.Options{})
+		alone, diags := compiler.CompileFiles("", map[string][]byte{src.Name + filepath.Ext(src.File): b}, compiler.Options{Gateway: &cfg})
 		if err := diags.Err(); err != nil {
 			t.Fatal(err)
 		}

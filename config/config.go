@@ -52,8 +52,9 @@ type Gateway struct {
 }
 
 // APIDescription is where each listener serves the merged OpenAPI 3.1 description of the
-// operations it serves, as it serves them (Envoy answers it itself). An empty path serves
-// no such document.
+// operations it serves, as it serves them (Envoy answers it itself). An empty path (the
+// default) serves no such document: every Envoy holds the documents whole, and the
+// control plane renders them on every push (docs/benchmarks.md).
 type APIDescription struct {
 	JSON  string `json:"json"`
 	YAML  string `json:"yaml"`
@@ -312,7 +313,7 @@ func Default() Gateway {
 		RateLimit:      RateLimit{Store: "memory", MaxHeaderValues: 10_000, IPv6Prefix: 64},
 		Authz:          Authz{Timeout: Duration{200 * time.Millisecond}, MaxTokenBytes: 16 << 10},
 		Validation:     Validation{Address: "127.0.0.1:9005", Timeout: Duration{200 * time.Millisecond}},
-		APIDescription: APIDescription{JSON: "/openapi.json", YAML: "/openapi.yaml", Title: "API"},
+		APIDescription: APIDescription{Title: "API"},
 		Backends:       Backends{Deny: []string{"*.specgate.svc.cluster.local"}},
 	}
 }

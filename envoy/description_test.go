@@ -14,6 +14,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"sigs.k8s.io/yaml"
 
+	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/test/harness/e2e"
 	"github.com/specgate/specgate/test/harness/stack"
 )
@@ -35,7 +36,10 @@ func TestPublishedDescription(t *testing.T) {
 	t.Parallel()
 	b := e2e.NewBackend(t, "shop")
 	s := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": stack.ShopSpec, "admin.yaml": adminSpec},
-		Vars: map[string]string{"PORT": b.Port(), "LIMIT": "100"}, NoRedis: true})
+		Vars: map[string]string{"PORT": b.Port(), "LIMIT": "100"}, NoRedis: true,
+		Configure: func(c *config.Gateway) {
+			c.APIDescription = config.APIDescription{JSON: "/openapi.json", YAML: "/openapi.yaml", Title: "API"}
+		}})
 	get := func(url string) (*http.Response, []byte) {
 		t.Helper()
 		resp, err := http.Get(url)
