@@ -125,7 +125,10 @@ func TestEnvoyNotReadyWithoutConfig(t *testing.T) {
 		c.kubectl("-n", ns, "scale", "deployment/specgate-xds", "--replicas=2")
 		c.kubectl("-n", ns, "rollout", "status", "deployment/specgate-xds", "--timeout=120s")
 	}()
-	testutil.Eventually(t, 60*time.Second, "no control-plane pod", func() bool { return len(c.podIPs("xds")) == 0 })
+	// Gone, not only shutting down: a pod in its preStop still serves ADS.
+	testutil.Eventually(t, 60*time.Second, "no control-plane pod", func() bool {
+		return strings.TrimSpace(c.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component=xds", "-o", "name")) == ""
+	})
 	old := strings.Fields(c.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component=envoy", "-o", "jsonpath={.items[*].metadata.name}"))
 	c.kubectl("-n", ns, "delete", "pod", old[0], "--wait=false")
 	var fresh string
