@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -98,17 +97,13 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			return nil, fmt.Errorf("ratelimit: xds %s: %w", o.XDSAddr, err)
 		}
 	}
-	lc := net.ListenConfig{}
-	grpcLn, err := lc.Listen(ctx, "tcp", o.GRPCAddr)
+	grpcLn, httpLn, err := grpcserver.Listen(ctx, o.GRPCAddr, o.HTTPAddr)
 	if err != nil {
+		if conn != nil {
+			conn.Close()
+		}
 		svc.Close()
-		return nil, fmt.Errorf("ratelimit: grpc listener: %w", err)
-	}
-	httpLn, err := lc.Listen(ctx, "tcp", o.HTTPAddr)
-	if err != nil {
-		grpcLn.Close()
-		svc.Close()
-		return nil, fmt.Errorf("ratelimit: http listener: %w", err)
+		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
 
 	tp, err := tracing.Start(ctx, o.Config.Tracing, "specgate-ratelimit")

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -72,17 +71,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("validate: xds %s: %w", o.XDSAddr, err)
 	}
-	lc := net.ListenConfig{}
-	grpcLn, err := lc.Listen(ctx, "tcp", o.GRPCAddr)
+	grpcLn, httpLn, err := grpcserver.Listen(ctx, o.GRPCAddr, o.HTTPAddr)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("validate: grpc listener: %w", err)
-	}
-	httpLn, err := lc.Listen(ctx, "tcp", o.HTTPAddr)
-	if err != nil {
-		grpcLn.Close()
-		conn.Close()
-		return nil, fmt.Errorf("validate: http listener: %w", err)
+		return nil, fmt.Errorf("validate: %w", err)
 	}
 	schemas := NewSchemas()
 	m := newMetrics(schemas)

@@ -1,7 +1,9 @@
 package grpcserver
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -57,4 +59,17 @@ func NodeID(role, id string) string {
 		host = "unknown"
 	}
 	return "specgate-" + role + "-" + host
+}
+
+// Listen binds a role's gRPC and HTTP addresses, both or neither.
+func Listen(ctx context.Context, grpcAddr, httpAddr string) (grpcLn, httpLn net.Listener, err error) {
+	lc := net.ListenConfig{}
+	if grpcLn, err = lc.Listen(ctx, "tcp", grpcAddr); err != nil {
+		return nil, nil, fmt.Errorf("grpc listener: %w", err)
+	}
+	if httpLn, err = lc.Listen(ctx, "tcp", httpAddr); err != nil {
+		grpcLn.Close()
+		return nil, nil, fmt.Errorf("http listener: %w", err)
+	}
+	return grpcLn, httpLn, nil
 }
