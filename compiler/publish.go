@@ -89,8 +89,27 @@ func nodeValue(n *yamlv3.Node, depth int) any {
 	switch n.Kind {
 	case yamlv3.MappingNode:
 		m := make(map[string]any, len(n.Content)/2)
+		var merged []any
 		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Tag == "!!merge" || k.Value == "<<" && k.Style == 0 {
+				merged = append(merged, nodeValue(n.Content[i+1], depth+1))
+				continue
+			}
 			m[n.Content[i].Value] = nodeValue(n.Content[i+1], depth+1)
+		}
+		// YAML merge keys (<<: *common), as the compiler read them: the mapping's own keys win.
+		for _, v := range merged {
+			sources, ok := v.([]any)
+			if !ok {
+				sources = []any{v}
+			}
+			for _, src := range sources {
+				for k, val := range mapOf(src) {
+					if _, own := m[k]; !own {
+						m[k] = val
+					}
+				}
+			}
 		}
 		return m
 	case yamlv3.SequenceNode:
@@ -228,17 +247,14 @@ func render(svc *ir.Service, ops []*ir.Operation, doc map[string]any, withYAML b
 	f := &fragment{paths: map[string]json.RawMessage{}, components: map[string]map[string]json.RawMessage{}}
 	v30 := strings.HasPrefix(str(doc["openapi"]), "3.0")
 	conv := func(v any) any { return convert(v, svc.Name, v30, &f.external) }
-	comps := map[string]map[string]any{}
+	all := map[string]map[string]any{} // every component of the file, renamed; pathItems aside
 	for kind, objs := range mapOf(doc["components"]) {
-		if strings.HasPrefix(kind, "x-") || mapOf(objs) == nil {
+		if strings.HasPrefix(kind, "x-") || kind == "pathItems" || mapOf(objs) == nil {
 			continue
 		}
-		comps[kind] = map[string]any{}
+		all[kind] = map[string]any{}
 		for name, obj := range mapOf(objs) {
-			if kind == "securitySchemes" {
-				obj = withoutExtensions(obj)
-			}
-			comps[kind][svc.Name+"."+name] = conv(obj)
+			all[kind][svc.Name+"."+name] = conv(obj)
 		}
 	}
 	tags, _ := doc["tags"].([]any)
@@ -254,7 +270,13 @@ func render(svc *ir.Service, ops []*ir.Operation, doc map[string]any, withYAML b
 		if !ok {
 			continue
 		}
-		o, item := operationAt(mapOf(mapOf(doc["paths"])[key]), op.Method)
+		item := mapOf(mapOf(doc["paths"])[key])
+		if ref, ok := item["$ref"].(string); ok { // a path item of components.pathItems
+			if name, ok := strings.CutPrefix(ref, "#/components/pathItems/"); ok {
+				item = mapOf(mapOf(mapOf(doc["components"])["pathItems"])[name])
+			}
+		}
+		o, item := operationAt(item, op.Method)
 		if o == nil {
 			continue
 		}
@@ -268,6 +290,7 @@ func render(svc *ir.Service, ops []*ir.Operation, doc map[string]any, withYAML b
 		}
 		out[strings.ToLower(op.Method)] = published(svc, op, o, doc, conv)
 	}
+	comps := reachable(items, all)
 	var err error
 	for path, item := range items {
 		if f.paths[path], err = json.Marshal(item); err != nil {
@@ -296,6 +319,55 @@ func render(svc *ir.Service, ops []*ir.Operation, doc map[string]any, withYAML b
 	}
 	return f, nil
 }
+
+// reachable are the components of all that the published path items use, through $refs and
+// security requirements, and what those use in turn: a schema only an internal operation
+// takes is not on the public listener's document.
+func reachable(items map[string]map[string]any, all map[string]map[string]any) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	var queue []any
+	add := func(kind, name string) {
+		obj, ok := all[kind][name]
+		if !ok || out[kind][name] != nil {
+			return
+		}
+		if out[kind] == nil {
+			out[kind] = map[string]any{}
+		}
+		out[kind][name] = obj
+		queue = append(queue, obj)
+	}
+	for _, item := range items {
+		queue = append(queue, item)
+		for _, op := range item {
+			for _, req := range anySlice(mapOf(op)["security"]) {
+				for scheme := range mapOf(req) {
+					add("securitySchemes", scheme)
+				}
+			}
+		}
+	}
+	for len(queue) > 0 {
+		v := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		switch x := v.(type) {
+		case map[string]any:
+			if ref, ok := x["$ref"].(string); ok {
+				if parts := strings.SplitN(ref, "/", 4); len(parts) == 4 && parts[0] == "#" && parts[1] == "components" {
+					add(parts[2], parts[3])
+				}
+			}
+			for _, val := range x {
+				queue = append(queue, val)
+			}
+		case []any:
+			queue = append(queue, x...)
+		}
+	}
+	return out
+}
+
+func anySlice(v any) []any { s, _ := v.([]any); return s }
 
 // published is operation op (o in its file doc) as the description shows it.
 func published(svc *ir.Service, op *ir.Operation, o, doc map[string]any, conv func(any) any) map[string]any {
@@ -536,9 +608,10 @@ func yamlEntries(m any, indent string) (string, error) {
 	return b.String(), nil
 }
 
-// convert copies v with service svc's component $refs renamed, and, from an OpenAPI 3.0
-// document, its schemas in 3.1's terms (nullable as a "null" type, exclusive bounds as
-// numbers). A $ref to another file stays as written: external says so.
+// convert copies v with service svc's component $refs renamed, without servers (backend URLs)
+// or x-specgate keys at any level, and, from an OpenAPI 3.0 document, its schemas in 3.1's
+// terms (nullable as a "null" type, exclusive bounds as numbers). A $ref to another file stays
+// as written: external says so.
 func convert(v any, svc string, v30 bool, external *bool) any {
 	return convertIn(v, svc, v30, external, false)
 }
@@ -556,6 +629,9 @@ func convertIn(v any, svc string, v30 bool, external *bool, names bool) any {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, val := range x {
+			if !names && (k == "servers" || k == "server" || strings.HasPrefix(k, "x-specgate")) {
+				continue // backend URLs (a path item's, a link's, a callback's), gateway policy
+			}
 			if !names && strings.HasPrefix(k, "x-") {
 				out[k] = val // an extension's content is not OpenAPI (Cohere's x-code-samples $ref files)
 				continue

@@ -42,9 +42,10 @@ type operation struct {
 	// that schema when a property under it is readOnly (JSON Schema 2020-12 does not refuse
 	// those in requests), underReadOnly readOnlyUnder's memo of it.
 	jsonBody      *jsonschema.Schema
-	paramsRoute   *routers.Route // with jsonBody: the route kin-openapi checks parameters on
 	readOnly      *openapi3.Schema
 	underReadOnly map[*openapi3.Schema]bool
+	// queryParams are its query parameters that take one value (not a list).
+	queryParams []string
 }
 
 var templateParam = regexp.MustCompile(`\{([^{}]+)\}`)
@@ -85,15 +86,12 @@ func (d *description) operation(k opKey) (*operation, error) {
 		params: params,
 	}
 	op.jsonBody = compileJSONBody(d.compiler, o, k.method, k.path)
-	if op.jsonBody != nil {
-		// Parameters through kin-openapi's own validator: for a 3.1 description it compiles
-		// a JSON Schema validator per parameter per request. Their schemas are plain (a
-		// type, a format, bounds), which that validator reads the same.
-		spec := *d.doc
-		spec.OpenAPI = "3.0.3"
-		r := *op.route
-		r.Spec = &spec
-		op.paramsRoute = &r
+	for _, ps := range []openapi3.Parameters{item.Parameters, o.Parameters} {
+		for _, p := range ps {
+			if v := p.Value; v != nil && v.In == "query" && !(v.Schema != nil && v.Schema.Value != nil && v.Schema.Value.Type.Is("array")) {
+				op.queryParams = append(op.queryParams, v.Name)
+			}
+		}
 	}
 	if rb := o.RequestBody; rb != nil && rb.Value != nil && d.doc.IsOpenAPI31OrLater() {
 		if mt := rb.Value.Content.Get("application/json"); mt != nil && mt.Schema != nil {
@@ -148,8 +146,8 @@ var paramsOptions = func() *openapi3filter.Options {
 func (op *operation) check(ctx context.Context, req *http.Request, body []byte) (Outcome, error) {
 	path := req.URL.EscapedPath()
 	m := op.match.FindStringSubmatch(path)
-	if m == nil {
-		return Outcome{}, fmt.Errorf("path %s does not match the route's template", path)
+	if m == nil { // Envoy routed it here: a path the template reads otherwise
+		return Outcome{Status: http.StatusBadRequest, Problems: []Problem{{In: "path", Detail: "does not match " + op.route.Path}}}, nil
 	}
 	params := make(map[string]string, len(op.params))
 	for i, name := range op.params {
@@ -159,13 +157,34 @@ func (op *operation) check(ctx context.Context, req *http.Request, body []byte) 
 		}
 		params[name] = v
 	}
+	// What kin-openapi would read past: a query that does not parse (url.Query drops the pair
+	// with a ";" or a bad escape, the backend may not), a parameter given twice that is not a
+	// list (it checks the first, the backend may read the last), a body where none is taken.
+	query, err := url.ParseQuery(req.URL.RawQuery)
+	if err != nil {
+		return Outcome{Status: http.StatusBadRequest, Problems: []Problem{{In: "query", Detail: "cannot be read: " + err.Error()}}}, nil
+	}
+	var out Outcome
+	for _, p := range op.queryParams {
+		if len(query[p]) > 1 {
+			out.Status = http.StatusBadRequest
+			out.Problems = append(out.Problems, Problem{In: "query", Name: p, Detail: "is given more than once"})
+		}
+	}
+	if op.route.Operation.RequestBody == nil && len(body) > 0 {
+		out.Status = http.StatusBadRequest
+		out.Problems = append(out.Problems, Problem{Detail: "the operation takes no body"})
+	}
+	if out.Status != 0 {
+		return out, nil
+	}
 	if body != nil {
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.ContentLength = int64(len(body))
 	}
 	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: op.route, Options: filterOptions}
 	if op.jsonBody != nil && isJSON(req.Header.Get("Content-Type")) {
-		in.Options, in.Route = paramsOptions, op.paramsRoute // the body: checkJSON
+		in.Options = paramsOptions // the body: checkJSON
 		out := Outcome{}
 		if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
 			out = op.outcome(err)
@@ -176,11 +195,10 @@ func (op *operation) check(ctx context.Context, req *http.Request, body []byte) 
 		}
 		return out, nil
 	}
-	err := openapi3filter.ValidateRequest(ctx, in)
-	if err == nil {
-		return op.readOnlyOutcome(req.Header.Get("Content-Type"), body), nil
+	if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
+		return op.outcome(err), nil
 	}
-	return op.outcome(err), nil
+	return op.readOnlyOutcome(req.Header.Get("Content-Type"), body), nil
 }
 
 // readOnlyOutcome refuses a JSON body that sets readOnly properties, where kin-openapi does
@@ -254,7 +272,8 @@ func details(err error, reason string) []Problem {
 }
 
 // readOnlyUnder records, for s and each schema under it, whether it or a schema under it marks
-// a property readOnly: the walk of a body skips the subtrees where none is.
+// a property readOnly: the walk of a body skips the subtrees where none is. A schema still
+// being looked at (a cycle) counts as having one: skipping is only a saving.
 func readOnlyUnder(s *openapi3.Schema, memo map[*openapi3.Schema]bool) bool {
 	if s == nil {
 		return false
@@ -262,55 +281,79 @@ func readOnlyUnder(s *openapi3.Schema, memo map[*openapi3.Schema]bool) bool {
 	if v, seen := memo[s]; seen {
 		return v
 	}
-	memo[s] = false // a cycle adds nothing
+	memo[s] = true
 	found := false
 	for _, p := range s.Properties {
-		if p.Value != nil && readOnlyUnder(p.Value, memo) || p.Value != nil && p.Value.ReadOnly {
+		if p.Value != nil && (p.Value.ReadOnly || readOnlyUnder(p.Value, memo)) {
 			found = true
 		}
 	}
-	for _, refs := range []openapi3.SchemaRefs{s.AllOf, s.AnyOf, s.OneOf} {
-		for _, r := range refs {
-			found = readOnlyUnder(r.Value, memo) || found
-		}
-	}
-	if s.Items != nil {
-		found = readOnlyUnder(s.Items.Value, memo) || found
+	for _, sub := range subschemas(s) {
+		found = readOnlyUnder(sub, memo) || found
 	}
 	memo[s] = found
 	return found
 }
 
+// subschemas are the schemas a value of s may also have to meet, or its items and
+// additional properties.
+func subschemas(s *openapi3.Schema) []*openapi3.Schema {
+	var out []*openapi3.Schema
+	for _, refs := range []openapi3.SchemaRefs{s.AllOf, s.AnyOf, s.OneOf} {
+		for _, r := range refs {
+			out = append(out, r.Value)
+		}
+	}
+	if s.Items != nil {
+		out = append(out, s.Items.Value)
+	}
+	if ap := s.AdditionalProperties.Schema; ap != nil {
+		out = append(out, ap.Value)
+	}
+	return out
+}
+
 // readOnlySet adds a problem for each readOnly property that v, a request body at pointer
-// at, sets (OpenAPI: readOnly properties are not sent in requests). under is readOnlyUnder's.
+// at, sets (OpenAPI: readOnly properties are not sent in requests). under is readOnlyUnder's;
+// seen the schemas this value was already checked against (allOf cycles).
 func readOnlySet(s *openapi3.Schema, under map[*openapi3.Schema]bool, v any, at string, out *[]Problem) {
-	if s == nil || !under[s] {
+	readOnlyAt(s, under, v, at, out, map[*openapi3.Schema]bool{})
+}
+
+func readOnlyAt(s *openapi3.Schema, under map[*openapi3.Schema]bool, v any, at string, out *[]Problem, seen map[*openapi3.Schema]bool) {
+	if s == nil || !under[s] || seen[s] {
 		return
 	}
+	seen[s] = true
 	switch x := v.(type) {
 	case map[string]any:
 		for name, val := range x {
 			p := s.Properties[name]
+			if p == nil && s.AdditionalProperties.Schema != nil {
+				p = s.AdditionalProperties.Schema
+			}
 			if p == nil || p.Value == nil {
 				continue
 			}
+			ptr := at + pointer([]string{name})
 			if p.Value.ReadOnly {
-				*out = append(*out, Problem{Pointer: at + pointer([]string{name}), Detail: "is read-only: not accepted in a request"})
+				if !slices.ContainsFunc(*out, func(q Problem) bool { return q.Pointer == ptr }) {
+					*out = append(*out, Problem{Pointer: ptr, Detail: "is read-only: not accepted in a request"})
+				}
 				continue
 			}
-			readOnlySet(p.Value, under, val, at+pointer([]string{name}), out)
+			readOnlyAt(p.Value, under, val, ptr, out, map[*openapi3.Schema]bool{})
 		}
 	case []any:
 		if s.Items != nil {
 			for i, val := range x {
-				readOnlySet(s.Items.Value, under, val, at+"/"+strconv.Itoa(i), out)
+				readOnlyAt(s.Items.Value, under, val, at+"/"+strconv.Itoa(i), out, map[*openapi3.Schema]bool{})
 			}
 		}
-		return
 	}
 	for _, r := range []openapi3.SchemaRefs{s.AllOf, s.AnyOf, s.OneOf} {
 		for _, sub := range r {
-			readOnlySet(sub.Value, under, v, at, out)
+			readOnlyAt(sub.Value, under, v, at, out, seen)
 		}
 	}
 }

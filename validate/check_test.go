@@ -160,3 +160,92 @@ func TestSchemasWaitForTheDescription(t *testing.T) {
 		t.Errorf("h2 after a refused set: %v", err)
 	}
 }
+
+// What the first review found: cycles in schemas, readOnly under lists, recursion and
+// additionalProperties, and what kin-openapi reads past (a query that does not parse, a
+// parameter given twice, a body where none is taken).
+const petsDoc = `openapi: 3.1.0
+info: {title: Pets, version: 1.0.0}
+paths:
+  /pets:
+    get:
+      parameters: [{name: sort, in: query, schema: {type: string, enum: [name, date]}}]
+      responses: {"200": {description: ok}}
+    post:
+      requestBody: {content: {application/json: {schema: {$ref: "#/components/schemas/Cat"}}}}
+      responses: {"201": {description: ok}}
+  /categories:
+    post:
+      requestBody: {content: {application/json: {schema: {$ref: "#/components/schemas/Category"}}}}
+      responses: {"201": {description: ok}}
+  /tags:
+    post:
+      requestBody: {content: {application/json: {schema: {type: object, additionalProperties: {$ref: "#/components/schemas/Tag"}}}}}
+      responses: {"201": {description: ok}}
+components:
+  schemas:
+    Pet:
+      type: object
+      properties: {id: {type: string, readOnly: true}, petType: {type: string}}
+      oneOf: [{$ref: "#/components/schemas/Cat"}, {$ref: "#/components/schemas/Dog"}]
+    Cat: {allOf: [{$ref: "#/components/schemas/Pet"}]}
+    Dog: {allOf: [{$ref: "#/components/schemas/Pet"}]}
+    Category:
+      type: object
+      properties: {id: {type: string, readOnly: true}, children: {type: array, items: {$ref: "#/components/schemas/Category"}}}
+    Tag:
+      type: object
+      properties: {id: {type: string, readOnly: true}, name: {type: string}}
+`
+
+func TestCheckHardCases(t *testing.T) {
+	d, err := parse([]byte(petsDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, method, path, body string
+		status                   int
+		want                     string
+	}{
+		{"a schema cycle (allOf and oneOf)", "POST", "/pets", `{"petType": "cat", "id": "x"}`, 400, "/id"},
+		{"readOnly down a recursive list", "POST", "/categories", `{"children": [{"id": "forged"}]}`, 400, "/children/0/id"},
+		{"readOnly under additionalProperties", "POST", "/tags", `{"k": {"id": "forged"}}`, 400, "/k/id"},
+		{"a query with a semicolon", "GET", "/pets?sort=bogus;x", "", 400, "query "},
+		{"a query with a bad escape", "GET", "/pets?sort=%zzbogus", "", 400, "query "},
+		{"a parameter given twice", "GET", "/pets?sort=name&sort=bogus", "", 400, "query sort"},
+		{"a body where none is taken", "GET", "/pets", `{"a":1}`, 400, ""},
+		{"valid", "GET", "/pets?sort=date", "", 0, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path, _, _ := strings.Cut(c.path, "?")
+			op, err := d.operation(opKey{method: c.method, path: path, template: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest(c.method, "http://gw"+c.path, nil)
+			if c.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			var body []byte
+			if c.body != "" {
+				body = []byte(c.body)
+			}
+			out, err := op.check(context.Background(), req, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range out.Problems {
+				if p.In != "" {
+					got = append(got, p.In+" "+p.Name)
+				} else {
+					got = append(got, p.Pointer)
+				}
+			}
+			if out.Status != c.status || c.status != 0 && !slices.Contains(got, c.want) {
+				t.Errorf("%d %v (%+v), want %d with %q", out.Status, got, out.Problems, c.status, c.want)
+			}
+		})
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/internal/adminhttp"
 	"github.com/specgate/specgate/internal/grpcserver"
 	"github.com/specgate/specgate/xds/adsclient"
@@ -80,7 +81,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	m := newMetrics(schemas)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	gs := grpcserver.New(10_000)
+	// A message carries a whole body: up to the largest body limit, with its headers.
+	gs := grpcserver.New(10_000, grpc.MaxRecvMsgSize(config.MaxRequestBodyLimit+1<<20))
 	extprocv3.RegisterExternalProcessorServer(gs, NewProcessor(schemas, m, o.Logger))
 	healthpb.RegisterHealthServer(gs, hs)
 

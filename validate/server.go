@@ -116,8 +116,8 @@ func (p *Processor) check(ctx context.Context, hash string, key opKey, h *corev3
 		return Outcome{}, err
 	}
 	req, err := request(ctx, h)
-	if err != nil {
-		return Outcome{}, err
+	if err != nil { // the client's request line, not the processor's failure
+		return Outcome{Status: http.StatusBadRequest, Problems: []Problem{{Detail: err.Error()}}}, nil
 	}
 	key.method = req.Method
 	op, err := d.operation(key)
