@@ -185,7 +185,6 @@ func (op *operation) check(ctx context.Context, req *http.Request, body []byte) 
 	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: op.route, Options: filterOptions}
 	if op.jsonBody != nil && isJSON(req.Header.Get("Content-Type")) {
 		in.Options = paramsOptions // the body: checkJSON
-		out := Outcome{}
 		if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
 			out = op.outcome(err)
 		}

@@ -100,13 +100,8 @@ func TestCheck(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var got []string
+				got := places(out.Problems)
 				for _, p := range out.Problems {
-					if p.In != "" {
-						got = append(got, p.In+" "+p.Name)
-					} else {
-						got = append(got, p.Pointer)
-					}
 					if strings.Contains(p.Detail, "Schema:") || p.Detail == "" {
 						t.Errorf("problem %+v: want a one-line detail", p)
 					}
@@ -235,17 +230,23 @@ func TestCheckHardCases(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
-			for _, p := range out.Problems {
-				if p.In != "" {
-					got = append(got, p.In+" "+p.Name)
-				} else {
-					got = append(got, p.Pointer)
-				}
-			}
+			got := places(out.Problems)
 			if out.Status != c.status || c.status != 0 && !slices.Contains(got, c.want) {
 				t.Errorf("%d %v (%+v), want %d with %q", out.Status, got, out.Problems, c.status, c.want)
 			}
 		})
 	}
+}
+
+// places names where each problem is: "in name" for a parameter, else the body's pointer.
+func places(ps []Problem) []string {
+	var out []string
+	for _, p := range ps {
+		if p.In != "" {
+			out = append(out, p.In+" "+p.Name)
+		} else {
+			out = append(out, p.Pointer)
+		}
+	}
+	return out
 }

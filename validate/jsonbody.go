@@ -15,7 +15,8 @@ import (
 
 // OpenAPI 3.1 JSON bodies are checked with a JSON Schema 2020-12 validator compiled once per
 // operation. kin-openapi compiles one for every request (and then, for a schema with $refs,
-// checks with its 3.0 validator anyway): 0.6 ms for a 2 KB body against tens of µs.
+// checks with its 3.0 validator anyway): BenchmarkCheck2KB took 0.53–0.61 ms a request that
+// way, 0.15 ms this way.
 
 // docURL names the description inside its compiler; $refs resolve within it.
 const docURL = "file:///specgate/description.json"
@@ -23,9 +24,12 @@ const docURL = "file:///specgate/description.json"
 // newCompiler is a JSON Schema compiler holding the description doc (JSON or YAML) as one
 // resource: formats are asserted, as kin-openapi's options do.
 func newCompiler(doc []byte) (*jsonschema.Compiler, error) {
-	j, err := yaml.YAMLToJSON(doc) // JSON stays JSON
-	if err != nil {
-		return nil, err
+	j := doc // the control plane sends JSON; YAML comes from tests
+	if t := bytes.TrimSpace(doc); len(t) == 0 || t[0] != '{' {
+		var err error
+		if j, err = yaml.YAMLToJSON(doc); err != nil {
+			return nil, err
+		}
 	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(j))
 	if err != nil {

@@ -24,8 +24,9 @@ import (
 )
 
 // Processor is Envoy's external processor for the routes of operations that validate
-// requests: one stream per request, the headers and the buffered body (if any) in, "go on" or a 400/415 problem out. Each stream's gRPC metadata names the
-// operation (policy.ValidateSchema and the others).
+// requests: one stream per request, the headers and the buffered body (if any) in, "go on" or
+// a 400/415 problem out. Each stream's gRPC metadata names the operation
+// (policy.ValidateSchema and the others).
 type Processor struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	schemas *Schemas
