@@ -170,8 +170,11 @@ func publish(gw *ir.Gateway, specs []Spec, cfg config.APIDescription) Diagnostic
 	for li := range gw.Listeners {
 		l := &gw.Listeners[li]
 		served := map[string][]*ir.Operation{} // service → its operations on l
+		seen := map[string]bool{}
 		for _, r := range l.Routes {
-			if op := ops[r.Operation]; r.Kind == ir.RouteOperation && !slices.Contains(served[services[op.ID].Name], op) {
+			if r.Kind == ir.RouteOperation && !seen[r.Operation] {
+				seen[r.Operation] = true
+				op := ops[r.Operation]
 				served[services[op.ID].Name] = append(served[services[op.ID].Name], op)
 			}
 		}
@@ -260,7 +263,7 @@ func render(svc *ir.Service, ops []*ir.Operation, doc map[string]any, withYAML b
 	tags, _ := doc["tags"].([]any)
 	for _, t := range tags {
 		if str(mapOf(t)["name"]) != "" {
-			f.tags = append(f.tags, withoutExtensions(t))
+			f.tags = append(f.tags, conv(t))
 		}
 	}
 	items := map[string]map[string]any{}
@@ -371,7 +374,7 @@ func anySlice(v any) []any { s, _ := v.([]any); return s }
 
 // published is operation op (o in its file doc) as the description shows it.
 func published(svc *ir.Service, op *ir.Operation, o, doc map[string]any, conv func(any) any) map[string]any {
-	out := mapOf(conv(withoutExtensions(o)))
+	out := mapOf(conv(o))
 	delete(out, "servers")
 	out["operationId"] = op.ID
 	sec, ok := o["security"]
@@ -677,21 +680,6 @@ func schema30(m map[string]any) {
 			}
 		}
 	}
-}
-
-// withoutExtensions copies an object without its x-specgate keys.
-func withoutExtensions(v any) any {
-	m := mapOf(v)
-	if m == nil {
-		return v
-	}
-	out := make(map[string]any, len(m))
-	for k, val := range m {
-		if !strings.HasPrefix(k, "x-specgate") {
-			out[k] = val
-		}
-	}
-	return out
 }
 
 func mapOf(v any) map[string]any { m, _ := v.(map[string]any); return m }
