@@ -147,11 +147,11 @@ func limitsByClient(op *ir.Operation) bool {
 // listener changes only when the set of allow-lists does.
 func headerFilterName(keep []string) string {
 	sum := sha256.Sum256([]byte(strings.Join(keep, " ")))
-	return headerFilterPrefix + hex.EncodeToString(sum[:6])
+	return HeaderFilterPrefix + hex.EncodeToString(sum[:6])
 }
 
-// headerFilterPrefix starts the names of the header filters.
-const headerFilterPrefix = "specgate.headers."
+// HeaderFilterPrefix starts the names of the header filters.
+const HeaderFilterPrefix = "specgate.headers."
 
 // otherHeaders is the regex of the headers a tokenless request with allow-list keep loses
 // (ir.HeaderRule, whose size Plan checked). Built once per translation and allow-list.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -68,6 +69,7 @@ type variant struct {
 	wantNoAuth int      // status of a request without a token (proves the auth filter is on)
 	tracing    float64  // gateway.yaml tracing.sampling (0: off); spans go to the no-op server
 	load       string   // what it is sent: "" (GET /orders/{id} with the token), loadCatalog, loadMix
+	manyTokens bool     // its requests carry tokens.zipf in turn instead of tokens.one
 	cpuPeer    string   // the variant its CPU per request is compared with ("": the first)
 
 	url, admin string
@@ -83,24 +85,74 @@ const (
 	loadPost    = "post" // POST /shops/{shop}/orders with a 2 KB order and the token
 )
 
-// targets are the requests of v's load, sent in turn.
-func (v *variant) targets(token string) []vegeta.Target {
-	orders, catalog := get(v.url+"/orders/42", token), get(v.url+"/catalog/42", "")
-	switch v.load {
-	case loadPost:
-		return []vegeta.Target{post(v.url, token, specgen.Order2KB())}
-	case loadCatalog:
-		return []vegeta.Target{catalog}
-	case loadMix:
-		return []vegeta.Target{catalog, catalog, catalog, catalog, orders}
-	}
-	return []vegeta.Target{orders}
+// tokens are what the loads carry: one token repeated, or zipf, a sequence drawn from
+// zipfTokens distinct tokens of distinct users by a Zipf distribution (s = 1.1), as real traffic
+// has a few busy users and a long tail.
+type tokens struct {
+	one  string
+	zipf []string
 }
 
-// compiled is the whole HTTP filter chain as compiled, ratelimit aside (nothing to count here).
-var compiled = []string{filterCORS, filterBuffer, filterExtAuthz, filterMutation, filterRouter}
+// zipfTokens is the size of the many-token population.
+const zipfTokens = 10_000
 
+// targets are the requests of v's load, sent in turn.
+func (v *variant) targets(ts tokens) []vegeta.Target {
+	seq := []string{ts.one}
+	if v.manyTokens {
+		seq = ts.zipf
+	}
+	var out []vegeta.Target
+	for _, token := range seq {
+		orders, catalog := get(v.url+"/orders/42", token), get(v.url+"/catalog/42", "")
+		switch v.load {
+		case loadPost:
+			out = append(out, post(v.url, token, order2KB))
+		case loadCatalog:
+			out = append(out, catalog)
+		case loadMix:
+			out = append(out, catalog, catalog, catalog, catalog, orders)
+		default:
+			out = append(out, orders)
+		}
+	}
+	return out
+}
+
+var order2KB = specgen.Order2KB()
+
+// compiled is the whole HTTP filter chain as compiled, ratelimit aside: the tokenless route's
+// own cost. The storefront mix keeps ratelimit too (compiledRL): its anonymous route has a
+// per-IP limit, as a real one would.
+var (
+	compiled   = []string{filterCORS, filterBuffer, filterExtAuthz, filterMutation, filterRouter}
+	compiledRL = []string{filterCORS, filterBuffer, filterExtAuthz, filterMutation, filterRateLimit, filterRouter}
+)
+
+// variants are the Envoys measured; each one whose filters read the token also runs with the
+// Zipf mix of tokens (key@zipf), as a twin.
 func variants() []*variant {
+	vs := oneTokenVariants()
+	for _, v := range slices.Clone(vs) {
+		verifies := v.jwtAuthn || slices.Contains(v.keep, filterExtAuthz) && v.authz != authzNoop
+		if !verifies || v.load == loadCatalog {
+			continue // no token, or nothing reads it: a twin would measure the same
+		}
+		t := *v
+		t.key, t.label, t.manyTokens = v.key+zipfSuffix, v.label+", 10,000 tokens", true
+		if i := slices.IndexFunc(vs, func(p *variant) bool { return p.key == v.cpuPeer }); v.cpuPeer != "" && i >= 0 &&
+			(vs[i].jwtAuthn || slices.Contains(vs[i].keep, filterExtAuthz)) {
+			t.cpuPeer = v.cpuPeer + zipfSuffix
+		}
+		vs = append(vs, &t)
+	}
+	return vs
+}
+
+// zipfSuffix marks the many-token twin of a variant.
+const zipfSuffix = "@zipf"
+
+func oneTokenVariants() []*variant {
 	return []*variant{
 		{key: "none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200},
 		{key: "authz", label: "Envoy + specgate authz", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, wantNoAuth: 401},
@@ -121,9 +173,9 @@ func variants() []*variant {
 		{key: "catalog-none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200, load: loadCatalog, cpuPeer: "catalog-none"},
 		{key: "catalog-specgate", label: "Envoy + specgate, tokenless route", keep: compiled, wantNoAuth: 401, load: loadCatalog, cpuPeer: "catalog-none"},
 		{key: "mix-none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200, load: loadMix, cpuPeer: "mix-none"},
-		{key: "mix-specgate", label: "Envoy + specgate (authz for the 20 %)", keep: compiled, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
-		{key: "mix-specgate+cache", label: "Envoy + specgate, decision cache", keep: slices.Insert(slices.Clone(compiled), 2, policy.CacheFilter), authz: authzCache, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
-		{key: "mix-jwt_authn", label: "Envoy + jwt_authn (local JWKS)", keep: []string{filterRouter}, jwtAuthn: true, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
+		{key: "mix-specgate", label: "Envoy + specgate (authz for the 20 %)", keep: compiledRL, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
+		{key: "mix-specgate+cache", label: "Envoy + specgate, decision cache", keep: slices.Insert(slices.Clone(compiledRL), 2, policy.CacheFilter), authz: authzCache, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
+		{key: "mix-jwt_authn", label: "Envoy + jwt_authn (local JWKS) + ratelimit", keep: []string{filterRateLimit, filterRouter}, jwtAuthn: true, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
 	}
 }
 
@@ -199,7 +251,7 @@ func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.K
 func swapFilters(v *variant, hcm *hcmv3.HttpConnectionManager, key *devissuer.Key) error {
 	var filters []*hcmv3.HttpFilter
 	for _, f := range hcm.HttpFilters {
-		if !slices.Contains(v.keep, f.Name) {
+		if !v.keeps(f.Name) {
 			continue
 		}
 		if f.Name == filterRouter && v.jwtAuthn {
@@ -218,14 +270,16 @@ func swapFilters(v *variant, hcm *hcmv3.HttpConnectionManager, key *devissuer.Ke
 		}
 		filters = append(filters, f)
 	}
-	if len(filters) != len(v.keep)+btoi(v.jwtAuthn)+btoi(v.wasm != "") {
-		return fmt.Errorf("%s: compiled HCM lacks one of %v", v.key, v.keep)
+	for _, name := range v.keep {
+		if !slices.ContainsFunc(filters, func(f *hcmv3.HttpFilter) bool { return f.Name == name || name == filterMutation && v.keeps(f.Name) }) {
+			return fmt.Errorf("%s: compiled HCM lacks %s", v.key, name)
+		}
 	}
 	hcm.HttpFilters = filters
 	for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
 		for _, r := range vh.Routes {
 			for name := range r.TypedPerFilterConfig {
-				if !slices.Contains(v.keep, name) {
+				if !v.keeps(name) {
 					delete(r.TypedPerFilterConfig, name)
 				}
 			}
@@ -235,6 +289,13 @@ func swapFilters(v *variant, hcm *hcmv3.HttpConnectionManager, key *devissuer.Ke
 		}
 	}
 	return nil
+}
+
+// keeps says whether v keeps the compiled filter name: one of v.keep, or with filterMutation
+// the tokenless routes' header filters (one per allow-list, named translate.HeaderFilterPrefix…).
+func (v *variant) keeps(name string) bool {
+	return slices.Contains(v.keep, name) ||
+		slices.Contains(v.keep, filterMutation) && strings.HasPrefix(name, translate.HeaderFilterPrefix)
 }
 
 // jwtAuthnFilter is Envoy's native JWT filter with the same key (local JWKS), issuer and
@@ -255,7 +316,7 @@ func jwtAuthnFilter(key *devissuer.Key) (*hcmv3.HttpFilter, error) {
 				Specifier: &corev3.DataSource_InlineString{InlineString: rec.Body.String()},
 			}},
 			ClaimToHeaders: []*jwtv3.JwtClaimToHeader{{HeaderName: "x-user-id", ClaimName: "sub"}},
-			JwtCacheConfig: &jwtv3.JwtCacheConfig{JwtCacheSize: 1000},
+			JwtCacheConfig: &jwtv3.JwtCacheConfig{JwtCacheSize: 100_000}, // authz's cache size
 		}},
 		Rules: []*jwtv3.RequirementRule{{
 			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/catalog/"}}, // no requirement
