@@ -176,9 +176,9 @@ func TestStaticBootstrapEndToEnd(t *testing.T) {
 
 	t.Run("Envoy's per-route stats carry the route id", func(t *testing.T) {
 		// GET /alpha/items/42 reached alpha.getItem above; dots become _ in stat names.
-		n, err := envoy.Stat("vhost.public.route.alpha_getItem.upstream_rq_completed")
+		n, err := envoy.Stat("vhost.gateway.route.alpha_getItem.upstream_rq_completed")
 		if err != nil || n == "" || n == "0" {
-			t.Fatalf("vhost.public.route.alpha_getItem.upstream_rq_completed = %q (%v)", n, err)
+			t.Fatalf("vhost.gateway.route.alpha_getItem.upstream_rq_completed = %q (%v)", n, err)
 		}
 		resp, err := http.Get("http://" + adminAddr + "/stats/prometheus")
 		if err != nil {

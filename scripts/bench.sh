@@ -20,11 +20,12 @@ export REDIS_SERVER
 
 go build -o "$tmp/bench" ./test/bench/gateway
 
-say "compiler, control plane and replica fan-out (go test)"
+say "compiler, control plane, Envoy's memory per operation and replica fan-out (go test)"
 {
   go test -run '^$' -bench 'Compile' -benchtime 3x ./compiler/
   go test -run '^$' -bench 'SnapshotBuild|PushOneOfHundred' -benchtime 3x ./xds/
   go test -count=1 -run 'TestPushGoesLiveAndMoves|TestNoFailedRequestsDuringPushes' -v ./xds/
+  go test -run '^$' -bench 'EnvoyMemory' -benchtime 1x -timeout 20m ./envoy/
   go test -run '^$' -bench 'RevocationFanOut' -benchtime 60x ./extauthz/
   go test -run '^$' -bench 'ReplicasOneKey' -benchtime 3x ./ratelimit/
 } >"$tmp/go.txt" 2>&1 || { cat "$tmp/go.txt" >&2; exit 1; }

@@ -389,11 +389,11 @@ func TestTwoEnvoysSameVersionOneDelta(t *testing.T) {
 	for _, env := range []*testenvoy.Envoy{sotw, delta} {
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			if v, _ := env.Stat("http.public.rds.public.version_text"); strings.Trim(v, `"`) == want {
+			if v, _ := env.Stat("http.public.rds.gateway.version_text"); strings.Trim(v, `"`) == want {
 				break
 			}
 			if time.Now().After(deadline) {
-				v, _ := env.Stat("http.public.rds.public.version_text")
+				v, _ := env.Stat("http.public.rds.gateway.version_text")
 				t.Fatalf("Envoy %s has route version %s, want %s", env.AdminAddr, v, want)
 			}
 			time.Sleep(20 * time.Millisecond)

@@ -29,7 +29,7 @@ func TestDecisionCacheCompiled(t *testing.T) {
 			t.Fatal(err)
 		}
 		hcm := &hcmv3.HttpConnectionManager{}
-		if err := res.Listeners[0].FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		if err := res.Listeners[0].FilterChains[0].Filters[len(res.Listeners[0].FilterChains[0].Filters)-1].GetTypedConfig().UnmarshalTo(hcm); err != nil {
 			t.Fatal(err)
 		}
 		for _, f := range hcm.HttpFilters {

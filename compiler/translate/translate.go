@@ -104,17 +104,26 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 	var wg sync.WaitGroup
 	for i, l := range gw.Listeners {
 		subs[i] = t.fork()
-		wg.Go(func() {
-			rcs[i] = subs[i].routeConfig(l)
-			ls[i] = subs[i].listener(l, rcs[i])
-		})
+		wg.Go(func() { rcs[i] = subs[i].routeConfig(l) })
 	}
 	wg.Wait()
 	for _, sub := range subs {
-		t.err = errors.Join(t.err, sub.err)
 		res.digests = append(res.digests, sub.digests)
 	}
-	res.Routes, res.Listeners = rcs, ls
+	res.Routes = rcs
+	if len(rcs) > 1 { // one table for every listener (share.go)
+		res.Routes = []*routev3.RouteConfiguration{t.shareRoutes(gw.Listeners, rcs, res.digests)}
+	}
+	for i, l := range gw.Listeners {
+		if len(rcs) > 1 {
+			ls[i] = subs[i].listener(union(l, gw.Listeners), res.Routes[0])
+			ls[i].FilterChains[0].Filters = slices.Insert(ls[i].FilterChains[0].Filters, 0, t.listenerStateFilter(l.Name))
+		} else {
+			ls[i] = subs[i].listener(l, rcs[i])
+		}
+		t.err = errors.Join(t.err, subs[i].err)
+	}
+	res.Listeners = ls
 	for i, l := range gw.Listeners {
 		if l.TLS != nil {
 			tl, secret := t.tlsListener(ls[i], l)

@@ -214,7 +214,8 @@ func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.K
 		return "", err
 	}
 	for _, l := range boot.StaticResources.Listeners {
-		f := l.FilterChains[0].Filters[0]
+		fs := l.FilterChains[0].Filters
+		f := fs[len(fs)-1] // the connection manager: the terminal filter
 		hcm := &hcmv3.HttpConnectionManager{}
 		if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
 			return "", fmt.Errorf("%s: listener %s: %w", v.key, l.Name, err)

@@ -398,7 +398,46 @@ func goTestRows(t *table, path string) error {
 	}
 	t.row(pushRow...)
 	t.row(failRow...)
+	if err := memoryRows(t, path, extra); err != nil {
+		return err
+	}
 	return fanOutRows(t, path, extra)
+}
+
+// memoryRows: Envoy's memory per operation (BenchmarkEnvoyMemory), as compiled against the
+// same routes with no per-route policy, and the goal of at most 25 KB per operation.
+func memoryRows(t *table, path string, extra map[string]map[string]float64) error {
+	t.section("Envoy's allocated memory per operation, routes over RDS (go test, see the commands below the table)")
+	get := func(name string) (map[string]float64, error) {
+		m, ok := extra["BenchmarkEnvoyMemory/"+name]
+		if !ok {
+			return nil, fmt.Errorf("%s: no BenchmarkEnvoyMemory/%s result", path, name)
+		}
+		return m, nil
+	}
+	kb := func(m map[string]float64) string {
+		return fmt.Sprintf("%.1f KB (%.0f MB in all)", m["KB/operation"], m["MB-allocated"])
+	}
+	for _, ops := range []string{"1000", "10000"} {
+		c, err := get("ops=" + ops + "/compiled")
+		if err != nil {
+			return err
+		}
+		n, err := get("ops=" + ops + "/no-per-route-policy")
+		if err != nil {
+			return err
+		}
+		t.row(fmt.Sprintf("synthetic fleet, %s operations, as compiled", commas(int64(c["operations"]))), kb(c),
+			"the same routes, no per-route policy", kb(n), ratio(c["KB/operation"], n["KB/operation"]),
+			goal("≤ 25 KB", c["KB/operation"] <= 25))
+	}
+	r, err := get("real-descriptions/compiled")
+	if err != nil {
+		return err
+	}
+	t.row(fmt.Sprintf("real descriptions (make specs), %s operations, as compiled", commas(int64(r["operations"]))), kb(r),
+		"", "", "", goal("≤ 25 KB", r["KB/operation"] <= 25))
+	return nil
 }
 
 // fanOutRows are the replica fan-out figures: revocation propagation to N authz replicas and
