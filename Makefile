@@ -226,7 +226,7 @@ test: envoy redis kube etcd prometheus specs vet
 unit:
 	SPECGATE_UNIT=1 go test -count=1 ./...
 
-# Whole-gateway benchmarks, side by side, one table (< 10 min on 2 cores).
+# Whole-gateway benchmarks, side by side, one table (about 35 min on 2 cores).
 bench: build envoy redis kube etcd specs
 	./scripts/bench.sh
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make bench: every figure of docs/benchmarks.md, measured side by side in one run, printed
-# as one table (progress on stderr). Bounded: about 25 minutes on 2 cores; loads only 127.0.0.1.
+# as one table (progress on stderr). Bounded: about 35 minutes on 2 cores; loads only 127.0.0.1.
 #
 #   make bench                       # needs bin/specgate (make build), Envoy (make envoy), $REDIS_SERVER (make redis),
 #                                    # kube-apiserver and etcd (make kube etcd)
