@@ -104,6 +104,7 @@ func TestRequestValidation(t *testing.T) {
 		{"POST", cart, "application/json", `{"sku": "A-1", "quantity": 1, "id": "x"}`, 400, "/id"},
 		{"POST", cart, "application/json", `{"sku": "A-1", "quantity": 1, "addedAt": "yesterday"}`, 400, "/addedAt"},
 		{"POST", cart, "application/json", `{"quantity": 1}`, 400, "/sku"},
+		{"POST", cart, "application/json", `{"sku": "A-1", "quantity": 0, "quantity": 1}`, 400, "/quantity"}, // said twice: refused
 		{"POST", cart, "application/json", `{"sku": `, 400, ""},
 		{"POST", cart, "text/plain", `sku=A-1`, 415, "header: Content-Type"},
 		{"GET", cart + "?limit=0", "", "", 400, "query: limit"},

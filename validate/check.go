@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -18,6 +19,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
@@ -44,8 +46,9 @@ type operation struct {
 	jsonBody      *jsonschema.Schema
 	readOnly      *openapi3.Schema
 	underReadOnly map[*openapi3.Schema]bool
-	// queryParams are its query parameters that take one value (not a list).
-	queryParams []string
+	// queryParams and headerParams are its query and header parameters that take one value
+	// (not a list).
+	queryParams, headerParams []string
 }
 
 var templateParam = regexp.MustCompile(`\{([^{}]+)\}`)
@@ -88,8 +91,15 @@ func (d *description) operation(k opKey) (*operation, error) {
 	op.jsonBody = compileJSONBody(d.compiler, o, k.method, k.path)
 	for _, ps := range []openapi3.Parameters{item.Parameters, o.Parameters} {
 		for _, p := range ps {
-			if v := p.Value; v != nil && v.In == "query" && !(v.Schema != nil && v.Schema.Value != nil && v.Schema.Value.Type.Is("array")) {
+			v := p.Value
+			if v == nil || v.Schema != nil && v.Schema.Value != nil && v.Schema.Value.Type.Is("array") {
+				continue
+			}
+			switch v.In {
+			case "query":
 				op.queryParams = append(op.queryParams, v.Name)
+			case "header":
+				op.headerParams = append(op.headerParams, v.Name)
 			}
 		}
 	}
@@ -159,7 +169,9 @@ func (op *operation) check(ctx context.Context, req *http.Request, body []byte) 
 	}
 	// What kin-openapi would read past: a query that does not parse (url.Query drops the pair
 	// with a ";" or a bad escape, the backend may not), a parameter given twice that is not a
-	// list (it checks the first, the backend may read the last), a body where none is taken.
+	// list (it checks the first, the backend may read the last), a JSON body naming a member
+	// twice in one object (the validators read the last, a backend may read the first), a body
+	// where none is taken.
 	query, err := url.ParseQuery(req.URL.RawQuery)
 	if err != nil {
 		return Outcome{Status: http.StatusBadRequest, Problems: []Problem{{In: "query", Detail: "cannot be read: " + err.Error()}}}, nil
@@ -169,6 +181,18 @@ func (op *operation) check(ctx context.Context, req *http.Request, body []byte) 
 		if len(query[p]) > 1 {
 			out.Status = http.StatusBadRequest
 			out.Problems = append(out.Problems, Problem{In: "query", Name: p, Detail: "is given more than once"})
+		}
+	}
+	for _, p := range op.headerParams {
+		if len(req.Header.Values(p)) > 1 {
+			out.Status = http.StatusBadRequest
+			out.Problems = append(out.Problems, Problem{In: "header", Name: p, Detail: "is given more than once"})
+		}
+	}
+	if len(body) > 0 && isJSONFamily(req.Header.Get("Content-Type")) {
+		if at, dup := duplicateName(body); dup {
+			out.Status = http.StatusBadRequest
+			out.Problems = append(out.Problems, Problem{Pointer: at, Detail: "is given more than once"})
 		}
 	}
 	if op.route.Operation.RequestBody == nil && len(body) > 0 {
@@ -437,4 +461,27 @@ func mediaTypes(o *openapi3.Operation) string {
 	}
 	slices.Sort(ts)
 	return strings.Join(ts, ", ")
+}
+
+// duplicateName finds a member name given twice in one object of the JSON body, and its
+// pointer. A body that is not JSON has none here: the check proper says what is wrong.
+func duplicateName(body []byte) (pointer string, found bool) {
+	d := decoders.Get().(*jsontext.Decoder)
+	defer decoders.Put(d)
+	d.Reset(bytes.NewBuffer(body)) // a Buffer is read in place, not copied
+	_, err := d.ReadValue()
+	var se *jsontext.SyntacticError
+	if errors.As(err, &se) && errors.Is(se.Err, jsontext.ErrDuplicateName) {
+		return string(se.JSONPointer), true
+	}
+	return "", false
+}
+
+// decoders keep their buffers between requests (duplicateName).
+var decoders = sync.Pool{New: func() any { return jsontext.NewDecoder(new(bytes.Buffer)) }}
+
+// isJSONFamily reports whether a Content-Type is JSON: application/json or a +json type.
+func isJSONFamily(ctype string) bool {
+	mt, _, err := mime.ParseMediaType(ctype)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }

@@ -54,9 +54,10 @@ const cartPath = "/shop/carts/7b0e7a52-4f0c-4c43-9e0e-1f1f0f7d2a11/items"
 
 func TestCheck(t *testing.T) {
 	cases := []struct {
-		name, method, path, ctype, body, header string
-		status                                  int
-		want                                    []string // pointers, or "in name"
+		name, method, path, ctype, body string
+		headers                         []string // X-Request-Priority, each value on a line of its own
+		status                          int
+		want                            []string // pointers, or "in name"
 	}{
 		{name: "valid", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": [{"sku": "A", "quantity": 1, "email": "a@b.c"}]}`},
 		{name: "valid get", method: "GET", path: cartPath + "?limit=5"},
@@ -70,8 +71,11 @@ func TestCheck(t *testing.T) {
 		{name: "malformed JSON", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": [`, status: 400, want: []string{""}},
 		{name: "no body", method: "POST", path: cartPath, ctype: "application/json", status: 400, want: []string{""}},
 		{name: "content type", method: "POST", path: cartPath, ctype: "application/xml", body: `<cart/>`, status: 415, want: []string{"header Content-Type"}},
-		{name: "header parameter", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": []}`, header: "12", status: 400, want: []string{"header X-Request-Priority"}},
+		{name: "header parameter", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": []}`, headers: []string{"12"}, status: 400, want: []string{"header X-Request-Priority"}},
 		{name: "query parameter", method: "GET", path: cartPath + "?limit=0", status: 400, want: []string{"query limit"}},
+		// Input that could say two things is refused: a backend may read the other one.
+		{name: "a property given twice", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": [{"sku": "A", "quantity": 0, "quantity": 1}]}`, status: 400, want: []string{"/items/0/quantity"}},
+		{name: "a header parameter given twice", method: "POST", path: cartPath, ctype: "application/json", body: `{"items": []}`, headers: []string{"1", "12"}, status: 400, want: []string{"header X-Request-Priority"}},
 		{name: "path parameter", method: "GET", path: "/shop/carts/42/items", status: 400, want: []string{"path cart"}},
 	}
 	for _, version := range []string{"3.0.3", "3.1.0"} {
@@ -89,8 +93,8 @@ func TestCheck(t *testing.T) {
 				if c.ctype != "" {
 					req.Header.Set("Content-Type", c.ctype)
 				}
-				if c.header != "" {
-					req.Header.Set("X-Request-Priority", c.header)
+				for _, v := range c.headers {
+					req.Header.Add("X-Request-Priority", v)
 				}
 				var body []byte
 				if c.body != "" {
