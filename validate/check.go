@@ -49,6 +49,16 @@ type operation struct {
 	// queryParams and headerParams are its query and header parameters that take one value
 	// (not a list).
 	queryParams, headerParams []string
+	// nots are its parameters of a primitive type whose schema has "not", which kin-openapi
+	// cannot decode (it refuses every value): route holds them without it, checkNots the rest.
+	nots []notParam
+}
+
+// notParam is a parameter whose "not" this package checks itself.
+type notParam struct {
+	in, name string
+	typ      string           // string, integer, number or boolean
+	not      *openapi3.Schema // what the value must not match
 }
 
 var templateParam = regexp.MustCompile(`\{([^{}]+)\}`)
@@ -89,6 +99,7 @@ func (d *description) operation(k opKey) (*operation, error) {
 		params: params,
 	}
 	op.jsonBody = compileJSONBody(d.compiler, o, k.method, k.path)
+	op.splitNots()
 	for _, ps := range []openapi3.Parameters{item.Parameters, o.Parameters} {
 		for _, p := range ps {
 			v := p.Value
@@ -205,6 +216,9 @@ func (op *operation) check(ctx context.Context, req *http.Request, body []byte) 
 	if body != nil {
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.ContentLength = int64(len(body))
+	}
+	if ps := op.checkNots(req, query, params); len(ps) > 0 {
+		return Outcome{Status: http.StatusBadRequest, Problems: ps}, nil
 	}
 	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: op.route, Options: filterOptions}
 	if op.jsonBody != nil && isJSON(req.Header.Get("Content-Type")) {
@@ -484,4 +498,83 @@ var decoders = sync.Pool{New: func() any { return jsontext.NewDecoder(new(bytes.
 func isJSONFamily(ctype string) bool {
 	mt, _, err := mime.ParseMediaType(ctype)
 	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// splitNots moves the "not" of each primitive parameter out of the route kin-openapi checks
+// (copies of the path item and the operation: the description's stay whole) into op.nots.
+func (op *operation) splitNots() {
+	strip := func(ps openapi3.Parameters) openapi3.Parameters {
+		var out openapi3.Parameters
+		for i, p := range ps {
+			v := p.Value
+			if v == nil || v.Schema == nil || v.Schema.Value == nil || v.Schema.Value.Not == nil || v.Schema.Value.Not.Value == nil {
+				continue
+			}
+			typ := ""
+			for _, t := range []string{"string", "integer", "number", "boolean"} {
+				if v.Schema.Value.Type.Is(t) {
+					typ = t
+				}
+			}
+			if typ == "" {
+				continue // kin-openapi refuses it, as before: nothing here reads it better
+			}
+			if out == nil {
+				out = slices.Clone(ps)
+			}
+			s := *v.Schema.Value
+			s.Not = nil
+			pv := *v
+			pv.Schema = &openapi3.SchemaRef{Value: &s}
+			out[i] = &openapi3.ParameterRef{Value: &pv}
+			op.nots = append(op.nots, notParam{in: v.In, name: v.Name, typ: typ, not: v.Schema.Value.Not.Value})
+		}
+		if out == nil {
+			return ps
+		}
+		return out
+	}
+	r := *op.route
+	item, o := *r.PathItem, *r.Operation
+	item.Parameters, o.Parameters = strip(item.Parameters), strip(o.Parameters)
+	r.PathItem, r.Operation = &item, &o
+	op.route = &r
+}
+
+// checkNots refuses a parameter value that matches its "not" (op.nots). A value that does not
+// read as its type is left to kin-openapi, which says so.
+func (op *operation) checkNots(req *http.Request, query url.Values, path map[string]string) []Problem {
+	var out []Problem
+	for _, n := range op.nots {
+		var raw string
+		var ok bool
+		switch n.in {
+		case "query":
+			raw, ok = query.Get(n.name), query.Has(n.name)
+		case "header":
+			raw = req.Header.Get(n.name)
+			ok = raw != ""
+		case "path":
+			raw, ok = path[n.name]
+		case "cookie":
+			if c, err := req.Cookie(n.name); err == nil {
+				raw, ok = c.Value, true
+			}
+		}
+		if !ok {
+			continue
+		}
+		var v any = raw
+		var err error
+		switch n.typ {
+		case "integer", "number":
+			v, err = strconv.ParseFloat(raw, 64)
+		case "boolean":
+			v, err = strconv.ParseBool(raw)
+		}
+		if err == nil && n.not.VisitJSON(v, schemaOptions...) == nil {
+			out = append(out, Problem{In: n.in, Name: n.name, Detail: "matches the schema it must not"})
+		}
+	}
+	return out
 }
