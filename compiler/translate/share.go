@@ -60,7 +60,8 @@ func (t *translator) shareRoutes(ls []ir.Listener, rcs []*routev3.RouteConfigura
 	for k := 1; k < len(rcs); k++ {
 		merged = mergeTable(merged, rcs[k].VirtualHosts[0].Routes, k, digestOf)
 	}
-	vh := proto.Clone(rcs[0].VirtualHosts[0]).(*routev3.VirtualHost)
+	vh := &routev3.VirtualHost{} // the listeners' virtual hosts differ in their routes only
+	copyFields(rcs[0].VirtualHosts[0], vh, "routes")
 	vh.Name, vh.Routes = SharedRoutes, make([]*routev3.Route, 0, len(merged))
 	for _, m := range merged {
 		if len(m.on) == len(ls) {
