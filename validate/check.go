@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -99,19 +98,17 @@ func (d *description) operation(k opKey) (*operation, error) {
 		params: params,
 	}
 	op.jsonBody = compileJSONBody(d.compiler, o, k.method, k.path)
-	op.splitNots()
-	for _, ps := range []openapi3.Parameters{item.Parameters, o.Parameters} {
-		for _, p := range ps {
-			v := p.Value
-			if v == nil || v.Schema != nil && v.Schema.Value != nil && v.Schema.Value.Type.Is("array") {
-				continue
-			}
-			switch v.In {
-			case "query":
-				op.queryParams = append(op.queryParams, v.Name)
-			case "header":
-				op.headerParams = append(op.headerParams, v.Name)
-			}
+	effective := effectiveParams(item.Parameters, o.Parameters)
+	op.splitNots(effective)
+	for _, v := range effective {
+		if v.Schema != nil && v.Schema.Value != nil && v.Schema.Value.Type.Is("array") {
+			continue
+		}
+		switch v.In {
+		case "query":
+			op.queryParams = append(op.queryParams, v.Name)
+		case "header":
+			op.headerParams = append(op.headerParams, v.Name)
 		}
 	}
 	if rb := o.RequestBody; rb != nil && rb.Value != nil && d.doc.IsOpenAPI31OrLater() {
@@ -482,7 +479,9 @@ func mediaTypes(o *openapi3.Operation) string {
 func duplicateName(body []byte) (pointer string, found bool) {
 	d := decoders.Get().(*jsontext.Decoder)
 	defer decoders.Put(d)
-	d.Reset(bytes.NewBuffer(body)) // a Buffer is read in place, not copied
+	// Invalid UTF-8 is read on, as encoding/json (the validators', a Go backend's) reads it,
+	// mangled to U+FFFD: it must not end the search before a duplicate.
+	d.Reset(bytes.NewBuffer(body), jsontext.AllowInvalidUTF8(true)) // a Buffer is read in place, not copied
 	_, err := d.ReadValue()
 	var se *jsontext.SyntacticError
 	if errors.As(err, &se) && errors.Is(se.Err, jsontext.ErrDuplicateName) {
@@ -494,20 +493,49 @@ func duplicateName(body []byte) (pointer string, found bool) {
 // decoders keep their buffers between requests (duplicateName).
 var decoders = sync.Pool{New: func() any { return jsontext.NewDecoder(new(bytes.Buffer)) }}
 
-// isJSONFamily reports whether a Content-Type is JSON: application/json or a +json type.
-func isJSONFamily(ctype string) bool {
-	mt, _, err := mime.ParseMediaType(ctype)
-	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+// effectiveParams are the parameters a request of the operation has: the path item's, each
+// replaced by the operation's of the same name and location (OpenAPI's rule).
+func effectiveParams(item, o openapi3.Parameters) []*openapi3.Parameter {
+	key := func(p *openapi3.Parameter) [2]string {
+		if p.In == "header" { // header names are case-insensitive
+			return [2]string{p.In, strings.ToLower(p.Name)}
+		}
+		return [2]string{p.In, p.Name}
+	}
+	var out []*openapi3.Parameter
+	own := map[[2]string]bool{}
+	for _, p := range o {
+		if p.Value != nil {
+			out = append(out, p.Value)
+			own[key(p.Value)] = true
+		}
+	}
+	for _, p := range item {
+		if p.Value != nil && !own[key(p.Value)] {
+			out = append(out, p.Value)
+		}
+	}
+	return out
 }
 
-// splitNots moves the "not" of each primitive parameter out of the route kin-openapi checks
-// (copies of the path item and the operation: the description's stay whole) into op.nots.
-func (op *operation) splitNots() {
+// defaultStyles are the styles in which a primitive value is the text itself (no "." or ";"
+// before it, as label and matrix put): the only ones checkNots reads.
+var defaultStyles = map[string]string{"path": "simple", "header": "simple", "query": "form", "cookie": "form"}
+
+// splitNots moves the "not" of each primitive parameter in its default style out of the route
+// kin-openapi checks (copies of the path item and the operation: the description's stay whole)
+// into op.nots, for those of params, the effective parameters.
+func (op *operation) splitNots(params []*openapi3.Parameter) {
+	effective := map[*openapi3.Parameter]bool{}
+	for _, p := range params {
+		effective[p] = true
+	}
 	strip := func(ps openapi3.Parameters) openapi3.Parameters {
 		var out openapi3.Parameters
 		for i, p := range ps {
 			v := p.Value
-			if v == nil || v.Schema == nil || v.Schema.Value == nil || v.Schema.Value.Not == nil || v.Schema.Value.Not.Value == nil {
+			if v == nil || v.Schema == nil || v.Schema.Value == nil || v.Schema.Value.Not == nil || v.Schema.Value.Not.Value == nil ||
+				v.Style != "" && v.Style != defaultStyles[v.In] {
 				continue
 			}
 			typ := ""
@@ -527,7 +555,9 @@ func (op *operation) splitNots() {
 			pv := *v
 			pv.Schema = &openapi3.SchemaRef{Value: &s}
 			out[i] = &openapi3.ParameterRef{Value: &pv}
-			op.nots = append(op.nots, notParam{in: v.In, name: v.Name, typ: typ, not: v.Schema.Value.Not.Value})
+			if effective[v] {
+				op.nots = append(op.nots, notParam{in: v.In, name: v.Name, typ: typ, not: v.Schema.Value.Not.Value})
+			}
 		}
 		if out == nil {
 			return ps
@@ -552,8 +582,7 @@ func (op *operation) checkNots(req *http.Request, query url.Values, path map[str
 		case "query":
 			raw, ok = query.Get(n.name), query.Has(n.name)
 		case "header":
-			raw = req.Header.Get(n.name)
-			ok = raw != ""
+			raw, ok = req.Header.Get(n.name), len(req.Header.Values(n.name)) > 0
 		case "path":
 			raw, ok = path[n.name]
 		case "cookie":

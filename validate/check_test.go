@@ -179,6 +179,25 @@ paths:
         - {name: q, in: query, schema: {type: string, not: {enum: [admin]}}}
         - {name: n, in: query, schema: {type: integer, maximum: 50, not: {enum: [13]}}}
       responses: {"200": {description: ok}}
+  /things/{id}:
+    get:
+      parameters: [{name: id, in: path, required: true, style: label, schema: {type: string, not: {enum: [admin]}}}]
+      responses: {"200": {description: ok}}
+  /modes:
+    get:
+      parameters: [{name: X-Mode, in: header, schema: {type: string, not: {enum: [""]}}}]
+      responses: {"200": {description: ok}}
+  /over:
+    parameters:
+      - {name: q, in: query, schema: {type: string, not: {enum: [admin]}}}
+      - {name: tag, in: query, schema: {type: string}}
+      - {name: X-Trace, in: header, schema: {type: string}}
+    get:
+      parameters:
+        - {name: q, in: query, schema: {type: string}}
+        - {name: tag, in: query, schema: {type: array, items: {type: string}}}
+        - {name: X-Trace, in: header, schema: {type: array, items: {type: string}}}
+      responses: {"200": {description: ok}}
   /categories:
     post:
       requestBody: {content: {application/json: {schema: {$ref: "#/components/schemas/Category"}}}}
@@ -236,6 +255,66 @@ func TestCheckHardCases(t *testing.T) {
 			req, _ := http.NewRequest(c.method, "http://gw"+c.path, nil)
 			if c.body != "" {
 				req.Header.Set("Content-Type", "application/json")
+			}
+			var body []byte
+			if c.body != "" {
+				body = []byte(c.body)
+			}
+			out, err := op.check(context.Background(), req, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := places(out.Problems)
+			if out.Status != c.status || c.status != 0 && !slices.Contains(got, c.want) {
+				t.Errorf("%d %v (%+v), want %d with %q", out.Status, got, out.Problems, c.status, c.want)
+			}
+		})
+	}
+}
+
+// What review found the first versions of the ambiguity checks let by, or refused wrongly.
+func TestCheckAmbiguities(t *testing.T) {
+	d, err := parse([]byte(petsDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, method, path, template, ctype, body string
+		headers                                   [][2]string
+		status                                    int
+		want                                      string
+	}{
+		{name: "a duplicate behind a content type with a bad parameter", method: "POST", path: "/tags", ctype: "application/json; charset",
+			body: `{"k": {"name": "a", "name": "b"}}`, status: 400, want: "/k/name"},
+		{name: "a duplicate behind a content type in capitals", method: "POST", path: "/tags", ctype: "Application/JSON",
+			body: `{"k": {"name": "a", "name": "b"}}`, status: 400, want: "/k/name"},
+		{name: "a duplicate after invalid UTF-8", method: "POST", path: "/tags", ctype: "application/json",
+			body: "{\"k\": {\"name\": \"a\xff\", \"name\": \"b\"}}", status: 400, want: "/k/name"},
+		{name: "a duplicate after a lone surrogate", method: "POST", path: "/tags", ctype: "application/json",
+			body: `{"k": {"name": "a\ud800", "name": "b"}}`, status: 400, want: "/k/name"},
+		{name: "not on a label-style path parameter", method: "GET", path: "/things/.admin", template: "/things/{id}", status: 400, want: "path id"},
+		{name: "not on an empty header", method: "GET", path: "/modes", headers: [][2]string{{"X-Mode", ""}}, status: 400, want: "header X-Mode"},
+		{name: "a header outside its not", method: "GET", path: "/modes", headers: [][2]string{{"X-Mode", "fast"}}},
+		{name: "the operation's parameter replaces the path's (not)", method: "GET", path: "/over?q=admin"},
+		{name: "the operation's parameter replaces the path's (a list)", method: "GET", path: "/over?tag=a&tag=b"},
+		{name: "the operation's header replaces the path's (a list)", method: "GET", path: "/over", headers: [][2]string{{"X-Trace", "a"}, {"X-Trace", "b"}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path, _, _ := strings.Cut(c.path, "?")
+			tmpl := c.template
+			if tmpl == "" {
+				tmpl = path
+			}
+			op, err := d.operation(opKey{method: c.method, path: tmpl, template: tmpl})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest(c.method, "http://gw"+c.path, nil)
+			if c.ctype != "" {
+				req.Header.Set("Content-Type", c.ctype)
+			}
+			for _, h := range c.headers {
+				req.Header.Add(h[0], h[1])
 			}
 			var body []byte
 			if c.body != "" {

@@ -2,7 +2,6 @@ package validate
 
 import (
 	"bytes"
-	"mime"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -63,9 +62,20 @@ func compileJSONBody(c *jsonschema.Compiler, o *openapi3.Operation, method, path
 }
 
 // isJSON reports whether a Content-Type is application/json (parameters aside).
-func isJSON(ctype string) bool {
-	mt, _, err := mime.ParseMediaType(ctype)
-	return err == nil && mt == "application/json"
+func isJSON(ctype string) bool { return mediaType(ctype) == "application/json" }
+
+// isJSONFamily reports whether a Content-Type is JSON: application/json or a +json type.
+func isJSONFamily(ctype string) bool {
+	mt := mediaType(ctype)
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// mediaType is a Content-Type's type, read as leniently as kin-openapi reads it (up to the
+// first ";", in lower case): a type that a strict parser refuses for a bad parameter must
+// still get every check that kin-openapi's JSON decoding gets.
+func mediaType(ctype string) string {
+	mt, _, _ := strings.Cut(ctype, ";")
+	return strings.ToLower(strings.TrimSpace(mt))
 }
 
 var printer = message.NewPrinter(language.English)
