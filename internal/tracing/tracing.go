@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
+	grpccodes "google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -88,12 +89,17 @@ func (p *Provider) ServerOptions() []grpc.ServerOption {
 		resp, err := handler(ctx, req)
 		st := status.Convert(err)
 		span.SetAttributes(attribute.Int64("rpc.grpc.status_code", int64(st.Code())))
-		if err != nil {
-			span.SetStatus(codes.Error, st.Message())
+		if serverFault[st.Code()] { // as otelgrpc: a caller's mistake is not the server's error
+			span.SetStatus(otelcodes.Error, st.Message())
 		}
 		return resp, err
 	})}
 }
+
+// serverFault are the gRPC codes that mark a server span as failed (OpenTelemetry's semantic
+// conventions for RPC servers).
+var serverFault = map[grpccodes.Code]bool{grpccodes.Unknown: true, grpccodes.DeadlineExceeded: true,
+	grpccodes.Unimplemented: true, grpccodes.Internal: true, grpccodes.Unavailable: true, grpccodes.DataLoss: true}
 
 // mdCarrier reads the trace context from gRPC metadata (keys are lower case there).
 type mdCarrier metadata.MD
