@@ -25,6 +25,14 @@ type Cache struct {
 	// not merged, so that a push copies nothing.
 	groups    []map[[32]byte]groupEntry
 	templates []map[string]ir.Template // parsed paths (ir.Template is never modified)
+	// guarded are the shared table's guarded copies of routes (share.go), validated, by the
+	// source route's digest and the guard: a push re-guards only the routes that changed.
+	guarded map[[32]byte]guardedRoute
+}
+
+type guardedRoute struct {
+	route  *routev3.Route
+	digest [32]byte
 }
 
 // groupEntry is one path group's routes, validated, with the digest of each.
@@ -64,7 +72,7 @@ func (c *Cache) begin(opts Options, set ir.Settings) {
 		ir.Settings
 	}{opts, set})
 	if key := sha256.Sum256(o); key != c.opts {
-		c.opts, c.groups = key, nil
+		c.opts, c.groups, c.guarded = key, nil, nil
 	}
 }
 

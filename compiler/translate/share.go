@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -63,14 +65,39 @@ func (t *translator) shareRoutes(ls []ir.Listener, rcs []*routev3.RouteConfigura
 	vh := &routev3.VirtualHost{} // the listeners' virtual hosts differ in their routes only
 	copyFields(rcs[0].VirtualHosts[0], vh, "routes")
 	vh.Name, vh.Routes = SharedRoutes, make([]*routev3.Route, 0, len(merged))
+	var prev map[[32]byte]guardedRoute
+	if t.cache != nil {
+		prev = t.cache.guarded
+	}
+	next, valid := map[[32]byte]guardedRoute{}, map[*routev3.Route][32]byte{}
 	for _, m := range merged {
 		if len(m.on) == len(ls) {
 			vh.Routes = append(vh.Routes, m.r)
 			continue
 		}
-		g := proto.Clone(m.r).(*routev3.Route)
-		g.Match.FilterState = append(g.Match.FilterState, listenerGuard(ls, m.on))
-		vh.Routes = append(vh.Routes, g)
+		guard := listenerGuard(ls, m.on)
+		key := sha256.Sum256(fmt.Appendf(m.d[:], "%v", m.on))
+		g, ok := prev[key]
+		if !ok {
+			g.route = proto.Clone(m.r).(*routev3.Route)
+			g.route.Match.FilterState = append(g.route.Match.FilterState, guard)
+			// Validated here, so that a copy from the cache is known valid.
+			if err := g.route.ValidateAll(); err != nil {
+				t.fail("route %s: %w", g.route.Name, err)
+				continue
+			}
+			var err error
+			if g.digest, err = digest(g.route); err != nil {
+				t.fail("route %s: %v", g.route.Name, err)
+				continue
+			}
+		}
+		next[key], valid[g.route] = g, g.digest
+		vh.Routes = append(vh.Routes, g.route)
+	}
+	t.guardedDigests = valid
+	if t.cache != nil {
+		t.cache.guarded = next
 	}
 	rc := &routev3.RouteConfiguration{Name: SharedRoutes, VirtualHosts: []*routev3.VirtualHost{vh}}
 	for _, c := range rcs {

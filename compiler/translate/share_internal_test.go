@@ -78,7 +78,8 @@ func TestSharedTableHoldsCommonRoutesOnce(t *testing.T) {
 }
 
 func route(name string) *routev3.Route {
-	return &routev3.Route{Name: name, Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/" + name}}}
+	return &routev3.Route{Name: name, Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/" + name}},
+		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 200}}}
 }
 
 // matchesListener says whether r's listener guard (if any) lets listener name's requests in.

@@ -113,6 +113,7 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 	res.Routes = rcs
 	if len(rcs) > 1 { // one table for every listener (share.go)
 		res.Routes = []*routev3.RouteConfiguration{t.shareRoutes(gw.Listeners, rcs, res.digests)}
+		res.digests = append(res.digests, t.guardedDigests)
 	}
 	for i, l := range gw.Listeners {
 		if len(rcs) > 1 {
@@ -158,16 +159,18 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 // translator carries the options and the model, and collects packing errors so builders stay
 // plain.
 type translator struct {
-	opts      Options
-	set       ir.Settings
-	svcs      map[string]*ir.Service   // by name
-	ops       map[string]*ir.Operation // by ID
-	err       error
-	cache     *Cache
-	prints    fingerprints
-	digests   map[*routev3.Route][32]byte // of routes known valid (from the cache)
-	templates map[string]ir.Template      // parsed paths
-	used      map[[32]byte]groupEntry     // the cache's path groups this translation used
+	opts    Options
+	set     ir.Settings
+	svcs    map[string]*ir.Service   // by name
+	ops     map[string]*ir.Operation // by ID
+	err     error
+	cache   *Cache
+	prints  fingerprints
+	digests map[*routev3.Route][32]byte // of routes known valid (from the cache)
+	// guardedDigests are the shared table's guarded routes, validated (share.go).
+	guardedDigests map[*routev3.Route][32]byte
+	templates      map[string]ir.Template  // parsed paths
+	used           map[[32]byte]groupEntry // the cache's path groups this translation used
 
 	keepRegex map[string]string // otherHeaders by allow-list
 }
