@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -475,19 +476,61 @@ func mediaTypes(o *openapi3.Operation) string {
 }
 
 // duplicateName finds a member name given twice in one object of the JSON body, and its
-// pointer. A body that is not JSON has none here: the check proper says what is wrong.
+// pointer: given twice exactly, or in two spellings that differ in case only, which a Go
+// backend (encoding/json matches names case-insensitively) reads as one. A body that is not
+// JSON has none here: the check proper says what is wrong.
 func duplicateName(body []byte) (pointer string, found bool) {
 	d := decoders.Get().(*jsontext.Decoder)
 	defer decoders.Put(d)
 	// Invalid UTF-8 is read on, as encoding/json (the validators', a Go backend's) reads it,
 	// mangled to U+FFFD: it must not end the search before a duplicate.
 	d.Reset(bytes.NewBuffer(body), jsontext.AllowInvalidUTF8(true)) // a Buffer is read in place, not copied
-	_, err := d.ReadValue()
-	var se *jsontext.SyntacticError
-	if errors.As(err, &se) && errors.Is(se.Err, jsontext.ErrDuplicateName) {
-		return string(se.JSONPointer), true
+	var names []map[string]bool                                     // per open object, its names folded (nil: an array)
+	for {
+		tok, err := d.ReadToken()
+		if err != nil {
+			var se *jsontext.SyntacticError
+			if errors.As(err, &se) && errors.Is(se.Err, jsontext.ErrDuplicateName) {
+				return string(se.JSONPointer), true
+			}
+			return "", false
+		}
+		switch tok.Kind() {
+		case '{':
+			names = append(names, map[string]bool{})
+		case '[':
+			names = append(names, nil)
+		case '}', ']':
+			names = names[:len(names)-1]
+		case '"':
+			// A name, when the innermost object has read an odd count of tokens.
+			if kind, n := d.StackIndex(d.StackDepth()); kind == '{' && n%2 == 1 {
+				seen, k := names[len(names)-1], foldKey(tok.String())
+				if seen[k] {
+					return string(d.StackPointer()), true
+				}
+				seen[k] = true
+			}
+		}
+		if len(names) == 0 {
+			return "", false // the body's value is read
+		}
 	}
-	return "", false
+}
+
+// foldKey is s with each rune replaced by the least of its simple case folding: two names
+// have the same key exactly when strings.EqualFold (encoding/json's match) says they are equal.
+func foldKey(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		b.WriteRune(m)
+	}
+	return b.String()
 }
 
 // decoders keep their buffers between requests (duplicateName).
