@@ -89,21 +89,11 @@ func TestCheck(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				req, _ := http.NewRequest(c.method, "http://gw"+c.path, nil)
-				if c.ctype != "" {
-					req.Header.Set("Content-Type", c.ctype)
-				}
+				var headers [][2]string
 				for _, v := range c.headers {
-					req.Header.Add("X-Request-Priority", v)
+					headers = append(headers, [2]string{"X-Request-Priority", v})
 				}
-				var body []byte
-				if c.body != "" {
-					body = []byte(c.body)
-				}
-				out, err := op.check(context.Background(), req, body)
-				if err != nil {
-					t.Fatal(err)
-				}
+				out := checkRequest(t, op, c.method, c.path, c.ctype, c.body, headers)
 				got := places(out.Problems)
 				for _, p := range out.Problems {
 					if strings.Contains(p.Detail, "Schema:") || p.Detail == "" {
@@ -277,29 +267,39 @@ func TestCheckHardCases(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req, _ := http.NewRequest(c.method, "http://gw"+c.path, nil)
-			if c.ctype != "" {
-				req.Header.Set("Content-Type", c.ctype)
-			} else if c.body != "" {
-				req.Header.Set("Content-Type", "application/json")
+			ctype := c.ctype
+			if ctype == "" && c.body != "" {
+				ctype = "application/json"
 			}
-			for _, h := range c.headers {
-				req.Header.Add(h[0], h[1])
-			}
-			var body []byte
-			if c.body != "" {
-				body = []byte(c.body)
-			}
-			out, err := op.check(context.Background(), req, body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := checkRequest(t, op, c.method, c.path, ctype, c.body, c.headers)
 			got := places(out.Problems)
 			if out.Status != c.status || c.status != 0 && !slices.Contains(got, c.want) {
 				t.Errorf("%d %v (%+v), want %d with %q", out.Status, got, out.Problems, c.status, c.want)
 			}
 		})
 	}
+}
+
+// checkRequest checks, against op, a request of method to path (with its query) with the
+// Content-Type ctype (none if empty), the headers in order, and body (none if empty).
+func checkRequest(t *testing.T, op *operation, method, path, ctype, body string, headers [][2]string) Outcome {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://gw"+path, nil)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for _, h := range headers {
+		req.Header.Add(h[0], h[1])
+	}
+	var b []byte
+	if body != "" {
+		b = []byte(body)
+	}
+	out, err := op.check(context.Background(), req, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // places names where each problem is: "in name" for a parameter, else the body's pointer.
