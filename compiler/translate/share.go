@@ -75,12 +75,11 @@ func (t *translator) shareRoutes(ls []ir.Listener, rcs []*routev3.RouteConfigura
 			vh.Routes = append(vh.Routes, m.r)
 			continue
 		}
-		guard := listenerGuard(ls, m.on)
 		key := sha256.Sum256(fmt.Appendf(m.d[:], "%v", m.on))
 		g, ok := prev[key]
 		if !ok {
 			g.route = proto.Clone(m.r).(*routev3.Route)
-			g.route.Match.FilterState = append(g.route.Match.FilterState, guard)
+			g.route.Match.FilterState = append(g.route.Match.FilterState, listenerGuard(ls, m.on))
 			// Validated here, so that a copy from the cache is known valid.
 			if err := g.route.ValidateAll(); err != nil {
 				t.fail("route %s: %w", g.route.Name, err)
