@@ -14,6 +14,7 @@ import (
 
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/extauthz/revocation"
+	"github.com/specgate/specgate/extauthz/verify"
 	"github.com/specgate/specgate/internal/adminhttp"
 )
 
@@ -144,13 +145,13 @@ func (a *admin) entryKey(req revocationRequest) (string, time.Time, error) {
 			at = *req.Before
 		}
 		v := a.srv.verifier
-		if req.Issuer != "" && v.issuers[req.Issuer] == nil {
+		if req.Issuer != "" && !v.Trusts(req.Issuer) {
 			return "", now, fmt.Errorf("issuer %q is not one of gateway.yaml's issuers", req.Issuer)
 		}
-		if v.multiIssuer && req.Issuer == "" {
+		if v.MultiIssuer() && req.Issuer == "" {
 			return "", now, errors.New(`several issuers are trusted: "sub" needs "issuer" (two issuers' subjects with one name are two people)`)
 		}
-		return revocation.SubjectKey(v.qualified(req.Issuer, req.Sub)), at, nil
+		return revocation.SubjectKey(v.Qualified(req.Issuer, req.Sub)), at, nil
 	}
 	// The caller is an authenticated admin naming a token to kill: reading it without
 	// verification only extracts its jti; anything that does not parse is refused.
@@ -162,14 +163,14 @@ func (a *admin) entryKey(req revocationRequest) (string, time.Time, error) {
 	if req.BySubject {
 		v := a.srv.verifier
 		iss, _ := tok.Issuer()
-		if v.issuers[iss] == nil {
+		if !v.Trusts(iss) {
 			return "", now, fmt.Errorf("the token's issuer %q is not one of gateway.yaml's issuers", iss)
 		}
-		sub, err := stringClaim(tok, v.claims.Subject)
+		sub, err := verify.StringClaim(tok, v.SubjectClaims())
 		if err != nil || sub == "" {
-			return "", now, fmt.Errorf("the token has no subject (claims.subject: %s)", v.claims.Subject)
+			return "", now, fmt.Errorf("the token has no subject (claims.subject: %s)", v.SubjectClaims())
 		}
-		return revocation.SubjectKey(v.qualified(iss, sub)), now, nil
+		return revocation.SubjectKey(v.Qualified(iss, sub)), now, nil
 	}
 	if jti, ok := tok.JwtID(); ok && jti != "" {
 		return revocation.JTIKey(jti), now, nil

@@ -3,8 +3,8 @@ package extauthz
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -15,44 +15,34 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/specgate/specgate/extauthz/verify"
 	"github.com/specgate/specgate/policy"
 )
 
 // allow builds the OK answer: identity headers overwritten (never appended), every other
 // identity header and every header the route does not allow removed, and the dynamic
 // metadata the rate-limit descriptors read.
-func (s *server) allow(pol *routePolicy, headers map[string]string, id *identity, addr string) *authv3.CheckResponse {
-	claimHeaders := s.verifier.claimHeaders
-	ok := &authv3.OkHttpResponse{}
-	for i, h := range claimHeaders {
-		if id != nil && id.headers[i] != "" {
-			ok.Headers = append(ok.Headers, overwrite(h.name, id.headers[i]))
-		} else {
-			ok.HeadersToRemove = append(ok.HeadersToRemove, h.lower)
-		}
+func (s *server) allow(pol *routePolicy, headers map[string]string, id *verify.Identity, addr string) *authv3.CheckResponse {
+	e := s.verifier.Edits(id, maps.Keys(headers), pol.Allowed)
+	ok := &authv3.OkHttpResponse{HeadersToRemove: append(e.Unset, e.Drop...)}
+	for _, h := range e.Set {
+		ok.Headers = append(ok.Headers, overwrite(h[0], h[1]))
 	}
-	n := len(ok.HeadersToRemove)
-	for name := range headers {
-		if name == "" || name[0] == ':' || name == "host" || pol.Allowed(name) || isClaimHeader(claimHeaders, name) {
-			continue
-		}
-		ok.HeadersToRemove = append(ok.HeadersToRemove, name)
-	}
-	slices.Sort(ok.HeadersToRemove[n:])
+	n := len(e.Unset)
 
 	ip := policy.AnonymousClient(addr)
 	subject, client := "", ip
 	if id != nil {
-		subject = id.subject
-		if id.client != "" {
-			client = id.client
+		subject = id.Subject
+		if id.Client != "" {
+			client = id.Client
 		}
 	}
 	fields := make(map[string]*structpb.Value, 2+len(pol.limitHdrs))
 	fields[policy.MetaSubject] = structpb.NewStringValue(subject)
 	fields[policy.MetaClient] = structpb.NewStringValue(client)
-	if id != nil && id.plan != "" { // absent: the rate limits' descriptor says no plan
-		fields[policy.MetaPlan] = structpb.NewStringValue(id.plan)
+	if id != nil && id.Plan != "" { // absent: the rate limits' descriptor says no plan
+		fields[policy.MetaPlan] = structpb.NewStringValue(id.Plan)
 	}
 	for i, h := range pol.limitHdrs {
 		// "h:" keeps a client's header value from naming another bucket, e.g. "ip:<addr>".
@@ -76,13 +66,13 @@ func (s *server) allow(pol *routePolicy, headers map[string]string, id *identity
 // headers to set and to remove, reusable for the TTL but never past the token's exp. An allow
 // that depends on more than the token and the route is not offered: an anonymous one, a client
 // key that falls back to the address, a header:<Name> rate-limit key read from the request.
-func (s *server) edgeCache(pol *routePolicy, id *identity, set []*corev3.HeaderValueOption, del []string) *structpb.Value {
+func (s *server) edgeCache(pol *routePolicy, id *verify.Identity, set []*corev3.HeaderValueOption, del []string) *structpb.Value {
 	// Not offered: routes that take API keys (a key sent beside a cached token must still be
 	// checked and removed) and allows that carry a quota plan (the cache replays no plan).
-	if s.edgeTTL <= 0 || id == nil || id.client == "" || len(pol.limitHdrs) > 0 || pol.keys || id.plan != "" {
+	if s.edgeTTL <= 0 || id == nil || id.Client == "" || len(pol.limitHdrs) > 0 || pol.keys || id.Plan != "" {
 		return nil
 	}
-	ttl := min(s.edgeTTL, id.exp.Sub(s.now()))
+	ttl := min(s.edgeTTL, id.Exp.Sub(s.now()))
 	if ttl < time.Millisecond {
 		return nil
 	}
@@ -99,15 +89,6 @@ func (s *server) edgeCache(pol *routePolicy, id *identity, set []*corev3.HeaderV
 		"set":    structpb.NewStructValue(&structpb.Struct{Fields: setv}),
 		"del":    structpb.NewListValue(&structpb.ListValue{Values: delv}),
 	}})
-}
-
-func isClaimHeader(hs []claimHeader, name string) bool {
-	for _, h := range hs {
-		if h.lower == name {
-			return true
-		}
-	}
-	return false
 }
 
 // Denials. Bodies say what the client must do, never why internally.

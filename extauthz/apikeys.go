@@ -13,6 +13,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/specgate/specgate/extauthz/revocation"
+	"github.com/specgate/specgate/extauthz/verify"
 	"github.com/specgate/specgate/policy"
 )
 
@@ -114,7 +115,7 @@ func (s *server) checkAPIKey(pol *routePolicy, headers map[string]string, path, 
 			return deniedKey(req.APIKey, "the API key is unknown, revoked or expired"), reasonKeyInvalid, true
 		}
 		entry = e
-		if (&identity{scopes: e.Grant.Scopes}).hasScopes(req.Scopes) { // sorted when created
+		if (&verify.Identity{Scopes: e.Grant.Scopes}).HasScopes(req.Scopes) { // sorted when created
 			matched = req
 			break
 		}
@@ -125,7 +126,7 @@ func (s *server) checkAPIKey(pol *routePolicy, headers map[string]string, path, 
 	if matched == nil {
 		return pol.denied, reasonScope, true
 	}
-	id := &identity{client: "key:" + entry.Grant.Client, scopes: entry.Grant.Scopes, plan: entry.Grant.Plan, headers: s.keyHeaders(entry.Grant)}
+	id := &verify.Identity{Client: "key:" + entry.Grant.Client, Scopes: entry.Grant.Scopes, Plan: entry.Grant.Plan, Headers: s.keyHeaders(entry.Grant)}
 	resp := s.allow(pol, headers, id, addr)
 	ok := resp.GetOkResponse()
 	// The key never reaches the backend, whatever the route forwards.
@@ -152,9 +153,9 @@ func (s *server) checkAPIKey(pol *routePolicy, headers map[string]string, path, 
 // keyHeaders are the identity headers of a key: the client id in those that carry a token's
 // client, nothing in the others.
 func (s *server) keyHeaders(g *revocation.Grant) []string {
-	out := make([]string, len(s.verifier.claimHeaders))
-	for i, h := range s.verifier.claimHeaders {
-		if h.client {
+	out := make([]string, len(s.verifier.ClaimHeaders()))
+	for i, h := range s.verifier.ClaimHeaders() {
+		if h.Client {
 			out[i] = g.Client
 		}
 	}

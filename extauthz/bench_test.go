@@ -96,12 +96,12 @@ func BenchmarkVerifyRS256Cold(b *testing.B) {
 	s, p := benchServer(b)
 	tok := mint(b, p.key, "alice", []string{"orders:read"}, nil)
 	ctx := context.Background()
-	if _, err := s.verifier.verify(ctx, tok); err != nil {
+	if _, err := s.verifier.Verify(ctx, tok); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.verifier.verify(ctx, tok); err != nil {
+		if _, err := s.verifier.Verify(ctx, tok); err != nil {
 			b.Fatal(err)
 		}
 	}

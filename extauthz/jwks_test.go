@@ -14,6 +14,7 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/extauthz/verify"
 	"github.com/specgate/specgate/test/harness/testenvoy"
 	"github.com/specgate/specgate/test/harness/testutil"
 )
@@ -32,7 +33,7 @@ func TestJWKSDownAtStart(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "token accepted once the JWKS is back", func() bool {
 		return httpStatus(check(t, c, bearerReq(t, protectedRoute, tok))) == 200
 	})
-	if reasons(t, s)["deny/"+reasonUnknownKey] < 1 {
+	if reasons(t, s)["deny/"+verify.ReasonUnknownKey] < 1 {
 		t.Errorf("reasons %v", reasons(t, s))
 	}
 }
@@ -314,14 +315,14 @@ func TestForcedFetchWaitersBounded(t *testing.T) {
 	cfg := testConfig(p)
 	cfg.Authz.Timeout = config.Duration{Duration: 4 * time.Second} // each waits up to 1s
 	s, _ := startServer(t, deps{cfg: cfg, refreshCooldown: time.Hour})
-	ik := s.verifier.issuers[testIss].keys
-	ik.forceRefresh(context.Background()) // the first forced fetch, at once; the next is an hour away
+	ik := s.verifier.IssuerKeys(testIss)
+	ik.ForceRefresh(context.Background()) // the first forced fetch, at once; the next is an hour away
 	const callers = 100
 	took := make(chan time.Duration, callers)
 	for range callers {
 		go func() {
 			start := time.Now()
-			ik.forceRefresh(context.Background())
+			ik.ForceRefresh(context.Background())
 			took <- time.Since(start)
 		}()
 	}

@@ -90,7 +90,7 @@ func (s *keySource) add(ctx context.Context, issuer, jwksURI string) *issuerKeys
 	} else {
 		go func() {
 			// First discovery in the background; later attempts ride on forced refreshes.
-			ik.forceRefresh(ctx)
+			ik.ForceRefresh(ctx)
 		}()
 	}
 	return ik
@@ -119,9 +119,9 @@ func (ik *issuerKeys) register(ctx context.Context, u string) error {
 	return nil
 }
 
-// keys is the current key set, nil before the first successful fetch. An atomic load: the
+// Keys is the current key set, nil before the first successful fetch. An atomic load: the
 // hot path never goes through the cache's controller goroutine.
-func (ik *issuerKeys) keys() jwk.Set {
+func (ik *issuerKeys) Keys() jwk.Set {
 	if r := ik.res.Load(); r != nil {
 		return r.Resource()
 	}
@@ -131,13 +131,13 @@ func (ik *issuerKeys) keys() jwk.Set {
 // maxWaiting bounds the Checks of one issuer that wait for a forced fetch.
 const maxWaiting = 32
 
-// forceRefresh fetches the issuer's keys as soon as the cooldown since the last forced fetch
+// ForceRefresh fetches the issuer's keys as soon as the cooldown since the last forced fetch
 // allows: at once, or when the cooldown ends. Callers meanwhile share that one fetch; up to
 // maxWaiting of them wait for it, at most ctx and s.wait, the others answer with the keys held.
 // The fetch runs detached from the callers, so it completes for later requests even when
 // they give up. So a kid first seen at time t is in the keys by t + cooldown + the fetch time,
 // however many made-up kids arrive, and the IdP sees at most one forced fetch per cooldown.
-func (ik *issuerKeys) forceRefresh(ctx context.Context) jwk.Set {
+func (ik *issuerKeys) ForceRefresh(ctx context.Context) jwk.Set {
 	s := ik.src
 	ctx, span := tracing.Child(ctx, s.tracer, "authz.jwks_wait", trace.WithAttributes(attribute.String("specgate.token.issuer", ik.issuer)))
 	defer span.End()
@@ -152,7 +152,7 @@ func (ik *issuerKeys) forceRefresh(ctx context.Context) jwk.Set {
 	ik.mu.Unlock()
 	if ik.waiting.Add(1) > maxWaiting {
 		ik.waiting.Add(-1)
-		return ik.keys()
+		return ik.Keys()
 	}
 	defer ik.waiting.Add(-1)
 	t := time.NewTimer(s.wait)
@@ -162,7 +162,7 @@ func (ik *issuerKeys) forceRefresh(ctx context.Context) jwk.Set {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-	return ik.keys()
+	return ik.Keys()
 }
 
 // forcedFetch waits delay, fetches, and closes ch; its span's parent is the Check's that asked.

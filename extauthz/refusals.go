@@ -13,6 +13,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/specgate/specgate/extauthz/verify"
 )
 
 // deniedByReason is the 401 of each refusal reason, whose error_description names the check
@@ -21,18 +22,18 @@ import (
 var deniedByReason = func() map[string]*authv3.CheckResponse {
 	m := map[string]*authv3.CheckResponse{}
 	for reason, desc := range map[string]string{
-		reasonUnknownIssuer: "the access token's issuer (iss) is not trusted",
-		reasonAudience:      "the access token's audience (aud) is not accepted",
-		reasonUnknownKey:    "the access token's signing key (kid) is not in its issuer's JWKS",
-		reasonAlgorithm:     "the access token's signing algorithm (alg) is not accepted for its issuer or key",
-		reasonTokenType:     "the access token's type (typ) is not accepted",
-		reasonExpired:       "the access token has expired",
-		reasonNotYetValid:   "the access token is not valid yet (nbf or iat is in the future)",
-		reasonMissingClaim:  "the access token lacks a required claim (exp, iat)",
-		reasonLifetime:      "the access token's lifetime (exp - iat) is longer than the gateway accepts",
-		reasonMalformed:     "the access token is not a compact JWS",
-		reasonBadHeader:     `the Authorization header must be "Bearer <token>"`,
-		reasonRevoked:       "the access token has been revoked",
+		verify.ReasonUnknownIssuer: "the access token's issuer (iss) is not trusted",
+		verify.ReasonAudience:      "the access token's audience (aud) is not accepted",
+		verify.ReasonUnknownKey:    "the access token's signing key (kid) is not in its issuer's JWKS",
+		verify.ReasonAlgorithm:     "the access token's signing algorithm (alg) is not accepted for its issuer or key",
+		verify.ReasonTokenType:     "the access token's type (typ) is not accepted",
+		verify.ReasonExpired:       "the access token has expired",
+		verify.ReasonNotYetValid:   "the access token is not valid yet (nbf or iat is in the future)",
+		verify.ReasonMissingClaim:  "the access token lacks a required claim (exp, iat)",
+		verify.ReasonLifetime:      "the access token's lifetime (exp - iat) is longer than the gateway accepts",
+		verify.ReasonMalformed:     "the access token is not a compact JWS",
+		verify.ReasonBadHeader:     `the Authorization header must be "Bearer <token>"`,
+		reasonRevoked:              "the access token has been revoked",
 	} {
 		m[reason] = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token", desc)
 	}

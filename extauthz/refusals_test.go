@@ -13,6 +13,7 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/extauthz/verify"
 	"github.com/specgate/specgate/test/harness/testenvoy"
 )
 
@@ -36,12 +37,12 @@ func TestRefusalsSayWhy(t *testing.T) {
 	cases := []struct {
 		name, tok, reason, says string
 	}{
-		{"untrusted issuer", mintAs("http://127.0.0.1:8080/realms/shop", testAud, nil), reasonUnknownIssuer, "issuer (iss) is not trusted"},
-		{"other audience", mintAs(testIss, "account", nil), reasonAudience, "audience (aud) is not accepted"},
-		{"unknown key", mint(t, stranger, "alice", []string{"orders:read"}, nil), reasonUnknownKey, "signing key (kid) is not in its issuer's JWKS"},
-		{"expired", mintAs(testIss, testAud, map[string]any{"exp": now.Add(-time.Hour).Unix(), "iat": now.Add(-2 * time.Hour).Unix()}), reasonExpired, "has expired"},
-		{"not yet valid", mintAs(testIss, testAud, map[string]any{"nbf": now.Add(time.Hour).Unix()}), reasonNotYetValid, "not valid yet"},
-		{"malformed", "abc.def", reasonMalformed, "not a compact JWS"},
+		{"untrusted issuer", mintAs("http://127.0.0.1:8080/realms/shop", testAud, nil), verify.ReasonUnknownIssuer, "issuer (iss) is not trusted"},
+		{"other audience", mintAs(testIss, "account", nil), verify.ReasonAudience, "audience (aud) is not accepted"},
+		{"unknown key", mint(t, stranger, "alice", []string{"orders:read"}, nil), verify.ReasonUnknownKey, "signing key (kid) is not in its issuer's JWKS"},
+		{"expired", mintAs(testIss, testAud, map[string]any{"exp": now.Add(-time.Hour).Unix(), "iat": now.Add(-2 * time.Hour).Unix()}), verify.ReasonExpired, "has expired"},
+		{"not yet valid", mintAs(testIss, testAud, map[string]any{"nbf": now.Add(time.Hour).Unix()}), verify.ReasonNotYetValid, "not valid yet"},
+		{"malformed", "abc.def", verify.ReasonMalformed, "not a compact JWS"},
 	}
 	for _, tc := range cases {
 		r := check(t, c, bearerReq(t, protectedRoute, tc.tok))

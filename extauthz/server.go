@@ -23,6 +23,7 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/revocation"
+	"github.com/specgate/specgate/extauthz/verify"
 	"github.com/specgate/specgate/internal/tracing"
 	"github.com/specgate/specgate/policy"
 )
@@ -32,9 +33,9 @@ import (
 type server struct {
 	authv3.UnimplementedAuthorizationServer
 
-	verifier *verifier
+	verifier *verify.Verifier
 	keys     *keySource
-	cache    *tokenCache
+	cache    *verify.Cache
 	revoked  *revocation.Set
 	m        *metrics
 	log      *slog.Logger
@@ -75,6 +76,21 @@ type deps struct {
 	tracer          trace.Tracer // nil: no spans
 }
 
+// Reasons of a decision beyond the token's own (verify.Reason*): the `reason` label of
+// specgate_authz_checks_total. A small fixed set.
+const (
+	reasonOK             = "ok"
+	reasonAnonymous      = "anonymous"
+	reasonMissing        = "missing_token"
+	reasonRevoked        = "revoked"
+	reasonScope          = "insufficient_scope"
+	reasonPolicy         = "policy_error"
+	reasonQueryToken     = "query_token"
+	reasonIssuerNotValid = "issuer_not_allowed"
+	// reasonRevocationUnavailable: the revocation list has not loaded yet.
+	reasonRevocationUnavailable = "revocations_unavailable"
+)
+
 func newServer(ctx context.Context, d deps) (*server, error) {
 	if d.log == nil {
 		d.log = slog.Default()
@@ -111,7 +127,7 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 		return nil, err
 	}
 	keys.tracer = d.tracer
-	s := &server{keys: keys, tracer: d.tracer, cache: newTokenCache(d.cacheSize), revoked: d.revoked, m: m, log: d.log, now: d.now,
+	s := &server{keys: keys, tracer: d.tracer, cache: verify.NewCache(d.cacheSize), revoked: d.revoked, m: m, log: d.log, now: d.now,
 		refusals:     newRefusals(d.log, m.reg, d.now),
 		logDecisions: d.cfg.AccessLog.Format != "", hashSubject: d.cfg.AccessLog.Subject == "hash",
 		decisionSample: d.cfg.Authz.DecisionLog.Sample, decisionSubject: d.cfg.Authz.DecisionLog.Subject,
@@ -119,38 +135,17 @@ func newServer(ctx context.Context, d deps) (*server, error) {
 	s.maxToken = d.cfg.Authz.MaxTokenBytes
 	s.deniedTooLarge = denied(http.StatusUnauthorized, `Bearer error="invalid_token"`, "invalid_token",
 		fmt.Sprintf("the access token is larger than %d bytes (gateway.yaml authz.maxTokenBytes)", s.maxToken))
-	v := &verifier{issuers: map[string]*trustedIssuer{}, claims: d.cfg.Claims,
-		maxLifetime: d.cfg.Revocation.MaxTokenLifetime.Duration, now: d.now}
-	for h, c := range d.cfg.ClaimHeaders {
-		client := slices.ContainsFunc(c, func(name string) bool { return slices.Contains(d.cfg.Claims.Client, name) })
-		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claims: c, client: client})
-	}
-	if h := d.cfg.IssuerHeader; h != "" {
-		v.claimHeaders = append(v.claimHeaders, claimHeader{name: h, lower: strings.ToLower(h), claims: config.ClaimNames{"iss"}})
-	}
-	v.multiIssuer = len(d.cfg.Issuers) > 1
-	slices.SortFunc(v.claimHeaders, func(a, b claimHeader) int { return strings.Compare(a.lower, b.lower) })
+	s.verifier = verify.New(&d.cfg, func(issuer, jwksURI string) verify.Keys { return keys.add(ctx, issuer, jwksURI) }, d.now)
 	for _, is := range d.cfg.Issuers {
-		algs := is.Algorithms
-		if len(algs) == 0 {
-			algs = defaultAlgorithms
-		}
-		ti := &trustedIssuer{name: is.Issuer, audiences: is.Audiences, algs: map[string]bool{},
-			typ: mediaType(is.RequireType)}
-		for _, a := range algs {
-			ti.algs[a] = true
-		}
-		ti.keys = keys.add(ctx, is.Issuer, is.JWKSURI)
-		v.issuers[is.Issuer] = ti
+		ik := s.verifier.IssuerKeys(is.Issuer)
 		m.gauge("specgate_authz_jwks_keys", "Keys currently held per issuer (0: never fetched).",
 			map[string]string{"issuer": is.Issuer}, func() float64 {
-				if set := ti.keys.keys(); set != nil {
+				if set := ik.Keys(); set != nil {
 					return float64(set.Len())
 				}
 				return 0
 			})
 	}
-	s.verifier = v
 	m.gauge("specgate_authz_revocation_entries", "Live revocation entries.", nil,
 		func() float64 { return float64(s.revoked.Len()) })
 	m.gauge("specgate_authz_bloom_fill_ratio", "Share of the revocation bloom filter's bits set.", nil,
@@ -319,12 +314,12 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 	now := s.now()
 	var (
 		sum [32]byte
-		id  *identity
+		id  *verify.Identity
 	)
-	raw, why := splitBearer(auth, s.maxToken)
+	raw, why := verify.SplitBearer(auth, s.maxToken)
 	if why == "" {
 		sum = revocation.TokenHash(raw)
-		if id = s.cache.get(&sum, now); id != nil && !id.keyHeld() {
+		if id = s.cache.Get(&sum, now); id != nil && !id.KeyHeld() {
 			id = nil // its key left the JWKS: verify again, which now fails
 		}
 	}
@@ -332,9 +327,9 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		s.m.cacheHit.Inc()
 	} else {
 		if why == "" {
-			why = tokenSyntax(raw)
+			why = verify.Syntax(raw)
 		}
-		if why == reasonTooLarge {
+		if why == verify.ReasonTooLarge {
 			s.refusals.note("", why, nil)
 			return s.deniedTooLarge, why
 		}
@@ -345,9 +340,9 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		s.m.cacheMiss.Inc()
 		vctx, span := tracing.Child(ctx, s.tracer, "authz.verify_token")
 		var err error
-		id, err = s.verifier.verify(vctx, raw)
+		id, err = s.verifier.Verify(vctx, raw)
 		if err != nil {
-			reason := reasonOf(err)
+			reason := verify.ReasonOf(err)
 			if span.IsRecording() {
 				span.SetAttributes(attribute.String("specgate.authz.reason", reason))
 			}
@@ -356,11 +351,11 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 			return deniedFor(reason), reason
 		}
 		if span.IsRecording() {
-			span.SetAttributes(attribute.String("specgate.token.issuer", id.issuer))
+			span.SetAttributes(attribute.String("specgate.token.issuer", id.Issuer))
 		}
 		span.End()
-		id.content = revocation.ContentHash(raw)
-		s.cache.put(&sum, id, now)
+		id.Content = revocation.ContentHash(raw)
+		s.cache.Put(&sum, id, now)
 	}
 	if !s.revoked.Loaded() {
 		// Until the revocation list has loaded once, a revoked token would pass: refuse valid
@@ -369,10 +364,10 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		return deniedUnavailable, reasonRevocationUnavailable
 	}
 	_, span := tracing.Child(ctx, s.tracer, "authz.revocation_lookup")
-	revoked := s.revoked.Revoked(id.jti, id.revokedAs, &id.content, &sum, id.iat) ||
+	revoked := s.revoked.Revoked(id.JTI, id.RevokedAs, &id.Content, &sum, id.IAT) ||
 		// The second lookup: a subject revoked before a second issuer was trusted, by its
 		// bare name, still refuses that subject's tokens from every issuer.
-		id.revokedAs != id.subject && s.revoked.SubjectRevoked(id.subject, id.iat)
+		id.RevokedAs != id.Subject && s.revoked.SubjectRevoked(id.Subject, id.IAT)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Bool("specgate.revoked", revoked))
 	}
@@ -388,11 +383,11 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		if req.APIKey != nil {
 			continue // met by a key (checkAPIKey), never by a token
 		}
-		if len(req.Issuers) > 0 && !slices.Contains(req.Issuers, id.issuer) {
+		if len(req.Issuers) > 0 && !slices.Contains(req.Issuers, id.Issuer) {
 			continue
 		}
 		issuerOK = true
-		if id.hasScopes(req.Scopes) {
+		if id.HasScopes(req.Scopes) {
 			return s.allow(pol, headers, id, addr), reasonOK
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/extauthz/verify"
 	"github.com/specgate/specgate/policy"
 )
 
@@ -75,40 +76,40 @@ func TestRefusedTokens(t *testing.T) {
 	cases := []struct {
 		name, header, reason string
 	}{
-		{"alg none", "Bearer " + noneHdr + "." + parts[1] + ".", reasonAlgorithm},
-		{"alg none with signature", "Bearer " + noneHdr + "." + parts[1] + "." + parts[2], reasonAlgorithm},
-		{"HS256 keyed with RSA public key", "Bearer " + hmacWithPublicKey(t, k), reasonAlgorithm},
-		{"unknown kid", "Bearer " + mint(t, other, "alice", []string{"orders:read"}, nil), reasonUnknownKey},
-		{"expired", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"exp": now.Add(-5 * time.Minute).Unix()}), reasonExpired},
-		{"nbf in the future", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"nbf": now.Add(5 * time.Minute).Unix()}), reasonNotYetValid},
-		{"iat in the future", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iat": now.Add(5 * time.Minute).Unix()}), reasonInvalid},
-		{"no exp", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"exp": nil}), reasonMissingClaim},
-		{"no iat (a revocation could not bound its life)", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iat": nil}), reasonMissingClaim},
-		{"issued long before, valid past maxTokenLifetime from iat", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(23 * time.Hour).Unix()}), reasonLifetime},
-		{"lifetime beyond maxTokenLifetime", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"exp": now.Add(72 * time.Hour).Unix()}), reasonLifetime},
-		{"wrong iss", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iss": "https://evil.test/"}), reasonUnknownIssuer},
-		{"no iss", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iss": nil}), reasonUnknownIssuer},
-		{"wrong aud", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"aud": "other"}), reasonAudience},
-		{"tampered payload", "Bearer " + parts[0] + "." + evilPayload + "." + parts[2], reasonInvalid},
-		{"tampered signature", "Bearer " + parts[0] + "." + parts[1] + "." + flip(parts[2]), reasonInvalid},
-		{"tampered header", "Bearer " + flip(parts[0]) + "." + parts[1] + "." + parts[2], reasonInvalid},
-		{"truncated", "Bearer " + good[:len(good)-10], reasonInvalid},
-		{"signature dropped", "Bearer " + parts[0] + "." + parts[1] + ".", reasonInvalid},
-		{"three dots", "Bearer " + good + ".x", reasonMalformed},
-		{"one dot", "Bearer " + parts[0] + "." + parts[1], reasonMalformed},
-		{"non-base64 character", "Bearer " + parts[0] + "." + parts[1][:5] + "*" + parts[1][6:] + "." + parts[2], reasonMalformed},
-		{"padding", "Bearer " + good + "==", reasonMalformed},
-		{"bad base64 length", "Bearer " + parts[0] + ".a." + parts[2], reasonMalformed},
-		{"payload not JSON", "Bearer " + parts[0] + "." + b64("not json") + "." + parts[2], reasonInvalid},
-		{"over 16 KiB", "Bearer " + big, reasonTooLarge},
-		{"no scheme", good, reasonBadHeader},
-		{"lowercase bearer", "bearer " + good, reasonBadHeader},
-		{"two spaces", "Bearer  " + good, reasonMalformed},
-		{"trailing space", "Bearer " + good + " ", reasonMalformed},
-		{"Basic", "Basic YWxpY2U6c2VjcmV0", reasonBadHeader},
-		{"empty bearer", "Bearer ", reasonBadHeader},
-		{"two Authorization headers joined by Envoy", "Bearer " + good + ",Bearer " + good, reasonMalformed},
-		{"empty header", "", reasonBadHeader},
+		{"alg none", "Bearer " + noneHdr + "." + parts[1] + ".", verify.ReasonAlgorithm},
+		{"alg none with signature", "Bearer " + noneHdr + "." + parts[1] + "." + parts[2], verify.ReasonAlgorithm},
+		{"HS256 keyed with RSA public key", "Bearer " + hmacWithPublicKey(t, k), verify.ReasonAlgorithm},
+		{"unknown kid", "Bearer " + mint(t, other, "alice", []string{"orders:read"}, nil), verify.ReasonUnknownKey},
+		{"expired", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"exp": now.Add(-5 * time.Minute).Unix()}), verify.ReasonExpired},
+		{"nbf in the future", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"nbf": now.Add(5 * time.Minute).Unix()}), verify.ReasonNotYetValid},
+		{"iat in the future", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iat": now.Add(5 * time.Minute).Unix()}), verify.ReasonInvalid},
+		{"no exp", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"exp": nil}), verify.ReasonMissingClaim},
+		{"no iat (a revocation could not bound its life)", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iat": nil}), verify.ReasonMissingClaim},
+		{"issued long before, valid past maxTokenLifetime from iat", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(23 * time.Hour).Unix()}), verify.ReasonLifetime},
+		{"lifetime beyond maxTokenLifetime", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"exp": now.Add(72 * time.Hour).Unix()}), verify.ReasonLifetime},
+		{"wrong iss", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iss": "https://evil.test/"}), verify.ReasonUnknownIssuer},
+		{"no iss", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"iss": nil}), verify.ReasonUnknownIssuer},
+		{"wrong aud", "Bearer " + mint(t, k, "alice", []string{"orders:read"}, map[string]any{"aud": "other"}), verify.ReasonAudience},
+		{"tampered payload", "Bearer " + parts[0] + "." + evilPayload + "." + parts[2], verify.ReasonInvalid},
+		{"tampered signature", "Bearer " + parts[0] + "." + parts[1] + "." + flip(parts[2]), verify.ReasonInvalid},
+		{"tampered header", "Bearer " + flip(parts[0]) + "." + parts[1] + "." + parts[2], verify.ReasonInvalid},
+		{"truncated", "Bearer " + good[:len(good)-10], verify.ReasonInvalid},
+		{"signature dropped", "Bearer " + parts[0] + "." + parts[1] + ".", verify.ReasonInvalid},
+		{"three dots", "Bearer " + good + ".x", verify.ReasonMalformed},
+		{"one dot", "Bearer " + parts[0] + "." + parts[1], verify.ReasonMalformed},
+		{"non-base64 character", "Bearer " + parts[0] + "." + parts[1][:5] + "*" + parts[1][6:] + "." + parts[2], verify.ReasonMalformed},
+		{"padding", "Bearer " + good + "==", verify.ReasonMalformed},
+		{"bad base64 length", "Bearer " + parts[0] + ".a." + parts[2], verify.ReasonMalformed},
+		{"payload not JSON", "Bearer " + parts[0] + "." + b64("not json") + "." + parts[2], verify.ReasonInvalid},
+		{"over 16 KiB", "Bearer " + big, verify.ReasonTooLarge},
+		{"no scheme", good, verify.ReasonBadHeader},
+		{"lowercase bearer", "bearer " + good, verify.ReasonBadHeader},
+		{"two spaces", "Bearer  " + good, verify.ReasonMalformed},
+		{"trailing space", "Bearer " + good + " ", verify.ReasonMalformed},
+		{"Basic", "Basic YWxpY2U6c2VjcmV0", verify.ReasonBadHeader},
+		{"empty bearer", "Bearer ", verify.ReasonBadHeader},
+		{"two Authorization headers joined by Envoy", "Bearer " + good + ",Bearer " + good, verify.ReasonMalformed},
+		{"empty header", "", verify.ReasonBadHeader},
 	}
 	if len(big) <= config.Default().Authz.MaxTokenBytes {
 		t.Fatalf("big token is only %d bytes", len(big))
@@ -214,19 +215,6 @@ func TestKeyDeclaredAlgorithmWins(t *testing.T) {
 
 var _ = policy.Route{}
 
-// Each base64url segment has one canonical spelling; a token re-spelled with unused bits set
-// (same bytes, another hash) is refused, so a revocation by token hash cannot be sidestepped.
-func TestCanonicalBase64URL(t *testing.T) {
-	for seg, want := range map[string]bool{
-		"": true, "AA": true, "AB": false, "AAA": true, "AAB": false, "AAAA": true, "A": false,
-		"eyJhbGciOiJSUzI1NiJ9": true, "QQ": true, "QR": false, "QUE": true, "QUF": false,
-	} {
-		if got := canonicalBase64URL(seg); got != want {
-			t.Errorf("canonicalBase64URL(%q) = %v, want %v", seg, got, want)
-		}
-	}
-}
-
 // A token with many roles (9 KB) verifies with the defaults; one over authz.maxTokenBytes is
 // refused with a message that gives the size, and a larger cap lets it through.
 func TestTokenSizeCap(t *testing.T) {
@@ -287,12 +275,12 @@ func TestRequireType(t *testing.T) {
 		return string(b)
 	}
 	for typ, want := range map[string]int{"at+jwt": 200, "application/at+jwt": 200, "AT+JWT": 200, "JWT": 401, "": 401} {
-		before := reasons(t, s)["deny/"+reasonTokenType]
+		before := reasons(t, s)["deny/"+verify.ReasonTokenType]
 		if got := httpStatus(check(t, c, bearerReq(t, protectedRoute, typed(typ)))); got != want {
 			t.Errorf("typ %q: %d, want %d", typ, got, want)
 		}
-		if want == 401 && reasons(t, s)["deny/"+reasonTokenType] != before+1 {
-			t.Errorf("typ %q: not counted as %s", typ, reasonTokenType)
+		if want == 401 && reasons(t, s)["deny/"+verify.ReasonTokenType] != before+1 {
+			t.Errorf("typ %q: not counted as %s", typ, verify.ReasonTokenType)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package extauthz
+package verify
 
 import (
 	"encoding/binary"
@@ -6,44 +6,45 @@ import (
 	"time"
 )
 
-// tokenCache remembers verified tokens by their SHA-256 until they expire, so a repeat
+// Cache remembers verified tokens by their SHA-256 until they expire, so a repeat
 // request skips the signature check. Sharded to keep lock contention off the hot path;
 // bounded, evicting an arbitrary entry of a full shard (Go's map order is randomised).
 // Revocation is not cached: it is checked on every request.
-type tokenCache struct {
+type Cache struct {
 	shards [64]cacheShard
 	per    int
 }
 
 type cacheShard struct {
 	mu sync.RWMutex
-	m  map[[32]byte]*identity
+	m  map[[32]byte]*Identity
 }
 
-func newTokenCache(size int) *tokenCache {
-	c := &tokenCache{per: max(size/64, 1)}
+// NewCache holds at most about size identities.
+func NewCache(size int) *Cache {
+	c := &Cache{per: max(size/64, 1)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[[32]byte]*identity)
+		c.shards[i].m = make(map[[32]byte]*Identity)
 	}
 	return c
 }
 
-func (c *tokenCache) shard(sum *[32]byte) *cacheShard {
+func (c *Cache) shard(sum *[32]byte) *cacheShard {
 	return &c.shards[binary.LittleEndian.Uint64(sum[:8])%uint64(len(c.shards))]
 }
 
-func (c *tokenCache) get(sum *[32]byte, now time.Time) *identity {
+func (c *Cache) Get(sum *[32]byte, now time.Time) *Identity {
 	s := c.shard(sum)
 	s.mu.RLock()
 	id := s.m[*sum]
 	s.mu.RUnlock()
-	if id == nil || !now.Before(id.exp) {
+	if id == nil || !now.Before(id.Exp) {
 		return nil
 	}
 	return id
 }
 
-func (c *tokenCache) put(sum *[32]byte, id *identity, now time.Time) {
+func (c *Cache) Put(sum *[32]byte, id *Identity, now time.Time) {
 	s := c.shard(sum)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -51,7 +52,7 @@ func (c *tokenCache) put(sum *[32]byte, id *identity, now time.Time) {
 		// Expired entries go first; otherwise one arbitrary victim.
 		n := 0
 		for k, v := range s.m {
-			if !now.Before(v.exp) {
+			if !now.Before(v.Exp) {
 				delete(s.m, k)
 			}
 			if n++; n >= 16 {

@@ -1,4 +1,4 @@
-package extauthz
+package verify
 
 import (
 	"encoding/json"
@@ -27,20 +27,20 @@ func first(tok jwt.Token, names config.ClaimNames) (string, any, bool) {
 	return "", nil, false
 }
 
-// stringClaim reads the first of names that the token carries; it must be a string.
-func stringClaim(tok jwt.Token, names config.ClaimNames) (string, error) {
+// StringClaim reads the first of names that the token carries; it must be a string.
+func StringClaim(tok jwt.Token, names config.ClaimNames) (string, error) {
 	name, v, ok := first(tok, names)
 	if !ok {
 		return "", nil
 	}
 	s, ok := v.(string)
 	if !ok {
-		return "", fail(reasonInvalid, fmt.Errorf("claim %s is not a string", name))
+		return "", fail(ReasonInvalid, fmt.Errorf("claim %s is not a string", name))
 	}
 	// An identity with a line break could not be passed on as a header, but would still key
 	// rate limits and logs: refused, not dropped.
 	if strings.ContainsFunc(s, unicode.IsControl) {
-		return "", fail(reasonInvalid, fmt.Errorf("claim %s holds control characters", name))
+		return "", fail(ReasonInvalid, fmt.Errorf("claim %s holds control characters", name))
 	}
 	return s, nil
 }
@@ -60,7 +60,7 @@ func scopeClaim(tok jwt.Token, names config.ClaimNames) ([]string, error) {
 		for _, e := range v {
 			s, ok := e.(string)
 			if !ok {
-				return nil, fail(reasonInvalid, fmt.Errorf("claim %s: not a string array", name))
+				return nil, fail(ReasonInvalid, fmt.Errorf("claim %s: not a string array", name))
 			}
 			out = append(out, s)
 		}
@@ -68,7 +68,7 @@ func scopeClaim(tok jwt.Token, names config.ClaimNames) ([]string, error) {
 	case []string:
 		return oneScopeEach(name, v)
 	}
-	return nil, fail(reasonInvalid, fmt.Errorf("claim %s: not a string or array", name))
+	return nil, fail(ReasonInvalid, fmt.Errorf("claim %s: not a string or array", name))
 }
 
 // oneScopeEach refuses an array element that is not exactly one scope: "orders:read admin"
@@ -76,7 +76,7 @@ func scopeClaim(tok jwt.Token, names config.ClaimNames) ([]string, error) {
 func oneScopeEach(name string, scopes []string) ([]string, error) {
 	for _, sc := range scopes {
 		if sc == "" || strings.ContainsFunc(sc, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
-			return nil, fail(reasonInvalid, fmt.Errorf("claim %s: element %q is not one scope", name, sc))
+			return nil, fail(ReasonInvalid, fmt.Errorf("claim %s: element %q is not one scope", name, sc))
 		}
 	}
 	return scopes, nil
