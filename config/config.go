@@ -237,7 +237,30 @@ type Authz struct {
 	// would (identity headers removed, the header allow-list, the ip: rate-limit client), so
 	// that anonymous traffic neither waits for authz nor fails when it is down.
 	CheckTokenless bool `json:"checkTokenless"`
+	// Plugin decides token requests inside Envoy (docs/architecture.md): off unless Module is set.
+	Plugin AuthzPlugin `json:"plugin"`
 }
+
+// AuthzPlugin is specgate authz run inside Envoy as a Wasm plugin (make wasm builds it): it
+// allows what it can decide from keys and revocations authz feeds it, and leaves every other
+// request to authz. It replaces the decision cache (decisionCacheTTL).
+type AuthzPlugin struct {
+	// Module is the plugin's .wasm file as Envoy's process reads it ("" turns the plugin off).
+	Module string `json:"module"`
+	// FeedAddress is authz's HTTP host:port (host:port,host:port for replicas).
+	FeedAddress string `json:"feedAddress"`
+	// Interval is how often each Envoy worker asks for the feed (default 250ms).
+	Interval Duration `json:"interval"`
+	// StaleAfter: with no feed answer for this long, the plugin decides nothing (default 2s): a
+	// revocation takes effect in the plugin within Interval, never later than StaleAfter.
+	StaleAfter Duration `json:"staleAfter"`
+	// Credential reads the feed (feed.Credential of the admin token): the control plane sets
+	// it, never gateway.yaml.
+	Credential string `json:"-"`
+}
+
+// MaxPluginStaleAfter bounds how late a revocation may take effect in the plugin.
+const MaxPluginStaleAfter = 10 * time.Second
 
 // Validation is Envoy's side of request validation (x-specgate validate: request): how long
 // it waits for specgate validate, and whether a request passes when it cannot be checked.
@@ -310,8 +333,9 @@ func Default() Gateway {
 			FalsePositiveRate: 1e-7,
 			MaxTokenLifetime:  Duration{24 * time.Hour},
 		},
-		RateLimit:      RateLimit{Store: "memory", MaxHeaderValues: 10_000, IPv6Prefix: 64},
-		Authz:          Authz{Timeout: Duration{200 * time.Millisecond}, MaxTokenBytes: 16 << 10},
+		RateLimit: RateLimit{Store: "memory", MaxHeaderValues: 10_000, IPv6Prefix: 64},
+		Authz: Authz{Timeout: Duration{200 * time.Millisecond}, MaxTokenBytes: 16 << 10,
+			Plugin: AuthzPlugin{Interval: Duration{250 * time.Millisecond}, StaleAfter: Duration{2 * time.Second}}},
 		Validation:     Validation{Address: "127.0.0.1:9005", Timeout: Duration{200 * time.Millisecond}},
 		APIDescription: APIDescription{Title: "API"},
 		Backends:       Backends{Deny: []string{"*.specgate.svc.cluster.local"}},
@@ -515,6 +539,17 @@ func (g Gateway) Validate() error {
 	}
 	if d := g.APIDescription; d.JSON != "" && d.JSON == d.YAML {
 		add("apiDescription: json and yaml are both %s", d.JSON)
+	}
+	if p := g.Authz.Plugin; p.Module != "" {
+		switch {
+		case p.FeedAddress == "":
+			add("authz.plugin: feedAddress (authz's HTTP host:port) is required with a module")
+		case g.Authz.DecisionCacheTTL.Duration > 0:
+			add("authz.plugin: the plugin replaces the decision cache: set decisionCacheTTL to 0")
+		case p.Interval.Duration < 10*time.Millisecond || p.StaleAfter.Duration <= p.Interval.Duration || p.StaleAfter.Duration > MaxPluginStaleAfter:
+			add("authz.plugin: interval %s and staleAfter %s must satisfy 10ms <= interval < staleAfter <= %s",
+				p.Interval.Duration, p.StaleAfter.Duration, MaxPluginStaleAfter)
+		}
 	}
 	if d := g.Authz.DecisionCacheTTL.Duration; d != 0 && (d < time.Millisecond || d > MaxDecisionCacheTTL) {
 		add("authz: decisionCacheTTL %s is outside 1ms..%s, or 0 for off (a revocation takes effect at the edge only after it)", d, MaxDecisionCacheTTL)

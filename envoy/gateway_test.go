@@ -15,6 +15,7 @@ import (
 	"github.com/specgate/specgate/extauthz/devissuer"
 	"github.com/specgate/specgate/test/harness/e2e"
 	"github.com/specgate/specgate/test/harness/stack"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 const shopSpec = `openapi: 3.1.0
@@ -67,10 +68,16 @@ type gateway struct {
 
 // newGateway serves shopSpec; configure (if not nil) changes its gateway.yaml.
 func newGateway(t *testing.T, configure func(*config.Gateway)) *gateway {
+	return newGatewayWith(t, stack.Options{Configure: configure})
+}
+
+// newGatewayWith serves shopSpec on a stack of two authz and two ratelimit replicas, with o's
+// other options.
+func newGatewayWith(t *testing.T, o stack.Options) *gateway {
 	b := e2e.NewBackend(t, "shop")
-	st := stack.Start(t, stack.Options{Specs: map[string]string{"shop.yaml": shopSpec}, Vars: map[string]string{"PORT": b.Port()},
-		AuthzReplicas: 2, RateLimitReplicas: 2, Configure: configure})
-	return &gateway{Stack: st, t: t, backend: b}
+	o.Specs, o.Vars = map[string]string{"shop.yaml": shopSpec}, map[string]string{"PORT": b.Port()}
+	o.AuthzReplicas, o.RateLimitReplicas = 2, 2
+	return &gateway{Stack: stack.Start(t, o), t: t, backend: b}
 }
 
 func (s *gateway) get(path, token string, hdr map[string]string) *http.Response {
@@ -102,6 +109,11 @@ func TestGatewayEndToEnd(t *testing.T) {
 	t.Run("tokenless requests without authz", func(t *testing.T) { testGateway(t, newGateway(t, nil)) })
 	t.Run("authz every request", func(t *testing.T) {
 		testGateway(t, newGateway(t, func(g *config.Gateway) { g.Authz.CheckTokenless = true }))
+	})
+	t.Run("authz plugin", func(t *testing.T) {
+		s := newGatewayWith(t, stack.Options{Plugin: testutil.Plugin(t)})
+		testGateway(t, s)
+		testPlugin(t, s)
 	})
 	t.Run("edge decision cache", func(t *testing.T) {
 		s := newGateway(t, func(g *config.Gateway) { g.Authz.DecisionCacheTTL.Duration = 500 * time.Millisecond })

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/extauthz/feed"
 	"github.com/specgate/specgate/extauthz/revocation"
 	"github.com/specgate/specgate/extauthz/verify"
 	"github.com/specgate/specgate/internal/adminhttp"
@@ -35,6 +37,7 @@ func (a *admin) routes() http.Handler {
 	mux.HandleFunc("POST /v1/keys", a.authorized(a.createKey))
 	mux.HandleFunc("GET /v1/keys", a.authorized(a.listKeys))
 	mux.HandleFunc("DELETE /v1/keys/{id}", a.authorized(a.revokeKey))
+	mux.Handle("GET "+feed.Path, adminhttp.RequireToken(feed.Credential(a.token), a.feed))
 	if a.dev != nil {
 		mux.Handle("GET "+devissuer.JWKSPath, devissuer.JWKS(a.dev))
 	}
@@ -48,6 +51,32 @@ func (a *admin) ready() (map[string]string, error) {
 		return nil, errors.New("revocation set not loaded yet")
 	}
 	return nil, nil
+}
+
+// feed answers the Envoy plugin (package feed): 503 until the revocation set has loaded, as
+// a replica that has not read it would let revoked tokens through.
+func (a *admin) feed(w http.ResponseWriter, r *http.Request) {
+	set := a.list.Set
+	if !set.Loaded() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "revocation set not loaded yet"})
+		return
+	}
+	epoch, _ := strconv.ParseUint(r.URL.Query().Get("epoch"), 10, 64)
+	seq, _ := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
+	entries, epoch, seq, full := set.Changes(epoch, seq, feed.Token)
+	f := feed.Feed{Epoch: strconv.FormatUint(epoch, 10), Seq: seq, Full: full, Revocations: entries,
+		Keys: map[string]json.RawMessage{}}
+	for _, iss := range a.srv.verifier.Issuers() {
+		if ks := a.srv.verifier.IssuerKeys(iss).Keys(); ks != nil {
+			b, err := json.Marshal(ks)
+			if err != nil {
+				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "keys of " + iss + ": " + err.Error()})
+				return
+			}
+			f.Keys[iss] = b
+		}
+	}
+	writeJSON(w, http.StatusOK, f)
 }
 
 // revocationRequest is the body of POST /v1/revocations: exactly one of jti, sub or token.

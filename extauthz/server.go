@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -286,7 +285,7 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 		// Fail closed: a route whose policy we cannot read is never open.
 		return policyError, reasonPolicy
 	}
-	if !pol.QueryToken && hasQueryToken(attrs.GetRequest().GetHttp().GetPath()) {
+	if !pol.QueryToken && policy.HasQueryToken(attrs.GetRequest().GetHttp().GetPath()) {
 		return deniedQueryToken, reasonQueryToken
 	}
 	headers := requestHeaders(attrs.GetRequest().GetHttp())
@@ -435,24 +434,4 @@ func requestHeaders(h *authv3.AttributeContext_HttpRequest) map[string]string {
 		m[k] = v
 	}
 	return m
-}
-
-// hasQueryToken reports whether the query of path has an access_token parameter, as any
-// backend framework might read it: the name decoded, in any case, separated by & or ;.
-func hasQueryToken(path string) bool {
-	_, query, ok := strings.Cut(path, "?")
-	if !ok {
-		return false
-	}
-	query, _, _ = strings.Cut(query, "#")
-	for _, kv := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
-		name, _, _ := strings.Cut(kv, "=")
-		if n, err := url.QueryUnescape(name); err == nil {
-			name = n
-		}
-		if strings.EqualFold(strings.TrimSpace(name), policy.QueryTokenParam) {
-			return true
-		}
-	}
-	return false
 }

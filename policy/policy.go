@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -69,6 +70,18 @@ const (
 	MetaDecision    = "decision"
 	MetaReason      = "reason"
 	MetaSubjectHash = "subject_hash"
+)
+
+// The Envoy plugin (gateway.yaml authz.plugin) decides on routes whose metadata under
+// PluginFilter holds PluginPolicy (the route's Route, as in ExtPolicy); when it allows, it sets
+// the filter state PluginAllowState and Envoy skips ext_authz.
+const (
+	PluginFilter = "specgate.plugin"
+	PluginPolicy = "policy"
+	// PluginAllowState is the filter state key Envoy's Wasm filter gives the plugin's
+	// property PluginAllowProperty.
+	PluginAllowProperty = "specgate_plugin_allow"
+	PluginAllowState    = "wasm." + PluginAllowProperty
 )
 
 // The edge decision cache (gateway.yaml authz.decisionCacheTTL): a Lua filter named
@@ -242,4 +255,24 @@ func (r Route) Allowed(name string) bool {
 	}
 	_, ok := slices.BinarySearch(r.Headers, name)
 	return ok
+}
+
+// HasQueryToken reports whether the query of path has an access_token parameter, as any
+// backend framework might read it: the name decoded, in any case, separated by & or ;.
+func HasQueryToken(path string) bool {
+	_, query, ok := strings.Cut(path, "?")
+	if !ok {
+		return false
+	}
+	query, _, _ = strings.Cut(query, "#")
+	for _, kv := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
+		name, _, _ := strings.Cut(kv, "=")
+		if n, err := url.QueryUnescape(name); err == nil {
+			name = n
+		}
+		if strings.EqualFold(strings.TrimSpace(name), QueryTokenParam) {
+			return true
+		}
+	}
+	return false
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/specgate/specgate/compiler/ir"
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/extauthz/feed"
 	"github.com/specgate/specgate/internal/adminhttp"
 	"github.com/specgate/specgate/internal/grpcserver"
 	"github.com/specgate/specgate/xds/specstore"
@@ -142,6 +143,9 @@ func New(opts Options) (*Server, error) {
 	if err := opts.Gateway.Validate(); err != nil {
 		return nil, err
 	}
+	// The authz plugin reads its feed with a credential derived from the admin token, which
+	// itself stays out of Envoy's config.
+	opts.Gateway.Authz.Plugin.Credential = feed.Credential(opts.AdminToken)
 	if opts.Store == nil {
 		d, err := specstore.OpenDir(opts.SpecDir, 0)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/extauthz/feed"
 	"github.com/specgate/specgate/policy"
 )
 
@@ -116,6 +117,14 @@ type AuthzSettings struct {
 	// decision cache is on: every route's cache key changes with it, so that no allow made
 	// under other settings is reused.
 	Rules string `json:"rules,omitempty"`
+	// Plugin is authz.plugin when on.
+	Plugin *AuthzPlugin `json:"plugin,omitempty"`
+}
+
+// AuthzPlugin is authz.plugin with what the plugin needs of gateway.yaml (feed.Gateway).
+type AuthzPlugin struct {
+	config.AuthzPlugin
+	Gateway config.Gateway `json:"gateway"`
 }
 
 // Plan gives the model its listeners, their route tables and the settings, from gateway.yaml.
@@ -150,6 +159,9 @@ func (p *Planner) Plan(g Gateway, cfg config.Gateway) (Gateway, error) {
 		AccessLog:           cfg.AccessLog,
 		Tracing:             cfg.Tracing,
 		BackendTLS:          cfg.BackendTLS,
+	}
+	if cfg.Authz.Plugin.Module != "" {
+		s.Authz.Plugin = &AuthzPlugin{AuthzPlugin: cfg.Authz.Plugin, Gateway: feed.Gateway(cfg)}
 	}
 	if cfg.Authz.DecisionCacheTTL.Duration > 0 {
 		cfg.Revocation.Store, cfg.RateLimit.Store = "", ""

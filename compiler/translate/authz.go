@@ -66,7 +66,7 @@ func (t *translator) authzFilter() *extauthzv3.ExtAuthz {
 // authzPerRoute hands the authz service the policy of exactly this route, in the same RDS
 // update as the route itself, so the service keeps no per-route state.
 // With the decision cache on, the route's metadata gives the cache the route's key and the
-// headers it forwards (authzCacheMetadata).
+// headers it forwards (authzCacheMetadata); with the plugin, the policy (pluginMetadata).
 func (t *translator) authzPerRoute(op *ir.Operation, forward []string) (*anypb.Any, *corev3.Metadata) {
 	pol := policy.Route{ID: op.ID, Anonymous: op.Security.Anonymous, Headers: op.AllowedHeaders, QueryToken: op.QueryToken,
 		WebSocket: op.WebSocket != nil}
@@ -86,10 +86,13 @@ func (t *translator) authzPerRoute(op *ir.Operation, forward []string) (*anypb.A
 	per := t.pack(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
 		CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: ext},
 	}})
-	if !t.edgeCache() {
-		return per, nil
+	switch {
+	case t.edgeCache():
+		return per, t.authzCacheMetadata(pol, ext[policy.ExtPolicy], forward)
+	case t.plugin() && pluginDecides(op):
+		return per, pluginMetadata(ext[policy.ExtPolicy])
 	}
-	return per, t.authzCacheMetadata(pol, ext[policy.ExtPolicy], forward)
+	return per, nil
 }
 
 // authzCacheMetadata is what the decision cache needs of a route: a key that changes with the

@@ -224,15 +224,24 @@ func (t *translator) addStats(static *bootstrapv3.Bootstrap_StaticResources, add
 func (t *translator) grpcClusters(addrs map[string]string) ([]*clusterv3.Cluster, error) {
 	var out []*clusterv3.Cluster
 	for _, name := range slices.Sorted(maps.Keys(addrs)) {
-		var endpoints []*corev3.Address
-		for _, addr := range strings.Split(addrs[name], ",") {
-			a, err := hostPort(strings.TrimSpace(addr))
-			if err != nil {
-				return nil, fmt.Errorf("bootstrap: %s address: %w", name, err)
-			}
-			endpoints = append(endpoints, a)
+		endpoints, err := addresses(addrs[name])
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: %s address: %w", name, err)
 		}
 		out = append(out, t.grpcCluster(name, endpoints))
 	}
 	return out, t.err
+}
+
+// addresses parses host:port[,host:port...].
+func addresses(list string) ([]*corev3.Address, error) {
+	var out []*corev3.Address
+	for _, addr := range strings.Split(list, ",") {
+		a, err := hostPort(strings.TrimSpace(addr))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }

@@ -126,6 +126,19 @@ func sanMatcher(host string) *tlsv3.SubjectAltNameMatcher {
 // grpcCluster is an HTTP/2 cluster for one of specgate's gRPC services.
 // More endpoints (replicas) are balanced round robin.
 func (t *translator) grpcCluster(name string, endpoints []*corev3.Address) *clusterv3.Cluster {
+	c := addressCluster(name, endpoints)
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": t.pack(&httpv3.HttpProtocolOptions{
+			UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+			}},
+		}),
+	}
+	return c
+}
+
+// addressCluster is a cluster of one or more host:port endpoints of a specgate role.
+func addressCluster(name string, endpoints []*corev3.Address) *clusterv3.Cluster {
 	sa := endpoints[0].GetSocketAddress()
 	c := endpointCluster(name, sa.Address, sa.GetPortValue())
 	if c.GetType() == clusterv3.Cluster_STRICT_DNS {
@@ -138,13 +151,6 @@ func (t *translator) grpcCluster(name string, endpoints []*corev3.Address) *clus
 		lb.LbEndpoints = append(lb.LbEndpoints, &endpointv3.LbEndpoint{
 			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: e}},
 		})
-	}
-	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
-		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": t.pack(&httpv3.HttpProtocolOptions{
-			UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
-				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
-			}},
-		}),
 	}
 	return c
 }

@@ -25,8 +25,8 @@ import (
 // httpFilters: CORS answers preflights before anything else; with ipAllow, the RBAC filter
 // of IP allow lists; the body limit comes next,
 // because a filter that waits (ext_authz) receives the body whole, and the buffer filter
-// measures only what it buffers itself; authz (with its decision cache in front when on)
-// decides before the rate limits count; request validation, where an operation asks for it,
+// measures only what it buffers itself; authz (with its decision cache or its plugin in front
+// when on) decides before the rate limits count; request validation, where an operation asks for it,
 // comes last.
 func (t *translator) httpFilters(l ir.Listener, ipAllow bool) []*hcmv3.HttpFilter {
 	fs := []*hcmv3.HttpFilter{t.httpFilter(FilterCORS, &corsv3.Cors{})}
@@ -34,10 +34,15 @@ func (t *translator) httpFilters(l ir.Listener, ipAllow bool) []*hcmv3.HttpFilte
 		fs = append(fs, t.ipAllowFilter())
 	}
 	fs = append(fs, t.httpFilter(FilterBuffer, &bufferv3.Buffer{MaxRequestBytes: wrapperspb.UInt32(t.set.MaxRequestBodyBytes)}))
-	if t.edgeCache() {
+	switch {
+	case t.edgeCache():
 		fs = append(fs, t.httpFilter(policy.CacheFilter, authzCacheFilter()))
+		fs = append(fs, t.httpFilter(FilterExtAuthz, t.authzFilter()))
+	case t.plugin():
+		fs = append(fs, t.pluginFilter(), t.skipAfterPlugin(t.authzFilter()))
+	default:
+		fs = append(fs, t.httpFilter(FilterExtAuthz, t.authzFilter()))
 	}
-	fs = append(fs, t.httpFilter(FilterExtAuthz, t.authzFilter()))
 	fs = append(fs, t.headerFilters(l)...)
 	fs = append(fs, t.httpFilter(FilterRateLimit, t.rateLimitFilter()))
 	if t.usesValidation(l) {

@@ -85,6 +85,9 @@ func (t *translator) tokenlessRoute(r *routev3.Route, op *ir.Operation, route ir
 	if t.edgeCache() {
 		r.TypedPerFilterConfig[policy.CacheFilter] = off
 	}
+	if t.plugin() {
+		r.TypedPerFilterConfig[FilterAuthzPlugin] = off
+	}
 	// On: a filter off by default needs a route config to turn it on, an empty one here.
 	r.TypedPerFilterConfig[headerFilterName(route.Forward)] = t.pack(&routev3.FilterConfig{
 		Config: t.pack(&headermutationv3.HeaderMutationPerRoute{}),

@@ -147,6 +147,9 @@ func Translate(gw ir.Gateway, opts Options) (*Resources, error) {
 	if t.anyValidation() {
 		res.Clusters = append(res.Clusters, t.validateCluster())
 	}
+	if t.plugin() {
+		res.Clusters = append(res.Clusters, t.feedCluster())
+	}
 	if t.err != nil {
 		return nil, t.err
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,6 +127,14 @@ type Set struct {
 
 	mu    sync.RWMutex
 	exact map[string]Entry
+	// The change log that Changes feeds the Envoy plugin from (under mu): seq counts every
+	// change; log holds the latest entries written, log[i] at seq logBase+i+1. A Replace
+	// empties it (everything may have changed).
+	// epoch names this set's numbering: another replica's (or process's) seq means nothing here.
+	epoch   uint64
+	seq     uint64
+	log     []Entry
+	logBase uint64
 
 	loaded atomic.Bool
 	fill   atomic.Uint64 // float64 bits
@@ -137,7 +146,7 @@ func NewSet(expected uint, fp float64) *Set {
 	if expected == 0 {
 		expected = 1
 	}
-	s := &Set{expected: expected, fpRate: fp, exact: map[string]Entry{}}
+	s := &Set{expected: expected, fpRate: fp, exact: map[string]Entry{}, epoch: rand.Uint64()}
 	s.publish(&filter{bloom: bloom.NewWithEstimates(expected, fp), capacity: expected})
 	return s
 }
@@ -239,6 +248,7 @@ func (s *Set) Add(e Entry, now time.Time) {
 		e = merge(old, e)
 	}
 	s.exact[e.Key] = e
+	s.logLocked(e)
 	s.mu.Unlock()
 
 	cur := s.snap.Load()
@@ -254,6 +264,42 @@ func (s *Set) Add(e Entry, now time.Time) {
 		}
 		s.publish(&filter{bloom: b, inserted: cur.inserted + uint(len(s.pending)), capacity: cur.capacity})
 	}
+}
+
+// maxLog bounds the change log: a reader further behind gets the whole set.
+const maxLog = 4096
+
+func (s *Set) logLocked(e Entry) {
+	s.seq++
+	if len(s.log) == maxLog {
+		n := copy(s.log, s.log[maxLog/2:])
+		s.log, s.logBase = s.log[:n], s.logBase+maxLog/2
+	}
+	s.log = append(s.log, e)
+}
+
+// Changes returns what changed after seq since of this set's epoch: the entries written since
+// (full false), or every live entry (full true) when the log no longer reaches back that far,
+// since is 0 or the epoch is another's. keep filters the entries. next and epochNow are what
+// to ask with next time. Entries only expire between changes, which a reader does itself
+// from their Expires.
+func (s *Set) Changes(epoch, since uint64, keep func(Entry) bool) (entries []Entry, epochNow, next uint64, full bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if epoch != s.epoch || since == 0 || since < s.logBase || since > s.seq {
+		for _, e := range s.exact {
+			if keep(e) {
+				entries = append(entries, e)
+			}
+		}
+		return entries, s.epoch, s.seq, true
+	}
+	for _, e := range s.log[since-s.logBase:] {
+		if keep(e) {
+			entries = append(entries, e)
+		}
+	}
+	return entries, s.epoch, s.seq, false
 }
 
 // Replace swaps in the whole set, as loaded from the store.
@@ -281,6 +327,8 @@ func (s *Set) Replace(entries []Entry, now time.Time) {
 		}
 	}
 	s.exact = exact
+	s.seq++
+	s.log, s.logBase = s.log[:0], s.seq
 	s.mu.Unlock()
 	s.rebuildLocked()
 	s.loaded.Store(true)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -183,5 +184,51 @@ func TestMassRevocationThroughFoldsMissesNothing(t *testing.T) {
 	}
 	if _, ok := s.Lookup([]byte(JTIKey("never-revoked"))); ok {
 		t.Fatal("a key never added was found")
+	}
+}
+
+// The plugin's feed: a reader that asks with the epoch and seq of its last answer gets only
+// the entries written since; any other reader (first ask, another replica's numbering, fallen
+// behind the log, after a reload) gets the whole set.
+func TestChanges(t *testing.T) {
+	now := time.Now()
+	s := NewSet(100, 0.01)
+	s.Replace([]Entry{{Key: JTIKey("a"), At: now, Expires: now.Add(time.Hour)}}, now)
+	all := func(Entry) bool { return true }
+	keys := func(es []Entry) []string {
+		var out []string
+		for _, e := range es {
+			out = append(out, e.Key)
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	es, epoch, seq, full := s.Changes(0, 0, all)
+	if !full || !slices.Equal(keys(es), []string{"jti:a"}) {
+		t.Fatalf("first ask: %v full=%v", keys(es), full)
+	}
+	if es, _, next, full := s.Changes(epoch, seq, all); full || len(es) != 0 || next != seq {
+		t.Fatalf("nothing new: %v full=%v seq %d→%d", keys(es), full, seq, next)
+	}
+	s.Add(Entry{Key: SubjectKey("bob"), At: now, Expires: now.Add(time.Hour)}, now)
+	s.Add(Entry{Key: JTIKey("b"), At: now, Expires: now.Add(time.Hour)}, now)
+	es, _, next, full := s.Changes(epoch, seq, func(e Entry) bool { return e.Key != JTIKey("b") })
+	if full || !slices.Equal(keys(es), []string{"sub:bob"}) || next != seq+2 {
+		t.Fatalf("delta: %v full=%v next %d", keys(es), full, next)
+	}
+	if _, _, _, full := s.Changes(epoch+1, next, all); !full {
+		t.Error("another epoch's seq was taken for this set's")
+	}
+	for i := range maxLog + 1 {
+		s.Add(Entry{Key: JTIKey(fmt.Sprint("x", i)), At: now, Expires: now.Add(time.Hour)}, now)
+	}
+	if es, _, _, full := s.Changes(epoch, next, all); !full || len(es) != maxLog+4 {
+		t.Errorf("a reader behind the log: %d entries, full=%v", len(es), full)
+	}
+	_, _, last, _ := s.Changes(epoch, 0, all)
+	s.Replace(nil, now)
+	if es, _, _, full := s.Changes(epoch, last, all); !full || len(es) != maxLog+4 {
+		t.Errorf("after a reload: %d entries, full=%v", len(es), full)
 	}
 }

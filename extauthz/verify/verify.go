@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -232,6 +233,9 @@ func (v *Verifier) IsClaimHeader(name string) bool {
 
 // Trusts reports whether iss is one of the configured issuers.
 func (v *Verifier) Trusts(iss string) bool { return v.issuers[iss] != nil }
+
+// Issuers are the configured issuers' names, sorted.
+func (v *Verifier) Issuers() []string { return slices.Sorted(maps.Keys(v.issuers)) }
 
 // IssuerKeys is the key source of a configured issuer (nil for any other).
 func (v *Verifier) IssuerKeys(iss string) Keys {

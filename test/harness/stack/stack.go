@@ -76,6 +76,9 @@ type Options struct {
 	Configure func(*config.Gateway)
 	// Bootstrap edits Envoy's bootstrap before it is written (a test's DNS resolver).
 	Bootstrap func(*bootstrapv3.Bootstrap)
+	// Plugin is the authz plugin's module (testutil.Plugin): Envoy runs it in front of
+	// ext_authz, fed by the authz replicas.
+	Plugin string
 	// Validate runs specgate validate, for specs with x-specgate validate: request.
 	Validate bool
 }
@@ -131,11 +134,19 @@ func Start(t testing.TB, o Options) *Stack {
 		s.Validate = s.proc("validate", testutil.Specgate(t), "validate")
 		cfg.Validation.Address = s.Validate.GRPC
 	}
+	cfgPath := filepath.Join(s.Dir, "gateway.yaml")
+	bin := testutil.Specgate(t)
+	for i := range o.AuthzReplicas { // their ports go into gateway.yaml with the plugin
+		s.Authz = append(s.Authz, s.proc(fmt.Sprintf("authz-%d", i), bin, "authz", "--config", cfgPath))
+	}
+	if o.Plugin != "" {
+		cfg.Authz.Plugin.Module = o.Plugin
+		cfg.Authz.Plugin.FeedAddress = addrs(s.Authz, func(p *Proc) string { return p.HTTP })
+	}
 	if o.Configure != nil {
 		o.Configure(&cfg)
 	}
 	s.Config = cfg
-	cfgPath := filepath.Join(s.Dir, "gateway.yaml")
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +162,6 @@ func Start(t testing.TB, o Options) *Stack {
 		e2e.WriteSpec(t, specs, name, content, o.Vars)
 	}
 
-	bin := testutil.Specgate(t)
 	s.XDS = s.proc("xds", bin, "xds", "--specs", specs, "--config", cfgPath, "--debounce", "50ms")
 	if s.Validate != nil {
 		s.Validate.args = append(s.Validate.args[:0:0], "validate", "--xds", s.XDS.GRPC, "--grpc", s.Validate.GRPC, "--http", s.Validate.HTTP)
@@ -159,11 +169,9 @@ func Start(t testing.TB, o Options) *Stack {
 	s.PushURL = "http://" + s.XDS.HTTP
 	s.XDS.Start()
 	s.XDS.WaitReady("/readyz")
-	for i := range o.AuthzReplicas {
-		p := s.proc(fmt.Sprintf("authz-%d", i), bin, "authz", "--config", cfgPath)
+	for _, p := range s.Authz {
 		p.Start()
 		p.WaitReady("/readyz")
-		s.Authz = append(s.Authz, p)
 	}
 	for i := range o.RateLimitReplicas {
 		p := s.proc(fmt.Sprintf("ratelimit-%d", i), bin, "ratelimit", "--config", cfgPath, "--xds", s.XDS.GRPC)
@@ -215,12 +223,14 @@ func Start(t testing.TB, o Options) *Stack {
 	return s
 }
 
-func grpcAddrs(ps []*Proc) string {
-	addrs := make([]string, len(ps))
+func grpcAddrs(ps []*Proc) string { return addrs(ps, func(p *Proc) string { return p.GRPC }) }
+
+func addrs(ps []*Proc, addr func(*Proc) string) string {
+	out := make([]string, len(ps))
 	for i, p := range ps {
-		addrs[i] = p.GRPC
+		out[i] = addr(p)
 	}
-	return strings.Join(addrs, ",")
+	return strings.Join(out, ",")
 }
 
 // Token mints a token of the stack's issuer.

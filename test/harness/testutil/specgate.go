@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-var built struct {
+var built, plugin struct {
 	once sync.Once
 	bin  string
 	err  error
@@ -37,6 +37,29 @@ func Specgate(t TB) string {
 	return built.bin
 }
 
+// Plugin is the authz plugin (extauthz/plugin, as make wasm builds it), built once per test
+// process into a temporary directory; Main removes it too.
+func Plugin(t TB) string {
+	t.Helper()
+	plugin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "specgate-wasm-")
+		if err != nil {
+			plugin.err = err
+			return
+		}
+		plugin.bin = filepath.Join(dir, "authz-plugin.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", plugin.bin, "github.com/specgate/specgate/extauthz/plugin")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			plugin.err = fmt.Errorf("go build the authz plugin: %v\n%s", err, out)
+		}
+	})
+	if plugin.err != nil {
+		t.Fatal(plugin.err)
+	}
+	return plugin.bin
+}
+
 // Main is a TestMain for packages that use Specgate: it runs the tests, then removes the
 // binary.
 func Main(m *testing.M) {
@@ -45,9 +68,11 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// RemoveSpecgate removes the binary Specgate built, for a TestMain that does more than Main.
+// RemoveSpecgate removes what Specgate and Plugin built, for a TestMain that does more than Main.
 func RemoveSpecgate() {
-	if built.bin != "" {
-		os.RemoveAll(filepath.Dir(built.bin))
+	for _, b := range []string{built.bin, plugin.bin} {
+		if b != "" {
+			os.RemoveAll(filepath.Dir(b))
+		}
 	}
 }

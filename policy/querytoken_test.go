@@ -1,8 +1,8 @@
-package extauthz
+package policy
 
 import "testing"
 
-// hasQueryToken reads the query as backend frameworks do: the name percent- or plus-decoded,
+// HasQueryToken reads the query as backend frameworks do: the name percent- or plus-decoded,
 // in any case, separated by & or ;, and never the path or the fragment.
 func TestHasQueryToken(t *testing.T) {
 	for path, want := range map[string]bool{
@@ -19,8 +19,8 @@ func TestHasQueryToken(t *testing.T) {
 		"/a?page=1#access_token=x":   false,
 		"/a?access%ZZtoken=x&page=1": false,
 	} {
-		if got := hasQueryToken(path); got != want {
-			t.Errorf("hasQueryToken(%q) = %v, want %v", path, got, want)
+		if got := HasQueryToken(path); got != want {
+			t.Errorf("HasQueryToken(%q) = %v, want %v", path, got, want)
 		}
 	}
 }

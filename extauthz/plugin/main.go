@@ -1,0 +1,260 @@
+//go:build wasip1
+
+// Command plugin is specgate authz inside Envoy: a proxy-wasm HTTP filter, built with the
+// standard Go toolchain (make wasm), that allows a token request on its own when it can and
+// leaves every other request to ext_authz, the authority. It decides with authz's own code
+// (package verify, revocation, policy), from keys and revocations that authz feeds it
+// (package feed) every interval; with a feed older than staleAfter it decides nothing.
+//
+// It decides only on routes whose metadata carries policy.PluginFilter (the compiler puts it on
+// token routes without API keys and rate limits: their answers need authz's dynamic metadata,
+// which a Wasm filter cannot write). It never denies: a missing, invalid, revoked or
+// insufficient token goes to ext_authz, which answers as without the plugin. An allow edits
+// the headers as authz's does and sets the filter state that makes Envoy skip ext_authz.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/specgate/specgate/extauthz/feed"
+	"github.com/specgate/specgate/extauthz/revocation"
+	"github.com/specgate/specgate/extauthz/verify"
+	"github.com/specgate/specgate/internal/proxywasm"
+	"github.com/specgate/specgate/policy"
+)
+
+func main() {}
+
+func init() { proxywasm.SetRoot(func(uint32) proxywasm.Root { return &root{} }) }
+
+type root struct {
+	cfg      feed.PluginConfig
+	verifier *verify.Verifier
+	keys     map[string]*fedKeys
+	cache    *verify.Cache
+	revoked  *revocation.Set
+	policies map[string]*policy.Route // decoded route policies, by their encoding
+
+	epoch    string
+	seq      uint64
+	asked    time.Time // when the call in flight was sent; zero: none in flight
+	freshAt  time.Time // when the last answered call was sent
+	maxToken int
+}
+
+// fedKeys is an issuer's keys as authz last fed them. A kid it does not hold is left to authz,
+// which fetches the IdP's keys: ForceRefresh cannot wait for the feed.
+type fedKeys struct {
+	raw string
+	set jwk.Set
+}
+
+func (k *fedKeys) Keys() jwk.Set                        { return k.set }
+func (k *fedKeys) ForceRefresh(context.Context) jwk.Set { return k.set }
+
+func (r *root) Configure(b []byte) bool {
+	if err := json.Unmarshal(b, &r.cfg); err != nil {
+		proxywasm.Log(proxywasm.LogError, "specgate plugin: configuration: "+err.Error())
+		return false
+	}
+	r.keys = map[string]*fedKeys{}
+	r.verifier = verify.New(&r.cfg.Gateway, func(issuer, _ string) verify.Keys {
+		k := &fedKeys{}
+		r.keys[issuer] = k
+		return k
+	}, proxywasm.Now)
+	r.cache = verify.NewCache(10_000)
+	rc := r.cfg.Gateway.Revocation
+	r.revoked = revocation.NewSet(rc.ExpectedEntries, rc.FalsePositiveRate)
+	r.policies = map[string]*policy.Route{}
+	r.maxToken = r.cfg.Gateway.Authz.MaxTokenBytes
+	return proxywasm.SetTickPeriod(r.cfg.Interval.Duration) == nil
+}
+
+func (r *root) Tick() {
+	now := proxywasm.Now()
+	if !r.asked.IsZero() && now.Sub(r.asked) < r.cfg.StaleAfter.Duration {
+		return // one call at a time; one lost by the host is given up after staleAfter
+	}
+	_, err := proxywasm.HTTPCall(r.cfg.Cluster, [][2]string{
+		{":method", "GET"}, {":path", feed.Path + feed.Query(r.epoch, r.seq)}, {":authority", "specgate-authz"},
+		{"authorization", "Bearer " + r.cfg.Credential},
+	}, nil, r.cfg.StaleAfter.Duration)
+	if err != nil {
+		proxywasm.Log(proxywasm.LogWarn, "specgate plugin: feed call: "+err.Error())
+		return
+	}
+	r.asked = now
+}
+
+func (r *root) HTTPCallResponse(_ uint32, headers, size int) {
+	asked := r.asked
+	r.asked = time.Time{}
+	if headers == 0 {
+		return
+	}
+	if st, _ := proxywasm.CallResponseHeader(":status"); st != "200" {
+		proxywasm.Log(proxywasm.LogWarn, "specgate plugin: feed answered "+st)
+		return
+	}
+	body, err := proxywasm.CallResponseBody(size)
+	var f feed.Feed
+	if err == nil {
+		err = json.Unmarshal(body, &f)
+	}
+	if err == nil {
+		err = r.apply(&f)
+	}
+	if err != nil {
+		proxywasm.Log(proxywasm.LogError, "specgate plugin: feed: "+err.Error())
+		return
+	}
+	r.freshAt = asked
+}
+
+// apply takes in one feed answer: keys that changed are parsed, revocations added (or, for a
+// full answer, put in place of the set).
+func (r *root) apply(f *feed.Feed) error {
+	for iss, raw := range f.Keys {
+		k := r.keys[iss]
+		if k == nil || k.raw == string(raw) {
+			continue
+		}
+		set, err := jwk.Parse(raw)
+		if err != nil {
+			return err
+		}
+		k.raw, k.set = string(raw), set
+	}
+	now := proxywasm.Now()
+	if f.Full {
+		r.revoked.Replace(f.Revocations, now)
+	} else {
+		for _, e := range f.Revocations {
+			r.revoked.Add(e, now)
+		}
+	}
+	r.epoch, r.seq = f.Epoch, f.Seq
+	return nil
+}
+
+func (r *root) NewStream(uint32) proxywasm.Stream { return stream{r} }
+
+type stream struct{ r *root }
+
+func (s stream) Done() {}
+
+// RequestHeaders allows the request when authz would, or leaves it to ext_authz.
+func (s stream) RequestHeaders(int, bool) proxywasm.Action {
+	r := s.r
+	now := proxywasm.Now()
+	if r.freshAt.IsZero() || now.Sub(r.freshAt) > r.cfg.StaleAfter.Duration {
+		return proxywasm.Continue
+	}
+	raw, err := proxywasm.Property("xds", "route_metadata", "filter_metadata", policy.PluginFilter, policy.PluginPolicy)
+	if err != nil || len(raw) == 0 {
+		return proxywasm.Continue
+	}
+	pol := r.policy(string(raw))
+	if pol == nil {
+		return proxywasm.Continue
+	}
+	if !pol.QueryToken {
+		if path, _ := proxywasm.RequestHeader(":path"); policy.HasQueryToken(path) {
+			return proxywasm.Continue
+		}
+	}
+	var id *verify.Identity
+	if auth, err := proxywasm.RequestHeader("authorization"); err == nil {
+		if id = r.identity(auth, now); id == nil {
+			return proxywasm.Continue
+		}
+		if r.revoked.Revoked(id.JTI, id.RevokedAs, &id.Content, ptr(revocation.TokenHash(strings.TrimPrefix(auth, "Bearer "))), id.IAT) ||
+			id.RevokedAs != id.Subject && r.revoked.SubjectRevoked(id.Subject, id.IAT) {
+			return proxywasm.Continue
+		}
+		if !pol.Anonymous && !meets(pol, id) {
+			return proxywasm.Continue
+		}
+	} else if !pol.Anonymous {
+		return proxywasm.Continue
+	}
+	pairs, err := proxywasm.RequestHeaders()
+	if err != nil {
+		return proxywasm.Continue
+	}
+	names := map[string]struct{}{}
+	for _, p := range pairs {
+		names[p[0]] = struct{}{}
+	}
+	e := r.verifier.Edits(id, maps.Keys(names), pol.Allowed)
+	for _, h := range e.Set {
+		proxywasm.SetRequestHeader(strings.ToLower(h[0]), h[1])
+	}
+	for _, name := range slices.Concat(e.Unset, e.Drop) {
+		proxywasm.RemoveRequestHeader(name)
+	}
+	proxywasm.SetProperty(policy.PluginAllowProperty, []byte("1"))
+	return proxywasm.Continue
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// identity is the verified identity of a bearer token, nil when authz must decide (any
+// failure, a key not fed).
+func (r *root) identity(auth string, now time.Time) *verify.Identity {
+	tok, why := verify.SplitBearer(auth, r.maxToken)
+	if why != "" {
+		return nil
+	}
+	sum := revocation.TokenHash(tok)
+	if id := r.cache.Get(&sum, now); id != nil && id.KeyHeld() {
+		return id
+	}
+	if verify.Syntax(tok) != "" {
+		return nil
+	}
+	id, err := r.verifier.Verify(context.Background(), tok)
+	if err != nil {
+		return nil
+	}
+	id.Content = revocation.ContentHash(tok)
+	r.cache.Put(&sum, id, now)
+	return id
+}
+
+// meets reports whether id satisfies one of the route's token requirements (authz's rule).
+func meets(pol *policy.Route, id *verify.Identity) bool {
+	for _, req := range pol.AnyOf {
+		if req.APIKey != nil || len(req.Issuers) > 0 && !slices.Contains(req.Issuers, id.Issuer) {
+			continue
+		}
+		if id.HasScopes(req.Scopes) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *root) policy(raw string) *policy.Route {
+	if p, ok := r.policies[raw]; ok {
+		return p
+	}
+	var p *policy.Route
+	if d, err := policy.Decode(raw); err == nil && !slices.ContainsFunc(d.AnyOf, func(q policy.Requirement) bool { return q.APIKey != nil }) &&
+		len(d.RateLimitHeaders) == 0 {
+		p = &d
+	}
+	if len(r.policies) > 50_000 {
+		clear(r.policies)
+	}
+	r.policies[raw] = p
+	return p
+}
