@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/test/harness/stack"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // exchange is what one request came to: the client's answer and what the backend received.
@@ -20,8 +22,12 @@ type exchange struct {
 }
 
 // aliceToken stands for a token of this stack's issuer (each stack has its own key) for
-// alice, without client_id: its rate-limit client is the address.
-const aliceToken = "Bearer {alice}"
+// alice, without client_id: its rate-limit client is the address. wendyToken, for wendy
+// with orders:write, is one the authz plugin decides on POST /shop/orders.
+const (
+	aliceToken = "Bearer {alice}"
+	wendyToken = "Bearer {wendy}"
+)
 
 // exchange makes one request and records what it came to. A body of "chunked:<text>" is sent
 // without a length (Transfer-Encoding: chunked).
@@ -35,8 +41,11 @@ func (s *gateway) exchange(method, path string, hdr http.Header, body string) ex
 	}
 	req, _ := http.NewRequest(method, s.Public+path, r)
 	req.Header = hdr.Clone()
-	if req.Header.Get("Authorization") == aliceToken {
+	switch req.Header.Get("Authorization") {
+	case aliceToken:
 		req.Header.Set("Authorization", "Bearer "+s.Token("alice", "orders:read"))
+	case wendyToken:
+		req.Header.Set("Authorization", "Bearer "+s.Token("wendy", "orders:write"))
 	}
 	hits := s.backend.Hits()
 	resp, err := http.DefaultClient.Do(req)
@@ -62,15 +71,12 @@ func (s *gateway) exchange(method, path string, hdr http.Header, body string) ex
 // give the clients the same answers and the backends the same headers, header by header:
 // identity headers removed, the allow-list applied, rate limits counted in the same buckets
 // (a tokenless request and a token without a client id share the client's address bucket,
-// behind a trusted load balancer too). And authz is not asked for them.
+// behind a trusted load balancer too). And authz is not asked for them. A third gateway runs
+// the authz plugin, which decides some token requests in Envoy: the same again.
 func TestTokenlessRoutesChangeNothing(t *testing.T) {
 	behindLB := func(g *config.Gateway) { g.XFFTrustedHops = 1 }
 	asked := newGateway(t, func(g *config.Gateway) { behindLB(g); g.Authz.CheckTokenless = true })
 	alone := newGateway(t, behindLB)
-
-	forged := http.Header{"X-User-Id": {"mallory"}, "X-Client-Id": {"evil"}, "X-Token-Issuer": {"https://evil/"},
-		"X-Specgate-Client": {"ip:1.2.3.4"}, "X-Evil": {"1"}, "Accept-Language": {"fr"},
-		"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
 	with := func(h http.Header, kv ...string) http.Header {
 		h = h.Clone()
 		if h == nil {
@@ -81,6 +87,17 @@ func TestTokenlessRoutesChangeNothing(t *testing.T) {
 		}
 		return h
 	}
+	plugin := newGatewayWith(t, stack.Options{Configure: behindLB, Plugin: testutil.Plugin(t)})
+	// The plugin decides once its feed has answered: until then every request goes to authz.
+	testutil.Eventually(t, 10*time.Second, "the plugin deciding", func() bool {
+		before := plugin.authzChecks("shop.createOrder")
+		return plugin.exchange("POST", "/shop/orders", with(nil, "Authorization", wendyToken), "").Status == 200 &&
+			plugin.authzChecks("shop.createOrder") == before
+	})
+
+	forged := http.Header{"X-User-Id": {"mallory"}, "X-Client-Id": {"evil"}, "X-Token-Issuer": {"https://evil/"},
+		"X-Specgate-Client": {"ip:1.2.3.4"}, "X-Evil": {"1"}, "Accept-Language": {"fr"},
+		"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
 	lb := func(addr string, kv ...string) http.Header {
 		return with(nil, append([]string{"X-Forwarded-For", addr}, kv...)...)
 	}
@@ -99,6 +116,9 @@ func TestTokenlessRoutesChangeNothing(t *testing.T) {
 		{"anonymous POST with a body", "POST", "/shop/subscribe", with(forged, "Content-Type", "application/json"), `{"email":"a@b.test"}`},
 		{"anonymous POST with a chunked body", "POST", "/shop/subscribe", with(nil, "Content-Type", "application/json"), `chunked:{"email":"c@d.test"}`},
 		{"protected, no token", "GET", "/shop/orders", forged, ""},
+		{"token route the plugin decides", "POST", "/shop/orders", with(forged, "Authorization", wendyToken, "X-Tenant", "t1"), ""},
+		{"token route the plugin decides, scope missing", "POST", "/shop/orders", with(forged, "Authorization", aliceToken), ""},
+		{"declared query token", "GET", "/shop/feed?access_token=abc", with(forged, "Authorization", wendyToken), ""},
 		{"per-route allow-list", "GET", "/shop/catalog/1", with(forged, "X-Cart", "c1", "If-None-Match", `"e1"`, "X-Tenant", "t1"), ""},
 		{"ip key", "GET", "/shop/by-ip", forged, ""},
 		{"route key", "GET", "/shop/by-route", nil, ""},
@@ -136,11 +156,14 @@ func TestTokenlessRoutesChangeNothing(t *testing.T) {
 		if !reflect.DeepEqual(want, got) {
 			t.Errorf("%s: %s %s\n  authz asked: %+v\n  tokenless:   %+v", st.name, st.method, st.path, want, got)
 		}
+		if pl := plugin.exchange(st.method, st.path, st.hdr, st.body); !reflect.DeepEqual(want, pl) {
+			t.Errorf("%s: %s %s\n  authz asked: %+v\n  plugin:      %+v", st.name, st.method, st.path, want, pl)
+		}
 		if st.path == "/shop/public" && st.method == "POST" {
 			continue // 405 from Envoy: authz is never asked
 		}
 		checked++
-		if _, ok := st.hdr["Authorization"]; !ok && st.path != "/shop/search" && st.path != "/shop/orders" {
+		if _, ok := st.hdr["Authorization"]; !ok && st.path != "/shop/search" && !strings.HasPrefix(st.path, "/shop/orders") {
 			tokenless++
 		}
 	}

@@ -35,10 +35,12 @@ const (
 func (t *translator) plugin() bool { return t.set.Authz.Plugin != nil }
 
 // pluginDecides reports whether the plugin may decide op's requests: its allow must be all of
-// authz's, and a Wasm filter cannot write the dynamic metadata that rate limits count by or
-// that an API key's plan gives.
+// authz's. A Wasm filter cannot write the dynamic metadata that rate limits count by or that
+// an API key's plan gives. And every header a Wasm filter changes makes Envoy match the route
+// again: on an anonymous operation, a request whose Authorization the plugin removed would
+// then match the tokenless route, which removes the identity headers the allow set.
 func pluginDecides(op *ir.Operation) bool {
-	if len(op.RateLimits) > 0 {
+	if len(op.RateLimits) > 0 || op.Security.Anonymous {
 		return false
 	}
 	for _, r := range op.Security.AnyOf {

@@ -7,8 +7,7 @@
 // (package feed) every interval; with a feed older than staleAfter it decides nothing.
 //
 // It decides only on routes whose metadata carries policy.PluginFilter (the compiler puts it on
-// token routes without API keys and rate limits: their answers need authz's dynamic metadata,
-// which a Wasm filter cannot write). It never denies: a missing, invalid, revoked or
+// token routes without API keys and rate limits, translate.pluginDecides). It never denies: a missing, invalid, revoked or
 // insufficient token goes to ext_authz, which answers as without the plugin. An allow edits
 // the headers as authz's does and sets the filter state that makes Envoy skip ext_authz.
 package main
@@ -16,7 +15,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"maps"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -35,12 +34,13 @@ func main() {}
 func init() { proxywasm.SetRoot(func(uint32) proxywasm.Root { return &root{} }) }
 
 type root struct {
-	cfg      feed.PluginConfig
-	verifier *verify.Verifier
-	keys     map[string]*fedKeys
-	cache    *verify.Cache
-	revoked  *revocation.Set
-	policies map[string]*policy.Route // decoded route policies, by their encoding
+	cfg        feed.PluginConfig
+	verifier   *verify.Verifier
+	keys       map[string]*fedKeys
+	tokens     map[string]*verified
+	tokenBytes int
+	revoked    *revocation.Set
+	policies   map[string]*policy.Route // decoded route policies, by their encoding
 
 	epoch    string
 	seq      uint64
@@ -70,7 +70,8 @@ func (r *root) Configure(b []byte) bool {
 		r.keys[issuer] = k
 		return k
 	}, proxywasm.Now)
-	r.cache = verify.NewCache(10_000)
+	r.tokens = map[string]*verified{}
+	debug.SetGCPercent(400)
 	rc := r.cfg.Gateway.Revocation
 	r.revoked = revocation.NewSet(rc.ExpectedEntries, rc.FalsePositiveRate)
 	r.policies = map[string]*policy.Route{}
@@ -152,6 +153,9 @@ type stream struct{ r *root }
 func (s stream) Done() {}
 
 // RequestHeaders allows the request when authz would, or leaves it to ext_authz.
+// RequestHeaders allows the request when authz would, or leaves it to ext_authz. It asks
+// the host for data twice (the route's policy, the headers): each such call costs a few µs
+// in a Go module, as the host calls back into it to allocate.
 func (s stream) RequestHeaders(int, bool) proxywasm.Action {
 	r := s.r
 	now := proxywasm.Now()
@@ -166,58 +170,68 @@ func (s stream) RequestHeaders(int, bool) proxywasm.Action {
 	if pol == nil {
 		return proxywasm.Continue
 	}
-	if !pol.QueryToken {
-		if path, _ := proxywasm.RequestHeader(":path"); policy.HasQueryToken(path) {
-			return proxywasm.Continue
-		}
-	}
-	var id *verify.Identity
-	if auth, err := proxywasm.RequestHeader("authorization"); err == nil {
-		if id = r.identity(auth, now); id == nil {
-			return proxywasm.Continue
-		}
-		if r.revoked.Revoked(id.JTI, id.RevokedAs, &id.Content, ptr(revocation.TokenHash(strings.TrimPrefix(auth, "Bearer "))), id.IAT) ||
-			id.RevokedAs != id.Subject && r.revoked.SubjectRevoked(id.Subject, id.IAT) {
-			return proxywasm.Continue
-		}
-		if !pol.Anonymous && !meets(pol, id) {
-			return proxywasm.Continue
-		}
-	} else if !pol.Anonymous {
-		return proxywasm.Continue
-	}
 	pairs, err := proxywasm.RequestHeaders()
 	if err != nil {
 		return proxywasm.Continue
 	}
-	names := map[string]struct{}{}
+	var (
+		path, auth string
+		auths      int
+	)
 	for _, p := range pairs {
-		names[p[0]] = struct{}{}
+		switch p[0] {
+		case ":path":
+			path = p[1]
+		case "authorization":
+			auth, auths = p[1], auths+1
+		}
 	}
-	e := r.verifier.Edits(id, maps.Keys(names), pol.Allowed)
+	if !pol.QueryToken && policy.HasQueryToken(path) {
+		return proxywasm.Continue // authz refuses it
+	}
+	if auths != 1 {
+		return proxywasm.Continue
+	}
+	v := r.identity(auth, now)
+	if v == nil {
+		return proxywasm.Continue
+	}
+	id := v.id
+	if r.revoked.Revoked(id.JTI, id.RevokedAs, &id.Content, &v.sum, id.IAT) ||
+		id.RevokedAs != id.Subject && r.revoked.SubjectRevoked(id.Subject, id.IAT) || !meets(pol, id) {
+		return proxywasm.Continue
+	}
+	e := r.verifier.Edits(id, func(yield func(string) bool) {
+		for _, p := range pairs {
+			if !yield(p[0]) {
+				return
+			}
+		}
+	}, pol.Allowed)
 	for _, h := range e.Set {
 		proxywasm.SetRequestHeader(strings.ToLower(h[0]), h[1])
 	}
-	for _, name := range slices.Concat(e.Unset, e.Drop) {
+	for _, name := range e.Unset {
+		proxywasm.RemoveRequestHeader(name)
+	}
+	for _, name := range slices.Compact(e.Drop) { // sorted; a repeated header is named twice
 		proxywasm.RemoveRequestHeader(name)
 	}
 	proxywasm.SetProperty(policy.PluginAllowProperty, []byte("1"))
 	return proxywasm.Continue
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // identity is the verified identity of a bearer token, nil when authz must decide (any
 // failure, a key not fed).
-func (r *root) identity(auth string, now time.Time) *verify.Identity {
+func (r *root) identity(auth string, now time.Time) *verified {
 	tok, why := verify.SplitBearer(auth, r.maxToken)
 	if why != "" {
 		return nil
 	}
-	sum := revocation.TokenHash(tok)
-	if id := r.cache.Get(&sum, now); id != nil && id.KeyHeld() {
-		return id
+	if v := r.tokens[tok]; v != nil && now.Before(v.id.Exp) && v.id.KeyHeld() {
+		return v
 	}
+	tok = strings.Clone(tok) // a view of the host's answer (proxywasm.RequestHeaders)
 	if verify.Syntax(tok) != "" {
 		return nil
 	}
@@ -226,9 +240,28 @@ func (r *root) identity(auth string, now time.Time) *verify.Identity {
 		return nil
 	}
 	id.Content = revocation.ContentHash(tok)
-	r.cache.Put(&sum, id, now)
-	return id
+	if len(r.tokens) >= maxTokens || r.tokenBytes+len(tok) > maxTokenBytes {
+		clear(r.tokens)
+		r.tokenBytes = 0
+	}
+	v := &verified{id: id, sum: revocation.TokenHash(tok)}
+	r.tokens[tok], r.tokenBytes = v, r.tokenBytes+len(tok)
+	return v
 }
+
+// verified is a verified token's identity and hash (its tok: revocation key of old).
+type verified struct {
+	id  *verify.Identity
+	sum [32]byte
+}
+
+// The verified tokens a VM keeps, keyed by the token itself: a hit costs a map lookup, no
+// hash of the token (SHA-256 is slow in Wasm), and the map compares the whole token. When
+// full, it starts over.
+const (
+	maxTokens     = 20_000
+	maxTokenBytes = 16 << 20
+)
 
 // meets reports whether id satisfies one of the route's token requirements (authz's rule).
 func meets(pol *policy.Route, id *verify.Identity) bool {
@@ -247,9 +280,10 @@ func (r *root) policy(raw string) *policy.Route {
 	if p, ok := r.policies[raw]; ok {
 		return p
 	}
+	// What the compiler marks never has these; a policy that had would be authz's to decide.
 	var p *policy.Route
-	if d, err := policy.Decode(raw); err == nil && !slices.ContainsFunc(d.AnyOf, func(q policy.Requirement) bool { return q.APIKey != nil }) &&
-		len(d.RateLimitHeaders) == 0 {
+	if d, err := policy.Decode(raw); err == nil && !d.Anonymous && len(d.RateLimitHeaders) == 0 &&
+		!slices.ContainsFunc(d.AnyOf, func(q policy.Requirement) bool { return q.APIKey != nil }) {
 		p = &d
 	}
 	if len(r.policies) > 50_000 {

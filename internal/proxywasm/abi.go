@@ -44,29 +44,40 @@ func SetRoot(f func(id uint32) Root) { newRoot = f }
 //go:wasmexport proxy_abi_version_0_2_1
 func abiVersion() {}
 
-// allocations keeps each block the host asked for reachable until the host call that asked
-// for it returns and its data is copied out (take): the host holds only an address.
-var allocations = map[uintptr][]byte{}
+// What the host writes back (a header's value, a property) goes into memory it asks the
+// module for, one block per host call that returns data. Most are small: they come from
+// arena, which the next host call reuses (take hands out each block only until then); a larger
+// one gets its own slice, kept reachable in big until taken (the host holds only an address).
+var (
+	arena [16 << 10]byte
+	big   = map[uintptr][]byte{}
+)
 
 //go:wasmexport proxy_on_memory_allocate
 func onMemoryAllocate(size uint32) unsafe.Pointer {
-	b := make([]byte, max(size, 1))
+	if size <= uint32(len(arena)) {
+		return unsafe.Pointer(&arena[0])
+	}
+	b := make([]byte, size)
 	p := unsafe.Pointer(unsafe.SliceData(b))
-	allocations[uintptr(p)] = b[:size]
+	big[uintptr(p)] = b
 	return p
 }
 
-// take returns a copy-free view of the block the host filled at addr (size bytes) and
-// forgets it, so that it is collected once the caller lets go.
+// take returns the block the host filled at addr (size bytes): a view valid until the next
+// host call that returns data.
 func take(addr, size uint32) []byte {
-	if addr == 0 {
+	switch {
+	case addr == 0:
 		return nil
+	case uintptr(addr) == uintptr(unsafe.Pointer(&arena[0])):
+		return arena[:size]
 	}
-	b, ok := allocations[uintptr(addr)]
+	b, ok := big[uintptr(addr)]
 	if !ok {
 		return nil
 	}
-	delete(allocations, uintptr(addr))
+	delete(big, uintptr(addr))
 	return b[:size]
 }
 

@@ -3,6 +3,7 @@
 package proxywasm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -116,7 +117,7 @@ func buffer(typ uint32, start, max int) ([]byte, error) {
 	if err := check(proxyGetBufferBytes(typ, uint32(start), uint32(max), &data, &size)); err != nil {
 		return nil, err
 	}
-	return take(data, size), nil
+	return bytes.Clone(take(data, size)), nil
 }
 
 // CallResponseBody is the body of the HTTPCall being answered (in Root.HTTPCallResponse).
@@ -137,7 +138,10 @@ func header(typ uint32, name string) (string, error) {
 // with ","; ErrNotFound when absent.
 func RequestHeader(name string) (string, error) { return header(mapRequestHeaders, name) }
 
-// RequestHeaders are all request headers, pseudo-headers included, in order.
+// RequestHeaders are all request headers, pseudo-headers included, in order. The strings are
+// views of the host's answer, valid until the next host call that returns data: clone what
+// is kept longer (strings.Clone). Copying each name and value costs more than the rest of a
+// request's decision in Wasm.
 func RequestHeaders() ([][2]string, error) {
 	var data, size uint32
 	if err := check(proxyGetHeaderMapPairs(mapRequestHeaders, &data, &size)); err != nil {
@@ -163,7 +167,7 @@ func Property(path ...string) ([]byte, error) {
 	if err := check(proxyGetProperty(ptr(p), uint32(len(p)), &data, &size)); err != nil {
 		return nil, err
 	}
-	return take(data, size), nil
+	return bytes.Clone(take(data, size)), nil
 }
 
 // SetProperty writes the stream's filter state object "wasm.<name>" (Envoy's CelState).
@@ -228,7 +232,7 @@ func decodePairs(b []byte) ([][2]string, error) {
 			if l+1 > len(data) {
 				return nil, errPairs
 			}
-			out[i][j], data = string(data[:l]), data[l+1:]
+			out[i][j], data = unsafe.String(unsafe.SliceData(data), l), data[l+1:]
 		}
 	}
 	return out, nil

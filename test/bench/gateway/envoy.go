@@ -25,17 +25,20 @@ import (
 	"github.com/specgate/specgate/compiler/translate"
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/devissuer"
+	"github.com/specgate/specgate/extauthz/feed"
 	"github.com/specgate/specgate/policy"
 	"github.com/specgate/specgate/test/harness/specgen"
 )
 
-// The Check servers other than specgate authz: the no-op server, specgate authz with
+// The Check servers other than specgate authz: the no-op server, specgate authz feeding the
+// authz plugin (gateway.yaml authz.plugin; its Envoys run the plugin), specgate authz with
 // authz.decisionCacheTTL = benchCacheTTL, whose Envoys have the decision cache too, specgate
 // authz with the access log on (it then returns the decision for the log), with tracing on
 // (exporting to the no-op server, which also takes OTLP), and with both.
 const (
 	authzNoop     = "noop"
 	authzCache    = "cache"
+	authzPlugin   = "plugin" // specgate authz feeding the authz plugin of the plugin variants
 	authzLog      = "log"
 	authzTrace    = "trace"
 	authzLogTrace = "logtrace"
@@ -55,6 +58,7 @@ const (
 	filterRouter    = translate.FilterRouter
 	filterExtProc   = translate.FilterExtProc
 	filterJWT       = "envoy.filters.http.jwt_authn"
+	filterPlugin    = translate.FilterAuthzPlugin
 )
 
 // variant is one Envoy of the comparison: the compiled config with some filters removed (and
@@ -157,6 +161,7 @@ func oneTokenVariants() []*variant {
 		{key: "none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200},
 		{key: "authz", label: "Envoy + specgate authz", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, wantNoAuth: 401},
 		{key: "authz+rl", label: "Envoy + specgate authz + ratelimit", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRateLimit, filterRouter}, wantNoAuth: 401},
+		{key: "authz+plugin", label: "Envoy + specgate authz plugin (Wasm), token route without rate limit", keep: []string{filterCORS, filterBuffer, filterPlugin, filterExtAuthz, filterRouter}, authz: authzPlugin, wantNoAuth: 401, cpuPeer: "jwt_authn"},
 		{key: "authz+cache", label: "Envoy + specgate authz, decision cache", keep: []string{filterCORS, filterBuffer, policy.CacheFilter, filterExtAuthz, filterRouter}, authz: authzCache, wantNoAuth: 401},
 		{key: "authz+cache+rl", label: "Envoy + specgate authz, decision cache + ratelimit", keep: []string{filterCORS, filterBuffer, policy.CacheFilter, filterExtAuthz, filterRateLimit, filterRouter}, authz: authzCache, wantNoAuth: 401},
 		{key: "authz+log", label: "Envoy + specgate authz, JSON access log", keep: []string{filterCORS, filterBuffer, filterExtAuthz, filterRouter}, authz: authzLog, accessLog: true, wantNoAuth: 401},
@@ -175,6 +180,7 @@ func oneTokenVariants() []*variant {
 		{key: "mix-none", label: "Envoy, no auth", keep: []string{filterRouter}, wantNoAuth: 200, load: loadMix, cpuPeer: "mix-none"},
 		{key: "mix-specgate", label: "Envoy + specgate (authz for the 20 %)", keep: compiledRL, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
 		{key: "mix-specgate+cache", label: "Envoy + specgate, decision cache", keep: slices.Insert(slices.Clone(compiledRL), 2, policy.CacheFilter), authz: authzCache, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
+		{key: "mix-specgate+plugin", label: "Envoy + specgate, authz plugin (token route without rate limit)", keep: slices.Insert(slices.Clone(compiledRL), 2, filterPlugin), authz: authzPlugin, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
 		{key: "mix-jwt_authn", label: "Envoy + jwt_authn (local JWKS) + ratelimit", keep: []string{filterRateLimit, filterRouter}, jwtAuthn: true, wantNoAuth: 401, load: loadMix, cpuPeer: "mix-none"},
 	}
 }
@@ -197,6 +203,11 @@ func envoyConfig(v *variant, gw ir.Gateway, cfg config.Gateway, key *devissuer.K
 	cfg.Listeners.Public, cfg.Listeners.Internal = port(pub), port(internal)
 	if v.authz == authzCache {
 		cfg.Authz.DecisionCacheTTL.Duration = benchCacheTTL
+	}
+	if v.authz == authzPlugin {
+		cfg.Authz.Plugin = config.AuthzPlugin{Module: authzPluginModule, FeedAddress: pluginFeed, Interval: config.Duration{Duration: 250 * time.Millisecond},
+			StaleAfter: config.Duration{Duration: 2 * time.Second}, Credential: feed.Credential(adminToken)}
+		gw = withoutTokenRouteLimits(gw)
 	}
 	if v.accessLog {
 		cfg.AccessLog = config.AccessLog{Format: "json"}
@@ -338,6 +349,28 @@ func jwtAuthnFilter(key *devissuer.Key) (*hcmv3.HttpFilter, error) {
 	return &hcmv3.HttpFilter{Name: filterJWT, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
 }
 
+// authzPluginModule is the authz plugin (extauthz/plugin) that run builds for the plugin
+// variants, and pluginFeed the HTTP address of the authz that feeds it.
+var authzPluginModule, pluginFeed string
+
+// withoutTokenRouteLimits is gw with no rate limit on the operations that need a token: the
+// plugin decides only routes without (a Wasm filter cannot give the ratelimit filter its
+// client), and jwt_authn, which gives none either, counts nothing there.
+func withoutTokenRouteLimits(gw ir.Gateway) ir.Gateway {
+	gw.Services = slices.Clone(gw.Services)
+	for i, svc := range gw.Services {
+		svc.Operations = slices.Clone(svc.Operations)
+		for j, op := range svc.Operations {
+			if !op.Security.Anonymous {
+				op.RateLimits = nil
+				svc.Operations[j] = op
+			}
+		}
+		gw.Services[i] = svc
+	}
+	return gw
+}
+
 // wasmPlugin is the do-nothing plugin (./wasmnoop) that run builds for the wasm variants.
 var wasmPlugin string
 
@@ -362,13 +395,13 @@ func wasmFilter(runtime string) (*hcmv3.HttpFilter, error) {
 	return &hcmv3.HttpFilter{Name: "envoy.filters.http.wasm", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
 }
 
-// buildWasmPlugin compiles ./wasmnoop for wasip1 into dir.
-func buildWasmPlugin(dir string) (string, error) {
-	out := filepath.Join(dir, "noop.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "github.com/specgate/specgate/test/bench/gateway/wasmnoop")
+// buildWasm compiles a proxy-wasm plugin's main package for wasip1 into dir.
+func buildWasm(dir, name, pkg string) (string, error) {
+	out := filepath.Join(dir, name+".wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the Wasm plugin: %v: %s", err, b)
+		return "", fmt.Errorf("build the Wasm plugin %s: %v: %s", pkg, err, b)
 	}
 	return out, nil
 }

@@ -236,34 +236,41 @@ func run(o options) error {
 	}
 	// The same authz offering its allows to the decision cache, for the cache variants, with
 	// the access log on (it then returns the decision), with tracing on, and with both.
-	cacheAuthz, cacheAuthzAddr, err := startAuthzWith(o, dir, "cache", cfg, func(c *config.Gateway) {
+	cacheAuthz, err := startAuthzWith(o, dir, "cache", cfg, func(c *config.Gateway) {
 		c.Authz.DecisionCacheTTL.Duration = benchCacheTTL
 	})
 	if err != nil {
 		return err
 	}
-	logAuthz, logAuthzAddr, err := startAuthzWith(o, dir, "log", cfg, func(c *config.Gateway) {
+	logAuthz, err := startAuthzWith(o, dir, "log", cfg, func(c *config.Gateway) {
 		c.AccessLog = config.AccessLog{Format: "json"}
 	})
 	if err != nil {
 		return err
 	}
 	tracing := config.Tracing{OTLP: noopAddr, Sampling: 1} // authz traces what Envoy does
-	traceAuthz, traceAuthzAddr, err := startAuthzWith(o, dir, "trace", cfg, func(c *config.Gateway) { c.Tracing = tracing })
+	traceAuthz, err := startAuthzWith(o, dir, "trace", cfg, func(c *config.Gateway) { c.Tracing = tracing })
 	if err != nil {
 		return err
 	}
-	logTraceAuthz, logTraceAuthzAddr, err := startAuthzWith(o, dir, "logtrace", cfg, func(c *config.Gateway) {
+	logTraceAuthz, err := startAuthzWith(o, dir, "logtrace", cfg, func(c *config.Gateway) {
 		c.Tracing, c.AccessLog = tracing, config.AccessLog{Format: "json"}
 	})
 	if err != nil {
 		return err
 	}
 
+	// The same authz, feeding the authz plugin of the plugin variants.
+	pluginAuthz, err := startAuthzWith(o, dir, "plugin", cfg, func(*config.Gateway) {})
+	if err != nil {
+		return err
+	}
+	pluginFeed = pluginAuthz.http
+
 	t := &table{}
 	if !o.grpcOnly {
-		authzs := map[string]peer{"": {authz, authzAddr}, authzNoop: {noop, noopAddr}, authzCache: {cacheAuthz, cacheAuthzAddr},
-			authzLog: {logAuthz, logAuthzAddr}, authzTrace: {traceAuthz, traceAuthzAddr}, authzLogTrace: {logTraceAuthz, logTraceAuthzAddr}}
+		authzs := map[string]peer{"": {p: authz, addr: authzAddr}, authzNoop: {p: noop, addr: noopAddr}, authzCache: cacheAuthz,
+			authzLog: logAuthz, authzTrace: traceAuthz, authzLogTrace: logTraceAuthz, authzPlugin: pluginAuthz}
 		if err := httpBench(o, t, gw, cfg, key, ts, dir, authzs, rlAddr, rl, backend, validator); err != nil {
 			return err
 		}
@@ -295,10 +302,11 @@ func run(o options) error {
 	return nil
 }
 
-// peer is a Check server a variant's ext_authz calls.
+// peer is a Check server a variant's ext_authz calls, at addr; http is specgate authz's HTTP
+// port.
 type peer struct {
-	p    *proc
-	addr string
+	p          *proc
+	addr, http string
 }
 
 // httpBench measures the Envoy variants and adds their rows to t.
@@ -319,7 +327,13 @@ func httpBench(o options, t *table, gw ir.Gateway, cfg config.Gateway, key *devi
 	}
 	if slices.ContainsFunc(vs, func(v *variant) bool { return v.wasm != "" }) {
 		var err error
-		if wasmPlugin, err = buildWasmPlugin(dir); err != nil {
+		if wasmPlugin, err = buildWasm(dir, "noop", "github.com/specgate/specgate/test/bench/gateway/wasmnoop"); err != nil {
+			return err
+		}
+	}
+	if slices.ContainsFunc(vs, func(v *variant) bool { return v.authz == authzPlugin }) {
+		var err error
+		if authzPluginModule, err = buildWasm(dir, "authz-plugin", "github.com/specgate/specgate/extauthz/plugin"); err != nil {
 			return err
 		}
 	}

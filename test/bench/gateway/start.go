@@ -22,31 +22,30 @@ func writeConfig(path string, cfg config.Gateway) error {
 }
 
 // startAuthzWith runs another specgate authz on cfg changed by edit.
-func startAuthzWith(o options, dir, name string, cfg config.Gateway, edit func(*config.Gateway)) (*proc, string, error) {
+func startAuthzWith(o options, dir, name string, cfg config.Gateway, edit func(*config.Gateway)) (peer, error) {
 	edit(&cfg)
 	path := filepath.Join(dir, "gateway-"+name+".yaml")
 	if err := writeConfig(path, cfg); err != nil {
-		return nil, "", err
+		return peer{}, err
 	}
 	return startAuthz(o, "specgate-authz-"+name, path)
 }
 
-// startAuthz runs `specgate authz` on the gateway.yaml at cfgPath until it is ready and
-// returns its gRPC address.
-func startAuthz(o options, name, cfgPath string) (*proc, string, error) {
+// startAuthz runs `specgate authz` on the gateway.yaml at cfgPath until it is ready.
+func startAuthz(o options, name, cfgPath string) (peer, error) {
 	grpcAddr, err := freeAddr()
 	if err != nil {
-		return nil, "", err
+		return peer{}, err
 	}
 	httpAddr, err := freeAddr()
 	if err != nil {
-		return nil, "", err
+		return peer{}, err
 	}
 	p, err := start(name, []string{adminEnv}, o.specgate, "authz", "--config", cfgPath, "--grpc", grpcAddr, "--http", httpAddr)
 	if err != nil {
-		return nil, "", err
+		return peer{}, err
 	}
-	return p, grpcAddr, p.waitHTTP("http://"+httpAddr+"/readyz", 20*time.Second)
+	return peer{p: p, addr: grpcAddr, http: httpAddr}, p.waitHTTP("http://"+httpAddr+"/readyz", 20*time.Second)
 }
 
 // envoyResources are the resources of the specs' model under one variant's gateway.yaml: the
@@ -90,7 +89,9 @@ func startRoles(o options, self, dir string, gw ir.Gateway, cfg config.Gateway) 
 			authzAddr, err = addrs[0], authz.waitHTTP("http://"+addrs[1]+"/readyz", 20*time.Second)
 		}
 	} else {
-		authz, authzAddr, err = startAuthz(o, "specgate-authz", cfgPath)
+		var pr peer
+		pr, err = startAuthz(o, "specgate-authz", cfgPath)
+		authz, authzAddr = pr.p, pr.addr
 	}
 	if err != nil {
 		return nil, nil, "", "", err
@@ -110,8 +111,11 @@ func startRoles(o options, self, dir string, gw ir.Gateway, cfg config.Gateway) 
 	return authz, rl, authzAddr, addrs[2], nil
 }
 
-// adminEnv is the admin credential every specgate role of the benchmark gets.
-const adminEnv = "SPECGATE_ADMIN_TOKEN=bench-admin-token"
+// adminToken is the admin credential every specgate role of the benchmark gets (adminEnv).
+const (
+	adminToken = "bench-admin-token"
+	adminEnv   = "SPECGATE_ADMIN_TOKEN=" + adminToken
+)
 
 // startValidate runs a control plane on the benchmark's specs and `specgate validate`
 // following it, until the processor has the descriptions.
@@ -135,5 +139,5 @@ func startValidate(o options, dir, specs string) (peer, error) {
 	if err == nil {
 		err = p.waitHTTP("http://"+addrs[3]+"/readyz", 20*time.Second)
 	}
-	return peer{p, addrs[2]}, err
+	return peer{p: p, addr: addrs[2]}, err
 }
