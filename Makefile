@@ -49,6 +49,7 @@ help:
 	@echo "make run    - the whole gateway on localhost with example specs and demo backends"
 	@echo "make test   - every test (unit, golden, real Envoy, real Redis, real kube-apiserver)"
 	@echo "make bench  - benchmarks, printed as one table"
+	@echo "make build  - bin/specgate, the demo backend and bin/authz-plugin.wasm (authz inside Envoy)"
 	@echo "make image  - OCI image archives of specgate, Envoy, the demo backend and Valkey into .tools/images"
 	@echo "make envoy  - fetch Envoy $(ENVOY_VERSION) into .tools/envoy"
 	@echo "make specs  - fetch the real-world OpenAPI descriptions into .tools/specs"
@@ -65,6 +66,7 @@ help:
 build:
 	go build -buildvcs=auto -o $(BIN)/specgate ./cmd/specgate
 	go build -o $(BIN)/demo-backend ./examples/demo-backend
+	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o $(BIN)/authz-plugin.wasm ./extauthz/plugin
 
 run: build envoy
 	./scripts/run.sh
@@ -214,6 +216,7 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go vet ./...
 	go vet -tags interop ./test/interop/
+	GOOS=wasip1 GOARCH=wasm go vet ./extauthz/plugin ./internal/proxywasm/... ./internal/proxywasm/testdata/probe ./test/bench/gateway/wasmnoop
 
 # test/fleet measures push-to-live times on a 100-service fleet: it runs alone, after the rest,
 # so that the race detector and the other packages do not slow what it measures.
