@@ -111,7 +111,8 @@ func TestGatewayEndToEnd(t *testing.T) {
 		testGateway(t, newGateway(t, func(g *config.Gateway) { g.Authz.CheckTokenless = true }))
 	})
 	t.Run("authz plugin", func(t *testing.T) {
-		s := newGatewayWith(t, stack.Options{Plugin: testutil.Plugin(t)})
+		// Four workers, four plugin VMs, each with its own feed: a revocation must reach them all.
+		s := newGatewayWith(t, stack.Options{Plugin: testutil.Plugin(t), EnvoyWorkers: 4})
 		testGateway(t, s)
 		testPlugin(t, s)
 	})

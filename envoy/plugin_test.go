@@ -87,10 +87,22 @@ func testPlugin(t *testing.T, s *gateway) {
 			t.Fatalf("revoke on replica 0: %v %v", err, resp)
 		}
 		resp.Body.Close()
-		// Each Envoy worker has its own plugin VM and feed: twenty 401s in a row come from all.
+		// Each Envoy worker has its own plugin VM and feed; connections spread over the four
+		// workers: forty 401s in a row, on new connections, come from all.
+		fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		status := func() int {
+			req, _ := http.NewRequest("POST", s.Public+"/shop/orders", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := fresh.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
 		start, refused := time.Now(), 0
-		for refused < 20 {
-			if s.do("POST", "/shop/orders", tok, nil).StatusCode == 401 {
+		for refused < 40 {
+			if status() == 401 {
 				refused++
 			} else {
 				refused = 0

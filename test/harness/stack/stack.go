@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -79,6 +80,8 @@ type Options struct {
 	// Plugin is the authz plugin's module (testutil.Plugin): Envoy runs it in front of
 	// ext_authz, fed by the authz replicas.
 	Plugin string
+	// EnvoyWorkers is Envoy's --concurrency (default 2).
+	EnvoyWorkers int
 	// Validate runs specgate validate, for specs with x-specgate validate: request.
 	Validate bool
 }
@@ -202,7 +205,11 @@ func Start(t testing.TB, o Options) *Stack {
 	if err := os.WriteFile(bootPath, y, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.Envoy = testenvoy.Start(t, bootPath, admin)
+	var envoyArgs []string
+	if o.EnvoyWorkers > 0 {
+		envoyArgs = []string{"--concurrency", strconv.Itoa(o.EnvoyWorkers)}
+	}
+	s.Envoy = testenvoy.Start(t, bootPath, admin, envoyArgs...)
 	s.Public = fmt.Sprintf("http://127.0.0.1:%d", cfg.Listeners.Public)
 	s.Internal = fmt.Sprintf("http://127.0.0.1:%d", cfg.Listeners.Internal)
 	// Ready when Envoy holds the listeners (a 404 from the catch-all route proves it).

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -42,12 +43,17 @@ type Envoy struct {
 }
 
 // Start runs Envoy on the config file until the test ends and waits until its admin answers
-// /ready with LIVE. adminAddr must be the admin address the config names.
+// /ready with LIVE. adminAddr must be the admin address the config names. Two workers unless
+// extraArgs name --concurrency.
 func Start(t testing.TB, configPath, adminAddr string, extraArgs ...string) *Envoy {
 	t.Helper()
 	e := &Envoy{AdminAddr: adminAddr, log: &LogBuffer{}, done: make(chan struct{})}
-	args := append([]string{"-c", configPath, "--use-dynamic-base-id", "--log-level", "warn",
-		"--concurrency", "2", "--drain-time-s", "1", "--parent-shutdown-time-s", "2"}, extraArgs...)
+	args := []string{"-c", configPath, "--use-dynamic-base-id", "--log-level", "warn",
+		"--drain-time-s", "1", "--parent-shutdown-time-s", "2"}
+	if !slices.Contains(extraArgs, "--concurrency") {
+		args = append(args, "--concurrency", "2")
+	}
+	args = append(args, extraArgs...)
 	e.cmd = exec.Command(Binary(t), args...)
 	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
 	if err := e.cmd.Start(); err != nil {
