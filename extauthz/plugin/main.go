@@ -1,15 +1,16 @@
 //go:build wasip1
 
 // Command plugin is specgate authz inside Envoy: a proxy-wasm HTTP filter, built with the
-// standard Go toolchain (make wasm), that allows a token request on its own when it can and
+// standard Go toolchain (make build), that allows a token request on its own when it can and
 // leaves every other request to ext_authz, the authority. It decides with authz's own code
-// (package verify, revocation, policy), from keys and revocations that authz feeds it
-// (package feed) every interval; with a feed older than staleAfter it decides nothing.
+// (packages verify, revocation, policy), from the keys and revocations authz feeds it (package
+// feed) every interval; with a feed older than staleAfter it decides nothing.
 //
 // It decides only on routes whose metadata carries policy.PluginFilter (the compiler puts it on
-// token routes without API keys and rate limits, translate.pluginDecides). It never denies: a missing, invalid, revoked or
-// insufficient token goes to ext_authz, which answers as without the plugin. An allow edits
-// the headers as authz's does and sets the filter state that makes Envoy skip ext_authz.
+// token operations without API keys and rate limits, translate.pluginDecides). It never
+// denies: a missing, invalid, revoked or insufficient token goes to ext_authz, which answers
+// as without the plugin; so does a token its revocation filter may hold (revoked.go). An allow
+// edits the headers as authz's does and sets the filter state that makes Envoy skip ext_authz.
 package main
 
 import (
@@ -39,7 +40,8 @@ type root struct {
 	keys       map[string]*fedKeys
 	tokens     map[string]*verified
 	tokenBytes int
-	revoked    *revocation.Set
+	revoked    *revoked
+	fullAt     time.Time                // when the last full feed answer came: one every fullEvery purges expired keys
 	policies   map[string]*policy.Route // decoded route policies, by their encoding
 
 	epoch    string
@@ -72,8 +74,7 @@ func (r *root) Configure(b []byte) bool {
 	}, proxywasm.Now)
 	r.tokens = map[string]*verified{}
 	debug.SetGCPercent(400)
-	rc := r.cfg.Gateway.Revocation
-	r.revoked = revocation.NewSet(rc.ExpectedEntries, rc.FalsePositiveRate)
+	r.revoked = newRevoked(nil, proxywasm.Now())
 	r.policies = map[string]*policy.Route{}
 	r.maxToken = r.cfg.Gateway.Authz.MaxTokenBytes
 	return proxywasm.SetTickPeriod(r.cfg.Interval.Duration) == nil
@@ -120,8 +121,12 @@ func (r *root) HTTPCallResponse(_ uint32, headers, size int) {
 	r.freshAt = asked
 }
 
+// fullEvery is how often a VM asks for the whole revocation set again, to drop from its filter
+// the keys of entries that expired since.
+const fullEvery = 10 * time.Minute
+
 // apply takes in one feed answer: keys that changed are parsed, revocations added (or, for a
-// full answer, put in place of the set).
+// full answer, a new filter of them put in place).
 func (r *root) apply(f *feed.Feed) error {
 	for iss, raw := range f.Keys {
 		k := r.keys[iss]
@@ -136,13 +141,16 @@ func (r *root) apply(f *feed.Feed) error {
 	}
 	now := proxywasm.Now()
 	if f.Full {
-		r.revoked.Replace(f.Revocations, now)
+		r.revoked, r.fullAt = newRevoked(f.Revocations, now), now
 	} else {
 		for _, e := range f.Revocations {
-			r.revoked.Add(e, now)
+			r.revoked.add(e, now)
 		}
 	}
 	r.epoch, r.seq = f.Epoch, f.Seq
+	if r.revoked.full() || now.Sub(r.fullAt) > fullEvery {
+		r.epoch = "" // the next answer is the whole set: a filter sized for it, expired keys gone
+	}
 	return nil
 }
 
@@ -197,8 +205,7 @@ func (s stream) RequestHeaders(int, bool) proxywasm.Action {
 		return proxywasm.Continue
 	}
 	id := v.id
-	if r.revoked.Revoked(id.JTI, id.RevokedAs, &id.Content, &v.sum, id.IAT) ||
-		id.RevokedAs != id.Subject && r.revoked.SubjectRevoked(id.Subject, id.IAT) || !meets(pol, id) {
+	if r.revoked.mayHold(&v.locs, v.keys) || !meets(pol, id) {
 		return proxywasm.Continue
 	}
 	e := r.verifier.Edits(id, func(yield func(string) bool) {
@@ -244,15 +251,16 @@ func (r *root) identity(auth string, now time.Time) *verified {
 		clear(r.tokens)
 		r.tokenBytes = 0
 	}
-	v := &verified{id: id, sum: revocation.TokenHash(tok)}
+	v := &verified{id: id, keys: revocationKeys(id, revocation.TokenHash(tok))}
 	r.tokens[tok], r.tokenBytes = v, r.tokenBytes+len(tok)
 	return v
 }
 
-// verified is a verified token's identity and hash (its tok: revocation key of old).
+// verified is a verified token's identity and the keys that would revoke it, hashed.
 type verified struct {
-	id  *verify.Identity
-	sum [32]byte
+	id   *verify.Identity
+	keys []string
+	locs locations
 }
 
 // The verified tokens a VM keeps, keyed by the token itself: a hit costs a map lookup, no
