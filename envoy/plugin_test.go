@@ -1,14 +1,11 @@
 package envoy_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/specgate/specgate/test/harness/stack"
 	"github.com/specgate/specgate/test/harness/testutil"
 )
 
@@ -79,14 +76,7 @@ func testPlugin(t *testing.T, s *gateway) {
 		if code := s.do("POST", "/shop/orders", tok, nil).StatusCode; code != 200 {
 			t.Fatalf("before revocation: %d", code)
 		}
-		body, _ := json.Marshal(map[string]string{"token": tok})
-		req, _ := http.NewRequest("POST", "http://"+s.Authz[0].HTTP+"/v1/revocations", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+stack.AdminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("revoke on replica 0: %v %v", err, resp)
-		}
-		resp.Body.Close()
+		s.revoke(0, map[string]string{"token": tok})
 		// Each Envoy worker has its own plugin VM and feed; connections spread over the four
 		// workers: forty 401s in a row, on new connections, come from all.
 		fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
@@ -116,14 +106,7 @@ func testPlugin(t *testing.T, s *gateway) {
 
 	t.Run("a subject revocation: older tokens refused, a newer one is authz's to allow", func(t *testing.T) {
 		old := s.Token("sam", "orders:write")
-		body, _ := json.Marshal(map[string]string{"sub": "sam"})
-		req, _ := http.NewRequest("POST", "http://"+s.Authz[1].HTTP+"/v1/revocations", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+stack.AdminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("revoke sam: %v %v", err, resp)
-		}
-		resp.Body.Close()
+		s.revoke(1, map[string]string{"sub": "sam"})
 		testutil.Eventually(t, time.Second, "sam's token refused", func() bool {
 			return s.do("POST", "/shop/orders", old, nil).StatusCode == 401
 		})
