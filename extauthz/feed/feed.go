@@ -5,12 +5,16 @@
 package feed
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/specgate/specgate/config"
 	"github.com/specgate/specgate/extauthz/revocation"
@@ -56,6 +60,37 @@ func Credential(adminToken string) string {
 // Token reports whether a revocation entry is one the plugin applies.
 func Token(e revocation.Entry) bool {
 	return e.Grant == nil && !strings.HasPrefix(e.Key, revocation.PrefixAPIKey)
+}
+
+// IssuerKeys is one issuer's keys as authz last fed them: the plugin's verify.Keys. A kid it
+// does not hold is left to authz, which fetches the IdP's keys (ForceRefresh cannot wait for
+// the next answer).
+type IssuerKeys struct {
+	raw string
+	set jwk.Set
+}
+
+func (k *IssuerKeys) Keys() jwk.Set                        { return k.set }
+func (k *IssuerKeys) ForceRefresh(context.Context) jwk.Set { return k.set }
+
+// SetKeys takes in an answer's keys: a set that changed is parsed; an issuer the answer lacks
+// (authz holds no keys of it, say after a restart with its IdP down) is left with none, so
+// that tokens of it go to authz rather than meet keys authz no longer trusts.
+func SetKeys(held map[string]*IssuerKeys, fed map[string]json.RawMessage) error {
+	for iss, k := range held {
+		raw, ok := fed[iss]
+		switch {
+		case !ok:
+			k.raw, k.set = "", nil
+		case k.raw != string(raw):
+			set, err := jwk.Parse(raw)
+			if err != nil {
+				return fmt.Errorf("keys of %s: %w", iss, err)
+			}
+			k.raw, k.set = string(raw), set
+		}
+	}
+	return nil
 }
 
 // PluginConfig is the plugin's configuration, as the compiler writes it into Envoy's Wasm

@@ -21,8 +21,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwk"
-
 	"github.com/specgate/specgate/extauthz/feed"
 	"github.com/specgate/specgate/extauthz/revocation"
 	"github.com/specgate/specgate/extauthz/verify"
@@ -37,7 +35,7 @@ func init() { proxywasm.SetRoot(func(uint32) proxywasm.Root { return &root{} }) 
 type root struct {
 	cfg        feed.PluginConfig
 	verifier   *verify.Verifier
-	keys       map[string]*fedKeys
+	keys       map[string]*feed.IssuerKeys
 	tokens     map[string]*verified
 	tokenBytes int
 	revoked    *revoked
@@ -51,28 +49,20 @@ type root struct {
 	maxToken int
 }
 
-// fedKeys is an issuer's keys as authz last fed them. A kid it does not hold is left to authz,
-// which fetches the IdP's keys: ForceRefresh cannot wait for the feed.
-type fedKeys struct {
-	raw string
-	set jwk.Set
-}
-
-func (k *fedKeys) Keys() jwk.Set                        { return k.set }
-func (k *fedKeys) ForceRefresh(context.Context) jwk.Set { return k.set }
-
 func (r *root) Configure(b []byte) bool {
 	if err := json.Unmarshal(b, &r.cfg); err != nil {
 		proxywasm.Log(proxywasm.LogError, "specgate plugin: configuration: "+err.Error())
 		return false
 	}
-	r.keys = map[string]*fedKeys{}
+	r.keys = map[string]*feed.IssuerKeys{}
 	r.verifier = verify.New(&r.cfg.Gateway, func(issuer, _ string) verify.Keys {
-		k := &fedKeys{}
+		k := &feed.IssuerKeys{}
 		r.keys[issuer] = k
 		return k
 	}, proxywasm.Now)
 	r.tokens = map[string]*verified{}
+	// A collection stops the worker's requests: fewer of them for more memory (not measured
+	// apart from the other changes of that commit).
 	debug.SetGCPercent(400)
 	r.revoked = newRevoked(nil, proxywasm.Now())
 	r.policies = map[string]*policy.Route{}
@@ -125,19 +115,11 @@ func (r *root) HTTPCallResponse(_ uint32, headers, size int) {
 // the keys of entries that expired since.
 const fullEvery = 10 * time.Minute
 
-// apply takes in one feed answer: keys that changed are parsed, revocations added (or, for a
+// apply takes in one feed answer: the keys (feed.SetKeys), the revocations added (or, for a
 // full answer, a new filter of them put in place).
 func (r *root) apply(f *feed.Feed) error {
-	for iss, raw := range f.Keys {
-		k := r.keys[iss]
-		if k == nil || k.raw == string(raw) {
-			continue
-		}
-		set, err := jwk.Parse(raw)
-		if err != nil {
-			return err
-		}
-		k.raw, k.set = string(raw), set
+	if err := feed.SetKeys(r.keys, f.Keys); err != nil {
+		return err
 	}
 	now := proxywasm.Now()
 	if f.Full {
