@@ -45,6 +45,7 @@ type root struct {
 	epoch    string
 	seq      uint64
 	asked    time.Time // when the call in flight was sent; zero: none in flight
+	call     uint32    // its token: an answer to any other call is not taken
 	freshAt  time.Time // when the last answered call was sent
 	maxToken int
 }
@@ -75,7 +76,7 @@ func (r *root) Tick() {
 	if !r.asked.IsZero() && now.Sub(r.asked) < r.cfg.StaleAfter.Duration {
 		return // one call at a time; one lost by the host is given up after staleAfter
 	}
-	_, err := proxywasm.HTTPCall(r.cfg.Cluster, [][2]string{
+	call, err := proxywasm.HTTPCall(r.cfg.Cluster, [][2]string{
 		{":method", "GET"}, {":path", feed.Path + feed.Query(r.epoch, r.seq)}, {":authority", "specgate-authz"},
 		{"authorization", "Bearer " + r.cfg.Credential},
 	}, nil, r.cfg.StaleAfter.Duration)
@@ -83,10 +84,13 @@ func (r *root) Tick() {
 		proxywasm.Log(proxywasm.LogWarn, "specgate plugin: feed call: "+err.Error())
 		return
 	}
-	r.asked = now
+	r.asked, r.call = now, call
 }
 
-func (r *root) HTTPCallResponse(_ uint32, headers, size int) {
+func (r *root) HTTPCallResponse(call uint32, headers, size int) {
+	if call != r.call || r.asked.IsZero() {
+		return // a call given up on: its data is older than its successor's send time says
+	}
 	asked := r.asked
 	r.asked = time.Time{}
 	if headers == 0 {
