@@ -325,12 +325,25 @@ func TestReadmeRequests(t *testing.T) {
 		}
 		return true
 	})
-	var codes []int
-	for range 4 {
-		codes = append(codes, c.status("POST", "/accounts/signup", ""))
+	signups := func() string {
+		var codes []int
+		for range 4 {
+			codes = append(codes, c.status("POST", "/accounts/signup", ""))
+		}
+		return fmt.Sprint(codes)
 	}
-	if fmt.Sprint(codes) != "[200 200 200 429]" {
-		t.Errorf("four signups: %v, want [200 200 200 429]", codes)
+	got := signups()
+	if got == "[200 200 200 200]" {
+		// Nothing counted. Quotas fail open (failure_mode_deny false): a ratelimit pod not yet
+		// reaching its Redis lets requests through. Seen once, on a cold cluster's first
+		// deploy (CI, 2026-12-08). One more try in the next window; a limiter that counts
+		// nothing fails both.
+		t.Logf("figure: four signups counted nothing (%s); again in the next minute's window", got)
+		time.Sleep(time.Until(time.Now().Truncate(time.Minute).Add(time.Minute + 100*time.Millisecond)))
+		got = signups()
+	}
+	if got != "[200 200 200 429]" {
+		t.Errorf("four signups: %v, want [200 200 200 429]", got)
 	}
 
 	// specgate stats finds every authz pod through the headless Service's EndpointSlices,
