@@ -241,7 +241,7 @@ type Authz struct {
 	Plugin AuthzPlugin `json:"plugin"`
 }
 
-// AuthzPlugin is specgate authz run inside Envoy as a Wasm plugin (make wasm builds it): it
+// AuthzPlugin is specgate authz run inside Envoy as a Wasm plugin (make build writes bin/authz-plugin.wasm): it
 // allows what it can decide from keys and revocations authz feeds it, and leaves every other
 // request to authz. It replaces the decision cache (decisionCacheTTL).
 type AuthzPlugin struct {

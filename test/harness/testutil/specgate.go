@@ -37,7 +37,7 @@ func Specgate(t TB) string {
 	return built.bin
 }
 
-// Plugin is the authz plugin (extauthz/plugin, as make wasm builds it), built once per test
+// Plugin is the authz plugin (extauthz/plugin, as make build builds it), built once per test
 // process into a temporary directory; Main removes it too.
 func Plugin(t TB) string {
 	t.Helper()
