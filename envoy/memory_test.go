@@ -28,7 +28,8 @@ import (
 // fleet of 1,000 and 10,000 operations (specgen: 100 per service, half templated, a fifth
 // rate limited, a tenth internal), as compiled and as the same routes with no per-route
 // policy, and with parts of the compiled routes taken away to show where the memory goes;
-// then for the real descriptions of make specs (most of their operations anonymous).
+// at 10,000 with the authz plugin on (its fixed cost apart); then for the real descriptions
+// of make specs (most of their operations anonymous).
 // The routes reach Envoy over RDS as in production (from files, not from a control plane),
 // so that listeners naming one route table share it. Each sub-benchmark starts one Envoy:
 // run it with -benchtime 1x.
@@ -57,6 +58,19 @@ func BenchmarkEnvoyMemory(b *testing.B) {
 			})
 		}
 	}
+	// The authz plugin puts the policy of each route it decides in the route's metadata; its
+	// VMs (one per worker and one on the main thread) cost a fixed amount besides.
+	plugin := func(c *config.Gateway) {
+		c.Authz.Plugin.Module, c.Authz.Plugin.FeedAddress = testutil.Plugin(b), testutil.FreeAddr(b)
+	}
+	b.Run("ops=10000/with-authz-plugin", func(b *testing.B) {
+		for b.Loop() {
+			pluginEmpty, _ := envoyAllocated(b, fleet(1), nil, plugin)
+			mem, _ := envoyAllocated(b, fleet(10000), nil, plugin)
+			report(b, mem, pluginEmpty, 10000)
+			b.ReportMetric(float64(pluginEmpty-empty)/1e6, "MB-plugin-fixed")
+		}
+	})
 	b.Run("real-descriptions/compiled", func(b *testing.B) {
 		for b.Loop() {
 			mem, ops := envoyAllocated(b, func(dir string) error {
@@ -83,7 +97,7 @@ func fleet(ops int) func(dir string) error {
 
 // envoyAllocated starts Envoy on the specs that write writes, each route edited by edit (if
 // any), and returns server.memory_allocated once it is ready, and the operations served.
-func envoyAllocated(b *testing.B, write func(dir string) error, edit func(*routev3.Route)) (allocated, ops int) {
+func envoyAllocated(b *testing.B, write func(dir string) error, edit func(*routev3.Route), configure ...func(*config.Gateway)) (allocated, ops int) {
 	b.Helper()
 	dir := b.TempDir()
 	specs := filepath.Join(dir, "specs")
@@ -95,6 +109,9 @@ func envoyAllocated(b *testing.B, write func(dir string) error, edit func(*route
 	}
 	cfg := config.Default()
 	cfg.Listeners.Public, cfg.Listeners.Internal = uint32(testutil.FreePort(b)), uint32(testutil.FreePort(b))
+	for _, c := range configure {
+		c(&cfg)
+	}
 	gw, diags := compiler.Compile(specs, compiler.Options{Gateway: &cfg})
 	if err := diags.Err(); err != nil {
 		b.Fatal(err)
