@@ -3,8 +3,8 @@ package extauthz
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,12 +23,21 @@ import (
 // identity header and every header the route does not allow removed, and the dynamic
 // metadata the rate-limit descriptors read.
 func (s *server) allow(pol *routePolicy, headers map[string]string, id *verify.Identity, addr string) *authv3.CheckResponse {
-	e := s.verifier.Edits(id, maps.Keys(headers), pol.Allowed)
-	ok := &authv3.OkHttpResponse{HeadersToRemove: append(e.Unset, e.Drop...)}
-	for _, h := range e.Set {
-		ok.Headers = append(ok.Headers, overwrite(h[0], h[1]))
+	ok := &authv3.OkHttpResponse{}
+	for i, h := range s.verifier.ClaimHeaders() {
+		if id != nil && id.Headers[i] != "" {
+			ok.Headers = append(ok.Headers, overwrite(h.Name, id.Headers[i]))
+		} else {
+			ok.HeadersToRemove = append(ok.HeadersToRemove, h.Lower)
+		}
 	}
-	n := len(e.Unset)
+	n := len(ok.HeadersToRemove)
+	for name := range headers {
+		if s.verifier.Dropped(&pol.Route, name) {
+			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
+		}
+	}
+	slices.Sort(ok.HeadersToRemove[n:])
 
 	ip := policy.AnonymousClient(addr)
 	subject, client := "", ip

@@ -377,18 +377,9 @@ func (s *server) check(ctx context.Context, attrs *authv3.AttributeContext) (*au
 	if pol.Anonymous {
 		return s.allow(pol, headers, id, addr), reasonOK
 	}
-	issuerOK := false
-	for _, req := range pol.AnyOf {
-		if req.APIKey != nil {
-			continue // met by a key (checkAPIKey), never by a token
-		}
-		if len(req.Issuers) > 0 && !slices.Contains(req.Issuers, id.Issuer) {
-			continue
-		}
-		issuerOK = true
-		if id.HasScopes(req.Scopes) {
-			return s.allow(pol, headers, id, addr), reasonOK
-		}
+	met, issuerOK := id.Meets(pol.AnyOf) // a key's requirement is checkAPIKey's
+	if met {
+		return s.allow(pol, headers, id, addr), reasonOK
 	}
 	if !issuerOK {
 		return pol.denied, reasonIssuerNotValid

@@ -191,24 +191,21 @@ func (s stream) RequestHeaders(int, bool) proxywasm.Action {
 		return proxywasm.Continue
 	}
 	id := v.id
-	if r.revoked.mayHold(&v.locs, v.keys) || !meets(pol, id) {
+	if met, _ := id.Meets(pol.AnyOf); !met || r.revoked.mayHold(&v.locs, v.keys) {
 		return proxywasm.Continue
 	}
-	e := r.verifier.Edits(id, func(yield func(string) bool) {
-		for _, p := range pairs {
-			if !yield(p[0]) {
-				return
-			}
+	// What authz's allow does (extauthz server.allow), with the same rule for the others.
+	for i, h := range r.verifier.ClaimHeaders() {
+		if id.Headers[i] != "" {
+			proxywasm.SetRequestHeader(h.Lower, id.Headers[i])
+		} else {
+			proxywasm.RemoveRequestHeader(h.Lower)
 		}
-	}, pol.Allowed)
-	for _, h := range e.Set {
-		proxywasm.SetRequestHeader(strings.ToLower(h[0]), h[1])
 	}
-	for _, name := range e.Unset {
-		proxywasm.RemoveRequestHeader(name)
-	}
-	for _, name := range slices.Compact(e.Drop) { // sorted; a repeated header is named twice
-		proxywasm.RemoveRequestHeader(name)
+	for _, p := range pairs { // a repeated header is removed twice: no harm
+		if r.verifier.Dropped(pol, p[0]) {
+			proxywasm.RemoveRequestHeader(p[0])
+		}
 	}
 	proxywasm.SetProperty(policy.PluginAllowProperty, []byte("1"))
 	return proxywasm.Continue
@@ -256,19 +253,6 @@ const (
 	maxTokens     = 20_000
 	maxTokenBytes = 16 << 20
 )
-
-// meets reports whether id satisfies one of the route's token requirements (authz's rule).
-func meets(pol *policy.Route, id *verify.Identity) bool {
-	for _, req := range pol.AnyOf {
-		if req.APIKey != nil || len(req.Issuers) > 0 && !slices.Contains(req.Issuers, id.Issuer) {
-			continue
-		}
-		if id.HasScopes(req.Scopes) {
-			return true
-		}
-	}
-	return false
-}
 
 func (r *root) policy(raw string) *policy.Route {
 	if p, ok := r.policies[raw]; ok {

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/specgate/specgate/config"
+	"github.com/specgate/specgate/policy"
 )
 
 // leeway is the clock skew allowed on exp, nbf and iat.
@@ -489,33 +489,25 @@ func (v *Verifier) Qualified(issuer, name string) string {
 // mediaType is a typ value as RFC 7515 compares it: case-insensitive, "application/" optional.
 func mediaType(typ string) string { return strings.TrimPrefix(strings.ToLower(typ), "application/") }
 
-// Edits is what an allow does to a request's headers, in the authz answer and in the Envoy
-// plugin alike: Set overwrites (never appends) each identity header the identity has a value
-// for; Unset removes the others; Drop removes, sorted, every other header the route does not
-// allow (pseudo-headers and host stay).
-type Edits struct {
-	Set   [][2]string
-	Unset []string
-	Drop  []string
+// Dropped reports whether an allow removes the request header name (lower case) for the
+// route does not allow it: not a pseudo-header, not host, not one the route allows, and not an
+// identity header, which the allow sets or removes itself (ClaimHeaders, Identity.Headers).
+// authz's answer and the Envoy plugin apply this one rule.
+func (v *Verifier) Dropped(pol *policy.Route, name string) bool {
+	return name != "" && name[0] != ':' && name != "host" && !pol.Allowed(name) && !v.IsClaimHeader(name)
 }
 
-// Edits builds the header edits of an allow: id is nil for an anonymous request, names are
-// the request's lower-case header names, allowed the route's allow-list.
-func (v *Verifier) Edits(id *Identity, names iter.Seq[string], allowed func(string) bool) Edits {
-	var e Edits
-	for i, h := range v.claimHeaders {
-		if id != nil && id.Headers[i] != "" {
-			e.Set = append(e.Set, [2]string{h.Name, id.Headers[i]})
-		} else {
-			e.Unset = append(e.Unset, h.Lower)
-		}
-	}
-	for name := range names {
-		if name == "" || name[0] == ':' || name == "host" || allowed(name) || v.IsClaimHeader(name) {
+// Meets reports whether id satisfies one of the token requirements anyOf (a requirement met
+// by an API key never is), and whether one of them accepts its issuer at all.
+func (id *Identity) Meets(anyOf []policy.Requirement) (met, issuerOK bool) {
+	for _, req := range anyOf {
+		if req.APIKey != nil || len(req.Issuers) > 0 && !slices.Contains(req.Issuers, id.Issuer) {
 			continue
 		}
-		e.Drop = append(e.Drop, name)
+		issuerOK = true
+		if id.HasScopes(req.Scopes) {
+			return true, true
+		}
 	}
-	slices.Sort(e.Drop)
-	return e
+	return false, issuerOK
 }
