@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -15,19 +14,6 @@ import (
 	"github.com/specgate/specgate/test/harness/testenvoy"
 	"github.com/specgate/specgate/test/harness/testutil"
 )
-
-// buildPlugin compiles a proxy-wasm plugin's main package for Envoy (wasip1, c-shared) into
-// dir and returns the module's path.
-func buildPlugin(t *testing.T, pkg, dir string) string {
-	t.Helper()
-	out := filepath.Join(dir, "plugin.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s for wasip1: %v\n%s", pkg, err, b)
-	}
-	return out
-}
 
 const probeConfig = `
 admin:
@@ -83,7 +69,10 @@ static_resources:
 // of the package by what the backend and the client see.
 func TestEnvoy(t *testing.T) {
 	dir := t.TempDir()
-	plugin := buildPlugin(t, "github.com/specgate/specgate/internal/proxywasm/testdata/probe", dir)
+	plugin := filepath.Join(dir, "probe.wasm")
+	if err := testutil.BuildWasm("github.com/specgate/specgate/internal/proxywasm/testdata/probe", plugin); err != nil {
+		t.Fatal(err)
+	}
 	seen := make(chan http.Header, 10)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen <- r.Header.Clone()

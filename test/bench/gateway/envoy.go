@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,6 +27,7 @@ import (
 	"github.com/specgate/specgate/extauthz/feed"
 	"github.com/specgate/specgate/policy"
 	"github.com/specgate/specgate/test/harness/specgen"
+	"github.com/specgate/specgate/test/harness/testutil"
 )
 
 // The Check servers other than specgate authz: the no-op server, specgate authz feeding the
@@ -395,15 +395,10 @@ func wasmFilter(runtime string) (*hcmv3.HttpFilter, error) {
 	return &hcmv3.HttpFilter{Name: "envoy.filters.http.wasm", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
 }
 
-// buildWasm compiles a proxy-wasm plugin's main package for wasip1 into dir.
+// buildWasm compiles a proxy-wasm plugin's main package into dir/name.wasm.
 func buildWasm(dir, name, pkg string) (string, error) {
 	out := filepath.Join(dir, name+".wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the Wasm plugin %s: %v: %s", pkg, err, b)
-	}
-	return out, nil
+	return out, testutil.BuildWasm(pkg, out)
 }
 
 func btoi(b bool) int {

@@ -48,16 +48,23 @@ func Plugin(t TB) string {
 			return
 		}
 		plugin.bin = filepath.Join(dir, "authz-plugin.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", plugin.bin, "github.com/specgate/specgate/extauthz/plugin")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			plugin.err = fmt.Errorf("go build the authz plugin: %v\n%s", err, out)
-		}
+		plugin.err = BuildWasm("github.com/specgate/specgate/extauthz/plugin", plugin.bin)
 	})
 	if plugin.err != nil {
 		t.Fatal(plugin.err)
 	}
 	return plugin.bin
+}
+
+// BuildWasm compiles the main package pkg into out as a proxy-wasm module for Envoy: GOOS=wasip1,
+// -buildmode=c-shared, as make build does.
+func BuildWasm(pkg, out string) error {
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s for wasip1: %v\n%s", pkg, err, b)
+	}
+	return nil
 }
 
 // Main is a TestMain for packages that use Specgate: it runs the tests, then removes the
