@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -27,6 +29,16 @@ type admin struct {
 	token string
 	dev   *devissuer.Key
 	log   *slog.Logger
+
+	// feedKeys is each issuer's JWKS as the feed last encoded it: every Envoy worker asks
+	// every interval, and the set changes only when the IdP's does.
+	feedMu   sync.Mutex
+	feedKeys map[string]encodedKeys
+}
+
+type encodedKeys struct {
+	set  jwk.Set
+	json json.RawMessage
 }
 
 func (a *admin) routes() http.Handler {
@@ -68,7 +80,7 @@ func (a *admin) feed(w http.ResponseWriter, r *http.Request) {
 		Keys: map[string]json.RawMessage{}}
 	for _, iss := range a.srv.verifier.Issuers() {
 		if ks := a.srv.verifier.IssuerKeys(iss).Keys(); ks != nil {
-			b, err := json.Marshal(ks)
+			b, err := a.encodeKeys(iss, ks)
 			if err != nil {
 				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "keys of " + iss + ": " + err.Error()})
 				return
@@ -77,6 +89,24 @@ func (a *admin) feed(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, f)
+}
+
+// encodeKeys is the JSON of an issuer's key set, encoded once per set.
+func (a *admin) encodeKeys(iss string, ks jwk.Set) (json.RawMessage, error) {
+	a.feedMu.Lock()
+	defer a.feedMu.Unlock()
+	if e, ok := a.feedKeys[iss]; ok && e.set == ks {
+		return e.json, nil
+	}
+	b, err := json.Marshal(ks)
+	if err != nil {
+		return nil, err
+	}
+	if a.feedKeys == nil {
+		a.feedKeys = map[string]encodedKeys{}
+	}
+	a.feedKeys[iss] = encodedKeys{ks, b}
+	return b, nil
 }
 
 // revocationRequest is the body of POST /v1/revocations: exactly one of jti, sub or token.
